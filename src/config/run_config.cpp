@@ -1,0 +1,279 @@
+#include "config/run_config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace speedrun::config {
+
+namespace fs = std::filesystem;
+
+namespace {
+template <size_t I = 0>
+void collect_type_names(std::vector<std::string>& out) {
+  if constexpr (I < std::variant_size_v<OptimizerSettings>) {
+    out.emplace_back(std::variant_alternative_t<I, OptimizerSettings>::type);
+    collect_type_names<I + 1>(out);
+  }
+}
+template <size_t I = 0>
+bool select_alternative(OptimizerSettings& v, const std::string& name) {
+  if constexpr (I < std::variant_size_v<OptimizerSettings>) {
+    using Alt = std::variant_alternative_t<I, OptimizerSettings>;
+    if (name == Alt::type) {
+      v = Alt{};
+      return true;
+    }
+    return select_alternative<I + 1>(v, name);
+  }
+  return false;
+}
+}  // namespace
+
+const std::vector<std::string>& OptimizerConfig::type_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    collect_type_names(n);
+    return n;
+  }();
+  return names;
+}
+
+bool OptimizerConfig::select_settings(const std::string& type_name) {
+  return select_alternative(settings, type_name);
+}
+
+void read_optimizer_entry(JsonReader& r, OptimizerConfig& e) {
+  // The settings alternative is chosen by "type" before binding, so that keys of
+  // other optimizer types are reported as unknown keys of this one.
+  const json& raw = r.raw();
+  if (auto it = raw.find("type"); it != raw.end() && it->is_string()) e.select_settings(it->get<std::string>());
+  e.bind(r);
+}
+
+Override parse_override(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw UserError("--set '" + text + "': expected key=value, e.g. --set train.steps=100");
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+json parse_json_text(const std::string& text, const std::string& filename) {
+  try {
+    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/false);
+  } catch (const json::parse_error& e) {
+    // Turn the byte offset into line:column for the message.
+    size_t line = 1, col = 1;
+    const size_t end = std::min<size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
+    for (size_t i = 0; i < end; ++i) {
+      if (text[i] == '\n') ++line, col = 1;
+      else ++col;
+    }
+    std::string what = e.what();
+    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line ..., column ...: ".
+    if (const size_t p = what.rfind(": "); p != std::string::npos) what = what.substr(p + 2);
+    throw UserError(filename + ":" + std::to_string(line) + ":" + std::to_string(col) + ": malformed JSON: " + what);
+  }
+}
+
+// --- --set --------------------------------------------------------------------
+
+static json value_for_kind(const Override& o, const KeyInfo& info) {
+  const std::string& v = o.value;
+  auto fail = [&](const std::string& what) -> json {
+    throw UserError("--set " + o.key + "=" + v + ": expected " + what);
+  };
+  if (info.nullable && v == "null") return nullptr;
+  switch (info.kind) {
+    case Kind::string: return v;
+    case Kind::boolean:
+      if (v == "true" || v == "1" || v == "yes") return true;
+      if (v == "false" || v == "0" || v == "no") return false;
+      return fail(info.expected);
+    case Kind::integer:
+    case Kind::number: {
+      if (v.empty()) return fail(info.expected);
+      errno = 0;
+      char* end = nullptr;
+      if (info.kind == Kind::integer) {
+        const long long x = std::strtoll(v.c_str(), &end, 10);
+        if (*end == '\0' && errno == 0) return static_cast<int64_t>(x);
+      }
+      const double d = std::strtod(v.c_str(), &end);
+      if (*end != '\0' || errno != 0) return fail(info.expected);
+      return d;  // the reader checks integrality and range and reports the key
+    }
+    case Kind::string_list: {
+      // Either JSON ("[\"a\",\"b\"]") or comma-separated (a,b).
+      if (!v.empty() && v.front() == '[') {
+        try {
+          return json::parse(v);
+        } catch (const json::parse_error&) {
+          return fail(info.expected + " (as JSON, e.g. [\"a\",\"b\"], or comma-separated)");
+        }
+      }
+      json a = json::array();
+      std::stringstream ss(v);
+      for (std::string item; std::getline(ss, item, ',');) a.push_back(item);
+      return a;
+    }
+    case Kind::number_list: {
+      std::string text = v;
+      if (text.empty() || text.front() != '[') text = "[" + text + "]";
+      try {
+        return json::parse(text);
+      } catch (const json::parse_error&) {
+        return fail(info.expected + " (e.g. 0.9,0.95 or [0.9,0.95])");
+      }
+    }
+    default: return fail(info.expected);
+  }
+}
+
+std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides) {
+  std::vector<std::string> set_keys;
+  for (const Override& o : overrides) {
+    const std::vector<std::string> segments = split_key_path(o.key);
+    RunConfig probe;
+    KeyFinder finder(segments, raw);
+    probe.bind(finder);
+    finder.finish_lookup(segments[0]);
+    if (!finder.result) throw UserError("--set " + o.key + "=" + o.value + ": " + finder.error);
+    const json value = value_for_kind(o, *finder.result);
+    // Walk (creating objects as needed) and assign.
+    json* node = &raw;
+    for (size_t i = 0; i + 1 < segments.size(); ++i) {
+      const std::string& s = segments[i];
+      if (s.front() == '[') {
+        node = &(*node)[std::stoul(s.substr(1, s.size() - 2))];  // existence checked by the finder
+      } else {
+        if (!node->contains(s) || !(*node)[s].is_structured()) (*node)[s] = json::object();
+        node = &(*node)[s];
+      }
+    }
+    (*node)[segments.back()] = value;
+    set_keys.push_back(o.key);
+  }
+  return set_keys;
+}
+
+// --- validation -----------------------------------------------------------------
+
+static void check_cross_fields(const RunConfig& c, Errors& errors) {
+  const ModelConfig& m = c.model;
+  if (m.padded_vocab_size < m.vocab_size)
+    errors.add("model.padded_vocab_size", "must be >= model.vocab_size (" + std::to_string(m.vocab_size) + "), got " +
+                                              std::to_string(m.padded_vocab_size));
+  if (m.head_dim % 4 != 0)
+    errors.add("model.head_dim", "must be a multiple of 4 (half-truncated rotary), got " + std::to_string(m.head_dim));
+  const TrainConfig& t = c.train;
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
+  if (t.batch_tokens % micro_tokens != 0)
+    errors.add("train.batch_tokens", "must be a multiple of train.micro_batch_seqs * model.seq_len = " +
+                                         std::to_string(micro_tokens) + ", got " + std::to_string(t.batch_tokens));
+  if (c.data.val_tokens % m.seq_len != 0)
+    errors.add("data.val_tokens", "must be a multiple of model.seq_len = " + std::to_string(m.seq_len) + ", got " +
+                                      std::to_string(c.data.val_tokens));
+  if (t.stop_at_target && !t.target_val_loss)
+    errors.add("train.stop_at_target", "is true but train.target_val_loss is not set");
+  if (c.optimizers.empty()) errors.add("optimizers", "at least one optimizer entry is required");
+  for (size_t i = 0; i < c.optimizers.size(); ++i) {
+    const OptimizerConfig& o = c.optimizers[i];
+    if (const auto* mu = std::get_if<MuonSettings>(&o.settings)) {
+      if (mu->momentum_warmup_start && mu->momentum_warmup_steps == 0)
+        errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
+                   "must be >= 1 when momentum_warmup_start is set");
+    }
+  }
+}
+
+RunConfig run_config_from_json(const json& raw, const std::string& where) {
+  Errors errors;
+  RunConfig cfg;
+  if (!raw.is_object()) {
+    errors.add("", "expected a JSON object at the top level, got " + describe_value(raw));
+    errors.throw_if_any(where);
+  }
+  JsonReader reader(raw, "", errors);
+  cfg.bind(reader);
+  reader.finish();
+  if (!raw.contains("optimizers")) errors.add("optimizers", "required key is missing (a list of optimizer entries)");
+  if (!raw.contains("data")) errors.add("data", "required key is missing (train_glob and val_glob)");
+  if (errors.empty()) check_cross_fields(cfg, errors);
+  errors.throw_if_any(where);
+  return cfg;
+}
+
+static std::string resolve_path(const std::string& p, const fs::path& base) {
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  return (base / p).lexically_normal().string();
+}
+
+RunConfig load_run_config(const fs::path& file, const std::vector<Override>& overrides) {
+  json raw = parse_json_text(read_text_file(file), file.string());
+  if (!raw.is_object()) throw UserError(file.string() + ": expected a JSON object at the top level");
+  const std::vector<std::string> set_keys = apply_overrides(raw, overrides);
+  RunConfig cfg = run_config_from_json(raw, file.string());
+  if (cfg.name.empty()) cfg.name = file.stem().string();
+  // Paths written in the file are relative to the file; paths given on the command
+  // line are relative to where the command runs.
+  const fs::path file_dir = fs::absolute(file).parent_path();
+  const fs::path cwd = fs::current_path();
+  auto base_for = [&](const std::string& key) {
+    return std::find(set_keys.begin(), set_keys.end(), key) != set_keys.end() ? cwd : file_dir;
+  };
+  cfg.data.train_glob = resolve_path(cfg.data.train_glob, base_for("data.train_glob"));
+  cfg.data.val_glob = resolve_path(cfg.data.val_glob, base_for("data.val_glob"));
+  return cfg;
+}
+
+json to_json(const RunConfig& cfg) {
+  RunConfig copy = cfg;
+  JsonWriter w;
+  copy.bind(w);
+  return w.out;
+}
+
+std::string config_reference_markdown() {
+  std::ostringstream md;
+  auto table = [&md](const std::vector<ReferenceRow>& rows) {
+    md << "| key | expects | default | meaning |\n|---|---|---|---|\n";
+    for (const ReferenceRow& r : rows)
+      md << "| `" << r.path << "` | " << r.expected << " | `" << r.default_value << "` | " << r.doc << " |\n";
+    md << "\n";
+  };
+  md << "# Run config reference\n\n"
+        "Generated by `speedrun validate-config --reference`; do not edit by hand.\n"
+        "Every key is optional unless marked (required); defaults are the Track 3 values.\n"
+        "Unknown keys are errors. Override any key with `--set key=value`, e.g.\n"
+        "`--set train.steps=100 --set optimizers[1].lr=0.02`.\n\n";
+  {
+    RunConfig c;
+    std::vector<ReferenceRow> rows;
+    ReferenceWriter w("", rows);
+    c.bind(w);
+    md << "## Run\n\n";
+    table(rows);
+  }
+  md << "## Optimizer entries (`optimizers[i]`)\n\n"
+        "`optimizers` is a list; each entry names its `type`, the parameters it owns (name patterns) and its settings. "
+        "Parameter names are as in upstream PyTorch: `embed.weight`, `blocks.3.attn.q.weight`, `blocks.3.mlp.fc.bias`, "
+        "`blocks.3.norm1.gains`, `norm1.gains`, `norm2.gains`, `proj.weight` (the LM head), `proj.bias`.\n\n";
+  for (const std::string& type_name : OptimizerConfig::type_names()) {
+    OptimizerConfig e;
+    e.type = type_name;
+    e.select_settings(type_name);
+    std::vector<ReferenceRow> rows;
+    ReferenceWriter w("", rows);
+    e.bind(w);
+    md << "### type \"" << type_name << "\"\n\n";
+    table(rows);
+  }
+  return md.str();
+}
+
+}  // namespace speedrun::config

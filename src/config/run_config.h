@@ -1,0 +1,255 @@
+// The run config: every setting of a training run, typed, with defaults and checks.
+//
+// Defaults are the Track 3 values (../shared/specs/model-track3.md, optimizers.md) so
+// that a config only states what differs. Each struct lists its keys once in `bind`;
+// see config/schema.h for how that one list reads, writes, overrides and documents.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "config/schema.h"
+
+namespace speedrun::config {
+
+struct ModelConfig {
+  int64_t vocab_size = 50257;          // token ids must be below this
+  int64_t padded_vocab_size = 50304;   // rows of embedding and head (multiple of 128 upstream)
+  int64_t n_layer = 12;
+  int64_t d_model = 768;
+  int64_t n_head = 6;
+  int64_t head_dim = 128;
+  int64_t mlp_ratio = 4;
+  int64_t seq_len = 1024;
+  // Upstream calls F.rms_norm without eps on bf16 activations, so the effective eps is
+  // bf16's machine epsilon 2^-7. We default to that value (see README, "Deviations").
+  double rmsnorm_eps = 0.0078125;
+  double attn_scale = 0.12;
+  double rotary_base = 1024.0;
+  std::string logit_softcap = "algebraic";  // algebraic: cap*z/sqrt(z^2+cap^2); sigmoid: cap*sigmoid(z/(T*sqrt(d)))
+  double logit_cap = 15.0;
+  double sigmoid_temperature = 7.5;
+
+  int64_t mlp_hidden() const { return mlp_ratio * d_model; }
+  int64_t attn_dim() const { return n_head * head_dim; }
+
+  template <class A>
+  void bind(A& a) {
+    a.field("vocab_size", vocab_size, at_least<int64_t>(2), "GPT-2 has 50257 tokens; data ids must be below this");
+    a.field("padded_vocab_size", padded_vocab_size, at_least<int64_t>(2),
+            "rows of the embedding and the LM head (>= vocab_size; upstream pads to a multiple of 128)");
+    a.field("n_layer", n_layer, in_range<int64_t>(1, 1024), "transformer blocks");
+    a.field("d_model", d_model, in_range<int64_t>(1, 65536), "model width d");
+    a.field("n_head", n_head, in_range<int64_t>(1, 1024), "attention heads");
+    a.field("head_dim", head_dim, in_range<int64_t>(4, 1024), "width of a head (a multiple of 4: half-truncated rotary)");
+    a.field("mlp_ratio", mlp_ratio, in_range<int64_t>(1, 64), "MLP hidden width = mlp_ratio * d_model");
+    a.field("seq_len", seq_len, in_range<int64_t>(1, 1 << 20), "tokens per sequence (positions restart at 0)");
+    a.field("rmsnorm_eps", rmsnorm_eps, greater_than(0.0),
+            "eps in rmsnorm; 2^-7 is upstream's effective value (F.rms_norm on bf16 without eps)");
+    a.field("attn_scale", attn_scale, greater_than(0.0), "softmax scale of q.k (0.12, not 1/sqrt(head_dim))");
+    a.field("rotary_base", rotary_base, greater_than(1.0), "rotary frequencies (1/base)^(j/(head_dim/4-1))");
+    a.field("logit_softcap", logit_softcap, one_of({"algebraic", "sigmoid", "none"}),
+            "algebraic: cap*z/sqrt(z^2+cap^2) (Track 3); sigmoid: cap*sigmoid(z/(T*sqrt(d))) (record #26)");
+    a.field("logit_cap", logit_cap, greater_than(0.0), "the cap: 15 for Track 3, 30 for record #26");
+    a.field("sigmoid_temperature", sigmoid_temperature, greater_than(0.0), "T of the sigmoid cap (7.5 in record #26)");
+  }
+};
+
+struct DataConfig {
+  std::string train_glob;  // resolved against the config file's directory
+  std::string val_glob;
+  int64_t val_tokens = 10485760;  // 20 x 524288
+  int64_t epochs = 1;
+
+  template <class A>
+  void bind(A& a) {
+    a.required("train_glob", train_glob, non_empty_string(),
+               "training shards (.bin); relative paths are resolved against the config file's directory");
+    a.required("val_glob", val_glob, non_empty_string(), "validation shards; the first val_tokens tokens are used");
+    a.field("val_tokens", val_tokens, at_least<int64_t>(1), "validation tokens (a multiple of seq_len)");
+    a.field("epochs", epochs, at_least<int64_t>(1),
+            "passes over the training shards before the run stops with 'training data exhausted' (1 = upstream)");
+  }
+};
+
+struct TrainConfig {
+  int64_t batch_tokens = 524288;  // global batch (all ranks, all micro-batches)
+  int64_t micro_batch_seqs = 64;  // sequences per forward/backward on one rank
+  int64_t steps = 3250;
+  int64_t seed = 0;
+  int64_t val_every = 125;
+  int64_t val_every_final = 25;
+  double val_final_frac = 0.1;
+  std::optional<double> target_val_loss;
+  bool stop_at_target = false;
+  std::string device = "auto";
+  int64_t threads = 0;
+  std::string out_dir = "runs";
+
+  template <class A>
+  void bind(A& a) {
+    a.field("batch_tokens", batch_tokens, at_least<int64_t>(1),
+            "tokens per optimizer step over all ranks (524288 in Track 3)");
+    a.field("micro_batch_seqs", micro_batch_seqs, at_least<int64_t>(1),
+            "sequences per forward/backward on one rank; gradients accumulate over micro-batches");
+    a.field("steps", steps, at_least<int64_t>(1), "optimizer steps");
+    a.field("seed", seed, at_least<int64_t>(0), "seed of the initialization (data order does not depend on it)");
+    a.field("val_every", val_every, at_least<int64_t>(1), "validate every this many steps");
+    a.field("val_every_final", val_every_final, at_least<int64_t>(1),
+            "validate this often once step/steps >= 1 - val_final_frac");
+    a.field("val_final_frac", val_final_frac, in_range(0.0, 1.0), "fraction of the run validated more often");
+    a.field("target_val_loss", target_val_loss, optional_of(greater_than(0.0)),
+            "target validation loss (3.28 in Track 3); the summary reports the first step at or below it");
+    a.field("stop_at_target", stop_at_target, any<bool>(), "stop the run at the first validation at or below the target");
+    a.field("device", device, one_of({"auto", "cpu", "cuda"}), "auto: CUDA when a device exists, else the CPU");
+    a.field("threads", threads, in_range<int64_t>(0, 4096), "CPU threads (0: all cores)");
+    a.field("out_dir", out_dir, non_empty_string(), "runs are written to out_dir/<run name>/");
+  }
+};
+
+struct ScheduleConfig {
+  double cooldown_frac = 0.7;
+  int64_t warmup_steps = 0;
+  double min_factor = 0.0;
+
+  template <class A>
+  void bind(A& a) {
+    a.field("cooldown_frac", cooldown_frac, in_range(0.0, 1.0),
+            "lr factor is 1 until step/steps reaches 1 - cooldown_frac, then falls linearly");
+    a.field("warmup_steps", warmup_steps, at_least<int64_t>(0),
+            "linear warm-up: the factor is multiplied by min(1, (step+1)/warmup_steps) (250 in the Adam baseline)");
+    a.field("min_factor", min_factor, in_half_open(0.0, 1.0),
+            "the factor the cooldown ends at (0 in Track 3, 0.1 in record #26)");
+  }
+};
+
+// --- optimizer entries ------------------------------------------------------
+
+struct AdamWSettings {
+  static constexpr const char* type = "adamw";
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-8;
+
+  template <class A>
+  void bind(A& a) {
+    a.field("betas", betas, each(in_half_open(0.0, 1.0), 2), "(beta1, beta2) as torch.optim.AdamW");
+    a.field("eps", eps, greater_than(0.0), "added to sqrt(v_hat)");
+  }
+};
+
+struct MuonSettings {
+  static constexpr const char* type = "muon";
+  double momentum = 0.95;
+  bool nesterov = true;
+  std::optional<double> momentum_warmup_start;  // e.g. 0.85 in speedrun track 1
+  int64_t momentum_warmup_steps = 0;
+  std::string ns_preset = "cubic";                 // cubic: (2,-1.5,0.5) x 12; quintic: (3.4445,-4.7750,2.0315) x 5
+  std::optional<std::vector<double>> ns_coefficients;  // overrides the preset's (a, b, c)
+  std::optional<int64_t> ns_steps;                  // overrides the preset's step count
+  std::string ns_precision = "auto";                // auto: fp32 on the CPU, bf16 on the GPU
+
+  template <class A>
+  void bind(A& a) {
+    a.field("momentum", momentum, in_half_open(0.0, 1.0), "mu of buf = mu*buf + (1-mu)*G");
+    a.field("nesterov", nesterov, any<bool>(), "update with (1-mu)*G + mu*buf instead of buf");
+    a.field("momentum_warmup_start", momentum_warmup_start, optional_of(in_half_open(0.0, 1.0)),
+            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps");
+    a.field("momentum_warmup_steps", momentum_warmup_steps, at_least<int64_t>(0), "length of the momentum warm-up");
+    a.field("ns_preset", ns_preset, one_of({"cubic", "quintic"}),
+            "Newton-Schulz coefficients: cubic (2, -1.5, 0.5) x 12 steps, quintic (3.4445, -4.7750, 2.0315) x 5");
+    a.field("ns_coefficients", ns_coefficients, optional_of(each(any<double>(), 3)),
+            "(a, b, c) of X = a X + (b A + c A^2) X, replacing the preset's");
+    a.field("ns_steps", ns_steps, optional_of(in_range<int64_t>(1, 100)), "iterations, replacing the preset's");
+    a.field("ns_precision", ns_precision, one_of({"auto", "fp32", "bf16"}),
+            "precision of the iteration: bf16 rounds every product as the GPU does (emulated on the CPU)");
+  }
+};
+
+// Every optimizer type's settings. Adding an optimizer type: a settings struct with a
+// `type` name and `bind`, one entry here, and a factory line in optim/registry.cpp.
+using OptimizerSettings = std::variant<AdamWSettings, MuonSettings>;
+
+struct OptimizerConfig {
+  std::string type;                   // one of type_names()
+  std::vector<std::string> params;    // glob patterns over parameter names
+  double lr = 0.0;
+  double weight_decay = 0.0;
+  OptimizerSettings settings;
+
+  // The `type` names of OptimizerSettings' alternatives, in order.
+  static const std::vector<std::string>& type_names();
+  // Makes `settings` the alternative named `type_name`; false when no alternative is.
+  bool select_settings(const std::string& type_name);
+
+  template <class A>
+  void bind(A& a) {
+    a.required("type", type, one_of(type_names()), "which optimizer");
+    a.required("params", params, non_empty_list(),
+               "parameter-name patterns (* matches any run of characters, ? one); every parameter must match "
+               "exactly one optimizer entry");
+    a.required("lr", lr, greater_than(0.0), "learning rate (multiplied by the schedule's factor)");
+    a.field("weight_decay", weight_decay, at_least(0.0), "decoupled: p = p * (1 - lr * weight_decay)");
+    std::visit([&a](auto& s) { s.bind(a); }, settings);
+  }
+};
+
+// Reads one optimizer entry: picks the settings type from "type", then binds.
+void read_optimizer_entry(JsonReader& r, OptimizerConfig& e);
+
+// --- the whole run ------------------------------------------------------------
+
+struct RunConfig {
+  std::string name;  // defaults to the config file's stem
+  std::string description;
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  ScheduleConfig schedule;
+  std::vector<OptimizerConfig> optimizers;
+
+  template <class A>
+  void bind(A& a) {
+    a.field("name", name, any<std::string>(), "run name prefix (default: the config file's name)");
+    a.field("description", description, any<std::string>(), "free text, copied to the run directory");
+    a.object("model", model, "the network");
+    a.object("data", data, "token shards");
+    a.object("train", train, "batching, length, validation, device");
+    a.object("schedule", schedule, "the lr factor over steps");
+    a.object_list("optimizers", optimizers, read_optimizer_entry, "optimizer entries");
+  }
+};
+
+// One `--set key=value` override.
+struct Override {
+  std::string key;
+  std::string value;
+};
+// Splits "a.b=c" (throws UserError when there is no '=').
+Override parse_override(const std::string& text);
+
+// Loads, overrides, validates and resolves a config file. Relative data paths in the
+// file are resolved against the file's directory; relative paths given through --set
+// against the current directory. Throws UserError naming the file, key and value.
+RunConfig load_run_config(const std::filesystem::path& file, const std::vector<Override>& overrides = {});
+
+// Parses JSON text (the file name is used in messages). Throws UserError with line and
+// column on malformed JSON.
+json parse_json_text(const std::string& text, const std::string& filename);
+
+// Applies overrides to raw JSON, each typed by the schema. Returns the keys set.
+std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides);
+
+// Validates raw JSON into a RunConfig (field checks plus cross-field checks).
+RunConfig run_config_from_json(const json& raw, const std::string& where);
+
+// The resolved config as JSON (every key, defaults included).
+json to_json(const RunConfig& cfg);
+
+// Markdown reference of every key (docs/config.md is this output).
+std::string config_reference_markdown();
+
+}  // namespace speedrun::config

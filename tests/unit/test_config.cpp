@@ -1,0 +1,3 @@
+#include <gtest/gtest.h>
+#include "config/run_config.h"
+TEST(Config, Placeholder) { EXPECT_TRUE(true); }
