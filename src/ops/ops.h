@@ -1,0 +1,98 @@
+// The ops layer: every operation the GPT needs, forward and backward side by side,
+// declared once for all devices. Each function checks its tensors' shapes, then
+// dispatches on their device and dtype: CPU tensors of f32 (the model) or f64 (the
+// finite-difference tests) go to the templated implementations in ops/cpu/, CUDA
+// tensors to kernels/. Model code calls only these functions.
+//
+// Conventions
+// - Activations are row-major (N, C) with N = B*T tokens; (B, T, H, D) for heads.
+// - Linear weights are (out, in) as in PyTorch: y = x W^T + b.
+// - Parameter gradients (dW, db, dgains, dtable) are ACCUMULATED (+=), so that
+//   micro-batches add up; the caller zeroes them once per optimizer step.
+// - Activation gradients are WRITTEN, except where a flag says `accumulate`: the
+//   residual stream's gradient is summed from several branches.
+// - An empty Tensor means "absent" (no bias, no gains, no gradient wanted).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace speedrun::ops {
+
+// --- embedding ------------------------------------------------------------------
+// out[n, :] = table[tokens[n], :]; tokens (N) i32, table (V, C), out (N, C).
+void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& table);
+// dtable[tokens[n], :] += dout[n, :], deterministic (same result for any thread count).
+void embedding_backward(Tensor dtable, const Tensor& tokens, const Tensor& dout);
+
+// --- RMSNorm over the last dimension ----------------------------------------------
+// out = x * rstd * gains, rstd[n] = 1 / sqrt(mean_c x[n,c]^2 + eps); gains (C) or empty.
+// x, out (N, C) (out may alias x); rstd (N) is saved for the backward.
+void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& gains, double eps);
+// dx = (or +=, with accumulate) d/dx; dgains += sum_n dout * x * rstd (when not empty).
+void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor& x, const Tensor& gains,
+                      const Tensor& rstd, bool accumulate_dx);
+
+// --- linear: y = x W^T + b -------------------------------------------------------------
+// x (N, in), w (out, in), b (out) or empty, y (N, out).
+void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b);
+// dx = (or +=) dy W; dw += dy^T x; db += sum_n dy. Any of dx, dw, db may be empty.
+void linear_backward(Tensor dx, Tensor dw, Tensor db, const Tensor& dy, const Tensor& x, const Tensor& w,
+                     bool accumulate_dx);
+
+// --- QK-norm: RMSNorm without gains over each head's head_dim ------------------------
+// x, out (N, H*D) viewed as (N*H, D); rstd (N*H).
+void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& x, int64_t head_dim, double eps);
+void qk_norm_backward(Tensor dx, const Tensor& dout, const Tensor& x, const Tensor& rstd, int64_t head_dim);
+
+// --- rotary (half-truncated) ---------------------------------------------------------------
+// x, out (B, T, H, D), out may alias x. cos, sin (T, D/2) f32 tables: for the pair
+// (x1, x2) = (x[..., j], x[..., j + D/2]) at position t:
+//   y1 = x1 cos + x2 sin,  y2 = -x1 sin + x2 cos     (cos = cos[t, j], sin = sin[t, j])
+void rotary_forward(Tensor out, const Tensor& x, const Tensor& cos, const Tensor& sin);
+// The transpose rotation: dx1 = dy1 cos - dy2 sin, dx2 = dy1 sin + dy2 cos. dx may alias dout.
+void rotary_backward(Tensor dx, const Tensor& dout, const Tensor& cos, const Tensor& sin);
+// Fills cos/sin (T, D/2) for head_dim D: freq_j = (1/base)^(j/(D/4-1)) for j < D/4,
+// 0 for D/4 <= j < D/2; theta = t * freq_j computed in fp32 as upstream.
+void rotary_tables(Tensor cos, Tensor sin, int64_t head_dim, double base);
+
+// --- causal attention -----------------------------------------------------------------------
+// q, k, v, out (B, T, H, D); lse (B, H, T) f32: log-sum-exp of each query's scaled
+// scores, saved for the backward (no T x T matrix is kept).
+//   out[b,t,h,:] = sum_{s<=t} softmax_s(scale * q[b,t,h,:].k[b,s,h,:]) v[b,s,h,:]
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+// dq, dk, dv written (B, T, H, D).
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& out, const Tensor& lse, double scale);
+
+// --- ReLU^2 ---------------------------------------------------------------------------------
+// out = relu(x)^2 (out may alias x only in the forward of inference).
+void relu2_forward(Tensor out, const Tensor& x);
+// dx = dout * 2 relu(x). dx may alias dout.
+void relu2_backward(Tensor dx, const Tensor& dout, const Tensor& x);
+
+// --- residual add -----------------------------------------------------------------------------
+// out = a + b (out may alias a or b).
+void residual_forward(Tensor out, const Tensor& a, const Tensor& b);
+// da += dout; db += dout (either may be empty).
+void residual_backward(Tensor da, Tensor db, const Tensor& dout);
+
+// --- soft-capped cross-entropy, SUM reduction -------------------------------------------------
+struct SoftCap {
+  enum class Kind { none, algebraic, sigmoid };
+  Kind kind = Kind::algebraic;
+  double cap = 15.0;          // algebraic: cap*z/sqrt(z^2+cap^2); sigmoid: cap*sigmoid(z/denominator)
+  double denominator = 1.0;   // sigmoid only: temperature * sqrt(d_model)
+};
+// The capped logits: out = softcap(z). z, out (N, V).
+void softcap_forward(Tensor out, const Tensor& z, const SoftCap& cap);
+// Fused loss and gradient in one pass over each row of the raw logits z (N, V):
+//   losses[n] = logsumexp_v softcap(z[n,v]) - softcap(z[n, targets[n]])
+//   dz[n, v]  = grad_scale * (softmax(softcap(z[n]))_v - [v == target]) * softcap'(z[n,v])
+// dz may alias z, or be empty (evaluation: losses only). targets (N) i32, all < V.
+// losses (N) f32 (f64 for f64 inputs).
+void softcap_cross_entropy(Tensor losses, Tensor dz, const Tensor& z, const Tensor& targets, const SoftCap& cap,
+                           double grad_scale);
+
+}  // namespace speedrun::ops
