@@ -1,0 +1,110 @@
+#include "data/loader.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace speedrun::data {
+
+static int64_t batches_in_shard(int64_t length, int64_t b) {
+  // Positions pos = k*b, k >= 0, with pos + b + 1 < length.
+  if (length < b + 2) return 0;
+  return (length - b - 2) / b + 1;
+}
+
+TrainLoader::TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts)
+    : shards_(std::move(shards)), opts_(std::move(opts)) {
+  if (opts_.world < 1 || opts_.rank < 0 || opts_.rank >= opts_.world) throw std::logic_error("bad rank/world");
+  if (opts_.batch_tokens % opts_.world != 0)
+    throw UserError("train.batch_tokens (" + std::to_string(opts_.batch_tokens) +
+                    ") must be divisible by the number of processes (" + std::to_string(opts_.world) + ")");
+  local_tokens_ = opts_.batch_tokens / opts_.world;
+  for (const ShardInfo& s : shards_) batches_per_epoch_ += batches_in_shard(s.num_tokens, opts_.batch_tokens);
+  if (batches_per_epoch_ == 0) {
+    int64_t largest = 0;
+    for (const ShardInfo& s : shards_) largest = std::max(largest, s.num_tokens);
+    throw UserError(opts_.what + ": no shard holds more than train.batch_tokens + 1 = " +
+                    std::to_string(opts_.batch_tokens + 1) + " tokens (the largest has " + std::to_string(largest) +
+                    "); lower train.batch_tokens or use larger shards");
+  }
+  load_shard(0);
+}
+
+void TrainLoader::check_enough_for(int64_t steps) const {
+  const int64_t available = batches_per_epoch_ * opts_.epochs;
+  if (steps > available)
+    throw UserError(opts_.what + ": the run needs " + std::to_string(steps) + " batches of " +
+                    std::to_string(opts_.batch_tokens) + " tokens but " + std::to_string(shards_.size()) +
+                    " shard(s) yield " + std::to_string(batches_per_epoch_) + " per pass and data.epochs is " +
+                    std::to_string(opts_.epochs) + "; raise data.epochs to at least " +
+                    std::to_string((steps + batches_per_epoch_ - 1) / batches_per_epoch_) +
+                    " or lower train.steps");
+}
+
+void TrainLoader::load_shard(size_t index) {
+  shard_ = index;
+  pos_ = 0;
+  tokens_ = read_shard(shards_[index].path, opts_.vocab_size);
+}
+
+void TrainLoader::next(Batch& out) {
+  const int64_t b = opts_.batch_tokens;
+  // Advance past shards whose remaining tokens cannot hold a batch (as upstream; a
+  // shard too short for even one batch is skipped entirely).
+  while (pos_ + b + 1 >= static_cast<int64_t>(tokens_.size())) {
+    size_t next = shard_ + 1;
+    if (next == shards_.size()) {
+      if (epoch_ >= opts_.epochs)
+        throw UserError(opts_.what + ": training data exhausted after " + std::to_string(batches_served_) +
+                        " batches (" + std::to_string(opts_.epochs) +
+                        " pass(es) over the shards); raise data.epochs or lower train.steps");
+      ++epoch_;
+      next = 0;
+    }
+    load_shard(next);
+  }
+  const int64_t start = pos_ + opts_.rank * local_tokens_;
+  out.inputs.resize(static_cast<size_t>(local_tokens_));
+  out.targets.resize(static_cast<size_t>(local_tokens_));
+  for (int64_t i = 0; i < local_tokens_; ++i) {
+    out.inputs[i] = tokens_[start + i];
+    out.targets[i] = tokens_[start + i + 1];
+  }
+  pos_ += b;
+  ++batches_served_;
+}
+
+Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_tokens, int rank, int world,
+                          int64_t vocab_size, const std::string& what) {
+  if (val_tokens % world != 0)
+    throw UserError("data.val_tokens (" + std::to_string(val_tokens) + ") must be divisible by the number of processes (" +
+                    std::to_string(world) + ")");
+  const int64_t local = val_tokens / world;
+  const int64_t begin = rank * local;
+  const int64_t end = begin + local + 1;  // one extra token: the last target
+  int64_t available = 0;
+  for (const ShardInfo& s : shards) available += s.num_tokens;
+  if (available < val_tokens + 1)
+    throw UserError(what + ": data.val_tokens is " + std::to_string(val_tokens) + " but the validation shards hold " +
+                    std::to_string(available) + " tokens (need val_tokens + 1); lower data.val_tokens");
+  // Gather tokens [begin, end) of the concatenated shards.
+  std::vector<uint16_t> slice;
+  slice.reserve(static_cast<size_t>(end - begin));
+  int64_t shard_start = 0;
+  for (const ShardInfo& s : shards) {
+    const int64_t shard_end = shard_start + s.num_tokens;
+    const int64_t lo = std::max(begin, shard_start), hi = std::min(end, shard_end);
+    if (lo < hi) {
+      const std::vector<uint16_t> part = read_shard_tokens(s.path, lo - shard_start, hi - lo, vocab_size);
+      slice.insert(slice.end(), part.begin(), part.end());
+    }
+    shard_start = shard_end;
+    if (shard_start >= end) break;
+  }
+  Batch out;
+  out.inputs.assign(slice.begin(), slice.end() - 1);
+  out.targets.assign(slice.begin() + 1, slice.end());
+  return out;
+}
+
+}  // namespace speedrun::data

@@ -1,0 +1,73 @@
+// The Track 3 data loader (modded-nanogpt train_gpt_simple.py's
+// distributed_data_generator), plus the validation set.
+//
+// Training: shards are read in sorted order, whole. Each step consumes a global batch
+// of b tokens: rank r of R reads tokens[pos + r*b/R, pos + (r+1)*b/R + 1); inputs are
+// all but the last of those tokens, targets all but the first; then pos += b. A new
+// shard starts when pos + b + 1 >= the shard's length (the tail is skipped, as
+// upstream). When the shards run out the run stops with an error, unless data.epochs
+// allows another pass from the first shard.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/shard.h"
+
+namespace speedrun::data {
+
+struct Batch {
+  std::vector<int32_t> inputs;   // local tokens of this rank, row-major (seqs, seq_len)
+  std::vector<int32_t> targets;  // the next token of each input
+};
+
+struct LoaderOptions {
+  int64_t batch_tokens = 0;  // global b
+  int rank = 0;
+  int world = 1;
+  int64_t vocab_size = 0;    // ids must be < this
+  int64_t epochs = 1;
+  std::string what = "data.train_glob";  // named in error messages
+};
+
+class TrainLoader {
+ public:
+  TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts);
+
+  // Batches one pass over the shards yields (each shard contributes the number of
+  // positions pos = 0, b, 2b, ... with pos + b + 1 < its length).
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+
+  // Throws UserError, before any training, when `steps` batches are more than the
+  // data holds in data.epochs passes.
+  void check_enough_for(int64_t steps) const;
+
+  // The next batch of this rank. Throws UserError when the data is exhausted.
+  void next(Batch& out);
+
+  int64_t epoch() const { return epoch_; }
+  size_t shard_index() const { return shard_; }
+  int64_t position() const { return pos_; }
+
+ private:
+  void load_shard(size_t index);
+
+  std::vector<ShardInfo> shards_;
+  LoaderOptions opts_;
+  int64_t local_tokens_ = 0;
+  int64_t batches_per_epoch_ = 0;
+  std::vector<uint16_t> tokens_;
+  size_t shard_ = 0;
+  int64_t pos_ = 0;
+  int64_t epoch_ = 1;
+  int64_t batches_served_ = 0;
+};
+
+// The validation set: the first `val_tokens` (+1 for the last target) tokens of the
+// val shards (sorted; a shard too short continues into the next), this rank's
+// contiguous slice of them. Throws UserError when the shards hold too few tokens.
+Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_tokens, int rank, int world,
+                          int64_t vocab_size, const std::string& what = "data.val_glob");
+
+}  // namespace speedrun::data
