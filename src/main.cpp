@@ -9,6 +9,7 @@
 
 #include "build_info.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -38,7 +39,10 @@ int main(int argc, char** argv) {
   auto* v = app.add_flag("-v,--verbose", verbose, "more log output (debug level)");
   app.add_flag("-q,--quiet", quiet, "only warnings and errors")->excludes(v);
 
+  speedrun::cli::remember_command_line(argc, argv);
   const speedrun::cli::Command commands[] = {
+      speedrun::cli::add_train_command(app),
+      speedrun::cli::add_bench_command(app),
       speedrun::cli::add_validate_config_command(app),
       speedrun::cli::add_info_command(app),
   };

@@ -4,15 +4,17 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "config/run_config.h"
 #include "core/error.h"
+#include "model/param_layout.h"
+#include "optim/param_groups.h"
 
 namespace speedrun::cli {
 
 namespace {
 struct Options {
-  std::string config;
-  std::vector<std::string> sets;
+  ConfigOptions config;
   bool reference = false;
 };
 }  // namespace
@@ -22,21 +24,27 @@ Command add_validate_config_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("validate-config",
                                      "check a run config (every problem is listed) and print it resolved, defaults "
                                      "included");
-  sub->add_option("config", opts->config, "run config (JSON)");
-  sub->add_option("--set", opts->sets, "override a key, typed by the schema: --set train.steps=100 (repeatable)")
-      ->type_name("KEY=VALUE");
+  add_config_options(sub, opts->config, /*config_required=*/false);
   sub->add_flag("--reference", opts->reference, "print the reference of every config key (Markdown) and exit");
   return {sub, [opts] {
             if (opts->reference) {
               std::fputs(config::config_reference_markdown().c_str(), stdout);
               return;
             }
-            if (opts->config.empty()) throw UserError("validate-config: a config file is required (or --reference)");
-            std::vector<config::Override> overrides;
-            for (const std::string& s : opts->sets) overrides.push_back(config::parse_override(s));
-            const config::RunConfig cfg = config::load_run_config(opts->config, overrides);
+            if (opts->config.config.empty())
+              throw UserError("validate-config: a config file is required (or --reference)");
+            const config::RunConfig cfg = load_config(opts->config);
+            // Parameter groups are checked too: every parameter in exactly one entry.
+            const model::ParamLayout layout(cfg.model);
+            const auto groups = optim::assign_parameters(cfg.optimizers, layout);
             std::printf("%s\n", config::to_json(cfg).dump(2).c_str());
-            std::fprintf(stderr, "%s: ok\n", opts->config.c_str());
+            for (size_t e = 0; e < groups.size(); ++e) {
+              int64_t numel = 0;
+              for (size_t i : groups[e]) numel += layout.params()[i].numel;
+              std::fprintf(stderr, "optimizers[%zu] %s: %zu parameters, %.2fM values\n", e,
+                           cfg.optimizers[e].type.c_str(), groups[e].size(), static_cast<double>(numel) / 1e6);
+            }
+            std::fprintf(stderr, "%s: ok\n", opts->config.config.c_str());
           }};
 }
 

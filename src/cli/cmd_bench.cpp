@@ -1,0 +1,133 @@
+// speedrun bench: times training steps of a config's model on random tokens (no data
+// needed) and prints ms/step, tokens/s and achieved model FLOP/s.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "build_info.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "model/flops.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+#include "optim/param_groups.h"
+#include "optim/schedule.h"
+#include "train/device_choice.h"
+
+namespace speedrun::cli {
+
+namespace {
+
+struct Options {
+  ConfigOptions config;
+  int steps = 5, warmup = 1;
+  std::string device, json_out;
+};
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void run_bench(const Options& o) {
+  const config::RunConfig cfg = load_config(o.config);
+  const auto& m = cfg.model;
+  const auto& t = cfg.train;
+  const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
+  if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
+  const int64_t micro_steps = t.batch_tokens / micro_tokens;
+
+  model::Gpt model(m, device, t.micro_batch_seqs);
+  model.init_parameters(static_cast<uint64_t>(t.seed));
+  const auto groups = optim::assign_parameters(cfg.optimizers, model.layout());
+  std::vector<std::unique_ptr<optim::Optimizer>> opts;
+  for (size_t e = 0; e < groups.size(); ++e) {
+    std::vector<optim::ParamRef> refs;
+    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i)});
+    opts.push_back(optim::make_optimizer(cfg.optimizers[e], std::move(refs)));
+  }
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.vocab_size - 1));
+  std::vector<int32_t> inputs(static_cast<size_t>(micro_tokens)), targets(inputs.size());
+  for (auto& x : inputs) x = tok(rng);
+  for (auto& x : targets) x = tok(rng);
+
+  std::printf("bench %s: %lld layers, d=%lld, seq %lld, %lld x %lld tokens per micro-batch, %lld micro-batch(es) per "
+              "step, device %s, %d threads\n",
+              cfg.name.c_str(), (long long)m.n_layer, (long long)m.d_model, (long long)m.seq_len,
+              (long long)t.micro_batch_seqs, (long long)m.seq_len, (long long)micro_steps, device_name(device),
+              omp_get_max_threads());
+  std::vector<double> fb_ms, opt_ms, step_ms;
+  for (int s = 0; s < o.warmup + o.steps; ++s) {
+    const auto t0 = Clock::now();
+    model.zero_grad();
+    double fb = 0.0;
+    for (int64_t k = 0; k < micro_steps; ++k) {
+      const auto f0 = Clock::now();
+      model.forward_backward(inputs.data(), targets.data(), t.micro_batch_seqs);
+      fb += ms_since(f0);
+    }
+    const auto o0 = Clock::now();
+    for (auto& opt : opts) opt->step(s, optim::lr_factor(cfg.schedule, 0, t.steps));
+    const double opt_time = ms_since(o0);
+    const double total = ms_since(t0);
+    if (s >= o.warmup) {
+      fb_ms.push_back(fb / static_cast<double>(micro_steps));
+      opt_ms.push_back(opt_time);
+      step_ms.push_back(total);
+    }
+  }
+  const double step = median(step_ms);
+  const double tokens_per_s = static_cast<double>(t.batch_tokens) / (step / 1000.0);
+  const double flops = model::flops_per_token(m);
+  const double tflops = flops * tokens_per_s / 1e12;
+  std::printf("forward+backward: %.2f ms per micro-batch (%.0f tokens/s)\n", median(fb_ms),
+              static_cast<double>(micro_tokens) / (median(fb_ms) / 1000.0));
+  std::printf("optimizer step:   %.2f ms\n", median(opt_ms));
+  std::printf("training step:    %.2f ms (median of %d), %.0f tokens/s, %.1f MFLOP/token, %.3f TFLOP/s achieved\n",
+              step, o.steps, tokens_per_s, flops / 1e6, tflops);
+  if (!o.json_out.empty()) {
+    nlohmann::json j = {{"config", cfg.name},
+                        {"commit", SPEEDRUN_GIT_COMMIT},
+                        {"device", device_name(device)},
+                        {"threads", omp_get_max_threads()},
+                        {"micro_batch_ms", median(fb_ms)},
+                        {"optimizer_ms", median(opt_ms)},
+                        {"step_ms", step},
+                        {"tokens_per_s", tokens_per_s},
+                        {"flops_per_token", flops},
+                        {"tflops", tflops}};
+    std::FILE* f = std::fopen(o.json_out.c_str(), "w");
+    if (!f) throw UserError("cannot write " + o.json_out);
+    std::fputs(j.dump(2).c_str(), f);
+    std::fclose(f);
+  }
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  CLI::App* sub = app.add_subcommand(
+      "bench", "time training steps of a config's model on random tokens: ms/step, tokens/s, FLOP/s");
+  add_config_options(sub, o->config);
+  sub->add_option("--steps", o->steps, "timed steps (the median is reported)")->check(CLI::Range(1, 100000));
+  sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
+  sub->add_option("--device", o->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  sub->add_option("--json", o->json_out, "also write the figures to this JSON file");
+  return {sub, [o] { run_bench(*o); }};
+}
+
+}  // namespace speedrun::cli

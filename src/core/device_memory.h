@@ -1,0 +1,17 @@
+// Device (CUDA) memory primitives used by Buffer. Defined in kernels/memory.cu for CUDA
+// builds; CPU-only builds define them to throw (no CUDA tensors can exist there).
+#pragma once
+
+#include <cstddef>
+
+namespace speedrun {
+
+// Allocates device memory; throws UserError saying how much was asked and how much
+// was free when the device is out of memory.
+void* device_alloc(size_t bytes);
+void device_free(void* ptr);
+void device_memset_zero(void* ptr, size_t bytes);
+// Copies between host and device memory (direction from the pointers' kinds).
+void device_copy(void* dst, const void* src, size_t bytes);
+
+}  // namespace speedrun

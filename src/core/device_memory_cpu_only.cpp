@@ -1,0 +1,19 @@
+// Device-memory primitives for binaries built without CUDA: no device exists, so
+// reaching them is a logic error (device choice rejects CUDA earlier, with a message).
+#include <stdexcept>
+
+#include "build_info.h"
+#include "core/device_memory.h"
+
+#if !SPEEDRUN_HAVE_CUDA
+namespace speedrun {
+static void no_cuda() { throw std::logic_error("CUDA memory requested in a binary built without CUDA"); }
+void* device_alloc(size_t) {
+  no_cuda();
+  return nullptr;
+}
+void device_free(void*) {}
+void device_memset_zero(void*, size_t) { no_cuda(); }
+void device_copy(void*, const void*, size_t) { no_cuda(); }
+}  // namespace speedrun
+#endif

@@ -1,0 +1,21 @@
+// Model FLOPs per token, counted as ../shared/specs/performance.md does: 6 per matmul
+// parameter (forward + backward) plus causal attention's 6 * L * T * attn_dim.
+#pragma once
+
+#include <cstdint>
+
+#include "config/run_config.h"
+
+namespace speedrun::model {
+
+inline int64_t matmul_params(const config::ModelConfig& m) {
+  const int64_t d = m.d_model, hd = m.attn_dim(), f = m.mlp_hidden();
+  return m.n_layer * (4 * d * hd + 2 * d * f) + d * m.padded_vocab_size;
+}
+
+inline double flops_per_token(const config::ModelConfig& m) {
+  return 6.0 * static_cast<double>(matmul_params(m)) +
+         6.0 * static_cast<double>(m.n_layer) * static_cast<double>(m.seq_len) * static_cast<double>(m.attn_dim());
+}
+
+}  // namespace speedrun::model

@@ -1,0 +1,270 @@
+#include "model/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace speedrun::model {
+
+const char* capture_point_name(CapturePoint p) {
+  switch (p) {
+    case CapturePoint::attn_qkv: return "attn.qkv";
+    case CapturePoint::attn_proj: return "attn.proj";
+    case CapturePoint::mlp_fc: return "mlp.fc";
+    case CapturePoint::mlp_proj: return "mlp.proj";
+  }
+  return "?";
+}
+
+namespace {
+
+// Indices of one block's parameters in the layout.
+struct BlockParams {
+  size_t norm1, norm2, q_w, q_b, k_w, k_b, v_w, v_b, proj_w, proj_b, fc_w, fc_b, mproj_w, mproj_b;
+};
+
+// The head's logits are produced and consumed in row chunks of at most this many
+// bytes, so that a (tokens x 50304) logit matrix never has to exist whole.
+constexpr int64_t kHeadChunkBytes = 64ll << 20;
+
+}  // namespace
+
+// Everything the backward needs, for up to max_batch_seqs sequences, plus scratch.
+struct Gpt::Activations {
+  struct Layer {
+    Tensor rstd1, h1, q, k, v, q_rstd, k_rstd, qr, kr, y, lse, x_mid, rstd2, h2, f, g;
+  };
+  std::vector<BlockParams> blocks;
+  size_t embed, norm_in, norm_out, head_w, head_b;
+
+  Tensor x0, rstd0;                  // embedding output and its norm's rstd
+  std::vector<Tensor> resid;         // resid[l] = input of block l; resid[L] = final
+  std::vector<Layer> layers;
+  Tensor rstd_f, hf;                 // final norm
+  Tensor losses;                     // (N) per-token losses
+  Tensor logits;                     // (chunk_rows, V) head chunk: logits, then their gradient
+  Tensor rope_cos, rope_sin;         // (T, head_dim/2)
+  // backward scratch
+  Tensor dresid, dh, tmp_d, dfg, dy, dqr, dkr, dv, dq, dk, dhf;
+  int64_t chunk_rows = 0;
+  Arena arena;
+
+  explicit Activations(Device d) : arena(d) {}
+
+  void carve(const config::ModelConfig& m, int64_t B) {
+    const int64_t T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(), H = m.n_head, f = m.mlp_hidden();
+    const int64_t V = m.padded_vocab_size;
+    auto take = [this](std::initializer_list<int64_t> shape) { return arena.take(DType::f32, shape); };
+    x0 = take({N, d});
+    rstd0 = take({N});
+    resid.clear();
+    for (int64_t l = 0; l <= m.n_layer; ++l) resid.push_back(take({N, d}));
+    layers.assign(static_cast<size_t>(m.n_layer), Layer{});
+    for (Layer& L : layers) {
+      L.rstd1 = take({N});
+      L.h1 = take({N, d});
+      L.q = take({N, hd});
+      L.k = take({N, hd});
+      L.v = take({N, hd});
+      L.q_rstd = take({N * H});
+      L.k_rstd = take({N * H});
+      L.qr = take({N, hd});
+      L.kr = take({N, hd});
+      L.y = take({N, hd});
+      L.lse = take({B, H, T});
+      L.x_mid = take({N, d});
+      L.rstd2 = take({N});
+      L.h2 = take({N, d});
+      L.f = take({N, f});
+      L.g = take({N, f});
+    }
+    rstd_f = take({N});
+    hf = take({N, d});
+    losses = take({N});
+    chunk_rows = std::clamp<int64_t>(kHeadChunkBytes / (V * 4), 1, N);
+    logits = take({chunk_rows, V});
+    rope_cos = take({T, m.head_dim / 2});
+    rope_sin = take({T, m.head_dim / 2});
+    dresid = take({N, d});
+    dh = take({N, d});
+    tmp_d = take({N, d});
+    dfg = take({N, f});
+    dy = take({N, hd});
+    dqr = take({N, hd});
+    dkr = take({N, hd});
+    dv = take({N, hd});
+    dq = take({N, hd});
+    dk = take({N, hd});
+    dhf = take({N, d});
+  }
+};
+
+Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs)
+    : cfg_(cfg), layout_(cfg), device_(device), max_batch_seqs_(max_batch_seqs) {
+  if (cfg.logit_softcap == "algebraic") softcap_ = {ops::SoftCap::Kind::algebraic, cfg.logit_cap, 1.0};
+  else if (cfg.logit_softcap == "sigmoid")
+    softcap_ = {ops::SoftCap::Kind::sigmoid, cfg.logit_cap, cfg.sigmoid_temperature * std::sqrt(double(cfg.d_model))};
+  else softcap_ = {ops::SoftCap::Kind::none, 0.0, 1.0};
+
+  params_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
+  grads_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
+
+  act_ = std::make_unique<Activations>(device);
+  act_->carve(cfg_, max_batch_seqs_);
+  act_->arena.allocate();
+  act_->carve(cfg_, max_batch_seqs_);
+
+  auto idx = [this](const std::string& n) { return layout_.index_of(n); };
+  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".";
+    act_->blocks.push_back({idx(b + "norm1.gains"), idx(b + "norm2.gains"), idx(b + "attn.q.weight"),
+                            idx(b + "attn.q.bias"), idx(b + "attn.k.weight"), idx(b + "attn.k.bias"),
+                            idx(b + "attn.v.weight"), idx(b + "attn.v.bias"), idx(b + "attn.proj.weight"),
+                            idx(b + "attn.proj.bias"), idx(b + "mlp.fc.weight"), idx(b + "mlp.fc.bias"),
+                            idx(b + "mlp.proj.weight"), idx(b + "mlp.proj.bias")});
+  }
+  act_->embed = idx("embed.weight");
+  act_->norm_in = idx("norm1.gains");
+  act_->norm_out = idx("norm2.gains");
+  act_->head_w = idx("proj.weight");
+  act_->head_b = idx("proj.bias");
+  ops::rotary_tables(act_->rope_cos, act_->rope_sin, cfg_.head_dim, cfg_.rotary_base);
+}
+
+Gpt::~Gpt() = default;
+
+size_t Gpt::activation_bytes() const { return act_->arena.bytes(); }
+
+void Gpt::init_parameters(uint64_t seed) {
+  if (device_ != Device::cpu) throw std::logic_error("init_parameters: CUDA parameters are initialized on the host");
+  params_.zero();
+  initialize_parameters(layout_, seed, params());
+}
+
+void Gpt::zero_grad() { grads_.zero(); }
+
+// Views of the first n rows / elements of a full-size activation.
+static Tensor rows(const Tensor& t, int64_t n) { return t.slice_rows(0, n); }
+
+void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
+  Activations& a = *act_;
+  const int64_t T = cfg_.seq_len, N = B * T, H = cfg_.n_head, D = cfg_.head_dim;
+  const double eps = cfg_.rmsnorm_eps;
+  auto heads = [&](const Tensor& t) { return rows(t, N).reshaped({B, T, H, D}); };
+
+  ops::embedding_forward(rows(a.x0, N), tokens, param(a.embed));
+  ops::rmsnorm_forward(rows(a.resid[0], N), rows(a.rstd0, N), rows(a.x0, N), param(a.norm_in), eps);
+  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+    Activations::Layer& L = a.layers[l];
+    const BlockParams& p = a.blocks[l];
+    const Tensor x = rows(a.resid[l], N);
+    ops::rmsnorm_forward(rows(L.h1, N), rows(L.rstd1, N), x, param(p.norm1), eps);
+    if (sink) sink->capture(l, CapturePoint::attn_qkv, rows(L.h1, N));
+    ops::linear_forward(rows(L.q, N), rows(L.h1, N), param(p.q_w), param(p.q_b));
+    ops::linear_forward(rows(L.k, N), rows(L.h1, N), param(p.k_w), param(p.k_b));
+    ops::linear_forward(rows(L.v, N), rows(L.h1, N), param(p.v_w), param(p.v_b));
+    ops::qk_norm_forward(rows(L.qr, N), rows(L.q_rstd, N * H), rows(L.q, N), D, eps);
+    ops::qk_norm_forward(rows(L.kr, N), rows(L.k_rstd, N * H), rows(L.k, N), D, eps);
+    ops::rotary_forward(heads(L.qr), heads(L.qr), a.rope_cos, a.rope_sin);
+    ops::rotary_forward(heads(L.kr), heads(L.kr), a.rope_cos, a.rope_sin);
+    ops::attention_forward(heads(L.y), rows(L.lse, B), heads(L.qr), heads(L.kr), heads(L.v), cfg_.attn_scale);
+    if (sink) sink->capture(l, CapturePoint::attn_proj, rows(L.y, N));
+    ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), param(p.proj_w), param(p.proj_b));
+    ops::residual_forward(rows(L.x_mid, N), x, rows(a.tmp_d, N));
+    ops::rmsnorm_forward(rows(L.h2, N), rows(L.rstd2, N), rows(L.x_mid, N), param(p.norm2), eps);
+    if (sink) sink->capture(l, CapturePoint::mlp_fc, rows(L.h2, N));
+    ops::linear_forward(rows(L.f, N), rows(L.h2, N), param(p.fc_w), param(p.fc_b));
+    ops::relu2_forward(rows(L.g, N), rows(L.f, N));
+    if (sink) sink->capture(l, CapturePoint::mlp_proj, rows(L.g, N));
+    ops::linear_forward(rows(a.tmp_d, N), rows(L.g, N), param(p.mproj_w), param(p.mproj_b));
+    ops::residual_forward(rows(a.resid[l + 1], N), rows(L.x_mid, N), rows(a.tmp_d, N));
+  }
+  ops::rmsnorm_forward(rows(a.hf, N), rows(a.rstd_f, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out), eps);
+}
+
+double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
+  Activations& a = *act_;
+  const int64_t N = B * cfg_.seq_len;
+  for (int64_t r0 = 0; r0 < N; r0 += a.chunk_rows) {
+    const int64_t r1 = std::min(N, r0 + a.chunk_rows);
+    const Tensor z = rows(a.logits, r1 - r0);
+    const Tensor hf = a.hf.slice_rows(r0, r1);
+    ops::linear_forward(z, hf, param(a.head_w), param(a.head_b));
+    // The gradient of the summed loss overwrites the chunk's logits in place.
+    ops::softcap_cross_entropy(a.losses.slice_rows(r0, r1), backward ? z : Tensor{}, z, targets.slice_rows(r0, r1),
+                               softcap_, 1.0);
+    if (backward)
+      ops::linear_backward(a.dhf.slice_rows(r0, r1), grad(a.head_w), grad(a.head_b), z, hf, param(a.head_w), false);
+  }
+  return ops::sum_losses(rows(a.losses, N));
+}
+
+void Gpt::backward_trunk(const Tensor& tokens, int64_t B) {
+  Activations& a = *act_;
+  const int64_t T = cfg_.seq_len, N = B * T, H = cfg_.n_head, D = cfg_.head_dim;
+  auto heads = [&](const Tensor& t) { return rows(t, N).reshaped({B, T, H, D}); };
+  const Tensor dresid = rows(a.dresid, N), dh = rows(a.dh, N);
+
+  ops::rmsnorm_backward(dresid, grad(a.norm_out), rows(a.dhf, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out),
+                        rows(a.rstd_f, N), false);
+  for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
+    Activations::Layer& L = a.layers[l];
+    const BlockParams& p = a.blocks[l];
+    // resid[l+1] = x_mid + mlp.proj(relu(mlp.fc(h2))^2)
+    const Tensor dfg = rows(a.dfg, N);
+    ops::linear_backward(dfg, grad(p.mproj_w), grad(p.mproj_b), dresid, rows(L.g, N), param(p.mproj_w), false);
+    ops::relu2_backward(dfg, dfg, rows(L.f, N));
+    ops::linear_backward(dh, grad(p.fc_w), grad(p.fc_b), dfg, rows(L.h2, N), param(p.fc_w), false);
+    ops::rmsnorm_backward(dresid, grad(p.norm2), dh, rows(L.x_mid, N), param(p.norm2), rows(L.rstd2, N), true);
+    // x_mid = resid[l] + attn.proj(attention(...))
+    ops::linear_backward(rows(a.dy, N), grad(p.proj_w), grad(p.proj_b), dresid, rows(L.y, N), param(p.proj_w),
+                         false);
+    ops::attention_backward(heads(a.dqr), heads(a.dkr), heads(a.dv), heads(a.dy), heads(L.qr), heads(L.kr),
+                            heads(L.v), heads(L.y), rows(L.lse, B), cfg_.attn_scale);
+    ops::rotary_backward(heads(a.dqr), heads(a.dqr), a.rope_cos, a.rope_sin);
+    ops::rotary_backward(heads(a.dkr), heads(a.dkr), a.rope_cos, a.rope_sin);
+    ops::qk_norm_backward(rows(a.dq, N), rows(a.dqr, N), rows(L.q, N), rows(L.q_rstd, N * H), D);
+    ops::qk_norm_backward(rows(a.dk, N), rows(a.dkr, N), rows(L.k, N), rows(L.k_rstd, N * H), D);
+    ops::linear_backward(dh, grad(p.q_w), grad(p.q_b), rows(a.dq, N), rows(L.h1, N), param(p.q_w), false);
+    ops::linear_backward(dh, grad(p.k_w), grad(p.k_b), rows(a.dk, N), rows(L.h1, N), param(p.k_w), true);
+    ops::linear_backward(dh, grad(p.v_w), grad(p.v_b), rows(a.dv, N), rows(L.h1, N), param(p.v_w), true);
+    ops::rmsnorm_backward(dresid, grad(p.norm1), dh, rows(a.resid[l], N), param(p.norm1), rows(L.rstd1, N), true);
+  }
+  // resid[0] = rmsnorm(x0) * norm1.gains, x0 = embed[tokens]
+  ops::rmsnorm_backward(rows(a.tmp_d, N), grad(a.norm_in), dresid, rows(a.x0, N), param(a.norm_in), rows(a.rstd0, N),
+                        false);
+  ops::embedding_backward(grad(a.embed), tokens, rows(a.tmp_d, N));
+}
+
+static void check_batch(int64_t B, int64_t max_b) {
+  if (B < 1 || B > max_b)
+    throw std::invalid_argument("micro-batch of " + std::to_string(B) + " sequences; the model was sized for 1.." +
+                                std::to_string(max_b));
+}
+
+double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink) {
+  check_batch(B, max_batch_seqs_);
+  const int64_t N = B * cfg_.seq_len;
+  const Tensor tok = Tensor::of(tokens, {N}), tgt = Tensor::of(targets, {N});
+  forward_trunk(tok, B, sink);
+  const double loss = head_loss(tgt, B, /*backward=*/true);
+  backward_trunk(tok, B);
+  return loss;
+}
+
+double Gpt::forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B) {
+  check_batch(B, max_batch_seqs_);
+  const int64_t N = B * cfg_.seq_len;
+  forward_trunk(Tensor::of(tokens, {N}), B, nullptr);
+  return head_loss(Tensor::of(targets, {N}), B, /*backward=*/false);
+}
+
+void Gpt::forward_logits(const int32_t* tokens, int64_t B, float* out) {
+  check_batch(B, max_batch_seqs_);
+  const int64_t N = B * cfg_.seq_len, V = cfg_.padded_vocab_size;
+  forward_trunk(Tensor::of(tokens, {N}), B, nullptr);
+  const Tensor z = Tensor::of(out, {N, V});
+  ops::linear_forward(z, rows(act_->hf, N), param(act_->head_w), param(act_->head_b));
+  ops::softcap_forward(z, z, softcap_);
+}
+
+}  // namespace speedrun::model

@@ -1,0 +1,121 @@
+#include "model/param_layout.h"
+
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+
+namespace speedrun::model {
+
+static int64_t product(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+void ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init) {
+  ParamSpec p;
+  p.numel = product(shape);
+  p.offset = total_;
+  p.name = std::move(name);
+  p.shape = std::move(shape);
+  p.init = init;
+  // Keep every view 16-float (64-byte) aligned for vector loads.
+  total_ += (p.numel + 15) / 16 * 16;
+  params_.push_back(std::move(p));
+}
+
+ParamLayout::ParamLayout(const config::ModelConfig& m) {
+  const int64_t d = m.d_model, hd = m.attn_dim(), f = m.mlp_hidden(), v = m.padded_vocab_size;
+  // Upstream's rule: weights named *proj* start at zero (attn.proj, mlp.proj and the
+  // head, which is named "proj"), the embedding is N(0,1), other weights N(0, 0.33/fan_in).
+  add("embed.weight", {v, d}, Init::normal);
+  for (int64_t l = 0; l < m.n_layer; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".";
+    for (const char* qkv : {"q", "k", "v"}) {
+      add(b + "attn." + qkv + ".weight", {hd, d}, Init::normal_fan_in);
+      add(b + "attn." + qkv + ".bias", {hd}, Init::zeros);
+    }
+    add(b + "attn.proj.weight", {d, hd}, Init::zeros);
+    add(b + "attn.proj.bias", {d}, Init::zeros);
+    add(b + "mlp.fc.weight", {f, d}, Init::normal_fan_in);
+    add(b + "mlp.fc.bias", {f}, Init::zeros);
+    add(b + "mlp.proj.weight", {d, f}, Init::zeros);
+    add(b + "mlp.proj.bias", {d}, Init::zeros);
+    add(b + "norm1.gains", {d}, Init::ones);
+    add(b + "norm2.gains", {d}, Init::ones);
+  }
+  add("proj.weight", {v, d}, Init::zeros);
+  add("proj.bias", {v}, Init::zeros);
+  add("norm1.gains", {d}, Init::ones);
+  add("norm2.gains", {d}, Init::ones);
+}
+
+const ParamSpec& ParamLayout::find(const std::string& name) const { return params_[index_of(name)]; }
+
+size_t ParamLayout::index_of(const std::string& name) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].name == name) return i;
+  throw std::out_of_range("no parameter named '" + name + "'");
+}
+
+Tensor ParamLayout::view(const ParamSpec& spec, float* base, Device device) {
+  Tensor t;
+  t.ptr = base + spec.offset;
+  t.dtype = DType::f32;
+  t.device = device;
+  t.ndim = static_cast<int>(spec.shape.size());
+  for (int i = 0; i < t.ndim; ++i) t.dims[i] = spec.shape[i];
+  return t;
+}
+
+namespace {
+
+// splitmix64: a strong 64-bit mixer; used as a counter-based generator.
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Uniform in (0, 1] from the top 53 bits.
+double unit_open_closed(uint64_t bits) { return (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53; }
+
+// A standard normal for element `i` of parameter `p`: Box-Muller on two counter draws.
+double standard_normal(uint64_t seed, uint64_t p, uint64_t i) {
+  const uint64_t key = mix64(seed ^ mix64(p + 0x632BE59BD9B4E019ull));
+  const uint64_t pair = i >> 1;
+  const double u1 = unit_open_closed(mix64(key ^ (2 * pair)));
+  const double u2 = unit_open_closed(mix64(key ^ (2 * pair + 1)));
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  const double angle = 2.0 * std::numbers::pi * u2;
+  return (i & 1) ? r * std::sin(angle) : r * std::cos(angle);
+}
+
+}  // namespace
+
+void initialize_parameters(const ParamLayout& layout, uint64_t seed, float* params) {
+  const auto& specs = layout.params();
+  for (size_t p = 0; p < specs.size(); ++p) {
+    const ParamSpec& s = specs[p];
+    float* out = params + s.offset;
+    switch (s.init) {
+      case Init::zeros:
+        std::fill(out, out + s.numel, 0.0f);
+        break;
+      case Init::ones:
+        std::fill(out, out + s.numel, 1.0f);
+        break;
+      case Init::normal:
+      case Init::normal_fan_in: {
+        const double std = s.init == Init::normal ? 1.0 : std::sqrt(0.33 / static_cast<double>(s.shape.back()));
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < s.numel; ++i)
+          out[i] = static_cast<float>(std * standard_normal(seed, p, static_cast<uint64_t>(i)));
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace speedrun::model

@@ -1,0 +1,54 @@
+#include "train/progress.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include <spdlog/fmt/fmt.h>
+
+namespace speedrun::train {
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) return fmt::format("{:.1f}s", s);
+  const auto total = static_cast<int64_t>(s + 0.5);
+  if (total < 3600) return fmt::format("{}m{:02d}s", total / 60, static_cast<int>(total % 60));
+  return fmt::format("{}h{:02d}m", total / 3600, static_cast<int>((total % 3600) / 60));
+}
+
+Progress::Progress(bool enabled) : enabled_(enabled), tty_(::isatty(STDOUT_FILENO) == 1) {}
+
+void Progress::line(const std::string& text) {
+  if (live_shown_) std::fputs("\r\033[2K", stdout);
+  live_shown_ = false;
+  std::fputs(text.c_str(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+void Progress::update(int64_t step, int64_t steps, double train_loss, double train_time_s, double tokens_per_s,
+                      double eta_s) {
+  if (!enabled_) return;
+  const std::string text =
+      fmt::format("step:{}/{} train_loss:{:.4f} train_time:{:.3f}s step_avg:{:.2f}ms tokens/s:{:.0f} eta:{}", step,
+                  steps, train_loss, train_time_s, 1000.0 * train_time_s / static_cast<double>(step), tokens_per_s,
+                  format_duration(eta_s));
+  if (tty_) {
+    std::fputs("\r\033[2K", stdout);
+    std::fputs(text.c_str(), stdout);
+    live_shown_ = true;
+  } else {
+    std::fputs(text.c_str(), stdout);
+    std::fputc('\n', stdout);
+  }
+  std::fflush(stdout);
+}
+
+void Progress::finish() {
+  if (live_shown_) std::fputc('\n', stdout);
+  live_shown_ = false;
+  std::fflush(stdout);
+}
+
+}  // namespace speedrun::train

@@ -1,0 +1,41 @@
+#include "train/run_dir.h"
+
+#include <ctime>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace speedrun::train {
+
+namespace fs = std::filesystem;
+
+std::string default_run_name(const std::string& config_name) {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &local);
+  return config_name + "-" + stamp;
+}
+
+fs::path create_run_dir(const fs::path& out_dir, const std::string& run_name, bool force) {
+  if (run_name.empty() || run_name == "." || run_name == ".." || run_name.find('/') != std::string::npos)
+    throw UserError("run name '" + run_name + "' must be a plain directory name (no '/', not '.' or '..')");
+  ensure_writable_directory(out_dir);
+  const fs::path dir = out_dir / run_name;
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!force)
+      throw UserError("run directory " + dir.string() +
+                      " already exists; choose another --run-name, or pass --force to replace it");
+    if (!fs::is_directory(dir, ec) || !fs::exists(dir / "config.json", ec))
+      throw UserError("refusing to replace " + dir.string() +
+                      ": it is not a speedrun run directory (no config.json); remove it yourself");
+    fs::remove_all(dir, ec);
+    if (ec) throw UserError("cannot remove old run directory " + dir.string() + ": " + ec.message());
+  }
+  ensure_writable_directory(dir);
+  return dir;
+}
+
+}  // namespace speedrun::train

@@ -1,0 +1,18 @@
+// The run directory: out_dir/<run name>/ holding config.json (the resolved config),
+// metrics.jsonl, log.txt and summary.json. An existing run is never overwritten
+// unless asked (--force), and --force only ever removes a directory that is a run.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace speedrun::train {
+
+// "<config name>-YYYYmmdd-HHMMSS" in local time.
+std::string default_run_name(const std::string& config_name);
+
+// Creates out_dir/run_name. Throws UserError when the name is not a plain name, when
+// the directory exists (without `force`), or when it cannot be created or written.
+std::filesystem::path create_run_dir(const std::filesystem::path& out_dir, const std::string& run_name, bool force);
+
+}  // namespace speedrun::train

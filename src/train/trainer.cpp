@@ -1,0 +1,185 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "build_info.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "data/loader.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+#include "optim/param_groups.h"
+#include "optim/schedule.h"
+#include "train/device_choice.h"
+#include "train/metrics.h"
+#include "train/progress.h"
+#include "train/run_dir.h"
+
+namespace speedrun::train {
+
+nlohmann::json TrainSummary::to_json() const {
+  nlohmann::json j;
+  j["status"] = status;
+  j["steps"] = steps_done;
+  j["train_time_s"] = train_time_s;
+  j["step_avg_ms"] = step_avg_ms;
+  j["tokens_per_s"] = tokens_per_s;
+  j["final_val_loss"] = val.empty() ? nlohmann::json(nullptr) : nlohmann::json(val.back().val_loss);
+  j["val"] = nlohmann::json::array();
+  for (const ValPoint& v : val) j["val"].push_back({{"step", v.step}, {"val_loss", v.val_loss}, {"train_time_s", v.train_time_s}});
+  if (first_at_target)
+    j["first_at_target"] = {{"step", first_at_target->step},
+                            {"val_loss", first_at_target->val_loss},
+                            {"train_time_s", first_at_target->train_time_s}};
+  else
+    j["first_at_target"] = nullptr;
+  return j;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
+  const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
+  double sum = 0.0;
+  for (int64_t s = 0; s < seqs; s += micro_seqs) {
+    const int64_t b = std::min(micro_seqs, seqs - s);
+    sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b);
+  }
+  return sum;
+}
+
+}  // namespace
+
+TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts) {
+  const config::TrainConfig& t = cfg.train;
+  const config::ModelConfig& m = cfg.model;
+  const Device device = resolve_device(opts.device.value_or(t.device));
+  if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
+
+  // Data first: bad paths or too little data fail before anything is allocated.
+  const int rank = 0, world = 1;
+  auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
+  auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
+  data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob"});
+  loader.check_enough_for(t.steps);
+  const data::Batch val = data::load_validation_set(val_shards, cfg.data.val_tokens, rank, world, m.vocab_size);
+  int64_t train_tokens = 0;
+  for (const auto& s : train_shards) train_tokens += s.num_tokens;
+
+  model::Gpt model(m, device, t.micro_batch_seqs);
+  model.init_parameters(static_cast<uint64_t>(t.seed));
+  const auto groups = optim::assign_parameters(cfg.optimizers, model.layout());
+  std::vector<std::unique_ptr<optim::Optimizer>> optimizers;
+  for (size_t e = 0; e < cfg.optimizers.size(); ++e) {
+    std::vector<optim::ParamRef> refs;
+    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i)});
+    optimizers.push_back(optim::make_optimizer(cfg.optimizers[e], std::move(refs)));
+  }
+
+  const std::filesystem::path run_dir =
+      create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
+  nlohmann::json resolved = config::to_json(cfg);
+  write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
+  LineFile metrics(run_dir / "metrics.jsonl");
+  LineFile log(run_dir / "log.txt");
+  log.write_line(fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
+
+  const int64_t local_tokens = t.batch_tokens / world;
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
+  const int64_t micro_steps = local_tokens / micro_tokens;
+  spdlog::info("run directory {}", run_dir.string());
+  spdlog::info("model: {} layers, d={}, {}x{} heads, vocab {} (padded {}), {:.1f}M parameters, {:.2f} GiB activations",
+               m.n_layer, m.d_model, m.n_head, m.head_dim, m.vocab_size, m.padded_vocab_size,
+               static_cast<double>(model.layout().total_numel()) / 1e6,
+               static_cast<double>(model.activation_bytes()) / (1ull << 30));
+  spdlog::info("data: {} train shard(s), {} tokens, {} batches per pass; validation {} tokens", train_shards.size(),
+               train_tokens, loader.batches_per_epoch(), cfg.data.val_tokens);
+  spdlog::info("training: {} steps of {} tokens ({} micro-batch(es) of {} x {}), device {}, {} threads", t.steps,
+               t.batch_tokens, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device), omp_get_max_threads());
+
+  Progress progress(opts.progress);
+  TrainSummary summary;
+  summary.run_dir = run_dir;
+  summary.status = "completed";
+  double training_time = 0.0;
+  int64_t last_val_step = 0;
+  data::Batch batch;
+  auto t0 = Clock::now();
+  for (int64_t step = 0; step <= t.steps; ++step) {
+    // --- validation (clock stopped) ---
+    const int64_t val_freq =
+        static_cast<double>(step) / static_cast<double>(t.steps) < 1.0 - t.val_final_frac ? t.val_every : t.val_every_final;
+    if (step == t.steps || step % val_freq == 0) {
+      const double since = seconds_since(t0);
+      const double step_avg = step > 0 ? since / static_cast<double>(step - last_val_step) : std::nan("");
+      last_val_step = step;
+      training_time += since;
+      const double val_loss = evaluate(model, val, t.micro_batch_seqs, m.seq_len) / static_cast<double>(cfg.data.val_tokens);
+      if (!std::isfinite(val_loss))
+        throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
+      const std::string text = fmt::format("step:{}/{} val_loss:{:.5f} train_time:{:.3f}s step_avg:{:.2f}ms", step,
+                                           t.steps, val_loss, training_time, 1000.0 * step_avg);
+      progress.line(text);
+      log.write_line(text);
+      metrics.write_json({{"step", step}, {"val_loss", val_loss}, {"train_time_s", training_time}});
+      const ValPoint point{step, val_loss, training_time};
+      summary.val.push_back(point);
+      if (t.target_val_loss && !summary.first_at_target && val_loss <= *t.target_val_loss) {
+        summary.first_at_target = point;
+        if (t.stop_at_target && step < t.steps) {
+          summary.status = "stopped_at_target";
+          summary.steps_done = step;
+          break;
+        }
+      }
+      t0 = Clock::now();
+    }
+    if (step == t.steps) {
+      summary.steps_done = step;
+      break;
+    }
+
+    // --- one optimizer step over the global batch ---
+    loader.next(batch);
+    model.zero_grad();
+    double loss_sum = 0.0;
+    for (int64_t k = 0; k < micro_steps; ++k)
+      loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
+                                         t.micro_batch_seqs);
+    const double train_loss = loss_sum / static_cast<double>(local_tokens);
+    if (!std::isfinite(train_loss))
+      throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
+                                  "the learning rates or check the data",
+                                  train_loss, step + 1));
+    const double factor = optim::lr_factor(cfg.schedule, step, t.steps);
+    for (auto& opt : optimizers) opt->step(step, factor);
+
+    const double elapsed = training_time + seconds_since(t0);
+    const double tokens_per_s = static_cast<double>(t.batch_tokens) * static_cast<double>(step + 1) / elapsed;
+    const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(t.steps - step - 1);
+    progress.update(step + 1, t.steps, train_loss, elapsed, tokens_per_s, eta);
+    metrics.write_json({{"step", step + 1},
+                        {"train_loss", train_loss},
+                        {"lr_factor", factor},
+                        {"train_time_s", elapsed},
+                        {"tokens_per_s", tokens_per_s}});
+  }
+  progress.finish();
+  summary.train_time_s = training_time;
+  summary.step_avg_ms = summary.steps_done > 0 ? 1000.0 * training_time / static_cast<double>(summary.steps_done) : 0.0;
+  summary.tokens_per_s =
+      training_time > 0 ? static_cast<double>(t.batch_tokens) * static_cast<double>(summary.steps_done) / training_time : 0.0;
+  write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  return summary;
+}
+
+}  // namespace speedrun::train

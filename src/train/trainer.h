@@ -1,0 +1,49 @@
+// The training loop, as Track 3's train_gpt_simple.py runs it: validate at step 0,
+// every val_every steps (every val_every_final in the last val_final_frac), and at
+// the end, with the clock stopped; otherwise one optimizer step per global batch,
+// gradients summed over micro-batches (the loss is a SUM over tokens).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/run_config.h"
+
+namespace speedrun::train {
+
+struct TrainOptions {
+  std::string run_name;               // empty: <config name>-<timestamp>
+  bool force = false;                 // replace an existing run directory of that name
+  std::optional<std::string> device;  // overrides train.device
+  std::string command_line;           // recorded in the run directory
+  bool progress = true;               // live progress line
+};
+
+struct ValPoint {
+  int64_t step = 0;
+  double val_loss = 0.0;
+  double train_time_s = 0.0;
+};
+
+struct TrainSummary {
+  std::filesystem::path run_dir;
+  std::string status;  // "completed", "stopped_at_target"
+  int64_t steps_done = 0;
+  double train_time_s = 0.0;
+  double step_avg_ms = 0.0;
+  double tokens_per_s = 0.0;
+  std::vector<ValPoint> val;
+  std::optional<ValPoint> first_at_target;
+  nlohmann::json to_json() const;
+};
+
+// Runs a whole training run and writes its run directory. Throws UserError for bad
+// input and for a non-finite loss (naming the step).
+TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts);
+
+}  // namespace speedrun::train

@@ -1,0 +1,166 @@
+"""The CPU backend against an independent PyTorch implementation (track3_torch.py).
+
+speedrun_reference_dump runs our fp32 model and optimizers on random tokens and
+writes the initial parameters, batches, logits, the first step's gradients and the
+parameters after several optimizer steps; this test recomputes all of it in float64
+and compares.
+
+Tolerances (relative, per tensor, as ||ours - ref|| / ||ref||, plus elementwise
+bounds) follow from fp32 arithmetic: unit roundoff is 6e-8, and every value passes
+through O(10) dependent ops (norms, GEMMs over 64..50304 terms, softmax, the cap), so
+relative errors of ~1e-6 are expected and 2e-5 leaves margin without hiding a real
+bug (a wrong constant, sign or missing term gives errors >= 1e-3). Gradients are
+sums over 384 tokens of products of such values: 5e-5. After 5 optimizer steps the
+parameters differ by the fp32 rounding of the updates; AdamW normalizes each
+gradient element by its own magnitude, so an element whose gradient is dominated by
+rounding noise can move by up to 2*lr: elementwise we bound |ours - ref| by 2*lr and
+require the relative norm error to stay below 1e-4.
+"""
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import speedrun_testing  # noqa: E402
+
+try:
+    import numpy as np
+    import torch
+except ImportError as e:  # pragma: no cover
+    print(f"skipped: numpy/torch not available ({e}); run scripts/setup.sh", file=sys.stderr)
+    sys.exit(77)
+
+import track3_torch  # noqa: E402
+
+DUMP = pathlib.Path(os.environ.get("SPEEDRUN_REFERENCE_DUMP",
+                                   speedrun_testing.BUILD_DIR / "tests" / "speedrun_reference_dump"))
+CONFIG = pathlib.Path(__file__).parent / "configs" / "reference-small.json"
+STEPS = 5
+
+
+def rel_err(a, b):
+    denom = np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / denom) if denom > 0 else float(np.linalg.norm(a))
+
+
+class ReferenceRun:
+    """One dump of our run plus its float64 recomputation in PyTorch."""
+
+    def __init__(self, tmp, *extra_args):
+        self.dir = pathlib.Path(tmp)
+        cmd = [str(DUMP), str(CONFIG), str(self.dir), "--steps", str(STEPS), *extra_args]
+        subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.meta = json.loads((self.dir / "meta.json").read_text())
+        self.cfg = self.meta["config"]
+        self.names = [p["name"] for p in self.meta["params"]]
+        torch.set_default_dtype(torch.float64)
+        self.params = {n: torch.tensor(self.load("init", n), dtype=torch.float64, requires_grad=True)
+                       for n in self.names}
+        self.model = track3_torch.Track3GPT(self.cfg["model"], self.params)
+        self.inputs = torch.tensor(np.load(self.dir / "inputs.npy"), dtype=torch.long)
+        self.targets = torch.tensor(np.load(self.dir / "targets.npy"), dtype=torch.long)
+
+    def load(self, kind, name):
+        return np.load(self.dir / kind / f"{name}.npy").astype(np.float64)
+
+    def step_loss_and_grads(self, step):
+        for p in self.params.values():
+            p.grad = None
+        total = 0.0
+        for k in range(self.inputs.size(1)):
+            loss = self.model.loss(self.inputs[step, k], self.targets[step, k])
+            loss.backward()
+            total += loss.item()
+        return total
+
+
+class TestTrack3AgainstTorch(speedrun_testing.SpeedrunTestCase):
+    def run_reference(self, *extra):
+        if not DUMP.exists():
+            self.fail(f"{DUMP} not built")
+        return ReferenceRun(self.tmp, *extra)
+
+    def check_forward_and_gradients(self, ref):
+        with torch.no_grad():
+            logits = ref.model.logits(ref.inputs[0, 0]).reshape(-1, ref.cfg["model"]["padded_vocab_size"]).numpy()
+        ours = np.load(ref.dir / "logits.npy").astype(np.float64)
+        self.assertLess(rel_err(ours, logits), 2e-5, "logits")
+        self.assertLess(np.abs(ours - logits).max(), 2e-5 * max(1.0, np.abs(logits).max()), "logits, elementwise")
+
+        loss = ref.step_loss_and_grads(0)
+        self.assertAlmostEqual(ref.meta["losses"][0] / loss, 1.0, delta=1e-6, msg="step-0 summed loss")
+        worst = (0.0, "")
+        for n in ref.names:
+            g_ref = ref.params[n].grad.numpy()
+            g = ref.load("grads", n)
+            if not np.any(g_ref):
+                np.testing.assert_array_equal(g, 0.0, err_msg=f"gradient of {n} should be exactly zero")
+                continue
+            e = rel_err(g, g_ref)
+            worst = max(worst, (e, n))
+            self.assertLess(e, 5e-5, f"gradient of {n}")
+        print(f"worst gradient relative error {worst[0]:.2e} ({worst[1]})")
+
+    def check_optimizer_steps(self, ref):
+        groups = ref.meta["groups"]
+        opts = [track3_torch.make_optimizer(entry, [ref.params[n] for n in names])
+                for entry, names in zip(ref.cfg["optimizers"], groups)]
+        steps_total = ref.cfg["train"]["steps"]
+        for s in range(STEPS):
+            loss = ref.step_loss_and_grads(s)
+            self.assertAlmostEqual(ref.meta["losses"][s] / loss, 1.0, delta=1e-5, msg=f"loss at step {s}")
+            factor = track3_torch.lr_factor(ref.cfg["schedule"], s, steps_total)
+            self.assertAlmostEqual(ref.meta["lr_factors"][s], factor, places=12, msg=f"lr factor at step {s}")
+            for opt in opts:
+                opt.step(s, factor)
+        max_lr = {n: e["lr"] for e, names in zip(ref.cfg["optimizers"], groups) for n in names}
+        worst = (0.0, "")
+        for n in ref.names:
+            p_ref = ref.params[n].detach().numpy()
+            p = ref.load("final", n)
+            moved = p_ref - ref.load("init", n)
+            e = rel_err(p, p_ref)
+            worst = max(worst, (e, n))
+            self.assertLess(e, 1e-4, f"parameter {n} after {STEPS} steps")
+            self.assertLess(np.abs(p - p_ref).max(), 2 * max_lr[n], f"parameter {n}, elementwise")
+            # The update itself (not just the parameter) must agree.
+            if np.linalg.norm(moved) > 0:
+                self.assertLess(rel_err(p - ref.load("init", n), moved), 2e-3, f"update of {n}")
+        print(f"worst parameter relative error after {STEPS} steps {worst[0]:.2e} ({worst[1]})")
+
+    def test_spec_initialization(self):
+        ref = self.run_reference()
+        c = ref.cfg["model"]
+        # The head is zero-initialized, so every logit is 0 and the loss is ln(V_padded).
+        self.assertAlmostEqual(ref.meta["losses"][0] / ref.inputs[0].numel(), math.log(c["padded_vocab_size"]), places=5)
+        for n in ref.names:
+            p = ref.load("init", n)
+            if n.endswith("gains"):
+                np.testing.assert_array_equal(p, 1.0)
+            elif n.endswith("bias") or "proj" in n:
+                np.testing.assert_array_equal(p, 0.0)
+            else:
+                std = 1.0 if n == "embed.weight" else math.sqrt(0.33 / p.shape[-1])
+                self.assertAlmostEqual(p.mean(), 0.0, delta=5 * std / math.sqrt(p.size))
+                self.assertAlmostEqual(p.std() / std, 1.0, delta=5 / math.sqrt(p.size) + 0.01, msg=n)
+        self.check_forward_and_gradients(ref)
+
+    def test_perturbed_forward_gradients_and_steps(self):
+        ref = self.run_reference("--init-noise", "0.02")
+        self.check_forward_and_gradients(ref)
+        self.check_optimizer_steps(ref)
+
+    def test_sigmoid_cap_plain_momentum_quintic(self):
+        ref = self.run_reference("--init-noise", "0.02", "--set", "model.logit_softcap=sigmoid",
+                                 "--set", "model.logit_cap=30", "--set", "optimizers[3].nesterov=false",
+                                 "--set", "optimizers[3].ns_preset=quintic")
+        self.check_forward_and_gradients(ref)
+        self.check_optimizer_steps(ref)
+
+
+if __name__ == "__main__":
+    speedrun_testing.main()

@@ -1,0 +1,143 @@
+// speedrun_reference_dump CONFIG OUTDIR [--steps N] [--data-seed S] [--init-noise SIGMA] [--set K=V]...
+//
+// Runs the CPU model and optimizers of CONFIG on random tokens and writes what the
+// PyTorch reference (tests/python/test_reference_torch.py) recomputes independently:
+//   meta.json                 resolved config, parameter names/shapes/groups, losses, lr factors
+//   inputs.npy, targets.npy   (steps, micro_steps, B, T) int32
+//   logits.npy                capped logits of step 0's first micro-batch (B*T, V)
+//   init/<name>.npy           parameters after initialization
+//   grads/<name>.npy          gradients of step 0 (summed over its micro-batches)
+//   final/<name>.npy          parameters after `steps` optimizer steps
+// --init-noise adds N(0, SIGMA^2) to every parameter after the spec's initialization,
+// so that no gradient is zero by construction (the zero-initialized proj weights
+// otherwise make q/k/v and mlp.fc gradients exactly zero at step 0).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "config/run_config.h"
+#include "core/error.h"
+#include "core/npy.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+#include "optim/param_groups.h"
+#include "optim/schedule.h"
+
+namespace fs = std::filesystem;
+using namespace speedrun;
+
+static void dump_params(model::Gpt& m, const fs::path& dir, bool grads) {
+  fs::create_directories(dir);
+  for (size_t i = 0; i < m.layout().params().size(); ++i)
+    write_npy(dir / (m.layout().params()[i].name + ".npy"), grads ? m.grad(i) : m.param(i));
+}
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s CONFIG OUTDIR [--steps N] [--data-seed S]\n", argv[0]);
+    return 2;
+  }
+  int64_t steps = 5;
+  uint64_t data_seed = std::random_device{}();
+  double init_noise = 0.0;
+  std::vector<config::Override> overrides;
+  try {
+    for (int i = 3; i + 1 < argc; i += 2) {
+      const std::string flag = argv[i];
+      if (flag == "--steps") steps = std::stoll(argv[i + 1]);
+      else if (flag == "--data-seed") data_seed = std::stoull(argv[i + 1]);
+      else if (flag == "--init-noise") init_noise = std::stod(argv[i + 1]);
+      else if (flag == "--set") overrides.push_back(config::parse_override(argv[i + 1]));
+      else throw UserError("unknown flag " + flag);
+    }
+    const config::RunConfig cfg = config::load_run_config(argv[1], overrides);
+    const fs::path out = argv[2];
+    fs::create_directories(out);
+    const auto& mc = cfg.model;
+    const int64_t T = mc.seq_len, B = cfg.train.micro_batch_seqs;
+    const int64_t micro_steps = cfg.train.batch_tokens / (B * T);
+
+    model::Gpt m(mc, Device::cpu, B);
+    m.init_parameters(static_cast<uint64_t>(cfg.train.seed));
+    if (init_noise > 0) {
+      std::mt19937_64 noise_rng(data_seed ^ 0x5DEECE66Dull);
+      std::normal_distribution<double> n(0.0, init_noise);
+      for (size_t i = 0; i < m.layout().params().size(); ++i) {
+        float* p = m.param(i).data<float>();
+        for (int64_t k = 0; k < m.param(i).numel(); ++k) p[k] += static_cast<float>(n(noise_rng));
+      }
+    }
+    dump_params(m, out / "init", false);
+    const auto groups = optim::assign_parameters(cfg.optimizers, m.layout());
+    std::vector<std::unique_ptr<optim::Optimizer>> opts;
+    nlohmann::json group_json = nlohmann::json::array();
+    for (size_t e = 0; e < groups.size(); ++e) {
+      std::vector<optim::ParamRef> refs;
+      nlohmann::json names = nlohmann::json::array();
+      for (size_t i : groups[e]) {
+        refs.push_back({m.layout().params()[i].name, m.param(i), m.grad(i)});
+        names.push_back(m.layout().params()[i].name);
+      }
+      group_json.push_back(names);
+      opts.push_back(optim::make_optimizer(cfg.optimizers[e], std::move(refs)));
+    }
+
+    // Random tokens, as upstream's loader cuts them: each step's batch is a contiguous
+    // run of batch_tokens + 1 tokens.
+    std::mt19937_64 rng(data_seed);
+    std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(mc.vocab_size - 1));
+    const int64_t per_step = micro_steps * B * T;
+    std::vector<int32_t> inputs(static_cast<size_t>(steps * per_step)), targets(inputs.size());
+    for (int64_t s = 0; s < steps; ++s) {
+      std::vector<int32_t> run(static_cast<size_t>(per_step + 1));
+      for (auto& x : run) x = tok(rng);
+      for (int64_t i = 0; i < per_step; ++i) {
+        inputs[s * per_step + i] = run[i];
+        targets[s * per_step + i] = run[i + 1];
+      }
+    }
+    write_npy(out / "inputs.npy", Tensor::of(inputs.data(), {steps, micro_steps, B, T}));
+    write_npy(out / "targets.npy", Tensor::of(targets.data(), {steps, micro_steps, B, T}));
+
+    std::vector<float> logits(static_cast<size_t>(B * T * mc.padded_vocab_size));
+    m.forward_logits(inputs.data(), B, logits.data());
+    write_npy(out / "logits.npy", Tensor::of(logits.data(), {B * T, mc.padded_vocab_size}));
+
+    nlohmann::json losses = nlohmann::json::array(), factors = nlohmann::json::array();
+    for (int64_t s = 0; s < steps; ++s) {
+      m.zero_grad();
+      double loss = 0.0;
+      for (int64_t k = 0; k < micro_steps; ++k) {
+        const int64_t off = s * per_step + k * B * T;
+        loss += m.forward_backward(inputs.data() + off, targets.data() + off, B);
+      }
+      losses.push_back(loss);
+      if (s == 0) dump_params(m, out / "grads", true);
+      const double f = optim::lr_factor(cfg.schedule, s, cfg.train.steps);
+      factors.push_back(f);
+      for (auto& o : opts) o->step(s, f);
+    }
+    dump_params(m, out / "final", false);
+
+    nlohmann::json meta;
+    meta["config"] = config::to_json(cfg);
+    meta["steps"] = steps;
+    meta["micro_steps"] = micro_steps;
+    meta["data_seed"] = data_seed;
+    meta["losses"] = losses;
+    meta["lr_factors"] = factors;
+    meta["groups"] = group_json;
+    nlohmann::json params = nlohmann::json::array();
+    for (const auto& p : m.layout().params()) params.push_back({{"name", p.name}, {"shape", p.shape}});
+    meta["params"] = params;
+    std::ofstream(out / "meta.json") << meta.dump(2);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
