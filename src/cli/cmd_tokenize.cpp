@@ -51,7 +51,8 @@ void check_options(const Options& o) {
   if (o.shard_tokens < 1 || o.shard_tokens > INT32_MAX)
     throw UserError("tokenize: --shard-tokens must be between 1 and " + std::to_string(INT32_MAX) + " (the shard "
                     "header's count is an int32), got " + std::to_string(o.shard_tokens));
-  if (o.val_tokens < 0) throw UserError("tokenize: --val-tokens must be 0 or more, got " + std::to_string(o.val_tokens));
+  if (o.val_tokens < 0)
+    throw UserError("tokenize: --val-tokens must be 0 or more, got " + std::to_string(o.val_tokens));
   if (o.encoder.empty() != o.vocab.empty())
     throw UserError("tokenize: --encoder and --vocab go together (give both, or neither for the default GPT-2 files)");
   for (const std::string& input : o.inputs) {

@@ -71,7 +71,8 @@ Encoder read_encoder(const fs::path& path) {
     if (spelling_of[id])
       throw UserError(path.string() + ": tokens " + quote(*spelling_of[id]) + " and " + quote(token) +
                       " both have id " + std::to_string(id));
-    if (token.empty()) throw UserError(path.string() + ": the empty string is not a token (id " + std::to_string(id) + ")");
+    if (token.empty())
+      throw UserError(path.string() + ": the empty string is not a token (id " + std::to_string(id) + ")");
     if (!byte_level_to_bytes(token, &enc.token_bytes[id]))
       throw UserError(path.string() + ": token " + quote(token) + " (id " + std::to_string(id) +
                       ") is not a byte-level string: GPT-2 writes each byte as one character of its byte-to-unicode "

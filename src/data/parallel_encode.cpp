@@ -44,7 +44,8 @@ std::vector<std::vector<uint16_t>> encode_documents(const Gpt2Tokenizer& tokeniz
   std::mutex failure_mutex;
   auto work = [&] {
     try {
-      for (size_t i = next_chunk++; i < chunks.size(); i = next_chunk++) tokenizer.encode_append(chunks[i].text, chunks[i].ids);
+      for (size_t i = next_chunk++; i < chunks.size(); i = next_chunk++)
+        tokenizer.encode_append(chunks[i].text, chunks[i].ids);
     } catch (...) {
       std::lock_guard<std::mutex> lock(failure_mutex);
       if (!failure) failure = std::current_exception();

@@ -2,7 +2,9 @@
 size limit, names), identical output for any thread count, and clear errors for bad
 input (never a crash or an internal error)."""
 import os
+import shutil
 import struct
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -79,6 +81,26 @@ class TokenizeCliTest(SpeedrunTestCase):
         self.assertEqual(outputs[0], outputs[1])
         self.assertGreater(len(outputs[0]), 3)
         self.assertEqual(read_shard(self.tmp / "out1" / "s_val_000000.bin"), [EOT, *reference])
+
+    def test_gutenberg_val_shard_round_trips_exactly(self):
+        """2M tokens that tiktoken made (an EOT before each book): decoding them to text and
+        tokenizing the text again must give back the identical shard."""
+        require_shared(self, "data/gutenberg/gutenberg_val_000000.bin.zst")
+        if not shutil.which("zstd"):
+            self.skipTest("skipped: zstd is not installed")
+        shard = self.tmp / "gutenberg_val_000000.bin"
+        compressed = speedrun_testing.SHARED_DIR / "data/gutenberg/gutenberg_val_000000.bin.zst"
+        with open(shard, "wb") as f:
+            subprocess.run(["zstd", "-dc", str(compressed)], stdout=f, check=True)
+        docs = self.tmp / "docs"
+        subprocess.run([sys.executable, str(speedrun_testing.SOURCE_DIR / "scripts" / "shard_to_text.py"), str(shard),
+                        str(docs)], check=True, stdout=subprocess.DEVNULL)
+        out = self.tmp / "out"
+        result = run_speedrun("tokenize", *sorted(docs.iterdir()), "--out", out, "--prefix", "g", "--threads", 2)
+        self.assertSucceeds(result)
+        self.assertEqual(self.shard_names(out), ["g_train_000001.bin"])
+        self.assertTrue((out / "g_train_000001.bin").read_bytes() == shard.read_bytes(),
+                        "re-tokenized Gutenberg val shard differs from tiktoken's")
 
     def test_refuses_to_overwrite_and_force_replaces(self):
         docs = self.write_docs(FOX[0], FOX[0])

@@ -223,7 +223,8 @@ TEST(TokenizerBpe, HeapAgreesWithQuadratic) {
     merges.add(vocab.merges[rank].left, vocab.merges[rank].right,
                {static_cast<uint32_t>(rank), vocab.merges[rank].merged});
   uint16_t byte_id[256];
-  for (size_t id = 0; id < 256; ++id) byte_id[static_cast<uint8_t>(vocab.token_bytes[id][0])] = static_cast<uint16_t>(id);
+  for (size_t id = 0; id < 256; ++id)
+    byte_id[static_cast<uint8_t>(vocab.token_bytes[id][0])] = static_cast<uint16_t>(id);
 
   auto rng = testing::seeded_rng("TokenizerBpe.HeapAgreesWithQuadratic");
   const std::string letters = "etaoinshrdlucmfwypvbgkqjxz";
