@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
       speedrun::cli::add_bench_command(app),
       speedrun::cli::add_validate_config_command(app),
       speedrun::cli::add_info_command(app),
+      speedrun::cli::add_tokenize_command(app),
   };
 
   try {
