@@ -18,7 +18,7 @@
 #include "model/flops.h"
 #include "model/gpt.h"
 #include "optim/optimizer.h"
-#include "optim/param_groups.h"
+#include "dist/communicator.h"
 #include "optim/schedule.h"
 #include "train/device_choice.h"
 
@@ -51,13 +51,8 @@ void run_bench(const Options& o) {
 
   model::Gpt model(m, device, t.micro_batch_seqs);
   model.init_parameters(static_cast<uint64_t>(t.seed));
-  const auto groups = optim::assign_parameters(cfg.optimizers, model.layout());
-  std::vector<std::unique_ptr<optim::Optimizer>> opts;
-  for (size_t e = 0; e < groups.size(); ++e) {
-    std::vector<optim::ParamRef> refs;
-    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i)});
-    opts.push_back(optim::make_optimizer(cfg.optimizers[e], std::move(refs)));
-  }
+  const auto comm = dist::make_local_communicator();
+  auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.vocab_size - 1));
   std::vector<int32_t> inputs(static_cast<size_t>(micro_tokens)), targets(inputs.size());

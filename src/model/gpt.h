@@ -57,6 +57,8 @@ class Gpt {
   Tensor param(const std::string& name) { return view(params_, layout_.find(name)); }
   Tensor grad(const std::string& name) { return view(grads_, layout_.find(name)); }
   Tensor param(size_t index) { return view(params_, layout_.params()[index]); }
+  // The whole flat gradient buffer as one tensor (for all-reduce).
+  Tensor grads_tensor() { return Tensor(grads_.data(), DType::f32, device_, {layout_.total_numel()}); }
   Tensor grad(size_t index) { return view(grads_, layout_.params()[index]); }
 
   // Initializes every parameter per the spec from `seed` (bitwise reproducible).

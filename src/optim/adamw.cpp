@@ -62,7 +62,8 @@ class AdamW final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_adamw(const config::OptimizerConfig& entry, std::vector<ParamRef> params) {
+std::unique_ptr<Optimizer> make_adamw(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                     const OptimizerContext& context) {
   return std::make_unique<AdamW>(entry, std::move(params));
 }
 

@@ -6,6 +6,7 @@
 
 namespace speedrun::optim {
 
-std::unique_ptr<Optimizer> make_adamw(const config::OptimizerConfig& entry, std::vector<ParamRef> params);
+std::unique_ptr<Optimizer> make_adamw(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                     const OptimizerContext& context);
 
 }  // namespace speedrun::optim

@@ -77,7 +77,8 @@ class Muon final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params) {
+std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                     const OptimizerContext& context) {
   return std::make_unique<Muon>(entry, std::move(params));
 }
 

@@ -8,7 +8,8 @@
 
 namespace speedrun::optim {
 
-std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params);
+std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                     const OptimizerContext& context);
 
 // The momentum at `step` (0-based) after the optional linear warm-up.
 double muon_momentum(const config::MuonSettings& s, int64_t step);

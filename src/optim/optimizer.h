@@ -9,8 +9,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "config/run_config.h"
 #include "core/tensor.h"
+#include "dist/communicator.h"
+#include "model/gpt.h"
 
 namespace speedrun::optim {
 
@@ -19,6 +23,11 @@ struct ParamRef {
   std::string name;
   Tensor param;
   Tensor grad;
+};
+
+// What an optimizer may use besides its parameters.
+struct OptimizerContext {
+  dist::Communicator* comm = nullptr;  // never null; the local communicator in one process
 };
 
 class Optimizer {
@@ -31,10 +40,26 @@ class Optimizer {
   virtual void step(int64_t step, double lr_factor) = 0;
   // Bytes of optimizer state.
   virtual size_t state_bytes() const = 0;
+  // The sink for layer inputs this optimizer needs during the forward passes of
+  // `step` (Newton-Muon on its refresh steps), or nullptr (no capture, no cost).
+  virtual model::LayerInputSink* capture_sink(int64_t step) { return nullptr; }
+  // Counters for the step's metrics record (e.g. Newton-Muon's Cholesky fallbacks);
+  // null when there are none.
+  virtual nlohmann::json metrics() const { return nullptr; }
 };
 
 // Creates the optimizer of config entry `entry` over `params` (the registry: one line
 // per optimizer type in optim/registry.cpp).
-std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& entry, std::vector<ParamRef> params);
+std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                          const OptimizerContext& context);
+
+}  // namespace speedrun::optim
+
+namespace speedrun::optim {
+
+// One optimizer per config entry, over the model's parameters that the entry's
+// patterns select (see param_groups.h; throws UserError on a bad assignment).
+std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<config::OptimizerConfig>& entries,
+                                                         model::Gpt& model, const OptimizerContext& context);
 
 }  // namespace speedrun::optim

@@ -5,18 +5,32 @@
 #include "optim/adamw.h"
 #include "optim/muon.h"
 #include "optim/optimizer.h"
+#include "optim/param_groups.h"
 
 namespace speedrun::optim {
 
-std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& entry, std::vector<ParamRef> params) {
+std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                          const OptimizerContext& context) {
   return std::visit(
       [&](const auto& settings) -> std::unique_ptr<Optimizer> {
         using S = std::decay_t<decltype(settings)>;
-        if constexpr (std::is_same_v<S, config::AdamWSettings>) return make_adamw(entry, std::move(params));
-        else if constexpr (std::is_same_v<S, config::MuonSettings>) return make_muon(entry, std::move(params));
+        if constexpr (std::is_same_v<S, config::AdamWSettings>) return make_adamw(entry, std::move(params), context);
+        else if constexpr (std::is_same_v<S, config::MuonSettings>) return make_muon(entry, std::move(params), context);
         else static_assert(sizeof(S) == 0, "optimizer settings type without a factory in optim/registry.cpp");
       },
       entry.settings);
+}
+
+std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<config::OptimizerConfig>& entries,
+                                                         model::Gpt& model, const OptimizerContext& context) {
+  const auto groups = assign_parameters(entries, model.layout());
+  std::vector<std::unique_ptr<Optimizer>> optimizers;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    std::vector<ParamRef> refs;
+    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i)});
+    optimizers.push_back(make_optimizer(entries[e], std::move(refs), context));
+  }
+  return optimizers;
 }
 
 }  // namespace speedrun::optim

@@ -12,9 +12,9 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "data/loader.h"
+#include "dist/communicator.h"
 #include "model/gpt.h"
 #include "optim/optimizer.h"
-#include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "train/device_choice.h"
 #include "train/metrics.h"
@@ -47,6 +47,31 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+double sum_over_ranks(dist::Communicator& comm, double x) {
+  comm.all_reduce_sum(Tensor::of(&x, {1}));
+  return x;
+}
+
+// Hands the model one sink that forwards layer inputs to every optimizer that asked
+// for them at this step (usually none: then the model is given no sink at all).
+class CaptureFanOut final : public model::LayerInputSink {
+ public:
+  CaptureFanOut(const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers, int64_t step) {
+    for (const auto& o : optimizers)
+      if (model::LayerInputSink* s = o->capture_sink(step)) sinks_.push_back(s);
+  }
+  model::LayerInputSink* sink() {
+    if (sinks_.empty()) return nullptr;
+    return sinks_.size() == 1 ? sinks_.front() : this;
+  }
+  void capture(int64_t layer, model::CapturePoint point, const Tensor& input) override {
+    for (model::LayerInputSink* s : sinks_) s->capture(layer, point, input);
+  }
+
+ private:
+  std::vector<model::LayerInputSink*> sinks_;
+};
+
 double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
   const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
   double sum = 0.0;
@@ -65,8 +90,9 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   const Device device = resolve_device(opts.device.value_or(t.device));
   if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
 
+  std::unique_ptr<dist::Communicator> comm = dist::make_local_communicator();
+  const int rank = comm->rank(), world = comm->world();
   // Data first: bad paths or too little data fail before anything is allocated.
-  const int rank = 0, world = 1;
   auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
   auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
   data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob"});
@@ -77,13 +103,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
 
   model::Gpt model(m, device, t.micro_batch_seqs);
   model.init_parameters(static_cast<uint64_t>(t.seed));
-  const auto groups = optim::assign_parameters(cfg.optimizers, model.layout());
-  std::vector<std::unique_ptr<optim::Optimizer>> optimizers;
-  for (size_t e = 0; e < cfg.optimizers.size(); ++e) {
-    std::vector<optim::ParamRef> refs;
-    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i)});
-    optimizers.push_back(optim::make_optimizer(cfg.optimizers[e], std::move(refs)));
-  }
+  auto optimizers = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
 
   const std::filesystem::path run_dir =
       create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
@@ -123,7 +143,8 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
       const double step_avg = step > 0 ? since / static_cast<double>(step - last_val_step) : std::nan("");
       last_val_step = step;
       training_time += since;
-      const double val_loss = evaluate(model, val, t.micro_batch_seqs, m.seq_len) / static_cast<double>(cfg.data.val_tokens);
+      const double val_loss = sum_over_ranks(*comm, evaluate(model, val, t.micro_batch_seqs, m.seq_len)) /
+                              static_cast<double>(cfg.data.val_tokens);
       if (!std::isfinite(val_loss))
         throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
       const std::string text = fmt::format("step:{}/{} val_loss:{:.5f} train_time:{:.3f}s step_avg:{:.2f}ms", step,
@@ -151,11 +172,14 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     // --- one optimizer step over the global batch ---
     loader.next(batch);
     model.zero_grad();
+    CaptureFanOut capture(optimizers, step);
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs);
-    const double train_loss = loss_sum / static_cast<double>(local_tokens);
+                                         t.micro_batch_seqs, capture.sink());
+    // The loss is a SUM over the global batch: gradients and loss are summed over ranks.
+    comm->all_reduce_sum(model.grads_tensor());
+    const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss))
       throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
                                   "the learning rates or check the data",
@@ -167,11 +191,15 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     const double tokens_per_s = static_cast<double>(t.batch_tokens) * static_cast<double>(step + 1) / elapsed;
     const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(t.steps - step - 1);
     progress.update(step + 1, t.steps, train_loss, elapsed, tokens_per_s, eta);
-    metrics.write_json({{"step", step + 1},
-                        {"train_loss", train_loss},
-                        {"lr_factor", factor},
-                        {"train_time_s", elapsed},
-                        {"tokens_per_s", tokens_per_s}});
+    nlohmann::json record = {{"step", step + 1},
+                             {"train_loss", train_loss},
+                             {"lr_factor", factor},
+                             {"train_time_s", elapsed},
+                             {"tokens_per_s", tokens_per_s}};
+    for (size_t e = 0; e < optimizers.size(); ++e)
+      if (nlohmann::json extra = optimizers[e]->metrics(); !extra.is_null())
+        record["optimizers[" + std::to_string(e) + "]"] = std::move(extra);
+    metrics.write_json(record);
   }
   progress.finish();
   summary.train_time_s = training_time;

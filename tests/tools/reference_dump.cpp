@@ -22,6 +22,7 @@
 #include "config/run_config.h"
 #include "core/error.h"
 #include "core/npy.h"
+#include "dist/communicator.h"
 #include "model/gpt.h"
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
@@ -72,18 +73,13 @@ int main(int argc, char** argv) {
       }
     }
     dump_params(m, out / "init", false);
-    const auto groups = optim::assign_parameters(cfg.optimizers, m.layout());
-    std::vector<std::unique_ptr<optim::Optimizer>> opts;
+    const auto comm = dist::make_local_communicator();
+    auto opts = optim::build_optimizers(cfg.optimizers, m, {comm.get()});
     nlohmann::json group_json = nlohmann::json::array();
-    for (size_t e = 0; e < groups.size(); ++e) {
-      std::vector<optim::ParamRef> refs;
+    for (const auto& group : optim::assign_parameters(cfg.optimizers, m.layout())) {
       nlohmann::json names = nlohmann::json::array();
-      for (size_t i : groups[e]) {
-        refs.push_back({m.layout().params()[i].name, m.param(i), m.grad(i)});
-        names.push_back(m.layout().params()[i].name);
-      }
+      for (size_t i : group) names.push_back(m.layout().params()[i].name);
       group_json.push_back(names);
-      opts.push_back(optim::make_optimizer(cfg.optimizers[e], std::move(refs)));
     }
 
     // Random tokens, as upstream's loader cuts them: each step's batch is a contiguous
