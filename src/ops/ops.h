@@ -94,5 +94,8 @@ void softcap_forward(Tensor out, const Tensor& z, const SoftCap& cap);
 // losses (N) f32 (f64 for f64 inputs).
 void softcap_cross_entropy(Tensor losses, Tensor dz, const Tensor& z, const Tensor& targets, const SoftCap& cap,
                            double grad_scale);
+// The sum of the per-row losses in double, in row order: the same value on every machine and
+// thread count (losses (N) f32 or f64, on the CPU).
+double sum_losses(const Tensor& losses);
 
 }  // namespace speedrun::ops

@@ -1,0 +1,73 @@
+// Shared plumbing of the ops layer (ops_*.cpp): argument checks that throw
+// std::invalid_argument naming the op, the argument and the shapes, and the dispatch of a
+// checked call to the CPU implementation of its dtype.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "core/tensor.h"
+
+namespace speedrun::ops::detail {
+
+// One argument of an op, named for error messages.
+struct Arg {
+  const char* name;
+  const Tensor& tensor;
+};
+
+class Checker {
+ public:
+  explicit Checker(const char* op) : op_(op) {}
+  const char* op() const { return op_; }
+
+  [[noreturn]] void fail(const std::string& message) const;
+
+  // The argument is present (not an empty Tensor).
+  void present(Arg a) const;
+  // Present and f32 or f64.
+  void floating(Arg a) const;
+  void dtype(Arg a, DType expected) const;
+  void same_dtype(Arg a, Arg reference) const;
+  // Exactly these dimensions.
+  void shape(Arg a, std::initializer_list<int64_t> dims) const;
+  void same_shape(Arg a, Arg reference) const;
+  // Viewed as a matrix (rows(), size(-1)) it is rows x cols: (B, T, C) and (B*T, C) both pass.
+  void matrix(Arg a, int64_t rows, int64_t cols) const;
+  void same_matrix(Arg a, Arg reference) const;
+  void numel(Arg a, int64_t expected, const char* what) const;
+  void ndim(Arg a, int expected) const;
+  void ndim_at_least(Arg a, int minimum) const;
+  // All present arguments are on one device; returns it.
+  Device same_device(std::initializer_list<Arg> args) const;
+  // The i32 indices are in [0, limit) (CPU only: reads them).
+  void indices_below(Arg a, int64_t limit, const char* limit_what) const;
+
+ private:
+  const char* op_;
+};
+
+// Runs fn(std::type_identity<float>{}) or fn(std::type_identity<double>{}) on the CPU.
+// CUDA has no kernels yet: std::logic_error.
+template <class Fn>
+void dispatch_float(const Checker& check, Device device, DType dtype, Fn&& fn) {
+  if (device == Device::cuda) {
+    throw std::logic_error(std::string("ops::") + check.op() + ": the CUDA backend does not implement this op yet");
+  }
+  switch (dtype) {
+    case DType::f32: fn(std::type_identity<float>{}); return;
+    case DType::f64: fn(std::type_identity<double>{}); return;
+    default: check.fail(std::string("unsupported dtype ") + dtype_name(dtype));
+  }
+}
+
+// The typed pointer of an optional argument: null when it is empty.
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.empty() ? nullptr : t.data<T>();
+}
+
+}  // namespace speedrun::ops::detail
