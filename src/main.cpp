@@ -4,6 +4,7 @@
 // (unknown flag, missing argument).
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -23,7 +24,13 @@ int usage_error(CLI::App& app, const CLI::ParseError& e) {
     if (subs.empty()) break;
     sub = target = subs.front();
   }
-  std::fprintf(stderr, "error: %s\n\n%s", e.what(), target->help().c_str());
+  // CLI11 checks for a missing subcommand before it reports unrecognised arguments, so
+  // `speedrun --bogus` would only say "A subcommand is required": name the culprit too.
+  std::string message = e.what();
+  if (const auto extras = app.remaining(); !extras.empty() && target == &app) {
+    message = "unknown argument " + extras.front() + " (and " + message + ")";
+  }
+  std::fprintf(stderr, "error: %s\n\n%s", message.c_str(), target->help().c_str());
   return 2;
 }
 

@@ -152,7 +152,7 @@ class TestTrain(CliTestCase):
         run = self.tmp / "runs" / "r1"
         for f in ("config.json", "metrics.jsonl", "log.txt", "summary.json"):
             self.assertTrue((run / f).exists(), f)
-        val_lines = [l for l in r.stdout.splitlines() if "val_loss" in l]
+        val_lines = [l for l in r.stdout.splitlines() if l.startswith("step:") and "val_loss" in l]
         self.assertEqual([UPSTREAM_VAL_LINE.match(l).group(1) for l in val_lines], ["0", "3", "6"], r.stdout)
         self.assertTrue(val_lines[0].endswith("step_avg:nanms"))
         metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
@@ -164,7 +164,8 @@ class TestTrain(CliTestCase):
         resolved = json.loads((run / "config.json").read_text())
         self.assertTrue(resolved["data"]["train_glob"].startswith(str(self.tmp)))
         # The log repeats the console's validation lines.
-        self.assertEqual([l for l in (run / "log.txt").read_text().splitlines() if "val_loss" in l], val_lines)
+        logged = [l for l in (run / "log.txt").read_text().splitlines() if l.startswith("step:") and "val_loss" in l]
+        self.assertEqual(logged, val_lines)
 
     def test_same_seed_same_run(self):
         cfg = self.tiny()
@@ -216,8 +217,13 @@ class TestTrain(CliTestCase):
 
     def test_token_id_beyond_vocab(self):
         cfg = self.tiny()
-        write_shard(self.tmp / "data" / "t_val_000000.bin", [5] * 100 + [50300] + [5] * 99)
-        self.assertFailsWith(run_speedrun("train", cfg), "id 50300 at token 100", "vocab_size 50257")
+        # In the validation set (its first 64 tokens are read) ...
+        write_shard(self.tmp / "data" / "t_val_000000.bin", [5] * 10 + [50300] + [5] * 189)
+        self.assertFailsWith(run_speedrun("train", cfg), "t_val_000000.bin", "id 50300 at token 10", "vocab_size 50257")
+        # ... and in a training shard (read whole).
+        self.make_data()
+        write_shard(self.tmp / "data" / "t_train_000001.bin", [7] * 1500 + [65535] + [7] * 499)
+        self.assertFailsWith(run_speedrun("train", cfg), "t_train_000001.bin", "id 65535 at token 1500")
 
     def test_not_enough_data_fails_before_training(self):
         cfg = self.tiny(steps=1000)
@@ -229,7 +235,7 @@ class TestTrain(CliTestCase):
 
     def test_divergence_is_reported_with_step(self):
         cfg = self.tiny()
-        r = run_speedrun("train", cfg, "--set", "optimizers[0].lr=1e30", "--set", "optimizers[1].lr=1e30")
+        r = run_speedrun("train", cfg, "--set", "optimizers[0].lr=1e38", "--set", "optimizers[1].lr=1e38")
         self.assertFailsWith(r, "at step", "diverged")
 
     def test_cuda_without_device_is_clear(self):

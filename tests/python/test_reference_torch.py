@@ -88,6 +88,8 @@ class TestTrack3AgainstTorch(speedrun_testing.SpeedrunTestCase):
         with torch.no_grad():
             logits = ref.model.logits(ref.inputs[0, 0]).reshape(-1, ref.cfg["model"]["padded_vocab_size"]).numpy()
         ours = np.load(ref.dir / "logits.npy").astype(np.float64)
+        print(f"logits relative error {rel_err(ours, logits):.2e}, "
+              f"max abs {np.abs(ours - logits).max():.2e} (max |logit| {np.abs(logits).max():.2f})")
         self.assertLess(rel_err(ours, logits), 2e-5, "logits")
         self.assertLess(np.abs(ours - logits).max(), 2e-5 * max(1.0, np.abs(logits).max()), "logits, elementwise")
 

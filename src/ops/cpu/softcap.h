@@ -24,9 +24,19 @@ template <class T>
 struct AlgebraicCap {
   T c, c_squared;
   explicit AlgebraicCap(T cap) : c(cap), c_squared(cap * cap) {}
+  // |z| beyond this is clamped to it first. Unclamped, z^2 overflows in float for |z| > 1.8e19
+  // and the cap returns 0 instead of +-c: a diverged run would show the uniform loss ln(V)
+  // instead of a jump. At 1e18 the cap is c to every bit of float and double precision; NaN
+  // passes through the clamp unchanged.
+  static constexpr T kLargest = T(1e18);
+  static T clamped(T z) { return z > kLargest ? kLargest : (z < -kLargest ? -kLargest : z); }
   // Upstream's operation order: (c z) * rsqrt(z^2 + c^2), rsqrt as 1 / sqrt.
-  T value(T z) const { return (c * z) * (T(1) / std::sqrt(z * z + c_squared)); }
+  T value(T z) const {
+    z = clamped(z);
+    return (c * z) * (T(1) / std::sqrt(z * z + c_squared));
+  }
   void value_and_slope(T z, T& s, T& slope) const {
+    z = clamped(z);
     const T r = T(1) / std::sqrt(z * z + c_squared);
     s = (c * z) * r;
     const T cr = c * r;  // c^3 / (z^2+c^2)^(3/2) = (c r)^3
