@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "build_info.h"
+#include "cli/bench_optimizers.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
@@ -30,6 +31,7 @@ struct Options {
   ConfigOptions config;
   int steps = 5, warmup = 1;
   std::string device, json_out;
+  bool optimizers_only = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -42,6 +44,12 @@ double median(std::vector<double> v) {
 
 void run_bench(const Options& o) {
   const config::RunConfig cfg = load_config(o.config);
+  if (o.optimizers_only) {
+    if (train::resolve_device(o.device.empty() ? cfg.train.device : o.device) != Device::cpu)
+      throw UserError("bench --optimizers-only: only the CPU optimizers exist so far; pass --device cpu");
+    bench_optimizers(cfg, o.steps, o.warmup, o.json_out);
+    return;
+  }
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
@@ -122,6 +130,9 @@ Command add_bench_command(CLI::App& app) {
   sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
   sub->add_option("--device", o->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_option("--json", o->json_out, "also write the figures to this JSON file");
+  sub->add_flag("--optimizers-only", o->optimizers_only,
+                "time only the optimizer steps, on random gradients: ordinary steps, and Newton-Muon's capture of "
+                "one micro-batch and its refresh steps");
   return {sub, [o] { run_bench(*o); }};
 }
 

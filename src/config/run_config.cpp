@@ -183,12 +183,18 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
   if (c.optimizers.empty()) errors.add("optimizers", "at least one optimizer entry is required");
   for (size_t i = 0; i < c.optimizers.size(); ++i) {
     const OptimizerConfig& o = c.optimizers[i];
-    if (const auto* mu = std::get_if<MuonSettings>(&o.settings)) {
+    if (const MuonSettings* mu = muon_settings_of(o.settings)) {
       if (mu->momentum_warmup_start && mu->momentum_warmup_steps == 0)
         errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
                    "must be >= 1 when momentum_warmup_start is set");
     }
   }
+}
+
+const MuonSettings* muon_settings_of(const OptimizerSettings& s) {
+  if (const auto* m = std::get_if<MuonSettings>(&s)) return m;
+  if (const auto* n = std::get_if<NewtonMuonSettings>(&s)) return n;
+  return nullptr;
 }
 
 RunConfig run_config_from_json(const json& raw, const std::string& where) {

@@ -169,9 +169,61 @@ struct MuonSettings {
   }
 };
 
+// Newton-Muon (arXiv 2604.01472; Track 3 result #15): Muon whose gradients are first
+// right-multiplied by (C + r I)^-1, C an EMA of the layer inputs' second moment X^T X / N.
+// Every Muon setting applies to the update that follows.
+struct NewtonMuonSettings : MuonSettings {
+  static constexpr const char* type = "newton_muon";
+  int64_t refresh_every = 64;
+  double ema_beta = 0.05;
+  double ridge = 0.2;
+  double ridge_eps = 1e-8;
+  double initial_scale = 0.001;
+  int64_t mlp_proj_blocks = 4;
+  std::vector<std::string> precondition = {"attn_qkv", "attn_proj", "mlp_fc", "mlp_proj"};
+
+  template <class A>
+  void bind(A& a) {
+    MuonSettings::bind(a);
+    a.field("refresh_every", refresh_every, at_least<int64_t>(1),
+            "k: statistics are captured on steps s with (s+1) mod k == 0, and the inverse refreshed then");
+    a.field("ema_beta", ema_beta, in_range(0.0, 1.0), "beta of C = C + beta (A/count - C) at each refresh");
+    a.field("ridge", ridge, any<double>(),
+            "gamma of the ridge r = gamma tr(C)/n + ridge_eps added to C before the Cholesky inverse (negative "
+            "values make the factorization fail: for tests only)");
+    a.field("ridge_eps", ridge_eps, at_least(0.0), "added to the ridge");
+    a.field("initial_scale", initial_scale, greater_than(0.0), "C starts as initial_scale * I");
+    a.field("mlp_proj_blocks", mlp_proj_blocks, at_least<int64_t>(1),
+            "mlp.proj's input is split into this many contiguous blocks, each with its own statistic and inverse");
+    a.field("precondition", precondition, each(one_of({"attn_qkv", "attn_proj", "mlp_fc", "mlp_proj"})),
+            "capture points whose matrices are preconditioned (attn_qkv: q, k, v share the normed hidden; "
+            "attn_proj: the attention output; mlp_fc: the normed hidden; mlp_proj: relu(.)^2); the group's other "
+            "matrices get plain Muon");
+  }
+};
+
+// RMNP (arXiv 2603.20527): Nesterov momentum, then each row of the (out, in) matrix
+// normalized to unit L2 norm, scaled by sqrt(max(1, out/in)).
+struct RmnpSettings {
+  static constexpr const char* type = "rmnp";
+  double momentum = 0.95;
+  bool nesterov = true;
+  double eps = 1e-12;
+
+  template <class A>
+  void bind(A& a) {
+    a.field("momentum", momentum, in_half_open(0.0, 1.0), "mu of buf = mu*buf + G");
+    a.field("nesterov", nesterov, any<bool>(), "update with G + mu*buf instead of buf");
+    a.field("eps", eps, greater_than(0.0), "rows are divided by max(||row||_2, eps)");
+  }
+};
+
 // Every optimizer type's settings. Adding an optimizer type: a settings struct with a
 // `type` name and `bind`, one entry here, and a factory line in optim/registry.cpp.
-using OptimizerSettings = std::variant<AdamWSettings, MuonSettings>;
+using OptimizerSettings = std::variant<AdamWSettings, MuonSettings, NewtonMuonSettings, RmnpSettings>;
+
+// The Muon settings of Muon and Newton-Muon entries; null for the others.
+const MuonSettings* muon_settings_of(const OptimizerSettings& s);
 
 struct OptimizerConfig {
   std::string type;                   // one of type_names()

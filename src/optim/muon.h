@@ -4,6 +4,9 @@
 // mu may warm up linearly from momentum_warmup_start over momentum_warmup_steps.
 #pragma once
 
+#include <vector>
+
+#include "optim/newton_schulz.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::optim {
@@ -13,5 +16,19 @@ std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::
 
 // The momentum at `step` (0-based) after the optional linear warm-up.
 double muon_momentum(const config::MuonSettings& s, int64_t step);
+
+// The Muon update of one (rows, cols) matrix, shared by Muon and Newton-Muon (which
+// hands it the preconditioned gradient).
+class MuonMatrixUpdate {
+ public:
+  explicit MuonMatrixUpdate(const config::MuonSettings& s);
+  // buf: the matrix's momentum (updated); g: its gradient; p: the parameter (updated).
+  void apply(float* p, const float* g, float* buf, int64_t rows, int64_t cols, int64_t step, double lr, double wd);
+
+ private:
+  config::MuonSettings settings_;
+  NewtonSchulzSpec ns_;
+  std::vector<float> update_, orth_;  // scratch
+};
 
 }  // namespace speedrun::optim

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "optim/newton_muon.h"
 
 namespace speedrun::optim {
 
@@ -58,6 +59,18 @@ std::vector<std::vector<size_t>> assign_parameters(const std::vector<config::Opt
         if (!params[i].is_matrix())
           throw UserError(where + " (" + entries[e].type + ") matches '" + params[i].name +
                           "', which is not a matrix; give 1-D parameters to an adamw entry");
+    }
+    // Newton-Muon needs each matrix's layer input.
+    if (entries[e].type == config::NewtonMuonSettings::type) {
+      for (size_t i : groups[e]) {
+        int64_t layer = 0;
+        model::CapturePoint point{};
+        if (!capture_point_of(params[i].name, layer, point))
+          throw UserError(where + " (newton_muon) matches '" + params[i].name +
+                          "', whose input is not captured; Newton-Muon preconditions only "
+                          "blocks.*.attn.{q,k,v,proj}.weight and blocks.*.mlp.{fc,proj}.weight: give it to "
+                          "muon or adamw");
+      }
     }
   }
   for (size_t i = 0; i < params.size(); ++i)

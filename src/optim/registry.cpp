@@ -4,6 +4,8 @@
 
 #include "optim/adamw.h"
 #include "optim/muon.h"
+#include "optim/newton_muon.h"
+#include "optim/rmnp.h"
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
 
@@ -16,6 +18,9 @@ std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& entry, 
         using S = std::decay_t<decltype(settings)>;
         if constexpr (std::is_same_v<S, config::AdamWSettings>) return make_adamw(entry, std::move(params), context);
         else if constexpr (std::is_same_v<S, config::MuonSettings>) return make_muon(entry, std::move(params), context);
+        else if constexpr (std::is_same_v<S, config::NewtonMuonSettings>)
+          return make_newton_muon(entry, std::move(params), context);
+        else if constexpr (std::is_same_v<S, config::RmnpSettings>) return make_rmnp(entry, std::move(params), context);
         else static_assert(sizeof(S) == 0, "optimizer settings type without a factory in optim/registry.cpp");
       },
       entry.settings);

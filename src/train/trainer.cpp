@@ -14,6 +14,7 @@
 #include "data/loader.h"
 #include "dist/communicator.h"
 #include "model/gpt.h"
+#include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "train/device_choice.h"
@@ -51,26 +52,6 @@ double sum_over_ranks(dist::Communicator& comm, double x) {
   comm.all_reduce_sum(Tensor::of(&x, {1}));
   return x;
 }
-
-// Hands the model one sink that forwards layer inputs to every optimizer that asked
-// for them at this step (usually none: then the model is given no sink at all).
-class CaptureFanOut final : public model::LayerInputSink {
- public:
-  CaptureFanOut(const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers, int64_t step) {
-    for (const auto& o : optimizers)
-      if (model::LayerInputSink* s = o->capture_sink(step)) sinks_.push_back(s);
-  }
-  model::LayerInputSink* sink() {
-    if (sinks_.empty()) return nullptr;
-    return sinks_.size() == 1 ? sinks_.front() : this;
-  }
-  void capture(int64_t layer, model::CapturePoint point, const Tensor& input) override {
-    for (model::LayerInputSink* s : sinks_) s->capture(layer, point, input);
-  }
-
- private:
-  std::vector<model::LayerInputSink*> sinks_;
-};
 
 double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
   const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
@@ -172,7 +153,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     // --- one optimizer step over the global batch ---
     loader.next(batch);
     model.zero_grad();
-    CaptureFanOut capture(optimizers, step);
+    optim::CaptureFanOut capture(optimizers, step);
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,

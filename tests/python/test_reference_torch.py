@@ -67,18 +67,20 @@ class ReferenceRun:
     def load(self, kind, name):
         return np.load(self.dir / kind / f"{name}.npy").astype(np.float64)
 
-    def step_loss_and_grads(self, step):
+    def step_loss_and_grads(self, step, capture=None):
         for p in self.params.values():
             p.grad = None
         total = 0.0
         for k in range(self.inputs.size(1)):
-            loss = self.model.loss(self.inputs[step, k], self.targets[step, k])
+            loss = self.model.loss(self.inputs[step, k], self.targets[step, k], capture)
             loss.backward()
             total += loss.item()
         return total
 
 
-class TestTrack3AgainstTorch(speedrun_testing.SpeedrunTestCase):
+class ReferenceChecks(speedrun_testing.SpeedrunTestCase):
+    """The comparisons; the test classes below choose the runs."""
+
     def run_reference(self, *extra):
         if not DUMP.exists():
             self.fail(f"{DUMP} not built")
@@ -109,11 +111,17 @@ class TestTrack3AgainstTorch(speedrun_testing.SpeedrunTestCase):
 
     def check_optimizer_steps(self, ref):
         groups = ref.meta["groups"]
-        opts = [track3_torch.make_optimizer(entry, [ref.params[n] for n in names])
+        opts = [track3_torch.make_optimizer(entry, [ref.params[n] for n in names], names)
                 for entry, names in zip(ref.cfg["optimizers"], groups)]
         steps_total = ref.cfg["train"]["steps"]
         for s in range(STEPS):
-            loss = ref.step_loss_and_grads(s)
+            capturing = [o for o in opts if isinstance(o, track3_torch.NewtonMuon) and o.refresh_step(s)]
+
+            def capture(layer, point, x):
+                for o in capturing:
+                    o.capture(layer, point, x)
+
+            loss = ref.step_loss_and_grads(s, capture if capturing else None)
             self.assertAlmostEqual(ref.meta["losses"][s] / loss, 1.0, delta=1e-5, msg=f"loss at step {s}")
             factor = track3_torch.lr_factor(ref.cfg["schedule"], s, steps_total)
             self.assertAlmostEqual(ref.meta["lr_factors"][s], factor, places=12, msg=f"lr factor at step {s}")
@@ -133,7 +141,32 @@ class TestTrack3AgainstTorch(speedrun_testing.SpeedrunTestCase):
             if np.linalg.norm(moved) > 0:
                 self.assertLess(rel_err(p - ref.load("init", n), moved), 2e-3, f"update of {n}")
         print(f"worst parameter relative error after {STEPS} steps {worst[0]:.2e} ({worst[1]})")
+        return opts
 
+    def check_captured_statistics(self, ref):
+        """The X^T X / tokens our model's sink delivered at step 0 (summed over micro-batches)
+        equals that of the inputs the PyTorch model feeds the same layers."""
+        want = {}
+
+        def capture(layer, point, x):
+            x = x.detach()
+            key = f"{layer}.{point.replace('_', '.', 1)}"
+            want[key] = want.get(key, 0) + x.T @ x / x.size(0)
+
+        with torch.no_grad():
+            for k in range(ref.inputs.size(1)):
+                ref.model.logits(ref.inputs[0, k], capture)
+        c = ref.cfg["model"]
+        self.assertEqual(len(want), 4 * c["n_layer"])
+        for key, w in want.items():
+            got = np.load(ref.dir / "stats" / f"{key}.npy").astype(np.float64)
+            self.assertEqual(got.shape, tuple(w.shape), key)
+            e = rel_err(got, w.numpy())
+            self.assertLess(e, 2e-5, f"captured statistic {key}")
+
+
+
+class TestTrack3AgainstTorch(ReferenceChecks):
     def test_spec_initialization(self):
         ref = self.run_reference()
         c = ref.cfg["model"]
@@ -161,6 +194,51 @@ class TestTrack3AgainstTorch(speedrun_testing.SpeedrunTestCase):
                                  "--set", "model.logit_cap=30", "--set", "optimizers[3].nesterov=false",
                                  "--set", "optimizers[3].ns_preset=quintic")
         self.check_forward_and_gradients(ref)
+        self.check_optimizer_steps(ref)
+
+
+class TestNewtonMuonAndRmnpAgainstTorch(ReferenceChecks):
+    """Newton-Muon across two refreshes (refresh_every 2: steps 1 and 3 of the 5), with the
+    Cholesky failing, and RMNP; same tolerances as Muon (the preconditioner's ridge of
+    0.2 tr(C)/n bounds its condition number, so fp32 rounding is not amplified much)."""
+
+    def run_config(self, name, *extra):
+        if not DUMP.exists():
+            self.fail(f"{DUMP} not built")
+        global CONFIG
+        saved, CONFIG = CONFIG, pathlib.Path(__file__).parent / "configs" / name
+        try:
+            return ReferenceRun(self.tmp, *extra)
+        finally:
+            CONFIG = saved
+
+    def test_newton_muon_two_refreshes(self):
+        ref = self.run_config("reference-newton-muon.json", "--init-noise", "0.02")
+        self.check_captured_statistics(ref)
+        self.check_forward_and_gradients(ref)
+        opts = self.check_optimizer_steps(ref)
+        ours = [m for m in ref.meta["optimizer_metrics"][-1] if m]
+        self.assertEqual([m["refreshes"] for m in ours], [2, 2])
+        self.assertEqual([m["cholesky_failures"] for m in ours], [0, 0])
+        self.assertEqual(sum(o.failures for o in opts if isinstance(o, track3_torch.NewtonMuon)), 0)
+
+    def test_newton_muon_cholesky_failure_uses_identity(self):
+        # A negative ridge makes C + r I indefinite (r = -1.5 mean eigenvalue < -lambda_min).
+        ref = self.run_config("reference-newton-muon.json", "--init-noise", "0.02",
+                              "--set", "optimizers[3].ridge=-1.5")
+        opts = self.check_optimizer_steps(ref)
+        ours = [m for m in ref.meta["optimizer_metrics"][-1] if m]
+        # optimizers[3] covers q, k, v, proj of 2 layers: 2 x (qkv + proj) = 4 statistics, twice.
+        self.assertEqual(ours[0]["cholesky_failures"], 8)
+        self.assertEqual(ours[1]["cholesky_failures"], 0)
+        self.assertEqual(opts[3].failures, 8)
+
+    def test_rmnp(self):
+        ref = self.run_config("reference-rmnp.json", "--init-noise", "0.02")
+        self.check_optimizer_steps(ref)
+
+    def test_rmnp_plain_momentum(self):
+        ref = self.run_config("reference-rmnp.json", "--init-noise", "0.02", "--set", "optimizers[3].nesterov=false")
         self.check_optimizer_steps(ref)
 
 

@@ -1,5 +1,5 @@
-"""An independent PyTorch implementation of the Track 3 GPT, AdamW, Muon and the
-schedule, written from ../shared/specs (model-track3.md, optimizers.md), for the
+"""An independent PyTorch implementation of the Track 3 GPT, AdamW, Muon, Newton-Muon,
+RMNP and the schedule, written from ../shared/specs (model-track3.md, optimizers.md), for the
 reference tests. Works with Debian's torch 1.13 (no F.rms_norm, no
 scaled_dot_product_attention) and computes in float64 by default."""
 import math
@@ -51,28 +51,35 @@ class Track3GPT:
         self.cfg = model_cfg
         self.p = params
 
-    def logits(self, tokens):
+    def logits(self, tokens, capture=None):
+        """capture(layer, point, X): called with each Newton-Muon layer input X (tokens, n)."""
         c, p = self.cfg, self.p
+        if capture is None:
+            capture = lambda layer, point, x: None  # noqa: E731
         B, T = tokens.shape
         H, D, eps = c["n_head"], c["head_dim"], c["rmsnorm_eps"]
         x = rms_norm(p["embed.weight"][tokens], eps, p["norm1.gains"])
         for l in range(c["n_layer"]):
             b = f"blocks.{l}."
             h = rms_norm(x, eps, p[b + "norm1.gains"])
+            capture(l, "attn_qkv", h.reshape(B * T, -1))
             q = F.linear(h, p[b + "attn.q.weight"], p[b + "attn.q.bias"]).view(B, T, H, D)
             k = F.linear(h, p[b + "attn.k.weight"], p[b + "attn.k.bias"]).view(B, T, H, D)
             v = F.linear(h, p[b + "attn.v.weight"], p[b + "attn.v.bias"]).view(B, T, H, D)
             q, k = rotary(rms_norm(q, eps), c["rotary_base"]), rotary(rms_norm(k, eps), c["rotary_base"])
             y = causal_attention(q, k, v, c["attn_scale"]).reshape(B, T, H * D)
+            capture(l, "attn_proj", y.reshape(B * T, -1))
             x = x + F.linear(y, p[b + "attn.proj.weight"], p[b + "attn.proj.bias"])
             h = rms_norm(x, eps, p[b + "norm2.gains"])
+            capture(l, "mlp_fc", h.reshape(B * T, -1))
             f = F.linear(h, p[b + "mlp.fc.weight"], p[b + "mlp.fc.bias"]).relu().square()
+            capture(l, "mlp_proj", f.reshape(B * T, -1))
             x = x + F.linear(f, p[b + "mlp.proj.weight"], p[b + "mlp.proj.bias"])
         z = F.linear(rms_norm(x, eps, p["norm2.gains"]), p["proj.weight"], p["proj.bias"])
         return softcap(z, c)
 
-    def loss(self, tokens, targets):
-        logits = self.logits(tokens)
+    def loss(self, tokens, targets, capture=None):
+        logits = self.logits(tokens, capture)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
 
 
@@ -132,6 +139,110 @@ class Muon:
             p.add_(o, alpha=-lr)
 
 
+def capture_point(name):
+    """'blocks.3.attn.k.weight' -> (3, 'attn_qkv'); None for parameters without a captured input."""
+    parts = name.split(".")
+    if parts[0] != "blocks" or len(parts) != 5:
+        return None
+    rest = ".".join(parts[2:])
+    point = {"attn.q.weight": "attn_qkv", "attn.k.weight": "attn_qkv", "attn.v.weight": "attn_qkv",
+             "attn.proj.weight": "attn_proj", "mlp.fc.weight": "mlp_fc", "mlp.proj.weight": "mlp_proj"}.get(rest)
+    return None if point is None else (int(parts[1]), point)
+
+
+class NewtonMuon(Muon):
+    """Newton-Muon as Track 3 #15 runs it (optimizers.md): on refresh steps ((step+1) % k == 0) the
+    inputs of the group's layers are captured per micro-batch (A += X^T X / tokens, count += 1);
+    before that step's update C = C + beta (A/count - C) from C0 = initial_scale I, and
+    P = (C + (ridge tr(C)/n + ridge_eps) I)^-1 by Cholesky (I where it fails); every step after the
+    first refresh the gradient is replaced by G P (mlp.proj: per input block) before Muon."""
+
+    def __init__(self, params, entry, names):
+        super().__init__(params, entry)
+        e = self.e
+        self.keys = []
+        self.stats = {}
+        for p, n in zip(params, names):
+            key = capture_point(n)
+            if key is None or key[1] not in e["precondition"]:
+                self.keys.append(None)
+                continue
+            blocks = e["mlp_proj_blocks"] if key[1] == "mlp_proj" else 1
+            width = p.size(1) // blocks
+            self.keys.append(key)
+            self.stats.setdefault(key, dict(
+                blocks=blocks, A=torch.zeros(blocks, width, width), count=0,
+                C=torch.eye(width).repeat(blocks, 1, 1) * e["initial_scale"], P=None))
+        self.failures = 0
+
+    def refresh_step(self, step):
+        return (step + 1) % self.e["refresh_every"] == 0
+
+    def capture(self, layer, point, x):
+        st = self.stats.get((layer, point))
+        if st is None:
+            return
+        x = x.detach()
+        nb = st["blocks"]
+        xb = x.reshape(x.size(0), nb, -1).permute(1, 2, 0)  # (blocks, width, tokens)
+        st["A"] += xb @ xb.transpose(1, 2) / x.size(0)
+        st["count"] += 1
+
+    def refresh(self):
+        e = self.e
+        for st in self.stats.values():
+            if st["count"] > 0:
+                K = st["A"] / st["count"]
+                st["C"] = st["C"] + e["ema_beta"] * (K - st["C"])
+            n = st["C"].size(-1)
+            P = []
+            for C in st["C"]:
+                r = e["ridge"] * torch.trace(C) / n + e["ridge_eps"]
+                L, info = torch.linalg.cholesky_ex(C + r * torch.eye(n))
+                if info.item() != 0:
+                    self.failures += 1
+                    P.append(torch.eye(n))
+                else:
+                    P.append(torch.cholesky_inverse(L))
+            st["P"] = torch.stack(P)
+            st["A"].zero_()
+            st["count"] = 0
+
+    @torch.no_grad()
+    def step(self, step, factor):
+        if self.refresh_step(step) and self.stats:
+            self.refresh()
+        for p, key in zip(self.params, self.keys):
+            P = None if key is None else self.stats[key]["P"]
+            if P is None:
+                continue
+            nb = P.size(0)
+            g = p.grad.reshape(p.size(0), nb, -1).permute(1, 0, 2)  # (blocks, rows, width)
+            p.grad = (g @ P).permute(1, 0, 2).reshape(p.size(0), p.size(1))
+        super().step(step, factor)
+
+
+class Rmnp:
+    """RMNP (optimizers.md): buf = mu buf + G; U = G + mu buf (or buf); rows to unit L2 norm
+    (eps 1e-12); times sqrt(max(1, m/n)); decoupled wd."""
+
+    def __init__(self, params, entry):
+        self.params, self.e = params, entry
+        self.buf = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, step, factor):
+        lr, wd, mu = self.e["lr"] * factor, self.e["weight_decay"], self.e["momentum"]
+        for p, buf in zip(self.params, self.buf):
+            g = p.grad
+            buf.mul_(mu).add_(g)
+            u = g + mu * buf if self.e["nesterov"] else buf
+            r = u / u.norm(dim=1, keepdim=True).clamp_min(self.e["eps"])
+            r = r * max(1.0, p.size(0) / p.size(1)) ** 0.5
+            p.mul_(1 - lr * wd)
+            p.add_(r, alpha=-lr)
+
+
 class AdamW:
     """torch.optim.AdamW itself, with the schedule applied to the group's lr."""
 
@@ -146,5 +257,7 @@ class AdamW:
         self.opt.step()
 
 
-def make_optimizer(entry, params):
-    return {"adamw": AdamW, "muon": Muon}[entry["type"]](params, entry)
+def make_optimizer(entry, params, names=None):
+    if entry["type"] == "newton_muon":
+        return NewtonMuon(params, entry, names)
+    return {"adamw": AdamW, "muon": Muon, "rmnp": Rmnp}[entry["type"]](params, entry)

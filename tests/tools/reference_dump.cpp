@@ -8,12 +8,16 @@
 //   init/<name>.npy           parameters after initialization
 //   grads/<name>.npy          gradients of step 0 (summed over its micro-batches)
 //   final/<name>.npy          parameters after `steps` optimizer steps
+//   stats/<layer>.<point>.npy X^T X / tokens of each captured layer input, summed over
+//                             step 0's micro-batches (the statistic Newton-Muon keeps),
+//                             recorded through the model's LayerInputSink
 // --init-noise adds N(0, SIGMA^2) to every parameter after the spec's initialization,
 // so that no gradient is zero by construction (the zero-initialized proj weights
 // otherwise make q/k/v and mlp.fc gradients exactly zero at step 0).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 
@@ -24,12 +28,37 @@
 #include "core/npy.h"
 #include "dist/communicator.h"
 #include "model/gpt.h"
+#include "optim/capture_fan_out.h"
+#include "optim/input_statistic.h"
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
 
 namespace fs = std::filesystem;
 using namespace speedrun;
+
+namespace {
+
+// Records every captured input's X^T X / tokens, the way Newton-Muon accumulates it.
+class StatisticRecorder final : public model::LayerInputSink {
+ public:
+  void capture(int64_t layer, model::CapturePoint point, const Tensor& input) override {
+    const std::string key = std::to_string(layer) + "." + model::capture_point_name(point);
+    auto it = stats_.find(key);
+    if (it == stats_.end()) it = stats_.emplace(key, optim::InputStatistic(input.size(1), 1, 1.0)).first;
+    it->second.accumulate(input);
+  }
+  void write(const fs::path& dir) const {
+    fs::create_directories(dir);
+    for (const auto& [key, s] : stats_)
+      write_npy(dir / (key + ".npy"), Tensor::of(const_cast<float*>(s.accumulator(0)), {s.width(), s.width()}));
+  }
+
+ private:
+  std::map<std::string, optim::InputStatistic> stats_;
+};
+
+}  // namespace
 
 static void dump_params(model::Gpt& m, const fs::path& dir, bool grads) {
   fs::create_directories(dir);
@@ -103,19 +132,26 @@ int main(int argc, char** argv) {
     m.forward_logits(inputs.data(), B, logits.data());
     write_npy(out / "logits.npy", Tensor::of(logits.data(), {B * T, mc.padded_vocab_size}));
 
-    nlohmann::json losses = nlohmann::json::array(), factors = nlohmann::json::array();
+    nlohmann::json losses = nlohmann::json::array(), factors = nlohmann::json::array(), metrics = nlohmann::json::array();
+    StatisticRecorder recorder;
     for (int64_t s = 0; s < steps; ++s) {
       m.zero_grad();
       double loss = 0.0;
+      optim::CaptureFanOut capture(opts, s);
+      if (s == 0) capture.add(&recorder);
       for (int64_t k = 0; k < micro_steps; ++k) {
         const int64_t off = s * per_step + k * B * T;
-        loss += m.forward_backward(inputs.data() + off, targets.data() + off, B);
+        loss += m.forward_backward(inputs.data() + off, targets.data() + off, B, capture.sink());
       }
+      if (s == 0) recorder.write(out / "stats");
       losses.push_back(loss);
       if (s == 0) dump_params(m, out / "grads", true);
       const double f = optim::lr_factor(cfg.schedule, s, cfg.train.steps);
       factors.push_back(f);
       for (auto& o : opts) o->step(s, f);
+      nlohmann::json step_metrics = nlohmann::json::array();
+      for (auto& o : opts) step_metrics.push_back(o->metrics());
+      metrics.push_back(step_metrics);
     }
     dump_params(m, out / "final", false);
 
@@ -127,6 +163,7 @@ int main(int argc, char** argv) {
     meta["losses"] = losses;
     meta["lr_factors"] = factors;
     meta["groups"] = group_json;
+    meta["optimizer_metrics"] = metrics;
     nlohmann::json params = nlohmann::json::array();
     for (const auto& p : m.layout().params()) params.push_back({{"name", p.name}, {"shape", p.shape}});
     meta["params"] = params;

@@ -1,0 +1,16 @@
+// speedrun bench --optimizers-only: the optimizer cost table (docs/optimizer-cost.md).
+#pragma once
+
+#include <string>
+
+#include "config/run_config.h"
+
+namespace speedrun::cli {
+
+// Times each optimizer entry of `cfg` on random gradients (no forward/backward):
+// ordinary steps, and for optimizers that capture layer inputs (Newton-Muon) the
+// capture of one micro-batch's inputs and a refresh step. Prints a table; writes JSON
+// to json_out when it is not empty.
+void bench_optimizers(const config::RunConfig& cfg, int steps, int warmup, const std::string& json_out);
+
+}  // namespace speedrun::cli

@@ -1,0 +1,82 @@
+#include "optim/rmnp.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace speedrun::optim {
+
+namespace {
+
+class Rmnp final : public Optimizer {
+ public:
+  Rmnp(const config::OptimizerConfig& entry, std::vector<ParamRef> params)
+      : lr_(entry.lr),
+        wd_(entry.weight_decay),
+        settings_(std::get<config::RmnpSettings>(entry.settings)),
+        params_(std::move(params)) {
+    for (const ParamRef& p : params_) {
+      if (p.param.device != Device::cpu) throw std::logic_error("rmnp: the CUDA optimizer is not built yet");
+      buf_.emplace_back(static_cast<size_t>(p.param.numel()), 0.0f);
+    }
+  }
+
+  const char* type() const override { return "rmnp"; }
+
+  void step(int64_t, double lr_factor) override {
+    const float mu = static_cast<float>(settings_.momentum);
+    const float eps = static_cast<float>(settings_.eps);
+    const bool nesterov = settings_.nesterov;
+    const double lr = lr_ * lr_factor;
+    const float decay = static_cast<float>(1.0 - lr * wd_);
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const Tensor& pt = params_[k].param;
+      const int64_t rows = pt.size(0), cols = pt.size(1);
+      float* p = pt.data<float>();
+      const float* g = params_[k].grad.data<float>();
+      float* buf = buf_[k].data();
+      const float step_size =
+          static_cast<float>(lr * std::sqrt(std::max(1.0, static_cast<double>(rows) / static_cast<double>(cols))));
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < rows; ++i) {
+        float* br = buf + i * cols;
+        const float* gr = g + i * cols;
+        // The row's update is needed twice (its norm, then the step): a first pass updates
+        // the momentum and accumulates the norm in double, a second recomputes U and steps.
+        double sum_sq = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          br[j] = mu * br[j] + gr[j];
+          const float u = nesterov ? gr[j] + mu * br[j] : br[j];
+          sum_sq += static_cast<double>(u) * u;
+        }
+        const float inv_norm = 1.0f / std::max(static_cast<float>(std::sqrt(sum_sq)), eps);
+        float* pr = p + i * cols;
+        for (int64_t j = 0; j < cols; ++j) {
+          const float u = nesterov ? gr[j] + mu * br[j] : br[j];
+          pr[j] = pr[j] * decay - step_size * (u * inv_norm);
+        }
+      }
+    }
+  }
+
+  size_t state_bytes() const override {
+    size_t n = 0;
+    for (const auto& b : buf_) n += b.size() * sizeof(float);
+    return n;
+  }
+
+ private:
+  double lr_, wd_;
+  config::RmnpSettings settings_;
+  std::vector<ParamRef> params_;
+  std::vector<std::vector<float>> buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_rmnp(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
+                                     const OptimizerContext& context) {
+  return std::make_unique<Rmnp>(entry, std::move(params));
+}
+
+}  // namespace speedrun::optim
