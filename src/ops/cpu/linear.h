@@ -1,12 +1,12 @@
 // Linear layer y = x W^T + b, with W (out, in) as in PyTorch. The GEMMs go to OpenBLAS.
 //
-// Reproducibility: OpenBLAS 0.3.21 (Debian, OpenMP flavour, SkylakeX kernels) gives
-// bitwise identical sgemm/dgemm results for 1, 2, 3, 4 and 7 threads on our shapes (the
-// LM head 2048 x 50304 x 128, the attention and MLP matrices, odd small shapes): it splits
-// the output among threads but never the K reduction. tests/unit/test_ops_linear.cpp
-// checks this. It is a property of the library, not a promise: a DYNAMIC_ARCH build picks
-// its kernels by CPU type, so two different CPU models may round differently (set
-// OPENBLAS_CORETYPE to pin them).
+// Reproducibility: OpenBLAS 0.3.21 (Debian, OpenMP flavour) with its SkylakeX kernels
+// gives bitwise identical sgemm/dgemm results for 1..7 threads on our shapes (it splits
+// the output among threads, never the K reduction); with the kernels it picks on AMD
+// EPYC the results differ between thread counts in the last bits. It is a property of
+// the library and the CPU, not a promise: a run is bitwise reproducible at a fixed
+// thread count on one machine; OPENBLAS_CORETYPE pins the kernels across CPU models.
+// tests/unit/test_ops_linear.cpp checks the agreement and reports which case holds.
 #pragma once
 
 #include <cblas.h>
