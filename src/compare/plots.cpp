@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <system_error>
 
+#include "core/files.h"
+
 namespace speedrun::compare {
 
 namespace fs = std::filesystem;
@@ -18,12 +20,7 @@ constexpr int kNoMatplotlib = 3;
 std::vector<fs::path> script_candidates() {
   std::vector<fs::path> out;
   if (const char* s = std::getenv("SPEEDRUN_PLOT_SCRIPT"); s && *s) out.emplace_back(s);
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) out.push_back((exe.parent_path() / ".." / "scripts" / "plot_compare.py").lexically_normal());
-#ifdef SPEEDRUN_SOURCE_DIR
-  out.push_back(fs::path(SPEEDRUN_SOURCE_DIR) / "scripts" / "plot_compare.py");
-#endif
+  for (fs::path& p : project_file_candidates(fs::path("scripts") / "plot_compare.py")) out.push_back(std::move(p));
   return out;
 }
 
@@ -71,7 +68,11 @@ int run_capturing(const std::vector<std::string>& argv, std::string& output) {
 
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  if (s.size() > 2000) s = "..." + s.substr(s.size() - 2000);
+  if (s.size() > 2000) {
+    std::string tail = s.substr(s.size() - 2000);
+    s = "...";
+    s += tail;
+  }
   return s;
 }
 
@@ -87,7 +88,8 @@ PlotOutcome draw_plots(const fs::path& results_json, const fs::path& out_dir) {
       script = p;
       break;
     }
-    looked += " " + p.string();
+    looked += ' ';
+    looked += p.string();
   }
   if (script.empty()) {
     out.message = "plots skipped: scripts/plot_compare.py not found (looked at" + looked +
