@@ -62,9 +62,10 @@ class CompareTestCase(speedrun_testing.SpeedrunTestCase):
         path.write_text(json.dumps(cfg))
         return path
 
-    def compare(self, *configs, seeds=2, extra=(), plots=False):
+    def compare(self, *configs, seeds=2, extra=(), plots=False, progress=False):
         # matplotlib takes a second or two to start: only the test of the outputs plots.
-        flags = ("--no-progress",) if plots else ("--no-progress", "--no-plots")
+        flags = () if progress else ("--no-progress",)
+        flags += () if plots else ("--no-plots",)
         return run_speedrun("compare", *configs, "--seeds", seeds, "--out", self.out, *flags, *extra,
                             cwd=self.tmp, timeout=300)
 
@@ -188,7 +189,12 @@ class TestCompare(CompareTestCase):
 
     def test_unfinished_run_is_rerun_and_foreign_directory_kept(self):
         a = self.write_config(tiny_config("a"), "a.json")
-        self.assertSucceeds(self.compare(a, seeds=3))
+        r = self.compare(a, seeds=3, progress=True)
+        self.assertSucceeds(r)
+        # Progress across the comparison: which run, its step, its ETA and, once a run
+        # has given a time per run, the whole comparison's.
+        self.assertIn("[1/3 a seed 0] step:1/6 train_loss:", r.stdout)
+        self.assertRegex(r.stdout, r"\[2/3 a seed 1\] step:6/6 .* eta:\S+ all:\S+")
         runs = self.results()["runs"]
         # Seed 1 "interrupted": no summary.json. Seed 2's directory replaced by someone's files.
         os.remove(os.path.join(runs[1]["run_dir"], "summary.json"))
