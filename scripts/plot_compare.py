@@ -61,12 +61,16 @@ def plot(results, out_dir, plt):
                 ax.axhline(t, color="grey", linestyle="--", linewidth=1)
                 ax.annotate(f"target {t:g}", xy=(1, t), xycoords=("axes fraction", "data"), ha="right",
                             va="bottom", fontsize=8, color="grey")
+        ylabel = "validation loss"
         if later:
             lo_y, hi_y = min(later + list(shown)), max(later)
             pad = 0.05 * (hi_y - lo_y or 1.0)
             ax.set_ylim(lo_y - pad, hi_y + pad)
+            first = max(l for pts in per_config.values() for v in pts.values() for l, _ in v)
+            if first > hi_y + pad:
+                ylabel += f" (step 0, {first:.2f}, is off the top)"
         ax.set_xlabel(xlabel + ("" if x_kind == "step" else ", mean over seeds"))
-        ax.set_ylabel("validation loss")
+        ax.set_ylabel(ylabel)
         ax.set_title("validation loss (line: mean over seeds, band: min..max)")
         ax.grid(True, alpha=0.3)
         ax.legend()
