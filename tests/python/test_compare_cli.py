@@ -62,12 +62,12 @@ class CompareTestCase(speedrun_testing.SpeedrunTestCase):
         path.write_text(json.dumps(cfg))
         return path
 
-    def compare(self, *configs, seeds=2, extra=(), plots=False, progress=False):
-        # matplotlib takes a second or two to start: only the test of the outputs plots.
+    def compare(self, *configs, seeds=2, extra=(), plots=False, progress=False, env=None):
+        # matplotlib takes a second or two to start: only the tests of the plots plot.
         flags = () if progress else ("--no-progress",)
         flags += () if plots else ("--no-plots",)
         return run_speedrun("compare", *configs, "--seeds", seeds, "--out", self.out, *flags, *extra,
-                            cwd=self.tmp, timeout=300)
+                            cwd=self.tmp, timeout=300, env=env)
 
     def results(self):
         return json.loads((self.out / "results.json").read_text())
@@ -259,6 +259,21 @@ class TestCompare(CompareTestCase):
         r = self.compare(good, good)
         self.assertFailsWith(r, "same run config")
         self.assertFailsWith(self.compare(good, seeds=0), "--seeds 0")
+
+    def test_plots_skipped_without_matplotlib(self):
+        # A python3 in which `import matplotlib` fails.
+        fake = self.tmp / "python-without-matplotlib"
+        fake.write_text("#!/bin/sh\nexec /usr/bin/python3 -c 'import runpy, sys; sys.modules[\"matplotlib\"] = None; "
+                        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name=\"__main__\")' \"$@\"\n")
+        fake.chmod(0o755)
+        a = self.write_config(tiny_config("a"), "a.json")
+        r = self.compare(a, seeds=1, plots=True, env={"SPEEDRUN_PYTHON": str(fake)})
+        self.assertSucceeds(r)
+        self.assertIn("plots skipped: matplotlib is not available", r.stdout)
+        self.assertIn("python3-matplotlib", r.stdout)
+        self.assertTrue((self.out / "comparison.md").is_file())
+        self.assertTrue((self.out / "results.json").is_file())
+        self.assertFalse((self.out / "val_loss_vs_step.png").exists())
 
     def test_usage(self):
         self.assertFailsWith(run_speedrun("compare"), "configs", code=2)
