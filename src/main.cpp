@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   const speedrun::cli::Command commands[] = {
       speedrun::cli::add_train_command(app),
       speedrun::cli::add_bench_command(app),
+      speedrun::cli::add_compare_command(app),
       speedrun::cli::add_validate_config_command(app),
       speedrun::cli::add_info_command(app),
       speedrun::cli::add_tokenize_command(app),

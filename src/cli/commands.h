@@ -19,5 +19,6 @@ Command add_validate_config_command(CLI::App& app);
 Command add_tokenize_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_compare_command(CLI::App& app);
 
 }  // namespace speedrun::cli

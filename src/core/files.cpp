@@ -15,6 +15,17 @@ namespace speedrun {
 
 namespace fs = std::filesystem;
 
+std::vector<fs::path> project_file_candidates(const fs::path& relative) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) out.push_back((exe.parent_path() / ".." / relative).lexically_normal());
+#ifdef SPEEDRUN_SOURCE_DIR
+  out.push_back(fs::path(SPEEDRUN_SOURCE_DIR) / relative);
+#endif
+  return out;
+}
+
 std::string errno_string(int err) {
   char buf[256];
   // GNU strerror_r returns a pointer that may or may not be `buf`.

@@ -23,6 +23,11 @@ std::vector<std::filesystem::path> glob_sorted(const std::string& pattern);
 // naming the directory when it cannot be created or is not writable.
 void ensure_writable_directory(const std::filesystem::path& dir);
 
+// Where a file shipped with the project (data/gpt2/..., scripts/...) may be, most
+// preferred first: next to the running binary (<exe dir>/../relative), then in the
+// source tree it was built from.
+std::vector<std::filesystem::path> project_file_candidates(const std::filesystem::path& relative);
+
 // The text of errno as a string (strerror_r wrapper).
 std::string errno_string(int err);
 

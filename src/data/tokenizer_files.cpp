@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace speedrun::data {
 
@@ -17,12 +18,7 @@ std::vector<fs::path> candidate_directories() {
   std::vector<fs::path> dirs;
   if (const char* data_dir = std::getenv("SPEEDRUN_DATA_DIR"); data_dir && *data_dir)
     dirs.push_back(fs::path(data_dir) / "gpt2");
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) dirs.push_back((exe.parent_path() / ".." / "data" / "gpt2").lexically_normal());
-#ifdef SPEEDRUN_SOURCE_DIR
-  dirs.push_back(fs::path(SPEEDRUN_SOURCE_DIR) / "data" / "gpt2");
-#endif
+  for (fs::path& dir : project_file_candidates(fs::path("data") / "gpt2")) dirs.push_back(std::move(dir));
   return dirs;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include <spdlog/fmt/fmt.h>
 
@@ -30,10 +31,12 @@ void Progress::line(const std::string& text) {
 void Progress::update(int64_t step, int64_t steps, double train_loss, double train_time_s, double tokens_per_s,
                       double eta_s) {
   if (!enabled_) return;
-  const std::string text =
+  std::string text =
       fmt::format("step:{}/{} train_loss:{:.4f} train_time:{:.3f}s step_avg:{:.2f}ms tokens/s:{:.0f} eta:{}", step,
                   steps, train_loss, train_time_s, 1000.0 * train_time_s / static_cast<double>(step), tokens_per_s,
                   format_duration(eta_s));
+  if (!label_.empty()) text = label_ + " " + text;
+  if (eta_after_s_ >= 0) text += " all:" + format_duration(eta_s + eta_after_s_);
   if (tty_) {
     std::fputs("\r\033[2K", stdout);
     std::fputs(text.c_str(), stdout);
@@ -43,6 +46,11 @@ void Progress::update(int64_t step, int64_t steps, double train_loss, double tra
     std::fputc('\n', stdout);
   }
   std::fflush(stdout);
+}
+
+void Progress::set_context(std::string label, double eta_after_s) {
+  label_ = std::move(label);
+  eta_after_s_ = eta_after_s;
 }
 
 void Progress::finish() {

@@ -19,9 +19,15 @@ class Progress {
   void update(int64_t step, int64_t steps, double train_loss, double train_time_s, double tokens_per_s,
               double eta_s);
   void finish();
+  // Several runs in one command (speedrun compare): `label` goes before the live line,
+  // and `eta_after_s` (the estimated time of the runs still to come after this one;
+  // negative: unknown) is added to the run's ETA as the whole command's.
+  void set_context(std::string label, double eta_after_s);
 
  private:
   bool enabled_;
+  std::string label_;
+  double eta_after_s_ = -1.0;
   bool tty_;
   bool live_shown_ = false;
 };

@@ -108,6 +108,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
                t.batch_tokens, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device), omp_get_max_threads());
 
   Progress progress(opts.progress);
+  progress.set_context(opts.progress_label, opts.eta_after_s);
   TrainSummary summary;
   summary.run_dir = run_dir;
   summary.status = "completed";

@@ -22,6 +22,8 @@ struct TrainOptions {
   std::optional<std::string> device;  // overrides train.device
   std::string command_line;           // recorded in the run directory
   bool progress = true;               // live progress line
+  std::string progress_label;         // prefix of the live line (which run of several)
+  double eta_after_s = -1.0;          // time of the runs after this one, for an overall ETA (< 0: none)
 };
 
 struct ValPoint {

@@ -61,7 +61,7 @@ class TestUsage(CliTestCase):
         self.assertFailsWith(run_speedrun(), "subcommand", code=2)
 
     def test_every_command_has_help(self):
-        for cmd in ("train", "bench", "tokenize", "info", "validate-config"):
+        for cmd in ("train", "bench", "compare", "tokenize", "info", "validate-config"):
             r = run_speedrun(cmd, "--help")
             self.assertSucceeds(r)
             self.assertIn("Usage", r.stdout)

@@ -1,0 +1,287 @@
+"""speedrun compare on tiny CPU configs: the table, CSV, JSON and plots are written and
+agree with each run's own metrics.jsonl and summary.json; a rerun skips finished runs
+and reruns unfinished ones; changing a config gives new runs; bad input (a missing or
+invalid config, a target never reached, a run that fails) is reported per run without
+losing the others' results."""
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import speedrun_testing  # noqa: E402
+from speedrun_testing import run_speedrun, write_shard  # noqa: E402
+
+HAVE_MATPLOTLIB = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def tiny_config(name, muon_lr=0.02, adamw_lr=0.05, **train):
+    cfg = {
+        "name": name,
+        "model": {"n_layer": 1, "d_model": 32, "n_head": 2, "head_dim": 16, "seq_len": 16},
+        "data": {"train_glob": "data/t_train_*.bin", "val_glob": "data/t_val_*.bin", "val_tokens": 64},
+        "train": {"batch_tokens": 64, "micro_batch_seqs": 2, "steps": 6, "val_every": 2, "threads": 1},
+        "optimizers": [
+            {"type": "adamw", "params": ["embed.weight", "proj.weight", "*.bias", "*.gains"], "lr": adamw_lr,
+             "betas": [0.8, 0.95], "eps": 1e-10},
+            {"type": "muon", "params": ["blocks.*.weight"], "lr": muon_lr},
+        ],
+    }
+    cfg["train"].update(train)
+    return cfg
+
+
+def val_points_of(run_dir):
+    """The validation points a run logged itself."""
+    points = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "val_loss" in record:
+            points.append(record)
+    return points
+
+
+class CompareTestCase(speedrun_testing.SpeedrunTestCase):
+    def setUp(self):
+        super().setUp()
+        # A short repeating text: learnable in a few steps, so targets are reached.
+        data = self.tmp / "data"
+        data.mkdir()
+        pattern = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 198]
+        write_shard(data / "t_train_000001.bin", (pattern * 200)[:2000])
+        write_shard(data / "t_val_000000.bin", (pattern * 20)[:200])
+        self.out = self.tmp / "cmp"
+
+    def write_config(self, cfg, name):
+        path = self.tmp / name
+        path.write_text(json.dumps(cfg))
+        return path
+
+    def compare(self, *configs, seeds=2, extra=(), plots=False, progress=False, env=None):
+        # matplotlib takes a second or two to start: only the tests of the plots plot.
+        flags = () if progress else ("--no-progress",)
+        flags += () if plots else ("--no-plots",)
+        return run_speedrun("compare", *configs, "--seeds", seeds, "--out", self.out, *flags, *extra,
+                            cwd=self.tmp, timeout=300, env=env)
+
+    def results(self):
+        return json.loads((self.out / "results.json").read_text())
+
+    def table_row(self, label):
+        for line in (self.out / "comparison.md").read_text().splitlines():
+            if line.startswith(f"| {label} |"):
+                return [c.strip() for c in line.strip("|").split("|")]
+        self.fail(f"no row for {label} in comparison.md")
+
+
+class TestCompare(CompareTestCase):
+    def test_outputs_agree_with_the_runs_and_rerun_resumes(self):
+        a = self.write_config(tiny_config("fast", muon_lr=0.05), "fast.json")
+        b = self.write_config(tiny_config("slow", muon_lr=0.01), "slow.json")
+        target = 9.5
+        t0 = time.monotonic()
+        r = self.compare(a, b, extra=("--target", target), plots=True)
+        first_wall = time.monotonic() - t0
+        self.assertSucceeds(r)
+        for name in ("comparison.md", "val_points.csv", "results.json"):
+            self.assertTrue((self.out / name).is_file(), name)
+        if HAVE_MATPLOTLIB:
+            for name in ("val_loss_vs_step.png", "val_loss_vs_time.png"):
+                png = self.out / name
+                self.assertTrue(png.is_file(), r.stdout)
+                self.assertEqual(png.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+        else:
+            self.assertIn("plots skipped", r.stdout)
+        self.assertIn("| fast |", r.stdout)  # the table is printed
+        self.assertEqual(len(re.findall(r"running:", r.stdout)), 4, r.stdout)
+
+        res = self.results()
+        self.assertEqual([c["label"] for c in res["configs"]], ["fast", "slow"])
+        self.assertEqual(sorted((run["config"], run["seed"]) for run in res["runs"]),
+                         [("fast", 0), ("fast", 1), ("slow", 0), ("slow", 1)])
+        with (self.out / "val_points.csv").open() as f:
+            csv_rows = list(csv.DictReader(f))
+        finals = {"fast": [], "slow": []}
+        reached = {"fast": [], "slow": []}
+        for run in res["runs"]:
+            run_dir = self.out / "runs" / os.path.basename(run["run_dir"])
+            self.assertEqual(str(run_dir), run["run_dir"])
+            self.assertEqual(run["outcome"], "ran")
+            # Every validation point: the comparison's JSON and CSV against the run's own log.
+            logged = val_points_of(run_dir)
+            self.assertEqual([(p["step"], p["val_loss"], p["train_time_s"]) for p in logged],
+                             [(p["step"], p["val_loss"], p["train_time_s"]) for p in run["val"]])
+            mine = [row for row in csv_rows if row["run_dir"] == run["run_dir"]]
+            self.assertEqual([(int(row["step"]), float(row["val_loss"])) for row in mine],
+                             [(p["step"], p["val_loss"]) for p in logged])
+            summary = json.loads((run_dir / "summary.json").read_text())
+            self.assertEqual(run["final_val_loss"], summary["final_val_loss"])
+            self.assertEqual(run["step_avg_ms"], summary["step_avg_ms"])
+            self.assertEqual(run["tokens_per_s"], summary["tokens_per_s"])
+            # The Track 3 rule on the run's own log, and the run's own summary (same target).
+            first = next((p for p in logged if p["val_loss"] <= target), None)
+            self.assertEqual(run["first_at_target"], first)
+            self.assertEqual(summary["first_at_target"], first)
+            # Seeds: base seed + k, and only the initialization differs.
+            self.assertEqual(json.loads((run_dir / "config.json").read_text())["train"]["seed"], run["seed"])
+            finals[run["config"]].append(summary["final_val_loss"])
+            if first:
+                reached[run["config"]].append(first)
+        self.assertTrue(reached["fast"], "the test's target should be reached by the fast config")
+        self.assertNotEqual(finals["fast"][0], finals["fast"][1], "seeds should give different runs")
+
+        for label in ("fast", "slow"):
+            row = self.table_row(label)
+            n = len(finals[label])
+            mean = sum(finals[label]) / n
+            std = math.sqrt(sum((x - mean) ** 2 for x in finals[label]) / (n - 1))
+            self.assertEqual(row[1], "2")
+            self.assertEqual(row[2], f"{len(reached[label])}/2 (≤ {target:g})")
+            self.assertEqual(row[5], f"{mean:.4f} ± {std:.4f}")
+            self.assertEqual(row[6], f"{(target - mean) * math.sqrt(n):.4f} " +
+                             ("pass" if (target - mean) * math.sqrt(n) >= 0.004 else "fail"))
+            if len(reached[label]) == 2:
+                steps = [p["step"] for p in reached[label]]
+                self.assertEqual(row[3].split(" ")[0], f"{sum(steps) / 2:.0f}")
+            conf = next(c for c in res["configs"] if c["label"] == label)
+            self.assertAlmostEqual(conf["final_val_loss"]["mean"], mean, places=12)
+            self.assertAlmostEqual(conf["final_val_loss"]["std"], std, places=12)
+        self.assertEqual(self.table_row("fast")[7], "(reference)")
+        self.assertRegex(self.table_row("slow")[7], r"^\d")  # Welch p against fast
+
+        # Rerun: everything is skipped, and nothing is rewritten.
+        stamps = {run["run_dir"]: os.stat(os.path.join(run["run_dir"], "summary.json")).st_mtime_ns
+                  for run in res["runs"]}
+        t0 = time.monotonic()
+        r2 = self.compare(a, b, extra=("--target", target))
+        second_wall = time.monotonic() - t0
+        self.assertSucceeds(r2)
+        self.assertEqual(r2.stdout.count("skipped (finished)"), 4, r2.stdout)
+        self.assertNotIn("running:", r2.stdout)
+        self.assertLess(second_wall, first_wall)
+        res2 = self.results()
+        self.assertEqual([run["final_val_loss"] for run in res2["runs"]], [run["final_val_loss"] for run in res["runs"]])
+        self.assertEqual([run["outcome"] for run in res2["runs"]], ["reused"] * 4)
+        for run_dir, stamp in stamps.items():
+            self.assertEqual(os.stat(os.path.join(run_dir, "summary.json")).st_mtime_ns, stamp)
+
+        # A different target only relabels the curves: no rerun, the first step is recomputed.
+        r3 = self.compare(a, b, extra=("--target", 100))
+        self.assertSucceeds(r3)
+        self.assertEqual(r3.stdout.count("skipped (finished)"), 4, r3.stdout)
+        self.assertTrue(all(run["first_at_target"]["step"] == 0 for run in self.results()["runs"]))
+
+        # Changing a config's content gives new runs for it, and leaves the old ones alone.
+        b2 = self.write_config(tiny_config("slow", muon_lr=0.011), "slow.json")
+        r4 = self.compare(a, b2, extra=("--target", target))
+        self.assertSucceeds(r4)
+        self.assertEqual(r4.stdout.count("skipped (finished)"), 2, r4.stdout)
+        self.assertEqual(r4.stdout.count("running:"), 2, r4.stdout)
+        new_slow = {run["run_dir"] for run in self.results()["runs"] if run["config"] == "slow"}
+        old_slow = {run["run_dir"] for run in res["runs"] if run["config"] == "slow"}
+        self.assertFalse(new_slow & old_slow)
+        self.assertTrue(all(os.path.isdir(d) for d in old_slow))
+
+    def test_unfinished_run_is_rerun_and_foreign_directory_kept(self):
+        a = self.write_config(tiny_config("a"), "a.json")
+        r = self.compare(a, seeds=3, progress=True)
+        self.assertSucceeds(r)
+        # Progress across the comparison: which run, its step, its ETA and, once a run
+        # has given a time per run, the whole comparison's.
+        self.assertIn("[1/3 a seed 0] step:1/6 train_loss:", r.stdout)
+        self.assertRegex(r.stdout, r"\[2/3 a seed 1\] step:6/6 .* eta:\S+ all:\S+")
+        runs = self.results()["runs"]
+        # Seed 1 "interrupted": no summary.json. Seed 2's directory replaced by someone's files.
+        os.remove(os.path.join(runs[1]["run_dir"], "summary.json"))
+        foreign = runs[2]["run_dir"]
+        for f in os.listdir(foreign):
+            os.remove(os.path.join(foreign, f))
+        with open(os.path.join(foreign, "notes.txt"), "w") as f:
+            f.write("precious")
+        r = self.compare(a, seeds=3)
+        self.assertFailsWith(r, "1 of 3 runs failed", "not a speedrun run directory")
+        self.assertEqual(r.stdout.count("skipped (finished)"), 1, r.stdout)
+        self.assertIn("[2/3 a seed 1] running:", r.stdout)
+        self.assertIn("[2/3 a seed 1] done", r.stdout)
+        self.assertTrue(os.path.exists(os.path.join(runs[1]["run_dir"], "summary.json")))
+        with open(os.path.join(foreign, "notes.txt")) as f:
+            self.assertEqual(f.read(), "precious")
+        self.assertEqual(os.listdir(foreign), ["notes.txt"])
+        self.assertEqual(self.table_row("a")[1], "2 (1 failed)")
+
+    def test_failing_runs_and_unreached_target_are_reported_per_run(self):
+        good = self.write_config(tiny_config("good"), "good.json")
+        bad_data = tiny_config("nodata")
+        bad_data["data"]["val_glob"] = "data/missing_val_*.bin"
+        bad = self.write_config(bad_data, "nodata.json")
+        diverging = self.write_config(tiny_config("diverges", adamw_lr=1e38), "diverges.json")
+        r = self.compare(good, bad, diverging, extra=("--target", 0.001))
+        self.assertFailsWith(r, "4 of 6 runs failed", "data.val_glob", "diverged")
+        self.assertIn("nodata seed 0] FAILED:", r.stdout)
+        # The table is still written and printed, with the good config's results.
+        good_row = self.table_row("good")
+        self.assertEqual(good_row[1], "2")
+        self.assertEqual(good_row[2], "0/2 (≤ 0.001)")  # never reached: no steps or time
+        self.assertEqual(good_row[3], "—")
+        self.assertEqual(good_row[4], "—")
+        self.assertTrue(good_row[6].endswith("fail"))
+        self.assertEqual(self.table_row("nodata")[1], "0 (2 failed)")
+        self.assertEqual(self.table_row("diverges")[1], "0 (2 failed)")
+        md = (self.out / "comparison.md").read_text()
+        self.assertIn("- nodata seed 1", md)
+        self.assertIn("| good |", r.stdout)
+        res = self.results()
+        failed = [run for run in res["runs"] if run["outcome"] == "failed"]
+        self.assertEqual(len(failed), 4)
+        for run in failed:
+            record = json.loads((self.out / "runs" / os.path.basename(run["run_dir"]) / "failed.json").read_text())
+            self.assertEqual(record["error"], run["error"])
+        # The diverging runs keep the points they validated before failing.
+        self.assertTrue(all(run["val"] for run in failed if run["config"] == "diverges"))
+        # A rerun keeps the good runs and retries the failed ones.
+        r2 = self.compare(good, bad, diverging, extra=("--target", 0.001))
+        self.assertFailsWith(r2, "4 of 6 runs failed")
+        self.assertEqual(r2.stdout.count("skipped (finished)"), 2, r2.stdout)
+
+    def test_bad_config_is_reported_before_anything_runs(self):
+        good = self.write_config(tiny_config("good"), "good.json")
+        invalid = tiny_config("invalid")
+        invalid["train"]["stpes"] = 3
+        invalid_path = self.write_config(invalid, "invalid.json")
+        r = self.compare(good, self.tmp / "missing.json", invalid_path)
+        self.assertFailsWith(r, "missing.json", "invalid.json", "train.stpes: unknown key", "nothing was run")
+        self.assertFalse((self.out / "runs").exists())
+        r = self.compare(good, good)
+        self.assertFailsWith(r, "same run config")
+        self.assertFailsWith(self.compare(good, seeds=0), "--seeds 0")
+
+    def test_plots_skipped_without_matplotlib(self):
+        # A python3 in which `import matplotlib` fails.
+        fake = self.tmp / "python-without-matplotlib"
+        fake.write_text("#!/bin/sh\nexec /usr/bin/python3 -c 'import runpy, sys; sys.modules[\"matplotlib\"] = None; "
+                        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name=\"__main__\")' \"$@\"\n")
+        fake.chmod(0o755)
+        a = self.write_config(tiny_config("a"), "a.json")
+        r = self.compare(a, seeds=1, plots=True, env={"SPEEDRUN_PYTHON": str(fake)})
+        self.assertSucceeds(r)
+        self.assertIn("plots skipped: matplotlib is not available", r.stdout)
+        self.assertIn("python3-matplotlib", r.stdout)
+        self.assertTrue((self.out / "comparison.md").is_file())
+        self.assertTrue((self.out / "results.json").is_file())
+        self.assertFalse((self.out / "val_loss_vs_step.png").exists())
+
+    def test_usage(self):
+        self.assertFailsWith(run_speedrun("compare"), "configs", code=2)
+        r = run_speedrun("compare", "--help")
+        self.assertSucceeds(r)
+        self.assertIn("--seeds", r.stdout)
+        self.assertIn("initialization only", r.stdout)
+
+
+if __name__ == "__main__":
+    speedrun_testing.main()
