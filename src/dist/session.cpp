@@ -36,7 +36,7 @@ void on_fatal_signal(int sig) {
   ssize_t ignored = write(STDERR_FILENO, g_signal_prefix, std::strlen(g_signal_prefix));
   ignored = write(STDERR_FILENO, "killed by ", 10);
   ignored = write(STDERR_FILENO, name, std::strlen(name));
-  ignored = write(STDERR_FILENO, "; ending the job\n", 17);
+  ignored = write(STDERR_FILENO, "\n", 1);
   (void)ignored;
   // Die of the signal itself: the launcher sees an abnormal end and kills the others.
   std::signal(sig, SIG_DFL);

@@ -53,6 +53,9 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 double sum_over_ranks(dist::Communicator& comm, double x) {
   comm.all_reduce_sum(Tensor::of(&x, {1}));
+  // An all-reduce may round differently on different ranks; decisions taken on the
+  // result (stop at the target, divergence) must agree everywhere, so all take rank 0's.
+  comm.broadcast(Tensor::of(&x, {1}), 0);
   return x;
 }
 
@@ -87,7 +90,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
       opts.session ? opts.session->make_communicator(device) : dist::make_local_communicator();
   const int rank = comm->rank(), world = comm->world();
   const bool writer = rank == 0;  // rank 0 alone writes the run directory and the console
-  if (opts.session && opts.session->world() > 1)
+  if (opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi))
     std::fprintf(stderr, "%s\n",
                  dist::identity_line(opts.session->launch(), fmt::format("device {}, {} communicator", device_name(device),
                                                                          comm->name()))
