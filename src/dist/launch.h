@@ -14,6 +14,7 @@ struct LaunchInfo {
   int rank = 0;
   int world = 1;
   int local_rank = 0;
+  int local_size = 1;          // ranks on this node (known once MPI has started)
   bool under_mpi = false;      // started by an MPI launcher: MPI_Init is needed
   std::string launcher = "single process";  // "Open MPI", "MPICH/PMI", "PMIx", "torchrun-style", ...
 };

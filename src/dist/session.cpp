@@ -73,6 +73,11 @@ Session::Session() : launch_(detect_launch()) {
                      launch_.rank, launch_.world, rank, world);
       launch_.rank = rank, launch_.world = world;
     }
+    // The ranks sharing this node's memory: they share its cores (see train.threads).
+    MPI_Comm node = MPI_COMM_NULL;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &launch_.local_size);
+    MPI_Comm_free(&node);
 #else
     if (launch_.world > 1)
       throw UserError("started by " + launch_.launcher + " with " + std::to_string(launch_.world) +

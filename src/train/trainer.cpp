@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -11,8 +12,8 @@
 #include "build_info.h"
 #include "core/error.h"
 #include "core/files.h"
-#include "data/loader.h"
 #include "core/npy.h"
+#include "data/loader.h"
 #include "dist/communicator.h"
 #include "dist/fault_injection.h"
 #include "dist/session.h"
@@ -84,7 +85,12 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   const config::TrainConfig& t = cfg.train;
   const config::ModelConfig& m = cfg.model;
   const Device device = resolve_device(opts.device.value_or(t.device));
-  if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
+  if (t.threads > 0) {
+    omp_set_num_threads(static_cast<int>(t.threads));
+  } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    // "All cores" means this rank's share of them when several ranks share a node.
+    omp_set_num_threads(std::max(1, omp_get_num_procs() / opts.session->launch().local_size));
+  }
 
   std::unique_ptr<dist::Communicator> comm =
       opts.session ? opts.session->make_communicator(device) : dist::make_local_communicator();
