@@ -1,19 +1,51 @@
-// speedrun train: one training run from a config.
+// speedrun train: one training run from a config, in one process or as one rank of
+// an mpirun job.
 #include <cstdio>
 #include <memory>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/error.h"
+#include "dist/session.h"
 #include "train/trainer.h"
 
 namespace speedrun::cli {
 
 namespace {
+
 struct Options {
   ConfigOptions config;
   std::string device, run_name, out_dir;
-  bool force = false, no_progress = false;
+  bool force = false, no_progress = false, save_params = false;
 };
+
+void run_train(const Options& o, const dist::Session& session) {
+  config::RunConfig cfg = load_config(o.config);
+  if (!o.out_dir.empty()) cfg.train.out_dir = o.out_dir;
+  train::TrainOptions opts;
+  opts.run_name = o.run_name;
+  opts.force = o.force;
+  if (!o.device.empty()) opts.device = o.device;
+  opts.command_line = joined_command_line();
+  opts.progress = !o.no_progress;
+  opts.save_params = o.save_params;
+  opts.session = &session;
+  const train::TrainSummary s = train::run_training(cfg, opts);
+  if (session.rank() != 0) return;  // rank 0 reports the run
+  std::printf("%s: %lld steps, final val_loss %.5f, train_time %.1fs (%.2f ms/step, %.0f tokens/s)\n",
+              s.status.c_str(), static_cast<long long>(s.steps_done), s.val.empty() ? 0.0 : s.val.back().val_loss,
+              s.train_time_s, s.step_avg_ms, s.tokens_per_s);
+  if (cfg.train.target_val_loss) {
+    if (s.first_at_target)
+      std::printf("target %.4f first reached at step %lld (val_loss %.5f, train_time %.1fs)\n",
+                  *cfg.train.target_val_loss, static_cast<long long>(s.first_at_target->step),
+                  s.first_at_target->val_loss, s.first_at_target->train_time_s);
+    else
+      std::printf("target %.4f not reached\n", *cfg.train.target_val_loss);
+  }
+  std::printf("run directory: %s\n", s.run_dir.c_str());
+}
+
 }  // namespace
 
 Command add_train_command(CLI::App& app) {
@@ -26,28 +58,21 @@ Command add_train_command(CLI::App& app) {
   sub->add_option("--out-dir", o->out_dir, "parent of the run directory (overrides train.out_dir)");
   sub->add_flag("--force", o->force, "replace an existing run directory of the same name");
   sub->add_flag("--no-progress", o->no_progress, "no per-step progress lines (validation lines still print)");
+  sub->add_flag("--save-params", o->save_params, "write the final parameters to <run dir>/params/<name>.npy");
   return {sub, [o] {
-            config::RunConfig cfg = load_config(o->config);
-            if (!o->out_dir.empty()) cfg.train.out_dir = o->out_dir;
-            train::TrainOptions opts;
-            opts.run_name = o->run_name;
-            opts.force = o->force;
-            if (!o->device.empty()) opts.device = o->device;
-            opts.command_line = joined_command_line();
-            opts.progress = !o->no_progress;
-            const train::TrainSummary s = train::run_training(cfg, opts);
-            std::printf("%s: %lld steps, final val_loss %.5f, train_time %.1fs (%.2f ms/step, %.0f tokens/s)\n",
-                        s.status.c_str(), static_cast<long long>(s.steps_done),
-                        s.val.empty() ? 0.0 : s.val.back().val_loss, s.train_time_s, s.step_avg_ms, s.tokens_per_s);
-            if (cfg.train.target_val_loss) {
-              if (s.first_at_target)
-                std::printf("target %.4f first reached at step %lld (val_loss %.5f, train_time %.1fs)\n",
-                            *cfg.train.target_val_loss, static_cast<long long>(s.first_at_target->step),
-                            s.first_at_target->val_loss, s.first_at_target->train_time_s);
-              else
-                std::printf("target %.4f not reached\n", *cfg.train.target_val_loss);
+            // Under mpirun every rank runs this; MPI starts here and stops when the
+            // session goes out of scope. With several ranks any error ends the whole
+            // job, naming the rank, instead of leaving the others waiting in a collective.
+            dist::Session session;
+            try {
+              run_train(*o, session);
+            } catch (const UserError& e) {
+              if (session.world() > 1) session.abort_job(std::string("error: ") + e.what());
+              throw;
+            } catch (const std::exception& e) {
+              if (session.world() > 1) session.abort_job(std::string("internal error: ") + e.what());
+              throw;
             }
-            std::printf("run directory: %s\n", s.run_dir.c_str());
           }};
 }
 

@@ -11,6 +11,7 @@ class LocalCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int world() const override { return 1; }
+  std::string name() const override { return "local"; }
   void all_reduce_sum(Tensor) override {}
   void all_gather(const Tensor& send, Tensor recv) override { copy(send, recv); }
   void reduce_scatter_sum(const Tensor& send, Tensor recv) override { copy(send, recv); }

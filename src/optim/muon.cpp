@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "optim/matrix_sharding.h"
+
 namespace speedrun::optim {
 
 double muon_momentum(const config::MuonSettings& s, int64_t step) {
@@ -44,25 +46,26 @@ namespace {
 
 class Muon final : public Optimizer {
  public:
-  Muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params)
+  Muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
       : lr_(entry.lr),
         wd_(entry.weight_decay),
         update_(std::get<config::MuonSettings>(entry.settings)),
-        params_(std::move(params)) {
-    for (const ParamRef& p : params_) {
-      if (p.param.device != Device::cpu) throw std::logic_error("muon: the CUDA optimizer is not built yet");
-      buf_.emplace_back(static_cast<size_t>(p.param.numel()), 0.0f);
+        params_(std::move(params)),
+        sharding_(params_, context.comm) {
+    for (size_t k = 0; k < params_.size(); ++k) {
+      if (params_[k].param.device != Device::cpu) throw std::logic_error("muon: the CUDA optimizer is not built yet");
+      // Momentum only for the matrices this rank updates.
+      buf_.emplace_back(sharding_.owns(k) ? static_cast<size_t>(params_[k].param.numel()) : 0, 0.0f);
     }
   }
 
   const char* type() const override { return "muon"; }
 
   void step(int64_t step, double lr_factor) override {
-    for (size_t k = 0; k < params_.size(); ++k) {
+    sharding_.step([&](size_t k, const float* grad) {
       const Tensor& pt = params_[k].param;
-      update_.apply(pt.data<float>(), params_[k].grad.data<float>(), buf_[k].data(), pt.size(0), pt.size(1), step,
-                    lr_ * lr_factor, wd_);
-    }
+      update_.apply(pt.data<float>(), grad, buf_[k].data(), pt.size(0), pt.size(1), step, lr_ * lr_factor, wd_);
+    });
   }
 
   size_t state_bytes() const override {
@@ -75,6 +78,7 @@ class Muon final : public Optimizer {
   double lr_, wd_;
   MuonMatrixUpdate update_;
   std::vector<ParamRef> params_;
+  MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
 };
 
@@ -82,7 +86,7 @@ class Muon final : public Optimizer {
 
 std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
                                      const OptimizerContext& context) {
-  return std::make_unique<Muon>(entry, std::move(params));
+  return std::make_unique<Muon>(entry, std::move(params), context);
 }
 
 }  // namespace speedrun::optim

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "optim/input_statistic.h"
+#include "optim/matrix_sharding.h"
 #include "optim/muon.h"
 
 namespace speedrun::optim {
@@ -51,11 +52,15 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
         settings_(std::get<config::NewtonMuonSettings>(entry.settings)),
         update_(settings_),
         comm_(context.comm),
-        params_(std::move(params)) {
+        params_(std::move(params)),
+        sharding_(params_, context.comm) {
     const auto& s = settings_;
-    for (const ParamRef& p : params_) {
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const ParamRef& p = params_[k];
       if (p.param.device != Device::cpu) throw std::logic_error("newton_muon: the CUDA optimizer is not built yet");
-      buf_.emplace_back(static_cast<size_t>(p.param.numel()), 0.0f);
+      // Momentum only for the matrices this rank updates; the statistics are kept
+      // (and all-reduced) on every rank.
+      buf_.emplace_back(sharding_.owns(k) ? static_cast<size_t>(p.param.numel()) : 0, 0.0f);
       int64_t layer = 0;
       model::CapturePoint point{};
       if (!capture_point_of(p.name, layer, point))
@@ -97,17 +102,16 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
 
   void step(int64_t step, double lr_factor) override {
     if (refresh_step(step) && !stats_.empty()) refresh(step);
-    for (size_t k = 0; k < params_.size(); ++k) {
+    sharding_.step([&](size_t k, const float* g) {
       const Tensor& pt = params_[k].param;
       const int64_t rows = pt.size(0), cols = pt.size(1);
-      const float* g = params_[k].grad.data<float>();
       if (stat_of_[k] >= 0 && stats_[static_cast<size_t>(stat_of_[k])].has_inverse()) {
         preconditioned_.resize(static_cast<size_t>(rows * cols));
         stats_[static_cast<size_t>(stat_of_[k])].precondition(g, preconditioned_.data(), rows);
         g = preconditioned_.data();
       }
       update_.apply(pt.data<float>(), g, buf_[k].data(), rows, cols, step, lr_ * lr_factor, wd_);
-    }
+    });
   }
 
   size_t state_bytes() const override {
@@ -143,6 +147,7 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   MuonMatrixUpdate update_;
   dist::Communicator* comm_;
   std::vector<ParamRef> params_;
+  MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
   std::vector<int64_t> stat_of_;  // per parameter: index into stats_, or -1
   std::vector<InputStatistic> stats_;

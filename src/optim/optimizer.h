@@ -1,7 +1,10 @@
 // The optimizer interface. An Optimizer owns one parameter group: the parameters one
 // config entry's patterns selected, with that entry's lr, weight decay and settings.
-// The trainer calls step() once per training step, after the gradients of the whole
-// global batch are in place.
+// The trainer calls step() once per training step with each rank's gradients summed
+// over its own micro-batches only: step() reduces them over ranks (SUM, the loss being
+// a sum over the global batch's tokens) in whatever form its sharding needs
+// (reduce-scatter for AdamW's ZeRO-1 shards and the matrix optimizers' round-robin),
+// so no gradient is reduced twice. Afterwards every rank holds the same parameters.
 #pragma once
 
 #include <cstdint>

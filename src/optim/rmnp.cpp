@@ -4,20 +4,23 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "optim/matrix_sharding.h"
+
 namespace speedrun::optim {
 
 namespace {
 
 class Rmnp final : public Optimizer {
  public:
-  Rmnp(const config::OptimizerConfig& entry, std::vector<ParamRef> params)
+  Rmnp(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
       : lr_(entry.lr),
         wd_(entry.weight_decay),
         settings_(std::get<config::RmnpSettings>(entry.settings)),
-        params_(std::move(params)) {
-    for (const ParamRef& p : params_) {
-      if (p.param.device != Device::cpu) throw std::logic_error("rmnp: the CUDA optimizer is not built yet");
-      buf_.emplace_back(static_cast<size_t>(p.param.numel()), 0.0f);
+        params_(std::move(params)),
+        sharding_(params_, context.comm) {
+    for (size_t k = 0; k < params_.size(); ++k) {
+      if (params_[k].param.device != Device::cpu) throw std::logic_error("rmnp: the CUDA optimizer is not built yet");
+      buf_.emplace_back(sharding_.owns(k) ? static_cast<size_t>(params_[k].param.numel()) : 0, 0.0f);
     }
   }
 
@@ -29,11 +32,10 @@ class Rmnp final : public Optimizer {
     const bool nesterov = settings_.nesterov;
     const double lr = lr_ * lr_factor;
     const float decay = static_cast<float>(1.0 - lr * wd_);
-    for (size_t k = 0; k < params_.size(); ++k) {
+    sharding_.step([&](size_t k, const float* g) {
       const Tensor& pt = params_[k].param;
       const int64_t rows = pt.size(0), cols = pt.size(1);
       float* p = pt.data<float>();
-      const float* g = params_[k].grad.data<float>();
       float* buf = buf_[k].data();
       const float step_size =
           static_cast<float>(lr * std::sqrt(std::max(1.0, static_cast<double>(rows) / static_cast<double>(cols))));
@@ -56,7 +58,7 @@ class Rmnp final : public Optimizer {
           pr[j] = pr[j] * decay - step_size * (u * inv_norm);
         }
       }
-    }
+    });
   }
 
   size_t state_bytes() const override {
@@ -69,6 +71,7 @@ class Rmnp final : public Optimizer {
   double lr_, wd_;
   config::RmnpSettings settings_;
   std::vector<ParamRef> params_;
+  MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
 };
 
@@ -76,7 +79,7 @@ class Rmnp final : public Optimizer {
 
 std::unique_ptr<Optimizer> make_rmnp(const config::OptimizerConfig& entry, std::vector<ParamRef> params,
                                      const OptimizerContext& context) {
-  return std::make_unique<Rmnp>(entry, std::move(params));
+  return std::make_unique<Rmnp>(entry, std::move(params), context);
 }
 
 }  // namespace speedrun::optim

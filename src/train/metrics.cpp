@@ -7,7 +7,9 @@
 
 namespace speedrun::train {
 
-LineFile::LineFile(const std::filesystem::path& path) : path_(path) {
+void LineFile::open(const std::filesystem::path& path) {
+  if (file_) std::fclose(file_);
+  path_ = path;
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) throw UserError("cannot write " + path.string() + ": " + errno_string(errno));
 }

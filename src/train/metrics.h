@@ -13,7 +13,8 @@ namespace speedrun::train {
 class LineFile {
  public:
   LineFile() = default;
-  explicit LineFile(const std::filesystem::path& path);  // throws UserError
+  explicit LineFile(const std::filesystem::path& path) { open(path); }  // throws UserError
+  void open(const std::filesystem::path& path);                          // appends; throws UserError
   ~LineFile();
   LineFile(const LineFile&) = delete;
   LineFile& operator=(const LineFile&) = delete;

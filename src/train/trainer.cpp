@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -11,8 +12,11 @@
 #include "build_info.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/npy.h"
 #include "data/loader.h"
 #include "dist/communicator.h"
+#include "dist/fault_injection.h"
+#include "dist/session.h"
 #include "model/gpt.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
@@ -50,6 +54,9 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 double sum_over_ranks(dist::Communicator& comm, double x) {
   comm.all_reduce_sum(Tensor::of(&x, {1}));
+  // An all-reduce may round differently on different ranks; decisions taken on the
+  // result (stop at the target, divergence) must agree everywhere, so all take rank 0's.
+  comm.broadcast(Tensor::of(&x, {1}), 0);
   return x;
 }
 
@@ -63,16 +70,44 @@ double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, i
   return sum;
 }
 
+// Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values).
+void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw UserError("cannot create " + dir.string() + ": " + ec.message());
+  const auto& specs = model.layout().params();
+  for (size_t i = 0; i < specs.size(); ++i) write_npy(dir / (specs[i].name + ".npy"), model.param(i));
+}
+
 }  // namespace
 
 TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts) {
   const config::TrainConfig& t = cfg.train;
   const config::ModelConfig& m = cfg.model;
   const Device device = resolve_device(opts.device.value_or(t.device));
-  if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
+  if (t.threads > 0) {
+    omp_set_num_threads(static_cast<int>(t.threads));
+  } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    // "All cores" means this rank's share of them when several ranks share a node.
+    omp_set_num_threads(std::max(1, omp_get_num_procs() / opts.session->launch().local_size));
+  }
 
-  std::unique_ptr<dist::Communicator> comm = dist::make_local_communicator();
+  std::unique_ptr<dist::Communicator> comm =
+      opts.session ? opts.session->make_communicator(device) : dist::make_local_communicator();
   const int rank = comm->rank(), world = comm->world();
+  const bool writer = rank == 0;  // rank 0 alone writes the run directory and the console
+  if (opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi))
+    std::fprintf(stderr, "%s\n",
+                 dist::identity_line(opts.session->launch(), fmt::format("device {}, {} communicator", device_name(device),
+                                                                         comm->name()))
+                     .c_str());
+  if (t.batch_tokens % (static_cast<int64_t>(world) * t.micro_batch_seqs * m.seq_len) != 0)
+    throw UserError(fmt::format("train.batch_tokens ({}) must be a multiple of processes x train.micro_batch_seqs x "
+                                "model.seq_len = {} x {} x {}, so that every rank runs whole micro-batches",
+                                t.batch_tokens, world, t.micro_batch_seqs, m.seq_len));
+  // Before anything else: every rank must train the same thing.
+  nlohmann::json resolved = config::to_json(cfg);
+  dist::check_same_on_all_ranks(*comm, resolved.dump() + "|device=" + device_name(device), "resolved config");
   // Data first: bad paths or too little data fail before anything is allocated.
   auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
   auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
@@ -86,12 +121,14 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   model.init_parameters(static_cast<uint64_t>(t.seed));
   auto optimizers = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
 
-  const std::filesystem::path run_dir =
-      create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
-  nlohmann::json resolved = config::to_json(cfg);
-  write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
-  LineFile metrics(run_dir / "metrics.jsonl");
-  LineFile log(run_dir / "log.txt");
+  std::filesystem::path run_dir;
+  LineFile metrics, log;  // closed (writes are no-ops) on ranks other than 0
+  if (writer) {
+    run_dir = create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
+    write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
+    metrics.open(run_dir / "metrics.jsonl");
+    log.open(run_dir / "log.txt");
+  }
   log.write_line(fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
 
   const int64_t local_tokens = t.batch_tokens / world;
@@ -104,10 +141,12 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
                static_cast<double>(model.activation_bytes()) / (1ull << 30));
   spdlog::info("data: {} train shard(s), {} tokens, {} batches per pass; validation {} tokens", train_shards.size(),
                train_tokens, loader.batches_per_epoch(), cfg.data.val_tokens);
-  spdlog::info("training: {} steps of {} tokens ({} micro-batch(es) of {} x {}), device {}, {} threads", t.steps,
-               t.batch_tokens, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device), omp_get_max_threads());
+  spdlog::info("training: {} steps of {} tokens ({} process(es) x {} micro-batch(es) of {} x {}), device {}, {} "
+               "threads per process",
+               t.steps, t.batch_tokens, world, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device),
+               omp_get_max_threads());
 
-  Progress progress(opts.progress);
+  Progress progress(opts.progress && writer);
   progress.set_context(opts.progress_label, opts.eta_after_s);
   TrainSummary summary;
   summary.run_dir = run_dir;
@@ -131,7 +170,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
         throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
       const std::string text = fmt::format("step:{}/{} val_loss:{:.5f} train_time:{:.3f}s step_avg:{:.2f}ms", step,
                                            t.steps, val_loss, training_time, 1000.0 * step_avg);
-      progress.line(text);
+      if (writer) progress.line(text);
       log.write_line(text);
       metrics.write_json({{"step", step}, {"val_loss", val_loss}, {"train_time_s", training_time}});
       const ValPoint point{step, val_loss, training_time};
@@ -152,6 +191,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     }
 
     // --- one optimizer step over the global batch ---
+    dist::maybe_fail_for_test(rank, step + 1);
     loader.next(batch);
     model.zero_grad();
     optim::CaptureFanOut capture(optimizers, step);
@@ -159,8 +199,8 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
                                          t.micro_batch_seqs, capture.sink());
-    // The loss is a SUM over the global batch: gradients and loss are summed over ranks.
-    comm->all_reduce_sum(model.grads_tensor());
+    // The loss is a SUM over the global batch: the loss is summed over ranks here, the
+    // gradients inside each optimizer's step (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss))
       throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
@@ -188,7 +228,10 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   summary.step_avg_ms = summary.steps_done > 0 ? 1000.0 * training_time / static_cast<double>(summary.steps_done) : 0.0;
   summary.tokens_per_s =
       training_time > 0 ? static_cast<double>(t.batch_tokens) * static_cast<double>(summary.steps_done) / training_time : 0.0;
-  write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  if (writer) {
+    write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+    if (opts.save_params) save_parameters(model, run_dir / "params");
+  }
   return summary;
 }
 

@@ -14,6 +14,10 @@
 
 #include "config/run_config.h"
 
+namespace speedrun::dist {
+class Session;
+}
+
 namespace speedrun::train {
 
 struct TrainOptions {
@@ -24,6 +28,9 @@ struct TrainOptions {
   bool progress = true;               // live progress line
   std::string progress_label;         // prefix of the live line (which run of several)
   double eta_after_s = -1.0;          // time of the runs after this one, for an overall ETA (< 0: none)
+  bool save_params = false;           // write the final parameters to <run dir>/params/<name>.npy
+  // The process's place in a multi-process run; null: a single process.
+  const dist::Session* session = nullptr;
 };
 
 struct ValPoint {
@@ -44,8 +51,9 @@ struct TrainSummary {
   nlohmann::json to_json() const;
 };
 
-// Runs a whole training run and writes its run directory. Throws UserError for bad
-// input and for a non-finite loss (naming the step).
+// Runs a whole training run and writes its run directory (rank 0 alone writes; the
+// other ranks' summaries have an empty run_dir). Throws UserError for bad input and
+// for a non-finite loss (naming the step).
 TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts);
 
 }  // namespace speedrun::train

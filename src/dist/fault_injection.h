@@ -1,0 +1,14 @@
+// Test-only failure injection, so that the multi-process tests can make exactly one
+// rank fail at a chosen step and check that the whole job ends (no hang):
+//   SPEEDRUN_TEST_FAIL_RANK=R   the rank that fails (unset: nothing happens)
+//   SPEEDRUN_TEST_FAIL_STEP=S   at the start of training step S (default 1)
+//   SPEEDRUN_TEST_FAIL_MODE=M   "error" (an exception, default) or "abort" (SIGABRT)
+#pragma once
+
+#include <cstdint>
+
+namespace speedrun::dist {
+
+void maybe_fail_for_test(int rank, int64_t step);
+
+}  // namespace speedrun::dist

@@ -1,0 +1,118 @@
+// The MPI communicator: collectives on host buffers over a duplicate of
+// MPI_COMM_WORLD (so that no other MPI traffic can interleave with ours).
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "build_info.h"
+#include "dist/communicator.h"
+
+#if SPEEDRUN_HAVE_MPI
+#include <mpi.h>
+
+namespace speedrun::dist {
+
+namespace {
+
+MPI_Datatype mpi_type(const Tensor& t, const char* op) {
+  if (t.device != Device::cpu)
+    throw std::logic_error(std::string("mpi communicator: ") + op + " needs a host buffer (got a device tensor)");
+  switch (t.dtype) {
+    case DType::f32: return MPI_FLOAT;
+    case DType::f64: return MPI_DOUBLE;
+    default: throw std::logic_error(std::string("mpi communicator: ") + op + " supports f32 and f64 only, got " +
+                                    dtype_name(t.dtype));
+  }
+}
+
+int int_count(int64_t n, const char* op) {
+  if (n > INT_MAX)
+    throw std::logic_error(std::string("mpi communicator: ") + op + " of " + std::to_string(n) +
+                           " elements per rank exceeds MPI's int count");
+  return static_cast<int>(n);
+}
+
+// MPI counts are ints: in-place reductions and broadcasts of larger buffers go in chunks.
+constexpr int64_t kChunk = int64_t{1} << 30;
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() {
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &world_);
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+  std::string name() const override { return "mpi"; }
+
+  void all_reduce_sum(Tensor t) override {
+    const MPI_Datatype type = mpi_type(t, "all_reduce_sum");
+    char* p = static_cast<char*>(t.ptr);
+    const size_t elem = dtype_size(t.dtype);
+    for (int64_t done = 0, n = t.numel(); done < n; done += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, n - done));
+      MPI_Allreduce(MPI_IN_PLACE, p + done * elem, count, type, MPI_SUM, comm_);
+    }
+  }
+
+  void all_gather(const Tensor& send, Tensor recv) override {
+    const MPI_Datatype type = mpi_type(send, "all_gather");
+    check_sizes(send, recv, "all_gather");
+    const int n = int_count(send.numel(), "all_gather");
+    MPI_Allgather(send.ptr, n, type, recv.ptr, n, type, comm_);
+  }
+
+  void reduce_scatter_sum(const Tensor& send, Tensor recv) override {
+    const MPI_Datatype type = mpi_type(send, "reduce_scatter_sum");
+    check_sizes(recv, send, "reduce_scatter_sum");
+    MPI_Reduce_scatter_block(send.ptr, recv.ptr, int_count(recv.numel(), "reduce_scatter_sum"), type, MPI_SUM, comm_);
+  }
+
+  void broadcast(Tensor t, int root) override {
+    const MPI_Datatype type = mpi_type(t, "broadcast");
+    char* p = static_cast<char*>(t.ptr);
+    const size_t elem = dtype_size(t.dtype);
+    for (int64_t done = 0, n = t.numel(); done < n; done += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, n - done));
+      MPI_Bcast(p + done * elem, count, type, root, comm_);
+    }
+  }
+
+  void barrier() override { MPI_Barrier(comm_); }
+
+ private:
+  // `big` must hold world * numel(small) elements of the same dtype.
+  void check_sizes(const Tensor& small, const Tensor& big, const char* op) const {
+    if (small.dtype != big.dtype || big.numel() != small.numel() * world_)
+      throw std::logic_error(std::string("mpi communicator: ") + op + ": buffers of " + std::to_string(small.numel()) +
+                             " and " + std::to_string(big.numel()) + " elements do not fit a world of " +
+                             std::to_string(world_));
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, world_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator() { return std::make_unique<MpiCommunicator>(); }
+
+}  // namespace speedrun::dist
+
+#else
+
+namespace speedrun::dist {
+std::unique_ptr<Communicator> make_mpi_communicator() {
+  throw std::logic_error("this speedrun was built without MPI; multi-process training needs it");
+}
+}  // namespace speedrun::dist
+
+#endif

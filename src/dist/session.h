@@ -1,0 +1,48 @@
+// One process's part in a run: reads the launch (dist/launch.h), starts MPI when an
+// MPI launcher started us (a plain `speedrun train` never touches MPI), makes the
+// communicator for the run's device, and makes any failure end the whole job:
+// an exception is reported as "rank R: error: ..." and aborts every rank through
+// MPI_Abort; a fatal signal is reported and re-raised, and the launcher then ends
+// the others (mpirun does so for a rank that dies without MPI_Finalize).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+#include "dist/communicator.h"
+#include "dist/launch.h"
+
+namespace speedrun::dist {
+
+class Session {
+ public:
+  // Throws UserError when the environment asks for several processes that this build
+  // or launch cannot provide (no MPI; torchrun-style variables without mpirun).
+  Session();
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const LaunchInfo& launch() const { return launch_; }
+  int rank() const { return launch_.rank; }
+  int world() const { return launch_.world; }
+
+  // Local for one process; MPI for the CPU backend; NCCL (with MPI for host buffers)
+  // for CUDA.
+  std::unique_ptr<Communicator> make_communicator(Device device) const;
+
+  // Prints "rank R: <message>" to stderr and ends every rank of the job with exit
+  // status 1. Only for world > 1; one process reports errors the ordinary way.
+  [[noreturn]] void abort_job(const std::string& message) const;
+
+ private:
+  LaunchInfo launch_;
+  bool mpi_started_ = false;
+};
+
+// Throws UserError on every rank when the ranks' `text` (the resolved config) differ,
+// naming the ranks that differ from rank 0: each rank's FNV-1a hash is all-gathered.
+void check_same_on_all_ranks(Communicator& comm, const std::string& text, const std::string& what);
+
+}  // namespace speedrun::dist

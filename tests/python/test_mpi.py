@@ -1,0 +1,230 @@
+"""Multi-process training under mpirun (CPU backend, MPI communicator).
+
+Equivalence: for AdamW + Muon, AdamW + Newton-Muon (refreshing inside the run) and
+AdamW + RMNP, the parameters after 6 steps with 2 and 4 ranks equal those of one
+process with the same global batch. They cannot be bitwise equal: one process sums
+its micro-batch gradients g1 + ... + g8 in order, while R ranks sum their own
+micro-batches and the communicator then sums the R partial sums, a different fp32
+rounding (relative 1e-7 of the terms). AdamW's first steps and the Newton-Schulz
+orthogonalization turn such differences into parameter differences of at most a
+few 1e-6 of the parameters' scale after 6 steps (measured: see the assertion
+messages); the tolerance is atol 2e-5 + rtol 1e-4, two orders below a step's lr
+(1e-2), so a wrong reduction, sharding or a missed matrix (differences ~lr) fails.
+
+Failure: one rank failing (an exception, a fatal signal, a bad validation file that
+only that rank reads) ends the whole job with a non-zero exit within seconds, and
+the message names the rank; ranks given different configs are refused at start.
+
+Skipped (exit 77) when mpirun is not installed. Open MPI refuses to run as root
+unless told; the environment below allows it (CI runs as root) and oversubscribes
+the 2 CPU cores.
+"""
+import json
+import os
+import pathlib
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import speedrun_testing  # noqa: E402
+from speedrun_testing import run_speedrun, write_shard  # noqa: E402
+
+MPIRUN = shutil.which("mpirun")
+if MPIRUN is None:
+    print("skipped: mpirun is not installed (apt-get install openmpi-bin)", file=sys.stderr)
+    sys.exit(77)
+
+try:
+    import numpy as np
+except ImportError as e:
+    print(f"skipped: numpy is not available ({e}); run scripts/setup.sh", file=sys.stderr)
+    sys.exit(77)
+
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    # Containers often forbid the cross-memory-attach copies of the vader transport.
+    "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+    "OMP_NUM_THREADS": "1",
+}
+
+VOCAB = 512
+
+
+def mpi_config(matrix_optimizer, train_glob, val_glob, out_dir):
+    adamw = {"type": "adamw", "lr": 0.01, "betas": [0.8, 0.95], "eps": 1e-10, "weight_decay": 0.01}
+    matrices = {
+        "muon": {"type": "muon", "params": ["blocks.*.weight"], "lr": 0.02, "weight_decay": 0.025},
+        "newton_muon": {"type": "newton_muon", "params": ["blocks.*.weight"], "lr": 0.02, "weight_decay": 0.025,
+                        "refresh_every": 2, "ema_beta": 0.3, "ridge": 0.2, "mlp_proj_blocks": 2},
+        "rmnp": {"type": "rmnp", "params": ["blocks.*.weight"], "lr": 0.01, "weight_decay": 0.025},
+    }[matrix_optimizer]
+    return {
+        "name": "mpi-" + matrix_optimizer,
+        "model": {"n_layer": 2, "d_model": 64, "n_head": 2, "head_dim": 32, "seq_len": 32,
+                  "vocab_size": VOCAB, "padded_vocab_size": VOCAB},
+        "data": {"train_glob": train_glob, "val_glob": val_glob, "val_tokens": 256},
+        "train": {"batch_tokens": 256, "micro_batch_seqs": 1, "steps": 6, "val_every": 3, "threads": 1,
+                  "out_dir": out_dir},
+        "schedule": {"warmup_steps": 2, "cooldown_frac": 0.5},
+        "optimizers": [
+            dict(adamw, params=["embed.weight", "proj.weight"]),
+            dict(adamw, params=["*.bias", "*.gains"], lr=0.02, weight_decay=0.0),
+            matrices,
+        ],
+    }
+
+
+def mpirun(np_, *args, env=None, timeout=300):
+    full_env = dict(os.environ, **MPI_ENV)
+    if env:
+        full_env.update(env)
+    cmd = [MPIRUN, "--oversubscribe", "--bind-to", "none", "-np", str(np_), str(speedrun_testing.SPEEDRUN_BIN),
+           *map(str, args)]
+    return subprocess.run(cmd, env=full_env, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def load_params(run_dir):
+    return {p.stem: np.load(p) for p in sorted((run_dir / "params").glob("*.npy"))}
+
+
+def val_lines(stdout):
+    return [l for l in stdout.splitlines() if l.startswith("step:") and "val_loss" in l]
+
+
+class MpiTestCase(speedrun_testing.SpeedrunTestCase):
+    def setUp(self):
+        super().setUp()
+        rng = random.Random(7)
+        (self.tmp / "data").mkdir()
+        self.train_tokens = [rng.randrange(VOCAB) for _ in range(4000)]
+        self.val_tokens = [rng.randrange(VOCAB) for _ in range(300)]
+        write_shard(self.tmp / "data" / "t_train_000001.bin", self.train_tokens)
+        write_shard(self.tmp / "data" / "t_val_000000.bin", self.val_tokens)
+
+    def write_config(self, matrix_optimizer, name="run.json"):
+        cfg = mpi_config(matrix_optimizer, "data/t_train_*.bin", "data/t_val_*.bin", str(self.tmp / "runs"))
+        path = self.tmp / name
+        path.write_text(json.dumps(cfg))
+        return path
+
+    def assertFailsFast(self, result, seconds, *fragments):
+        """Non-zero exit within 30 s (measured: 3-10 s), the output naming every fragment."""
+        out = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0, out)
+        for f in fragments:
+            self.assertIn(f, out)
+        self.assertLess(seconds, 30, out)
+        print(f"\n{self.id().split('.')[-1]}: exit {result.returncode} after {seconds:.1f} s", file=sys.stderr)
+
+
+class TestEquivalence(MpiTestCase):
+    def check_optimizer(self, matrix_optimizer):
+        cfg = self.write_config(matrix_optimizer)
+        single = run_speedrun("train", cfg, "--run-name", "np1", "--save-params", "--no-progress",
+                              env={"OMP_NUM_THREADS": "1"})
+        self.assertSucceeds(single)
+        want = load_params(self.tmp / "runs" / "np1")
+        self.assertGreater(len(want), 10)
+        want_metrics = [json.loads(l) for l in (self.tmp / "runs" / "np1" / "metrics.jsonl").read_text().splitlines()]
+        for ranks in (2, 4):
+            with self.subTest(ranks=ranks):
+                name = f"np{ranks}"
+                r = mpirun(ranks, "train", cfg, "--run-name", name, "--save-params", "--no-progress")
+                self.assertSucceeds(r)
+                # Every rank says who it is; rank 0 alone prints the run.
+                for rank in range(ranks):
+                    self.assertIn(f"speedrun rank {rank}/{ranks} (local rank {rank})", r.stderr)
+                self.assertIn("mpi communicator", r.stderr)
+                self.assertEqual(len(val_lines(r.stdout)), len(val_lines(single.stdout)), r.stdout)
+                self.assertEqual(r.stdout.count("run directory:"), 1, r.stdout)
+                got = load_params(self.tmp / "runs" / name)
+                self.assertEqual(sorted(got), sorted(want))
+                worst, worst_name = 0.0, ""
+                for pname, w in want.items():
+                    diff = float(np.max(np.abs(got[pname] - w)))
+                    if diff > worst:
+                        worst, worst_name = diff, pname
+                    np.testing.assert_allclose(got[pname], w, rtol=1e-4, atol=2e-5,
+                                               err_msg=f"{matrix_optimizer}, {ranks} ranks: {pname}")
+                print(f"\n{matrix_optimizer}: 1 vs {ranks} ranks: max |param diff| {worst:.3g} ({worst_name})",
+                      file=sys.stderr)
+                # The losses rank 0 records are those of the single process.
+                metrics = [json.loads(l) for l in (self.tmp / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+                self.assertEqual([m["step"] for m in metrics], [m["step"] for m in want_metrics])
+                for m, w in zip(metrics, want_metrics):
+                    for key in ("train_loss", "val_loss"):
+                        if key in w:
+                            self.assertAlmostEqual(m[key], w[key], delta=1e-4 * abs(w[key]), msg=f"{key} {m}")
+        # Rank 0 alone wrote: exactly the three run directories, nothing else.
+        self.assertEqual(sorted(p.name for p in (self.tmp / "runs").iterdir()), ["np1", "np2", "np4"])
+
+    def test_adamw_muon(self):
+        self.check_optimizer("muon")
+
+    def test_newton_muon(self):
+        self.check_optimizer("newton_muon")
+
+    def test_rmnp(self):
+        self.check_optimizer("rmnp")
+
+
+class TestFailure(MpiTestCase):
+    def run_failing(self, ranks, *args, env=None):
+        t0 = time.monotonic()
+        r = mpirun(ranks, "train", *args, env=env, timeout=120)
+        return r, time.monotonic() - t0
+
+    def test_exception_on_one_rank_ends_the_job(self):
+        cfg = self.write_config("muon")
+        r, seconds = self.run_failing(2, cfg, "--no-progress", env={"SPEEDRUN_TEST_FAIL_RANK": "1",
+                                                                    "SPEEDRUN_TEST_FAIL_STEP": "2"})
+        self.assertFailsFast(r, seconds, "rank 1: error: SPEEDRUN_TEST_FAIL_RANK: injected failure at step 2")
+
+    def test_signal_on_one_rank_ends_the_job(self):
+        cfg = self.write_config("muon")
+        r, seconds = self.run_failing(4, cfg, "--no-progress", env={"SPEEDRUN_TEST_FAIL_RANK": "2",
+                                                                    "SPEEDRUN_TEST_FAIL_MODE": "abort"})
+        self.assertFailsFast(r, seconds, "rank 2: killed by SIGABRT")
+
+    def test_bad_file_read_by_one_rank_ends_the_job(self):
+        # Validation tokens 128..255 are rank 1's slice (of 2): only rank 1 reads the
+        # out-of-range id; rank 0 goes on and waits for rank 1 in the first collective.
+        bad = list(self.val_tokens)
+        bad[200] = VOCAB + 5
+        write_shard(self.tmp / "data" / "t_val_000000.bin", bad)
+        cfg = self.write_config("muon")
+        r, seconds = self.run_failing(2, cfg, "--no-progress")
+        self.assertFailsFast(r, seconds, "rank 1: error:", "t_val_000000.bin")
+        self.assertNotIn("rank 0: error", r.stderr)
+
+    def test_different_configs_are_refused(self):
+        cfg = self.write_config("muon")
+        full_env = dict(os.environ, **MPI_ENV)
+        bin_ = str(speedrun_testing.SPEEDRUN_BIN)
+        # MPMD: rank 0 and rank 1 get different seeds.
+        t0 = time.monotonic()
+        r = subprocess.run([MPIRUN, "--oversubscribe", "--bind-to", "none", "-np", "1", bin_, "train", str(cfg), ":",
+                            "-np", "1", bin_, "train", str(cfg), "--set", "train.seed=2"],
+                           env=full_env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertFailsFast(r, time.monotonic() - t0, "resolved config differs across ranks: rank(s) 1 differ from rank 0")
+        self.assertFalse((self.tmp / "runs").exists() and any((self.tmp / "runs").iterdir()))
+
+    def test_torchrun_variables_without_mpirun(self):
+        cfg = self.write_config("muon")
+        r = run_speedrun("train", cfg, env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+        self.assertFailsWith(r, "WORLD_SIZE", "mpirun -np 2")
+
+    def test_batch_not_divisible_by_ranks(self):
+        cfg = self.write_config("muon")
+        r = mpirun(2, "train", cfg, "--set", "train.batch_tokens=224", "--set", "train.micro_batch_seqs=1")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("train.batch_tokens", r.stderr)
+
+
+if __name__ == "__main__":
+    speedrun_testing.main()
