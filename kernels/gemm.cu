@@ -171,8 +171,9 @@ void gemm_reset() {
 }
 
 // y = x W^T (+ b). f32: the bias rides the epilogue (y = fl(x W^T + b) in fp32, as the
-// CPU's fl(fl(x W^T) + b) up to the epilogue's own rounding). bf16: cuBLASLt wants a bf16
-// bias for a bf16 output, so the f32 bias is added by a separate kernel after the product.
+// CPU's fl(fl(x W^T) + b) up to the epilogue's own rounding) when it is 16-byte aligned.
+// bf16: cuBLASLt wants a bf16 bias for a bf16 output, so the f32 bias is added by a
+// separate kernel after the product (as is an unaligned f32 bias).
 void linear_forward(DType act, void* y, const void* x, const void* w, const float* b, int64_t rows, int64_t in,
                     int64_t out) {
   if (rows <= 0) return;
@@ -190,9 +191,12 @@ void linear_forward(DType act, void* y, const void* x, const void* w, const floa
   g.ldc = out;
   g.ab_type = act;
   g.c_type = act;
-  g.bias = act == DType::f32 ? b : nullptr;
+  // The epilogue only for a 16-byte aligned bias: the heuristic is not told the bias
+  // pointer's alignment, and parameter views inside the flat buffer need not be aligned.
+  const bool epilogue = b && act == DType::f32 && alignment(b) >= 16;
+  g.bias = epilogue ? b : nullptr;
   gemm(g);
-  if (b && act != DType::f32) bias_add(act, y, b, rows, out);
+  if (b && !epilogue) bias_add(act, y, b, rows, out);
 }
 
 // dx = (or +=) dy W (type act); dw += dy^T x (f32, beta = 1: micro-batches add up);
