@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "core/device_memory.h"
 
 namespace speedrun::model {
 
@@ -43,6 +46,7 @@ struct Gpt::Activations {
   Tensor losses;                     // (N) per-token losses
   Tensor logits;                     // (chunk_rows, V) head chunk: logits, then their gradient
   Tensor rope_cos, rope_sin;         // (T, head_dim/2)
+  Tensor tokens, targets;            // (N) i32 device copies of the host ids (CUDA only)
   // backward scratch
   Tensor dresid, dh, tmp_d, dfg, dy, dqr, dkr, dv, dq, dk, dhf;
   int64_t chunk_rows = 0;
@@ -50,7 +54,7 @@ struct Gpt::Activations {
 
   explicit Activations(Device d) : arena(d) {}
 
-  void carve(const config::ModelConfig& m, int64_t B) {
+  void carve(const config::ModelConfig& m, int64_t B, bool device_ids) {
     const int64_t T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(), H = m.n_head, f = m.mlp_hidden();
     const int64_t V = m.padded_vocab_size;
     auto take = [this](std::initializer_list<int64_t> shape) { return arena.take(DType::f32, shape); };
@@ -95,6 +99,10 @@ struct Gpt::Activations {
     dq = take({N, hd});
     dk = take({N, hd});
     dhf = take({N, d});
+    if (device_ids) {
+      tokens = arena.take(DType::i32, {N});
+      targets = arena.take(DType::i32, {N});
+    }
   }
 };
 
@@ -109,9 +117,9 @@ Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs)
   grads_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
 
   act_ = std::make_unique<Activations>(device);
-  act_->carve(cfg_, max_batch_seqs_);
+  act_->carve(cfg_, max_batch_seqs_, device == Device::cuda);
   act_->arena.allocate();
-  act_->carve(cfg_, max_batch_seqs_);
+  act_->carve(cfg_, max_batch_seqs_, device == Device::cuda);
 
   auto idx = [this](const std::string& n) { return layout_.index_of(n); };
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
@@ -135,9 +143,24 @@ Gpt::~Gpt() = default;
 size_t Gpt::activation_bytes() const { return act_->arena.bytes(); }
 
 void Gpt::init_parameters(uint64_t seed) {
-  if (device_ != Device::cpu) throw std::logic_error("init_parameters: CUDA parameters are initialized on the host");
+  if (device_ == Device::cuda) {
+    // The same values as on the CPU: drawn on the host, then copied.
+    std::vector<float> host(static_cast<size_t>(layout_.total_numel()), 0.0f);
+    initialize_parameters(layout_, seed, host.data());
+    if (!host.empty()) device_copy(params_.data(), host.data(), host.size() * sizeof(float));
+    return;
+  }
   params_.zero();
   initialize_parameters(layout_, seed, params());
+}
+
+// The ids as a tensor on the model's device: the host array itself on the CPU, a copy
+// into the activation arena on CUDA (a synchronous cudaMemcpy from pageable memory).
+static Tensor ids_on(Device device, const int32_t* ids, int64_t n, const Tensor& device_buffer) {
+  if (device == Device::cpu) return Tensor::of(ids, {n});
+  const Tensor t = device_buffer.slice_rows(0, n);
+  device_copy(t.ptr, ids, static_cast<size_t>(n) * sizeof(int32_t));
+  return t;
 }
 
 void Gpt::zero_grad() { grads_.zero(); }
@@ -244,7 +267,7 @@ static void check_batch(int64_t B, int64_t max_b) {
 double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
-  const Tensor tok = Tensor::of(tokens, {N}), tgt = Tensor::of(targets, {N});
+  const Tensor tok = ids_on(device_, tokens, N, act_->tokens), tgt = ids_on(device_, targets, N, act_->targets);
   forward_trunk(tok, B, sink);
   const double loss = head_loss(tgt, B, /*backward=*/true);
   backward_trunk(tok, B);
@@ -254,14 +277,23 @@ double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int6
 double Gpt::forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
-  forward_trunk(Tensor::of(tokens, {N}), B, nullptr);
-  return head_loss(Tensor::of(targets, {N}), B, /*backward=*/false);
+  forward_trunk(ids_on(device_, tokens, N, act_->tokens), B, nullptr);
+  return head_loss(ids_on(device_, targets, N, act_->targets), B, /*backward=*/false);
 }
 
 void Gpt::forward_logits(const int32_t* tokens, int64_t B, float* out) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len, V = cfg_.padded_vocab_size;
-  forward_trunk(Tensor::of(tokens, {N}), B, nullptr);
+  forward_trunk(ids_on(device_, tokens, N, act_->tokens), B, nullptr);
+  if (device_ == Device::cuda) {
+    // Into a temporary device matrix, then to the host (tests and debugging only).
+    const Buffer logits(Device::cuda, static_cast<size_t>(N * V) * sizeof(float));
+    const Tensor z(logits.data(), DType::f32, Device::cuda, {N, V});
+    ops::linear_forward(z, rows(act_->hf, N), param(act_->head_w), param(act_->head_b));
+    ops::softcap_forward(z, z, softcap_);
+    device_copy(out, logits.data(), logits.bytes());
+    return;
+  }
   const Tensor z = Tensor::of(out, {N, V});
   ops::linear_forward(z, rows(act_->hf, N), param(act_->head_w), param(act_->head_b));
   ops::softcap_forward(z, z, softcap_);

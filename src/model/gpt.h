@@ -8,6 +8,11 @@
 //
 // Parameters and gradients live in flat f32 buffers with named views (ParamLayout).
 // Gradients accumulate over micro-batches until zero_grad().
+//
+// Device::cuda: parameters, gradients and activations live on the device (all f32 for
+// now: the bf16 activation path of the ops layer is not used by the model yet); token ids
+// are copied from the host per call, and params()/grads() are device pointers. Never run
+// on a GPU so far: see docs/cuda.md.
 #pragma once
 
 #include <cstdint>
@@ -66,7 +71,8 @@ class Gpt {
   void zero_grad();
 
   // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward.
-  // tokens/targets: B*seq_len host int32. Gradients are added to grads().
+  // tokens/targets: B*seq_len host int32 (on CUDA copied to the device). Gradients are
+  // added to grads().
   double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr);
   // The summed loss only (validation).
   double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B);

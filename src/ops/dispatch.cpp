@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "build_info.h"
+
 namespace speedrun::ops::detail {
 namespace {
 
@@ -27,9 +29,34 @@ void Checker::present(Arg a) const {
 
 void Checker::floating(Arg a) const {
   present(a);
+  if (a.tensor.device == Device::cuda && a.tensor.dtype == DType::bf16) return;
   if (a.tensor.dtype != DType::f32 && a.tensor.dtype != DType::f64) {
     fail(std::string(a.name) + " has dtype " + dtype_name(a.tensor.dtype) + ", expected f32 or f64");
   }
+}
+
+void Checker::param_dtype(Arg a, Arg activation) const {
+  if (activation.tensor.dtype != DType::bf16) {
+    same_dtype(a, activation);
+    return;
+  }
+  present(a);
+  if (a.tensor.dtype != DType::f32) {
+    fail(std::string(a.name) + " has dtype " + dtype_name(a.tensor.dtype) + ", expected f32 (it goes with bf16 " +
+         activation.name + ")");
+  }
+}
+
+void cuda_prelude(const Checker& check, DType act) {
+#if SPEEDRUN_HAVE_CUDA
+  if (act != DType::f32 && act != DType::bf16) {
+    check.fail(std::string("the CUDA backend takes f32 or bf16 tensors, not ") + dtype_name(act));
+  }
+#else
+  (void)act;
+  throw std::logic_error(std::string("ops::") + check.op() +
+                         ": this binary was built without the CUDA backend (SPEEDRUN_HAVE_CUDA = 0)");
+#endif
 }
 
 void Checker::dtype(Arg a, DType expected) const {

@@ -1,6 +1,12 @@
 // Shared plumbing of the ops layer (ops_*.cpp): argument checks that throw
 // std::invalid_argument naming the op, the argument and the shapes, and the dispatch of a
-// checked call to the CPU implementation of its dtype.
+// checked call to the CPU implementation of its dtype or to the CUDA kernels.
+//
+// Dtypes. CPU tensors are f32 (the model) or f64 (finite-difference tests), one dtype per
+// call. CUDA tensors (kernels/ops_cuda.h) have activations of f32 or bf16; with bf16
+// activations, everything else in the call is f32: RMSNorm gains and rstd, biases, lse,
+// losses and every parameter gradient (`param_dtype` checks those). With f32 activations
+// the CUDA rules are the CPU's.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +34,13 @@ class Checker {
 
   // The argument is present (not an empty Tensor).
   void present(Arg a) const;
-  // Present and f32 or f64.
+  // Present and f32 or f64 (or bf16 when on CUDA).
   void floating(Arg a) const;
   void dtype(Arg a, DType expected) const;
   void same_dtype(Arg a, Arg reference) const;
+  // The dtype of a parameter, statistic or parameter gradient that goes with `activation`:
+  // f32 for bf16 activations, else the activation's own dtype (same_dtype's message).
+  void param_dtype(Arg a, Arg activation) const;
   // Exactly these dimensions.
   void shape(Arg a, std::initializer_list<int64_t> dims) const;
   void same_shape(Arg a, Arg reference) const;
@@ -50,12 +59,18 @@ class Checker {
   const char* op_;
 };
 
+// The prelude of an op's Device::cuda branch: in a CUDA build, checks that `act` is f32 or
+// bf16 (std::invalid_argument otherwise); in a CPU-only build, throws std::logic_error
+// saying that this binary has no CUDA backend. The call to kernels/ops_cuda.h that follows
+// it is compiled only when SPEEDRUN_HAVE_CUDA.
+void cuda_prelude(const Checker& check, DType act);
+
 // Runs fn(std::type_identity<float>{}) or fn(std::type_identity<double>{}) on the CPU.
-// CUDA has no kernels yet: std::logic_error.
+// A CUDA tensor reaching it (an op without a CUDA branch): std::logic_error.
 template <class Fn>
 void dispatch_float(const Checker& check, Device device, DType dtype, Fn&& fn) {
   if (device == Device::cuda) {
-    throw std::logic_error(std::string("ops::") + check.op() + ": the CUDA backend does not implement this op yet");
+    throw std::logic_error(std::string("ops::") + check.op() + ": the CUDA backend does not implement this op");
   }
   switch (dtype) {
     case DType::f32: fn(std::type_identity<float>{}); return;

@@ -1,7 +1,11 @@
 // ops.h: ReLU^2 and the residual add.
 #include "ops/cpu/activation.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -28,6 +32,13 @@ void relu2_forward(Tensor out, const Tensor& x) {
   check.present({"out", out});
   check_like(check, {"x", x}, {{"out", out}});
   const Device device = check.same_device({{"out", out}, {"x", x}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::relu2_forward(x.dtype, out.ptr, x.ptr, x.numel());
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::relu2_forward(out.data<T>(), x.data<T>(), x.numel());
   });
@@ -39,6 +50,13 @@ void relu2_backward(Tensor dx, const Tensor& dout, const Tensor& x) {
   check.present({"dout", dout});
   check_like(check, {"x", x}, {{"dx", dx}, {"dout", dout}});
   const Device device = check.same_device({{"dx", dx}, {"dout", dout}, {"x", x}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::relu2_backward(x.dtype, dx.ptr, dout.ptr, x.ptr, x.numel());
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::relu2_backward(dx.data<T>(), dout.data<T>(), x.data<T>(), x.numel());
   });
@@ -50,6 +68,13 @@ void residual_forward(Tensor out, const Tensor& a, const Tensor& b) {
   check.present({"b", b});
   check_like(check, {"a", a}, {{"b", b}, {"out", out}});
   const Device device = check.same_device({{"out", out}, {"a", a}, {"b", b}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, a.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::residual_forward(a.dtype, out.ptr, a.ptr, b.ptr, a.numel());
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, a.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::residual_forward(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
   });
@@ -59,6 +84,14 @@ void residual_backward(Tensor da, Tensor db, const Tensor& dout) {
   const Checker check("residual_backward");
   check_like(check, {"dout", dout}, {{"da", da}, {"db", db}});
   const Device device = check.same_device({{"da", da}, {"db", db}, {"dout", dout}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, dout.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    if (!da.empty()) cuda::accumulate(dout.dtype, da.ptr, dout.ptr, dout.numel());
+    if (!db.empty()) cuda::accumulate(dout.dtype, db.ptr, dout.ptr, dout.numel());
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, dout.dtype, [&]<class T>(std::type_identity<T>) {
     if (!da.empty()) cpu::accumulate(da.data<T>(), dout.data<T>(), dout.numel());
     if (!db.empty()) cpu::accumulate(db.data<T>(), dout.data<T>(), dout.numel());

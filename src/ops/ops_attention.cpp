@@ -2,8 +2,12 @@
 #include <cmath>
 
 #include "ops/cpu/attention.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -22,9 +26,17 @@ void check_attention(const Checker& check, const Tensor& q, std::initializer_lis
     check.same_dtype(a, {"q", q});
   }
   check.shape(lse, {q.dims[0], q.dims[2], q.dims[1]});
-  check.same_dtype(lse, {"q", q});
+  check.param_dtype(lse, {"q", q});
   if (!std::isfinite(scale)) check.fail("scale = " + std::to_string(scale) + " is not finite");
 }
+
+#if SPEEDRUN_HAVE_CUDA
+void check_cuda_head_dim(const Checker& check, const Tensor& q) {
+  if (!cuda::attention_supports_head_dim(q.dims[3])) {
+    check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim 64 and 128");
+  }
+}
+#endif
 
 }  // namespace
 
@@ -32,6 +44,15 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
   const Checker check("attention_forward");
   check_attention(check, q, {{"k", k}, {"v", v}, {"out", out}}, {"lse", lse}, scale);
   const Device device = check.same_device({{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, q.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    check_cuda_head_dim(check, q);
+    cuda::attention_forward(q.dtype, out.ptr, lse.data<float>(), q.ptr, k.ptr, v.ptr, q.dims[0], q.dims[1], q.dims[2],
+                            q.dims[3], static_cast<float>(scale));
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::attention_forward(out.data<T>(), lse.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), q.dims[0],
                            q.dims[1], q.dims[2], q.dims[3], static_cast<T>(scale));
@@ -46,6 +67,15 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                   {"lse", lse}, scale);
   const Device device = check.same_device({{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q},
                                            {"k", k}, {"v", v}, {"out", out}, {"lse", lse}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, q.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    check_cuda_head_dim(check, q);
+    cuda::attention_backward(q.dtype, dq.ptr, dk.ptr, dv.ptr, dout.ptr, q.ptr, k.ptr, v.ptr, out.ptr,
+                             lse.data<float>(), q.dims[0], q.dims[1], q.dims[2], q.dims[3], static_cast<float>(scale));
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::attention_backward(dq.data<T>(), dk.data<T>(), dv.data<T>(), dout.data<T>(), q.data<T>(), k.data<T>(),
                             v.data<T>(), out.data<T>(), lse.data<T>(), q.dims[0], q.dims[1], q.dims[2], q.dims[3],

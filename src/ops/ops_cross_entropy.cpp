@@ -1,10 +1,17 @@
 // ops.h: logit soft caps and the fused soft-capped cross-entropy.
 #include <cmath>
+#include <vector>
+
+#include "core/device_memory.h"
 
 #include "ops/cpu/cross_entropy.h"
 #include "ops/cpu/softcap.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -31,6 +38,13 @@ void softcap_forward(Tensor out, const Tensor& z, const SoftCap& cap) {
   check.same_dtype({"out", out}, {"z", z});
   check_softcap(check, cap);
   const Device device = check.same_device({{"out", out}, {"z", z}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, z.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::softcap_forward(z.dtype, out.ptr, z.ptr, z.numel(), cap);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, z.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::with_softcap<T>(cap, [&](const auto& c) { cpu::softcap_forward(out.data<T>(), z.data<T>(), z.numel(), c); });
   });
@@ -44,7 +58,7 @@ void softcap_cross_entropy(Tensor losses, Tensor dz, const Tensor& z, const Tens
   const int64_t rows = z.rows(), vocab = z.size(-1);
   if (vocab == 0) check.fail("z has shape " + z.shape_string() + ": no classes");
   check.numel({"losses", losses}, rows, "one per row of z");
-  check.same_dtype({"losses", losses}, {"z", z});
+  check.param_dtype({"losses", losses}, {"z", z});
   check.dtype({"targets", targets}, DType::i32);
   check.numel({"targets", targets}, rows, "one per row of z");
   if (!dz.empty()) {
@@ -55,6 +69,14 @@ void softcap_cross_entropy(Tensor losses, Tensor dz, const Tensor& z, const Tens
   if (!std::isfinite(grad_scale)) check.fail("grad_scale = " + std::to_string(grad_scale) + " is not finite");
   const Device device = check.same_device({{"losses", losses}, {"dz", dz}, {"z", z}, {"targets", targets}});
   check.indices_below({"targets", targets}, vocab, "the columns of z");
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, z.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::softcap_cross_entropy(losses.data<float>(), z.dtype, dz.empty() ? nullptr : dz.ptr, z.ptr,
+                                targets.data<int32_t>(), rows, vocab, cap, static_cast<float>(grad_scale));
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, z.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::with_softcap<T>(cap, [&](const auto& c) {
       cpu::softcap_cross_entropy(losses.data<T>(), detail::data_or_null<T>(dz), z.data<T>(),
@@ -67,6 +89,16 @@ double sum_losses(const Tensor& losses) {
   const Checker check("sum_losses");
   check.floating({"losses", losses});
   double total = 0.0;
+  if (losses.device == Device::cuda) {
+    // Copied to the host (this synchronizes: call it once per step, after the backward) and
+    // summed there in row order, in double, as on the CPU.
+    detail::cuda_prelude(check, losses.dtype);
+    check.dtype({"losses", losses}, DType::f32);
+    std::vector<float> host(static_cast<size_t>(losses.numel()));
+    if (!host.empty()) device_copy(host.data(), losses.ptr, host.size() * sizeof(float));
+    for (float x : host) total += static_cast<double>(x);
+    return total;
+  }
   detail::dispatch_float(check, losses.device, losses.dtype, [&]<class T>(std::type_identity<T>) {
     // In order, in double: the same sum on every machine and thread count.
     const T* p = losses.data<T>();

@@ -1,7 +1,11 @@
 // ops.h: embedding.
 #include "ops/cpu/embedding.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -15,9 +19,19 @@ void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& table) {
   check.dtype({"tokens", tokens}, DType::i32);
   const int64_t rows = tokens.numel(), vocab = table.size(0), channels = table.size(1);
   check.matrix({"out", out}, rows, channels);
-  check.same_dtype({"out", out}, {"table", table});
   const Device device = check.same_device({{"out", out}, {"tokens", tokens}, {"table", table}});
   check.indices_below({"tokens", tokens}, vocab, "the rows of table");
+  if (device == Device::cuda) {
+    // On CUDA the table (f32 master weights, or bf16) and out (f32 or bf16) may differ.
+    check.floating({"out", out});
+    detail::cuda_prelude(check, out.dtype);
+    detail::cuda_prelude(check, table.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::embedding_forward(out.dtype, out.ptr, tokens.data<int32_t>(), table.dtype, table.ptr, rows, channels, vocab);
+#endif
+    return;
+  }
+  check.same_dtype({"out", out}, {"table", table});
   detail::dispatch_float(check, device, table.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::embedding_forward(out.data<T>(), tokens.data<int32_t>(), table.data<T>(), rows, channels);
   });
@@ -30,9 +44,20 @@ void embedding_backward(Tensor dtable, const Tensor& tokens, const Tensor& dout)
   check.dtype({"tokens", tokens}, DType::i32);
   const int64_t rows = tokens.numel(), vocab = dtable.size(0), channels = dtable.size(1);
   check.matrix({"dout", dout}, rows, channels);
-  check.same_dtype({"dout", dout}, {"dtable", dtable});
   const Device device = check.same_device({{"dtable", dtable}, {"tokens", tokens}, {"dout", dout}});
   check.indices_below({"tokens", tokens}, vocab, "the rows of dtable");
+  if (device == Device::cuda) {
+    // On CUDA dtable is f32 and dout f32 or bf16.
+    check.floating({"dout", dout});
+    check.dtype({"dtable", dtable}, DType::f32);
+    detail::cuda_prelude(check, dout.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::embedding_backward(dtable.data<float>(), tokens.data<int32_t>(), dout.dtype, dout.ptr, rows, channels,
+                             vocab);
+#endif
+    return;
+  }
+  check.same_dtype({"dout", dout}, {"dtable", dtable});
   detail::dispatch_float(check, device, dtable.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::embedding_backward(dtable.data<T>(), tokens.data<int32_t>(), dout.data<T>(), rows, channels);
   });

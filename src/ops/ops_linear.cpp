@@ -2,8 +2,12 @@
 #include <climits>
 
 #include "ops/cpu/linear.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -41,9 +45,16 @@ void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b)
   check.same_dtype({"y", y}, {"w", w});
   if (!b.empty()) {
     check.shape({"b", b}, {d.out});
-    check.same_dtype({"b", b}, {"w", w});
+    check.param_dtype({"b", b}, {"w", w});
   }
   const Device device = check.same_device({{"y", y}, {"x", x}, {"w", w}, {"b", b}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, w.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::linear_forward(w.dtype, y.ptr, x.ptr, w.ptr, data_or_null<float>(b), d.rows, d.in, d.out);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, w.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::linear_forward(y.data<T>(), x.data<T>(), w.data<T>(), data_or_null<T>(b), d.rows, d.in, d.out);
   });
@@ -61,14 +72,22 @@ void linear_backward(Tensor dx, Tensor dw, Tensor db, const Tensor& dy, const Te
   }
   if (!dw.empty()) {
     check.shape({"dw", dw}, {d.out, d.in});
-    check.same_dtype({"dw", dw}, {"w", w});
+    check.param_dtype({"dw", dw}, {"w", w});
   }
   if (!db.empty()) {
     check.shape({"db", db}, {d.out});
-    check.same_dtype({"db", db}, {"w", w});
+    check.param_dtype({"db", db}, {"w", w});
   }
   const Device device =
       check.same_device({{"dx", dx}, {"dw", dw}, {"db", db}, {"dy", dy}, {"x", x}, {"w", w}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, w.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::linear_backward(w.dtype, dx.empty() ? nullptr : dx.ptr, data_or_null<float>(dw), data_or_null<float>(db),
+                          dy.ptr, x.ptr, w.ptr, d.rows, d.in, d.out, accumulate_dx);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, w.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::linear_backward(data_or_null<T>(dx), data_or_null<T>(dw), data_or_null<T>(db), dy.data<T>(), x.data<T>(),
                          w.data<T>(), d.rows, d.in, d.out, accumulate_dx);

@@ -2,8 +2,12 @@
 #include <cmath>
 
 #include "ops/cpu/rmsnorm.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -37,13 +41,21 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& gai
   check.same_matrix({"out", out}, {"x", x});
   check.same_dtype({"out", out}, {"x", x});
   check.numel({"rstd", rstd}, rows, "one per row of x");
-  check.same_dtype({"rstd", rstd}, {"x", x});
+  check.param_dtype({"rstd", rstd}, {"x", x});
   if (!gains.empty()) {
     check.numel({"gains", gains}, channels, "one per column of x");
-    check.same_dtype({"gains", gains}, {"x", x});
+    check.param_dtype({"gains", gains}, {"x", x});
   }
   check_eps(check, eps);
   const Device device = check.same_device({{"out", out}, {"rstd", rstd}, {"x", x}, {"gains", gains}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::rmsnorm_forward(x.dtype, out.ptr, rstd.data<float>(), x.ptr, data_or_null<float>(gains), rows, channels,
+                          static_cast<float>(eps));
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::rmsnorm_forward(out.data<T>(), rstd.data<T>(), x.data<T>(), data_or_null<T>(gains), rows, channels,
                          static_cast<T>(eps));
@@ -59,7 +71,7 @@ void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor
   check.same_matrix({"dout", dout}, {"x", x});
   check.same_dtype({"dout", dout}, {"x", x});
   check.numel({"rstd", rstd}, rows, "one per row of x");
-  check.same_dtype({"rstd", rstd}, {"x", x});
+  check.param_dtype({"rstd", rstd}, {"x", x});
   if (!dx.empty()) {
     check.same_matrix({"dx", dx}, {"x", x});
     check.same_dtype({"dx", dx}, {"x", x});
@@ -67,10 +79,18 @@ void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor
   for (const Arg a : {Arg{"gains", gains}, Arg{"dgains", dgains}}) {
     if (a.tensor.empty()) continue;
     check.numel(a, channels, "one per column of x");
-    check.same_dtype(a, {"x", x});
+    check.param_dtype(a, {"x", x});
   }
   const Device device = check.same_device(
       {{"dx", dx}, {"dgains", dgains}, {"dout", dout}, {"x", x}, {"gains", gains}, {"rstd", rstd}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::rmsnorm_backward(x.dtype, dx.empty() ? nullptr : dx.ptr, data_or_null<float>(dgains), dout.ptr, x.ptr,
+                           data_or_null<float>(gains), rstd.data<float>(), rows, channels, accumulate_dx);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::rmsnorm_backward(data_or_null<T>(dx), data_or_null<T>(dgains), dout.data<T>(), x.data<T>(),
                           data_or_null<T>(gains), rstd.data<T>(), rows, channels, accumulate_dx);
@@ -83,9 +103,17 @@ void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& x, int64_t head_dim,
   check.same_matrix({"out", out}, {"x", x});
   check.same_dtype({"out", out}, {"x", x});
   check.numel({"rstd", rstd}, rows, "one per head of each row of x");
-  check.same_dtype({"rstd", rstd}, {"x", x});
+  check.param_dtype({"rstd", rstd}, {"x", x});
   check_eps(check, eps);
   const Device device = check.same_device({{"out", out}, {"rstd", rstd}, {"x", x}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::rmsnorm_forward(x.dtype, out.ptr, rstd.data<float>(), x.ptr, nullptr, rows, head_dim,
+                          static_cast<float>(eps));
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::rmsnorm_forward(out.data<T>(), rstd.data<T>(), x.data<T>(), static_cast<const T*>(nullptr), rows, head_dim,
                          static_cast<T>(eps));
@@ -100,8 +128,16 @@ void qk_norm_backward(Tensor dx, const Tensor& dout, const Tensor& x, const Tens
   check.same_matrix({"dout", dout}, {"x", x});
   check.same_dtype({"dout", dout}, {"x", x});
   check.numel({"rstd", rstd}, rows, "one per head of each row of x");
-  check.same_dtype({"rstd", rstd}, {"x", x});
+  check.param_dtype({"rstd", rstd}, {"x", x});
   const Device device = check.same_device({{"dx", dx}, {"dout", dout}, {"x", x}, {"rstd", rstd}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::rmsnorm_backward(x.dtype, dx.ptr, nullptr, dout.ptr, x.ptr, nullptr, rstd.data<float>(), rows, head_dim,
+                           false);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::rmsnorm_backward(dx.data<T>(), static_cast<T*>(nullptr), dout.data<T>(), x.data<T>(),
                           static_cast<const T*>(nullptr), rstd.data<T>(), rows, head_dim, false);

@@ -1,9 +1,16 @@
 // ops.h: rotary position embedding.
 #include <cmath>
+#include <vector>
+
+#include "core/device_memory.h"
 
 #include "ops/cpu/rotary.h"
+#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::ops {
 
@@ -38,6 +45,14 @@ void rotary_forward(Tensor out, const Tensor& x, const Tensor& cos, const Tensor
   const Checker check("rotary_forward");
   check_rotary(check, {"x", x}, {"out", out}, cos, sin);
   const Device device = check.same_device({{"out", out}, {"x", x}, {"cos", cos}, {"sin", sin}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::rotary_forward(x.dtype, out.ptr, x.ptr, cos.data<float>(), sin.data<float>(), x.dims[0], x.dims[1],
+                         x.dims[2], x.dims[3]);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::rotary_forward(out.data<T>(), x.data<T>(), cos.data<float>(), sin.data<float>(), x.dims[0], x.dims[1],
                         x.dims[2], x.dims[3]);
@@ -48,6 +63,14 @@ void rotary_backward(Tensor dx, const Tensor& dout, const Tensor& cos, const Ten
   const Checker check("rotary_backward");
   check_rotary(check, {"dout", dout}, {"dx", dx}, cos, sin);
   const Device device = check.same_device({{"dx", dx}, {"dout", dout}, {"cos", cos}, {"sin", sin}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, dout.dtype);
+#if SPEEDRUN_HAVE_CUDA
+    cuda::rotary_backward(dout.dtype, dx.ptr, dout.ptr, cos.data<float>(), sin.data<float>(), dout.dims[0],
+                          dout.dims[1], dout.dims[2], dout.dims[3]);
+#endif
+    return;
+  }
   detail::dispatch_float(check, device, dout.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::rotary_backward(dx.data<T>(), dout.data<T>(), cos.data<float>(), sin.data<float>(), dout.dims[0],
                          dout.dims[1], dout.dims[2], dout.dims[3]);
@@ -64,6 +87,17 @@ void rotary_tables(Tensor cos, Tensor sin, int64_t head_dim, double base) {
   check.same_shape({"sin", sin}, {"cos", cos});
   check.dtype({"sin", sin}, DType::f32);
   const Device device = check.same_device({{"cos", cos}, {"sin", sin}});
+  if (device == Device::cuda) {
+    // Built on the host by the CPU code (bitwise the CPU's tables) and copied over.
+    detail::cuda_prelude(check, DType::f32);
+    std::vector<float> c(static_cast<size_t>(cos.numel())), s(c.size());
+    cpu::rotary_tables(c.data(), s.data(), cos.dims[0], head_dim, base);
+    if (!c.empty()) {
+      device_copy(cos.ptr, c.data(), c.size() * sizeof(float));
+      device_copy(sin.ptr, s.data(), s.size() * sizeof(float));
+    }
+    return;
+  }
   // The tables are f32 whatever the activations' dtype: dispatch only for the device.
   detail::dispatch_float(check, device, DType::f32, [&]<class T>(std::type_identity<T>) {
     cpu::rotary_tables(cos.data<float>(), sin.data<float>(), cos.dims[0], head_dim, base);
