@@ -177,20 +177,8 @@ void gemm_reset() {
 void linear_forward(DType act, void* y, const void* x, const void* w, const float* b, int64_t rows, int64_t in,
                     int64_t out) {
   if (rows <= 0) return;
-  GemmArgs g;
-  g.trans_a = false;
-  g.trans_b = true;
-  g.m = rows;
-  g.n = out;
-  g.k = in;
-  g.a = x;
-  g.lda = in;
-  g.b = w;
-  g.ldb = in;
-  g.c = y;
-  g.ldc = out;
-  g.ab_type = act;
-  g.c_type = act;
+  GemmArgs g{.trans_b = true, .m = rows, .n = out, .k = in, .a = x, .lda = in, .b = w, .ldb = in, .c = y,
+             .ldc = out, .ab_type = act, .c_type = act};
   // The epilogue only for a 16-byte aligned bias: the heuristic is not told the bias
   // pointer's alignment, and parameter views inside the flat buffer need not be aligned.
   const bool epilogue = b && act == DType::f32 && alignment(b) >= 16;
@@ -204,39 +192,12 @@ void linear_forward(DType act, void* y, const void* x, const void* w, const floa
 void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, const void* x, const void* w,
                      int64_t rows, int64_t in, int64_t out, bool accumulate_dx) {
   if (rows <= 0) return;
-  if (dx) {
-    GemmArgs g;
-    g.m = rows;
-    g.n = in;
-    g.k = out;
-    g.a = dy;
-    g.lda = out;
-    g.b = w;
-    g.ldb = in;
-    g.c = dx;
-    g.ldc = in;
-    g.ab_type = act;
-    g.c_type = act;
-    g.beta = accumulate_dx ? 1.0f : 0.0f;
-    gemm(g);
-  }
-  if (dw) {
-    GemmArgs g;
-    g.trans_a = true;
-    g.m = out;
-    g.n = in;
-    g.k = rows;
-    g.a = dy;
-    g.lda = out;
-    g.b = x;
-    g.ldb = in;
-    g.c = dw;
-    g.ldc = in;
-    g.ab_type = act;
-    g.c_type = DType::f32;
-    g.beta = 1.0f;
-    gemm(g);
-  }
+  if (dx)
+    gemm({.m = rows, .n = in, .k = out, .a = dy, .lda = out, .b = w, .ldb = in, .c = dx, .ldc = in, .ab_type = act,
+          .c_type = act, .beta = accumulate_dx ? 1.0f : 0.0f});
+  if (dw)
+    gemm({.trans_a = true, .m = out, .n = in, .k = rows, .a = dy, .lda = out, .b = x, .ldb = in, .c = dw, .ldc = in,
+          .ab_type = act, .c_type = DType::f32, .beta = 1.0f});
   if (db) bias_grad(act, db, dy, rows, out);
 }
 

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace speedrun::compare {
 
@@ -29,14 +30,8 @@ std::string config_hash(const nlohmann::json& resolved_config) {
     if (!t.value("stop_at_target", false)) t.erase("target_val_loss");
   }
   // nlohmann::json keeps object keys sorted, so dump() is canonical.
-  const std::string text = j.dump();
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a_64(j.dump())));
   return hex;
 }
 

@@ -11,6 +11,7 @@
 
 #include "build_info.h"
 #include "core/error.h"
+#include "core/hash.h"
 
 #if SPEEDRUN_HAVE_MPI
 #include <mpi.h>
@@ -46,12 +47,6 @@ void on_fatal_signal(int sig) {
 void install_signal_handlers(int rank) {
   std::snprintf(g_signal_prefix, sizeof g_signal_prefix, "rank %d: ", rank);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM, SIGINT}) std::signal(sig, on_fatal_signal);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
 }
 
 }  // namespace
@@ -125,7 +120,7 @@ void check_same_on_all_ranks(Communicator& comm, const std::string& text, const 
   const int world = comm.world();
   if (world == 1) return;
   // Two 32-bit halves, each exact in a double (the communicator moves f32/f64).
-  const uint64_t h = fnv1a(text);
+  const uint64_t h = fnv1a_64(text);
   double mine[2] = {static_cast<double>(h >> 32), static_cast<double>(h & 0xffffffffu)};
   std::vector<double> all(2 * static_cast<size_t>(world));
   comm.all_gather(Tensor::of(mine, {2}), Tensor::of(all.data(), {2 * static_cast<int64_t>(world)}));
