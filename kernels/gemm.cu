@@ -16,6 +16,7 @@
 #include <string>
 #include <tuple>
 
+#include "core/device_memory.h"
 #include "kernels/context.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/gemm.cuh"
@@ -141,7 +142,7 @@ void gemm(const GemmArgs& g) {
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.handle) {
     CUBLAS_CHECK(cublasLtCreate(&s.handle));
-    CUDA_CHECK(cudaMalloc(&s.workspace, kWorkspaceBytes));
+    s.workspace = device_alloc(kWorkspaceBytes);  // out of memory: a UserError with the sizes
   }
   const uint32_t align_a = alignment(g.a), align_b = alignment(g.b), align_c = alignment(g.c);
   const Key key{g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<int>(g.ab_type),

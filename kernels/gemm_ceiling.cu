@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/device_memory.h"
 #include "kernels/context.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_timing.h"
@@ -28,7 +29,7 @@ __global__ void fill_pseudo_random(__nv_bfloat16* p, int64_t n, uint32_t salt) {
 // Device memory released on every path out (a failed product included).
 struct DeviceBytes {
   void* p = nullptr;
-  explicit DeviceBytes(size_t bytes) { CUDA_CHECK(cudaMalloc(&p, bytes)); }
+  explicit DeviceBytes(size_t bytes) : p(device_alloc(bytes)) {}
   ~DeviceBytes() { cudaFree(p); }
   DeviceBytes(const DeviceBytes&) = delete;
   DeviceBytes& operator=(const DeviceBytes&) = delete;

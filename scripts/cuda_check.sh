@@ -19,7 +19,7 @@ nvidia-smi >"$out/nvidia-smi.log" 2>&1
 
 tests=./build/tests/speedrun_tests
 declare -a groups=(
-  'CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*'
+  'CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
   'CudaOpsTest.Embedding*'
   'CudaOpsTest.SoftcapCrossEntropy*'
   'CudaOpsTest.Linear*'
