@@ -5,19 +5,36 @@
 # compute-sanitizer when present, the unit suite, and then the GPU side-by-side: speedrun
 # bench on Track 3 with --device cuda, the same model in PyTorch (scripts/bench_torch_gpu.py,
 # eager and compiled), and their ratio (scripts/gpu_ratio.py). Logs and JSON figures go to
-# ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches.
+# ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches;
+# SPEEDRUN_PREBUILT=DIR uses binaries packed by scripts/gpu_bundle.sh instead of building
+# (for GPU machines without the Debian build dependencies); GROUP_TIMEOUT (seconds, 600)
+# bounds each test group; NO_SANITIZER=1 and NO_TORCH_COMPILE=1 skip the slow parts.
 set -u
 cd "$(dirname "$0")/.."
 out="${OUT:-build/cuda-check}"
 mkdir -p "$out"
 jobs="$(nproc 2>/dev/null || echo 4)"
 
-cmake --preset default >"$out/configure.log" 2>&1 && cmake --build --preset default -j "$jobs" >"$out/build.log" 2>&1 \
-  || { echo "build failed: see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
-./build/speedrun info >"$out/info.log" 2>&1
-nvidia-smi >"$out/nvidia-smi.log" 2>&1
-
+speedrun=./build/speedrun
 tests=./build/tests/speedrun_tests
+if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
+  # Binaries packed by scripts/gpu_bundle.sh on a machine that has the build dependencies.
+  bundle="$(mktemp -d)"
+  tar -C "$bundle" -xJf "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" || { echo "cannot unpack $SPEEDRUN_PREBUILT"; exit 1; }
+  export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  speedrun="$bundle/speedrun"
+  tests="$bundle/speedrun_tests"
+  # The CTest suite needs the build tree: only the GPU groups and the benches run.
+  NO_CTEST=1
+else
+  cmake --preset default >"$out/configure.log" 2>&1 && cmake --build --preset default -j "$jobs" >"$out/build.log" 2>&1 \
+    || { echo "build failed: see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
+fi
+"$speedrun" info >"$out/info.log" 2>&1
+echo "speedrun info rc=$?: $(grep -i -m2 -E 'device|cuda' "$out/info.log" | tr '\n' ' ')"
+nvidia-smi >"$out/nvidia-smi.log" 2>&1
+group_timeout="${GROUP_TIMEOUT:-600}"
+
 declare -a groups=(
   'CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
   'CudaOpsTest.Embedding*'
@@ -30,36 +47,37 @@ status=0
 [ "${SKIP_TESTS:-0}" = 1 ] && groups=()
 for i in "${!groups[@]}"; do
   log="$out/group$i.log"
-  timeout 600 "$tests" --gtest_filter="${groups[$i]}" >"$log" 2>&1
+  timeout "$group_timeout" "$tests" --gtest_filter="${groups[$i]}" >"$log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
   printf '%-70s rc=%d  %s\n' "${groups[$i]}" "$rc" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
 done
-if [ "${SKIP_TESTS:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
-  timeout 900 compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*' >"$out/memcheck.log" 2>&1
-  echo "memcheck rc=$? ($(grep -c 'Invalid' "$out/memcheck.log") invalid accesses)"
-  timeout 900 compute-sanitizer --tool racecheck "$tests" --gtest_filter='CudaOpsTest.Attention*:CudaOpsTest.RmsNorm*' \
-    >"$out/racecheck.log" 2>&1
-  echo "racecheck rc=$? ($(grep -c 'hazard' "$out/racecheck.log") hazard lines)"
-fi
-if [ "${SKIP_TESTS:-0}" != 1 ]; then
+if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_CTEST:-0}" != 1 ]; then
   ctest --test-dir build -L unit -j "$jobs" >"$out/ctest.log" 2>&1
   echo "ctest rc=$?: $(grep 'tests passed' "$out/ctest.log")"
 fi
 
 # The side-by-side (docs/performance.md, "GPU"): one micro-batch of 64 x 1024 tokens each.
-timeout 600 ./build/speedrun bench configs/track3-muon.json --device cuda --steps 10 --warmup 3 \
+timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench configs/track3-muon.json --device cuda --steps 10 --warmup 3 \
   --json "$out/bench_speedrun.json" >"$out/bench_speedrun.log" 2>&1
 echo "speedrun bench rc=$?: $(grep -E 'forward\+backward|MFU|GEMM ceiling' "$out/bench_speedrun.log" | tr '\n' ' ')"
 py="${PYTHON:-python3}"
-timeout 600 "$py" scripts/bench_torch_gpu.py --steps 10 --warmup 3 --json "$out/bench_torch.json" \
+timeout "${BENCH_TIMEOUT:-600}" "$py" scripts/bench_torch_gpu.py --steps 10 --warmup 3 --json "$out/bench_torch.json" \
   >"$out/bench_torch.log" 2>&1
 echo "torch eager rc=$?: $(grep forward "$out/bench_torch.log")"
-timeout 900 "$py" scripts/bench_torch_gpu.py --compile --steps 10 --warmup 5 --json "$out/bench_torch_compiled.json" \
+[ "${NO_TORCH_COMPILE:-0}" = 1 ] || timeout "${BENCH_TIMEOUT:-900}" "$py" scripts/bench_torch_gpu.py --compile --steps 10 --warmup 5 --json "$out/bench_torch_compiled.json" \
   >"$out/bench_torch_compiled.log" 2>&1
 echo "torch compiled rc=$?: $(grep forward "$out/bench_torch_compiled.log")"
 for theirs in bench_torch bench_torch_compiled; do
   [ -f "$out/bench_speedrun.json" ] && [ -f "$out/$theirs.json" ] &&
     "$py" scripts/gpu_ratio.py "$out/bench_speedrun.json" "$out/$theirs.json" --json "$out/ratio_$theirs.json"
 done
+# Last, being the slowest: compute-sanitizer over the CUDA tests.
+if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
+  timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*' >"$out/memcheck.log" 2>&1
+  echo "memcheck rc=$? ($(grep -c 'Invalid' "$out/memcheck.log") invalid accesses)"
+  timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool racecheck "$tests" --gtest_filter='CudaOpsTest.Attention*:CudaOpsTest.RmsNorm*' \
+    >"$out/racecheck.log" 2>&1
+  echo "racecheck rc=$? ($(grep -c 'hazard' "$out/racecheck.log") hazard lines)"
+fi
 exit $status
