@@ -55,7 +55,7 @@ void run_bench(const Options& o) {
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
-  const Device device = train::resolve_model_device(o.device.empty() ? t.device : o.device);
+  const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
   if (device == Device::cuda) {
     bench_model_cuda(cfg, o.steps, o.warmup, o.json_out);
     return;

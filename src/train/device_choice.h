@@ -8,15 +8,8 @@
 
 namespace speedrun::train {
 
-// Whether the model and optimizers can run on CUDA in this build (the CUDA backend
-// of the model lands with the kernels; until then CUDA requests are refused clearly).
-bool cuda_backend_available();
-
+// "auto" is CUDA when this binary has the CUDA backend and a device is visible, else the
+// CPU; "cuda" without either is a UserError saying which is missing.
 Device resolve_device(const std::string& requested);
-
-// For the model's forward and backward alone (`speedrun bench`'s model path): "cuda" is
-// granted whenever this binary has CUDA and a device is visible, even while the trainer's
-// CUDA backend is incomplete (cuda_backend_available()). Other requests as resolve_device.
-Device resolve_model_device(const std::string& requested);
 
 }  // namespace speedrun::train

@@ -74,13 +74,24 @@ double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, i
   return sum;
 }
 
-// Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values).
+// Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values);
+// on CUDA each is copied to the host first.
 void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw UserError("cannot create " + dir.string() + ": " + ec.message());
   const auto& specs = model.layout().params();
-  for (size_t i = 0; i < specs.size(); ++i) write_npy(dir / (specs[i].name + ".npy"), model.param(i));
+  std::vector<float> host;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Tensor p = model.param(i);
+    if (p.device != Device::cpu) {
+      host.resize(static_cast<size_t>(p.numel()));
+      device_copy(host.data(), p.ptr, p.bytes());
+      p.ptr = host.data();  // same dtype and shape, now the host copy
+      p.device = Device::cpu;
+    }
+    write_npy(dir / (specs[i].name + ".npy"), p);
+  }
 }
 
 }  // namespace

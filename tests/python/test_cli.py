@@ -249,7 +249,7 @@ class TestTrain(CliTestCase):
     def test_cuda_without_device_is_clear(self):
         r = run_speedrun("train", self.tiny(), "--device", "cuda")
         self.assertEqual(r.returncode, 1)
-        self.assertRegex(r.stderr, r"device cuda: (no CUDA device|this binary was built without CUDA|the CUDA backend)")
+        self.assertRegex(r.stderr, r"device cuda: (no CUDA device|this binary was built without CUDA)")
 
 
 if __name__ == "__main__":
