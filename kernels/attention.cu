@@ -3,9 +3,10 @@
 // in fp32; the forward saves lse[b, h, t] = log sum_s exp(scale q_t . k_s) for the backward.
 //
 // This is the simple, correctness-first version: the tile products run on the CUDA cores
-// (fp32 FMA from shared memory), not on the tensor cores. A tensor-core version (mma.sync /
-// wgmma on bf16 tiles) should replace the three inner products once this one is checked on
-// a GPU; the structure (tiles, online softmax, masks, the two backward kernels) stays.
+// (fp32 FMA from shared memory). It serves f32 always, and bf16 only with
+// SPEEDRUN_ATTENTION=simt (or unaligned pointers): bf16 attention otherwise goes to the
+// tensor-core kernels of kernels/attention_tc.cu (same tiles, online softmax, masks and
+// backward structure; use_tensor_core_attention below decides).
 //
 // Tiles: Br = Bc = 64 query/key rows, head_dim D in {64, 128} (template), 256 threads.
 // Shared memory holds the tiles in fp32; rows read by a warp at 32 different keys are
@@ -32,6 +33,7 @@
 // probabilities in each, like the CPU's two passes.
 #include <algorithm>
 
+#include "kernels/attention_common.cuh"
 #include "kernels/common.cuh"
 #include "kernels/context.cuh"
 #include "kernels/ops_cuda.h"
@@ -46,15 +48,6 @@ constexpr int kTpr = kThreads / kBr;  // threads per accumulator row
 static_assert(kBr == kBc, "the backward starts the query loop at the key tile's first row");
 static_assert(kBc == 64, "the forward's row statistics give each lane two columns");
 static_assert(kThreads / 32 * 8 == kBr, "8 rows per warp in the forward's row statistics");
-
-struct CausalMask {
-  __device__ bool allowed(int64_t t, int64_t s) const { return s <= t; }
-  // Keys that queries [q0, q1) may see: [key_begin, key_end).
-  __host__ __device__ int64_t key_begin(int64_t /*q0*/) const { return 0; }
-  __host__ __device__ int64_t key_end(int64_t q1) const { return q1; }
-  // The first query that keys [k0, ...) may be seen by.
-  __host__ __device__ int64_t query_begin(int64_t k0) const { return k0; }
-};
 
 // Loads rows [row0, row0 + rows) of one head (row t at base + t * stride) into a
 // rows x D shared tile with row pitch `pitch`, zero-filling rows at or beyond seq.
@@ -180,24 +173,6 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
 }
 
 // ---- backward --------------------------------------------------------------------------------
-// delta[bh, t] = dout_t . out_t. One warp per (b, t, h) row, 8 rows per block.
-template <class T>
-__global__ void attention_delta_kernel(float* delta, const T* dout, const T* out, int64_t rows, int64_t seq,
-                                       int64_t heads, int64_t head_dim) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * 8 + (threadIdx.x >> 5);  // row = (b * seq + t) * heads + h
-  if (row >= rows) return;
-  const T* a = dout + row * head_dim;
-  const T* o = out + row * head_dim;
-  float acc = 0.0f;
-  for (int64_t d = lane; d < head_dim; d += 32) acc += to_f32(a[d]) * to_f32(o[d]);
-  acc = warp_sum(acc);
-  if (lane == 0) {
-    const int64_t h = row % heads, bt = row / heads, t = bt % seq, b = bt / seq;
-    delta[(b * heads + h) * seq + t] = acc;
-  }
-}
-
 template <int D>
 struct BwdSmem {
   static constexpr int k = 0;                      // kBc x (D+1)
@@ -355,27 +330,7 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(T* dq, const T* 
   }
 }
 
-// Raises a kernel's dynamic shared-memory limit (once per kernel; the attribute persists).
-template <class Kernel>
-void allow_smem(Kernel kernel, size_t bytes) {
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
-dim3 tile_grid(int64_t seq, int64_t batch_heads) {
-  if (batch_heads > 65535) throw std::invalid_argument("attention: batch * heads > 65535 (grid.y)");
-  return dim3(static_cast<unsigned>(ceil_div(seq, kBr)), static_cast<unsigned>(batch_heads));
-}
-
-template <class Fn>
-void with_head_dim(int64_t head_dim, const char* op, Fn&& fn) {
-  switch (head_dim) {
-    case 64: fn(std::integral_constant<int, 64>{}); return;
-    case 128: fn(std::integral_constant<int, 128>{}); return;
-    default:
-      throw std::invalid_argument(std::string("ops::") + op + ": the CUDA attention supports head_dim 64 and 128, not " +
-                                  std::to_string(head_dim));
-  }
-}
+dim3 tile_grid(int64_t seq, int64_t batch_heads) { return attention_tile_grid(seq, batch_heads, kBr); }
 
 }  // namespace
 
@@ -384,6 +339,10 @@ bool attention_supports_head_dim(int64_t head_dim) { return head_dim == 64 || he
 void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
                        int64_t seq, int64_t heads, int64_t head_dim, float scale) {
   if (batch * seq * heads <= 0) return;
+  if (use_tensor_core_attention(act, {out, q, k, v})) {
+    attention_forward_tc(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
+    return;
+  }
   with_act(act, "attention_forward", [&]<class T>(std::type_identity<T>) {
     with_head_dim(head_dim, "attention_forward", [&]<int D>(std::integral_constant<int, D>) {
       auto kernel = attention_forward_kernel<T, D, CausalMask>;
@@ -401,12 +360,15 @@ void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dou
                         int64_t head_dim, float scale) {
   const int64_t rows = batch * seq * heads;
   if (rows <= 0) return;
+  if (use_tensor_core_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
+    attention_backward_tc(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
+    return;
+  }
   with_act(act, "attention_backward", [&]<class T>(std::type_identity<T>) {
     with_head_dim(head_dim, "attention_backward", [&]<int D>(std::integral_constant<int, D>) {
       float* delta = static_cast<float*>(workspace(static_cast<size_t>(rows) * sizeof(float)));
-      attention_delta_kernel<T><<<static_cast<unsigned>(ceil_div(rows, 8)), 256, 0, stream()>>>(
-          delta, static_cast<const T*>(dout), static_cast<const T*>(out), rows, seq, heads, head_dim);
-      CUDA_CHECK_LAUNCH();
+      launch_attention_delta<T>(delta, static_cast<const T*>(dout), static_cast<const T*>(out), rows, seq, heads,
+                                head_dim);
       const dim3 grid = tile_grid(seq, batch * heads);
       auto dkdv = attention_dkdv_kernel<T, D, CausalMask>;
       allow_smem(dkdv, BwdSmem<D>::bytes);

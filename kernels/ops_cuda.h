@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -72,6 +73,29 @@ void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dou
                         int64_t head_dim, float scale);
 // The head dims the attention kernels are instantiated for.
 bool attention_supports_head_dim(int64_t head_dim);
+
+// bf16 attention runs on the tensor cores (kernels/attention_tc.cu: mma.sync bf16 tiles,
+// fp32 accumulation and softmax statistics) unless the environment variable
+// SPEEDRUN_ATTENTION=simt is set (read once, at the first attention call), which selects
+// the fp32 CUDA-core kernels of kernels/attention.cu; f32 attention always uses those.
+// Another value than "simt", "tc" or empty is refused (std::invalid_argument).
+enum class AttentionKernel { tensor_core, simt };
+// The kernels bf16 attention uses now: the override if one is set, else the environment's.
+AttentionKernel attention_kernel();
+// Overrides the environment's choice (tests compare both against the CPU); returns the
+// previous attention_kernel(). Not synchronized with attention calls on other threads.
+AttentionKernel set_attention_kernel(AttentionKernel kernel);
+// Whether attention_forward/backward with these (device) pointers goes to the tensor-core
+// kernels: act is bf16, attention_kernel() is tensor_core and every pointer is 16-byte
+// aligned (the tiles are loaded 8 elements at a time).
+bool use_tensor_core_attention(DType act, std::initializer_list<const void*> pointers);
+// The tensor-core kernels themselves (bf16 q, k, v, out, dout, dq, dk, dv; same shapes,
+// semantics and head dims as attention_forward/backward); called by those two.
+void attention_forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                          int64_t seq, int64_t heads, int64_t head_dim, float scale);
+void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                           const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                           int64_t heads, int64_t head_dim, float scale);
 
 // --- linear through cuBLASLt (kernels/gemm.cu) --------------------------------------------
 // y = x W^T (+ b): x (rows, in), w (out, in) of type `act`; y (rows, out) of type `out_type`

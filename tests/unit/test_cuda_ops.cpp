@@ -31,6 +31,7 @@
 #include "core/buffer.h"
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
+#include "kernels/ops_cuda.h"
 #include "ops/ops.h"
 #include "test_ops_common.h"
 
@@ -414,11 +415,32 @@ TEST_F(CudaOpsTest, SoftcapCrossEntropyMatchesCpu) {
 }
 
 // ---- attention -------------------------------------------------------------------------------------
+// Picks the kernels bf16 attention runs on for one scope (cuda::set_attention_kernel),
+// restoring the previous choice on exit.
+struct AttentionKernelScope {
+  cuda::AttentionKernel previous;
+  explicit AttentionKernelScope(cuda::AttentionKernel k) : previous(cuda::set_attention_kernel(k)) {}
+  ~AttentionKernelScope() { cuda::set_attention_kernel(previous); }
+  AttentionKernelScope(const AttentionKernelScope&) = delete;
+  AttentionKernelScope& operator=(const AttentionKernelScope&) = delete;
+};
+
+// f32 runs on the CUDA-core kernels; bf16 on both: the tensor-core kernels (the default)
+// and the CUDA-core ones (SPEEDRUN_ATTENTION=simt).
 TEST_F(CudaOpsTest, AttentionMatchesCpu) {
-  for (DType t : kActs) {
+  struct Variant {
+    DType t;
+    cuda::AttentionKernel kernel;
+    const char* name;
+  };
+  for (const Variant& variant : {Variant{DType::f32, cuda::AttentionKernel::simt, "simt"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tensor cores"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"}}) {
+    const DType t = variant.t;
+    const AttentionKernelScope scope(variant.kernel);
     for (auto [B, T, H, D] : Shapes<4>{{1, 1, 1, 64}, {2, 37, 3, 64}, {1, 64, 2, 128}, {2, 130, 2, 128}, {1, 200, 1, 64}}) {
-      SCOPED_TRACE(std::string(name(t)) + " B=" + std::to_string(B) + " T=" + std::to_string(T) +
-                   " H=" + std::to_string(H) + " D=" + std::to_string(D));
+      SCOPED_TRACE(std::string(name(t)) + " (" + variant.name + ") B=" + std::to_string(B) +
+                   " T=" + std::to_string(T) + " H=" + std::to_string(H) + " D=" + std::to_string(D));
       const int64_t n = B * T * H * D;
       const double scale = 0.12;
       // QK-normed, rotated inputs have unit-RMS rows: scores of a few units, like the model's.
