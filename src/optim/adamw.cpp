@@ -4,6 +4,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "build_info.h"
+#include "optim/device_path.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/optim_cuda.h"
+#endif
+
 namespace speedrun::optim {
 
 namespace {
@@ -14,14 +20,23 @@ namespace {
 // gradients (rank r receives shard r summed over ranks), updates its shard of the
 // parameters and all-gathers them. With one process the shard is everything and the
 // gradients are read in place: no copies, the same arithmetic as unsharded AdamW.
+// On CUDA (one process), the moments live on the device and a step is one fused launch
+// over the whole group (kernels/optim_adamw.cu) with the same scalars.
 class AdamW final : public Optimizer {
  public:
   AdamW(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
       : lr_(entry.lr), wd_(entry.weight_decay), comm_(context.comm), params_(std::move(params)) {
     const auto& s = std::get<config::AdamWSettings>(entry.settings);
     beta1_ = s.betas[0], beta2_ = s.betas[1], eps_ = s.eps;
+    if (group_device(params_, *comm_, "adamw") == Device::cuda) {
+#if SPEEDRUN_HAVE_CUDA
+      std::vector<Tensor> p, g;
+      for (const ParamRef& r : params_) p.push_back(r.param), g.push_back(r.grad);
+      device_ = std::make_unique<cuda::AdamWDevice>(p, g);
+#endif
+      return;
+    }
     for (const ParamRef& p : params_) {
-      if (p.param.device != Device::cpu) throw std::logic_error("adamw: the CUDA optimizer is not built yet");
       offset_.push_back(total_);
       total_ += p.param.numel();
     }
@@ -46,6 +61,12 @@ class AdamW final : public Optimizer {
     s.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1_, t)));
     s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, t)));
     s.eps = static_cast<float>(eps_);
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) {
+      device_->step({s.decay, s.b1, s.b2, s.step_size, s.bc2_sqrt, s.eps});
+      return;
+    }
+#endif
     if (comm_->world() == 1) {
       for (size_t k = 0; k < params_.size(); ++k)
         update(s, params_[k].param.data<float>(), params_[k].grad.data<float>(), m_.data() + offset_[k],
@@ -72,7 +93,12 @@ class AdamW final : public Optimizer {
       std::memcpy(params_[k].param.ptr, flat_.data() + offset_[k], params_[k].param.bytes());
   }
 
-  size_t state_bytes() const override { return 2 * m_.size() * sizeof(float); }
+  size_t state_bytes() const override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) return device_->state_bytes();
+#endif
+    return 2 * m_.size() * sizeof(float);
+  }
 
  private:
   struct Scalars {
@@ -97,6 +123,9 @@ class AdamW final : public Optimizer {
   int64_t total_ = 0, shard_ = 0, lo_ = 0, hi_ = 0;
   std::vector<float> m_, v_;     // moments of elements [lo_, hi_)
   std::vector<float> flat_, shard_buf_;
+#if SPEEDRUN_HAVE_CUDA
+  std::unique_ptr<cuda::AdamWDevice> device_;  // set when the group lives on CUDA
+#endif
 };
 
 }  // namespace

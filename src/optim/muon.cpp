@@ -4,7 +4,12 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "build_info.h"
+#include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/optim_cuda.h"
+#endif
 
 namespace speedrun::optim {
 
@@ -42,6 +47,12 @@ void MuonMatrixUpdate::apply(float* p, const float* g, float* buf, int64_t rows,
   }
 }
 
+cuda::NewtonSchulzCoefficients device_newton_schulz(const config::MuonSettings& s) {
+  const NewtonSchulzSpec spec = newton_schulz_spec(s);
+  // "auto" is bf16 on the GPU (fp32 on the CPU).
+  return {spec.a, spec.b, spec.c, spec.steps, s.ns_precision != "fp32"};
+}
+
 namespace {
 
 class Muon final : public Optimizer {
@@ -49,11 +60,20 @@ class Muon final : public Optimizer {
   Muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
       : lr_(entry.lr),
         wd_(entry.weight_decay),
-        update_(std::get<config::MuonSettings>(entry.settings)),
+        settings_(std::get<config::MuonSettings>(entry.settings)),
+        update_(settings_),
         params_(std::move(params)),
         sharding_(params_, context.comm) {
+    if (group_device(params_, *context.comm, "muon") == Device::cuda) {
+#if SPEEDRUN_HAVE_CUDA
+      std::vector<cuda::DeviceMatrix> mats;
+      for (const ParamRef& p : params_)
+        mats.push_back({p.param.data<float>(), p.grad.data<float>(), p.param.size(0), p.param.size(1)});
+      device_ = std::make_unique<cuda::MuonDevice>(mats, device_newton_schulz(settings_), settings_.nesterov);
+#endif
+      return;
+    }
     for (size_t k = 0; k < params_.size(); ++k) {
-      if (params_[k].param.device != Device::cpu) throw std::logic_error("muon: the CUDA optimizer is not built yet");
       // Momentum only for the matrices this rank updates.
       buf_.emplace_back(sharding_.owns(k) ? static_cast<size_t>(params_[k].param.numel()) : 0, 0.0f);
     }
@@ -62,6 +82,12 @@ class Muon final : public Optimizer {
   const char* type() const override { return "muon"; }
 
   void step(int64_t step, double lr_factor) override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) {
+      device_->step(static_cast<float>(muon_momentum(settings_, step)), lr_ * lr_factor, wd_);
+      return;
+    }
+#endif
     sharding_.step([&](size_t k, const float* grad) {
       const Tensor& pt = params_[k].param;
       update_.apply(pt.data<float>(), grad, buf_[k].data(), pt.size(0), pt.size(1), step, lr_ * lr_factor, wd_);
@@ -69,6 +95,9 @@ class Muon final : public Optimizer {
   }
 
   size_t state_bytes() const override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) return device_->state_bytes();
+#endif
     size_t n = 0;
     for (const auto& b : buf_) n += b.size() * sizeof(float);
     return n;
@@ -76,10 +105,14 @@ class Muon final : public Optimizer {
 
  private:
   double lr_, wd_;
+  config::MuonSettings settings_;
   MuonMatrixUpdate update_;
   std::vector<ParamRef> params_;
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
+#if SPEEDRUN_HAVE_CUDA
+  std::unique_ptr<cuda::MuonDevice> device_;  // set when the group lives on CUDA
+#endif
 };
 
 }  // namespace
