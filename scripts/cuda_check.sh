@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # First run of the CUDA backend on a GPU machine (docs/cuda.md, "What a GPU session must do
 # first"): builds the default preset, then runs the CUDA op tests group by group (so that a
-# crash in one group does not hide the others), the whole-model test, compute-sanitizer
-# when present, and finally the unit suite. Logs go to ${OUT:-build/cuda-check}/.
+# crash in one group does not hide the others), the whole-model test, the optimizer tests,
+# the optimizer benchmark on the three Track 3 configs, compute-sanitizer when present, and
+# finally the unit suite. Logs go to ${OUT:-build/cuda-check}/.
 set -u
 cd "$(dirname "$0")/.."
 out="${OUT:-build/cuda-check}"
@@ -22,6 +23,9 @@ declare -a groups=(
   'CudaOpsTest.Linear*'
   'CudaOpsTest.Attention*:CudaOpsTest.Refuses*'
   'CudaModel.*'
+  'CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
+  'CudaOptimTest.Muon*'
+  'CudaOptimTest.NewtonMuon*'
 )
 status=0
 for i in "${!groups[@]}"; do
@@ -31,8 +35,18 @@ for i in "${!groups[@]}"; do
   [ $rc -ne 0 ] && status=1
   printf '%-70s rc=%d  %s\n' "${groups[$i]}" "$rc" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
 done
+# The optimizer benchmark (step times, Newton-Schulz TFLOP/s against the bf16 GEMM ceiling,
+# Newton-Muon's amortized refresh) on the Track 3 shapes.
+for c in track3-muon track3-newton-muon track3-rmnp; do
+  timeout 600 ./build/speedrun bench "configs/$c.json" --optimizers-only --device cuda --steps 10 --warmup 3 \
+    --json "$out/bench-optim-$c.json" >"$out/bench-optim-$c.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  printf 'bench --optimizers-only %-22s rc=%d\n' "$c" "$rc"
+  cat "$out/bench-optim-$c.log"
+done
 if command -v compute-sanitizer >/dev/null; then
-  timeout 900 compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*' >"$out/memcheck.log" 2>&1
+  timeout 900 compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*:CudaOptim*' >"$out/memcheck.log" 2>&1
   echo "memcheck rc=$? ($(grep -c 'Invalid' "$out/memcheck.log") invalid accesses)"
   timeout 900 compute-sanitizer --tool racecheck "$tests" --gtest_filter='CudaOpsTest.Attention*:CudaOpsTest.RmsNorm*' \
     >"$out/racecheck.log" 2>&1
