@@ -53,27 +53,22 @@ struct AdamWDevice::Impl {
   unsigned chunks = 0;
 };
 
-AdamWDevice::AdamWDevice(const std::vector<Tensor>& params, const std::vector<Tensor>& grads)
-    : impl_(std::make_unique<Impl>()) {
-  if (params.size() != grads.size()) throw std::invalid_argument("AdamWDevice: params and grads differ in count");
-  for (size_t k = 0; k < params.size(); ++k) {
-    if (params[k].device != Device::cuda || grads[k].device != Device::cuda || params[k].dtype != DType::f32 ||
-        grads[k].dtype != DType::f32 || params[k].numel() != grads[k].numel())
-      throw std::invalid_argument("AdamWDevice: expected f32 CUDA parameters and gradients of equal size");
-    impl_->total += params[k].numel();
+AdamWDevice::AdamWDevice(const std::vector<AdamWSegment>& segments) : impl_(std::make_unique<Impl>()) {
+  for (const AdamWSegment& s : segments) {
+    if (s.n < 0 || (s.n > 0 && (!s.p || !s.g))) throw std::invalid_argument("AdamWDevice: bad segment");
+    impl_->total += s.n;
   }
   impl_->moments = Buffer(Device::cuda, std::max<size_t>(1, 2 * static_cast<size_t>(impl_->total) * sizeof(float)));
   float* m = impl_->moments.as<float>();
   float* v = m + impl_->total;
   std::vector<Chunk> table;
   int64_t offset = 0;
-  for (size_t k = 0; k < params.size(); ++k) {
-    const int64_t n = params[k].numel();
-    for (int64_t a = 0; a < n; a += kChunk) {
+  for (const AdamWSegment& s : segments) {
+    for (int64_t a = 0; a < s.n; a += kChunk) {
       const int64_t o = offset + a;
-      table.push_back({params[k].data<float>() + a, grads[k].data<float>() + a, m + o, v + o, std::min(kChunk, n - a)});
+      table.push_back({s.p + a, s.g + a, m + o, v + o, std::min(kChunk, s.n - a)});
     }
-    offset += n;
+    offset += s.n;
   }
   impl_->chunks = static_cast<unsigned>(table.size());
   if (!table.empty()) {

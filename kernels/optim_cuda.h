@@ -6,7 +6,8 @@
 //
 // Every class owns its optimizer state in device memory (allocated once, at
 // construction), issues all work on cuda::stream(), checks every call and launch, and
-// never synchronizes the device inside a step. Pointers handed to a constructor (the
+// never synchronizes the device inside a step. With several processes the optimizers
+// (src/optim) add the collectives around these steps (NCCL on device buffers). Pointers handed to a constructor (the
 // parameters, the gradients) must stay valid and fixed for the object's lifetime: the
 // kernels' pointer tables are uploaded once.
 //
@@ -31,14 +32,22 @@ struct AdamWScalars {
   float decay, b1, b2, step_size, bc2_sqrt, eps;
 };
 
-// One fused multi-tensor launch per step over all the group's parameters: the
-// parameters are cut into chunks of up to 64 Ki elements, each chunk one thread block;
-// the chunk table (param, grad, m, v pointers and length) is uploaded at construction.
-// m and v live in one flat device buffer in group order.
+// A run of elements AdamW updates: n parameters at p (updated) with their gradient at g
+// (f32, device). One process: a whole parameter and its gradient; several: the piece of a
+// parameter inside this rank's ZeRO-1 shard and its reduce-scattered gradient.
+struct AdamWSegment {
+  float* p = nullptr;
+  const float* g = nullptr;
+  int64_t n = 0;
+};
+
+// One fused multi-tensor launch per step over all the segments: they are cut into chunks
+// of up to 64 Ki elements, each chunk one thread block; the chunk table (param, grad, m, v
+// pointers and length) is uploaded at construction. m and v live in one flat device
+// buffer, the segments' elements in order.
 class AdamWDevice {
  public:
-  // params[i] and grads[i]: f32 device tensors of the same shape.
-  AdamWDevice(const std::vector<Tensor>& params, const std::vector<Tensor>& grads);
+  explicit AdamWDevice(const std::vector<AdamWSegment>& segments);
   ~AdamWDevice();
   void step(const AdamWScalars& s);
   size_t state_bytes() const;
@@ -120,6 +129,9 @@ class NewtonMuonStatsDevice {
   // through one batched GEMM with fp32 accumulation, count += 1.
   void accumulate(size_t stat, const Tensor& input);
   void refresh(double beta, double ridge, double ridge_eps);
+  // The accumulators and counts as f32 device tensors: what the ranks sum (all-reduce)
+  // before a refresh.
+  std::vector<Tensor> accumulators();
   // Every job's out = grad blockdiag(P); fp32 GEMMs, batched by shape.
   void precondition();
   // The failures counted so far (copies one integer to the host: synchronizes; for metrics).
@@ -158,6 +170,8 @@ bool poison_scratch();
 // --- shared helpers --------------------------------------------------------------------------
 // dst = src (n floats, device to device) on cuda::stream(), asynchronous.
 void copy_device_async(float* dst, const float* src, int64_t n);
+// dst = 0 (n floats) on cuda::stream(), asynchronous.
+void zero_device_async(float* dst, int64_t n);
 
 // The bf16 GEMM ceiling: the median TFLOP/s of `reps` cuBLASLt bf16 GEMMs of
 // (m, n, k) with fp32 accumulation (bf16 output), timed with CUDA events after a warm-up.

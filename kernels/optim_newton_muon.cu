@@ -294,6 +294,14 @@ void NewtonMuonStatsDevice::refresh(double beta, double ridge, double ridge_eps)
   }
 }
 
+std::vector<Tensor> NewtonMuonStatsDevice::accumulators() {
+  std::vector<Tensor> out;
+  for (Impl::WidthGroup& g : impl_->groups)
+    out.push_back(Tensor::of(g.acc.as<float>(), {g.blocks * g.n * g.n}, Device::cuda));
+  out.push_back(Tensor::of(impl_->counts.as<float>(), {static_cast<int64_t>(impl_->stats.size())}, Device::cuda));
+  return out;
+}
+
 void NewtonMuonStatsDevice::precondition() {
   Impl& im = *impl_;
   CUBLAS_CHECK(cublasSetStream(im.blas, stream()));

@@ -20,6 +20,11 @@ void copy_device_async(float* dst, const float* src, int64_t n) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream()));
 }
 
+void zero_device_async(float* dst, int64_t n) {
+  if (n <= 0) return;
+  CUDA_CHECK(cudaMemsetAsync(dst, 0, static_cast<size_t>(n) * sizeof(float), stream()));
+}
+
 double time_device_ms(const std::function<void()>& fn, int warmup, int reps) {
   for (int i = 0; i < warmup; ++i) fn();
   cudaEvent_t start = nullptr, stop = nullptr;

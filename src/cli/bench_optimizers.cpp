@@ -212,7 +212,7 @@ void bench_optimizers(const config::RunConfig& cfg, int steps, int warmup, const
       std::snprintf(refresh_ms, sizeof refresh_ms, "%.2f", median(refresh));
       std::snprintf(amortized_ms, sizeof amortized_ms, "%.3f", amortized);
     }
-    if (ns_tflops > 0.0) std::snprintf(ns_rate, sizeof ns_rate, "%.1f", ns_tflops);
+    if (ns_tflops > 0.0) std::snprintf(ns_rate, sizeof ns_rate, "%.3g", ns_tflops);
     std::printf("%-28s %-12s %10.1f %12.2f %12s %14s %14s %10s\n", patterns.c_str(), o.type(),
                 static_cast<double>(o.state_bytes()) / 1e6, step_ms, capture_ms, refresh_ms, amortized_ms, ns_rate);
     nlohmann::json row = {{"entry", e}, {"type", o.type()}, {"params", entry.params}, {"step_ms", step_ms}};

@@ -4,11 +4,10 @@
 #include <string>
 
 #include "build_info.h"
-#include "core/error.h"
 
 namespace speedrun::optim {
 
-Device group_device(const std::vector<ParamRef>& params, const dist::Communicator& comm, const char* type) {
+Device group_device(const std::vector<ParamRef>& params, const char* type) {
   if (params.empty()) return Device::cpu;
   const Device device = params.front().param.device;
   for (const ParamRef& p : params) {
@@ -21,11 +20,6 @@ Device group_device(const std::vector<ParamRef>& params, const dist::Communicato
   if (device == Device::cuda) {
     if (!SPEEDRUN_HAVE_CUDA)
       throw std::logic_error(std::string(type) + ": CUDA parameters in a build without the CUDA backend");
-    if (comm.world() > 1)
-      throw UserError(std::string(type) + ": the CUDA optimizers run in one process only (this run has " +
-                      std::to_string(comm.world()) +
-                      "); missing: sharding their state and the gradient reduce-scatter / parameter all-gather over "
-                      "device buffers (NCCL)");
   }
   return device;
 }

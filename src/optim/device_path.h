@@ -5,14 +5,12 @@
 
 #include <vector>
 
-#include "dist/communicator.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::optim {
 
 // The device of every parameter and gradient of the group (all must agree; f32 only).
-// For Device::cuda, throws std::logic_error in a build without CUDA and UserError when the
-// run has more than one process: the CUDA optimizers run with one process so far.
-Device group_device(const std::vector<ParamRef>& params, const dist::Communicator& comm, const char* type);
+// For Device::cuda, throws std::logic_error in a build without CUDA.
+Device group_device(const std::vector<ParamRef>& params, const char* type);
 
 }  // namespace speedrun::optim

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "build_info.h"
+#include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
 #if SPEEDRUN_HAVE_CUDA
@@ -64,11 +65,15 @@ class Muon final : public Optimizer {
         update_(settings_),
         params_(std::move(params)),
         sharding_(params_, context.comm) {
-    if (group_device(params_, *context.comm, "muon") == Device::cuda) {
+    if (group_device(params_, "muon") == Device::cuda) {
 #if SPEEDRUN_HAVE_CUDA
+      // The matrices this rank owns, batched by shape, reading their summed gradients.
+      device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
       std::vector<cuda::DeviceMatrix> mats;
-      for (const ParamRef& p : params_)
-        mats.push_back({p.param.data<float>(), p.grad.data<float>(), p.param.size(0), p.param.size(1)});
+      for (size_t k = 0; k < params_.size(); ++k)
+        if (device_sharding_->owns(k))
+          mats.push_back({params_[k].param.data<float>(), device_sharding_->grad(k), params_[k].param.size(0),
+                          params_[k].param.size(1)});
       device_ = std::make_unique<cuda::MuonDevice>(mats, device_newton_schulz(settings_), settings_.nesterov);
 #endif
       return;
@@ -84,7 +89,9 @@ class Muon final : public Optimizer {
   void step(int64_t step, double lr_factor) override {
 #if SPEEDRUN_HAVE_CUDA
     if (device_) {
+      device_sharding_->reduce();
       device_->step(static_cast<float>(muon_momentum(settings_, step)), lr_ * lr_factor, wd_);
+      device_sharding_->gather();
       return;
     }
 #endif
@@ -111,7 +118,8 @@ class Muon final : public Optimizer {
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
 #if SPEEDRUN_HAVE_CUDA
-  std::unique_ptr<cuda::MuonDevice> device_;  // set when the group lives on CUDA
+  std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
+  std::unique_ptr<cuda::MuonDevice> device_;
 #endif
 };
 

@@ -9,6 +9,7 @@
 #include "build_info.h"
 #include "core/buffer.h"
 #include "core/error.h"
+#include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops_cuda.h"
@@ -61,7 +62,7 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
         params_(std::move(params)),
         sharding_(params_, context.comm) {
     const auto& s = settings_;
-    const bool on_cuda = group_device(params_, *comm_, "newton_muon") == Device::cuda;
+    const bool on_cuda = group_device(params_, "newton_muon") == Device::cuda;
     for (size_t k = 0; k < params_.size(); ++k) {
       const ParamRef& p = params_[k];
       // Momentum only for the matrices this rank updates; the statistics are kept
@@ -185,19 +186,22 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   }
 
 #if SPEEDRUN_HAVE_CUDA
-  // The device path: statistics, preconditioned gradients and Muon on CUDA, one process.
+  // The device path: statistics (kept and all-reduced on every rank, as on the CPU),
+  // preconditioned gradients and Muon on CUDA for the matrices this rank owns.
   void build_device() {
+    device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, comm_);
     std::vector<cuda::PreconditionJob> jobs;
     int64_t total = 0;
     for (size_t k = 0; k < params_.size(); ++k)
-      if (stat_of_[k] >= 0) total += params_[k].param.numel();
+      if (stat_of_[k] >= 0 && device_sharding_->owns(k)) total += params_[k].param.numel();
     preconditioned_dev_ = Buffer(Device::cuda, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(float));
     if (cuda::poison_scratch()) cuda::fill_nan(DType::f32, preconditioned_dev_.data(), std::max<int64_t>(total, 1));
     std::vector<cuda::DeviceMatrix> mats;
     int64_t offset = 0;
     for (size_t k = 0; k < params_.size(); ++k) {
+      if (!device_sharding_->owns(k)) continue;
       const Tensor& pt = params_[k].param;
-      const float* grad = params_[k].grad.data<float>();
+      const float* grad = device_sharding_->grad(k);
       if (stat_of_[k] >= 0) {
         float* out = preconditioned_dev_.as<float>() + offset;
         offset += pt.numel();
@@ -213,10 +217,13 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
 
   void device_step(int64_t step, double lr_factor) {
     if (refresh_step(step) && !shapes_.empty()) {
+      if (comm_->world() > 1)
+        for (const Tensor& t : device_stats_->accumulators()) comm_->all_reduce_sum(t);
       device_stats_->refresh(settings_.ema_beta, settings_.ridge, settings_.ridge_eps);
       ++refreshes_;
       device_has_inverse_ = true;
     }
+    device_sharding_->reduce();
     if (device_has_inverse_) {
       device_stats_->precondition();
     } else {  // P = I before the first refresh: Muon sees the raw gradient
@@ -224,8 +231,10 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
         cuda::copy_device_async(j.out, j.grad, j.rows * shapes_[j.stat].block_width * shapes_[j.stat].blocks);
     }
     device_muon_->step(static_cast<float>(muon_momentum(settings_, step)), lr_ * lr_factor, wd_);
+    device_sharding_->gather();
   }
 
+  std::unique_ptr<DeviceMatrixSharding> device_sharding_;
   std::unique_ptr<cuda::NewtonMuonStatsDevice> device_stats_;
   std::unique_ptr<cuda::MuonDevice> device_muon_;
   std::vector<cuda::PreconditionJob> jobs_;

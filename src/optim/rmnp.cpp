@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "build_info.h"
+#include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
 #if SPEEDRUN_HAVE_CUDA
@@ -23,11 +24,14 @@ class Rmnp final : public Optimizer {
         settings_(std::get<config::RmnpSettings>(entry.settings)),
         params_(std::move(params)),
         sharding_(params_, context.comm) {
-    if (group_device(params_, *context.comm, "rmnp") == Device::cuda) {
+    if (group_device(params_, "rmnp") == Device::cuda) {
 #if SPEEDRUN_HAVE_CUDA
+      device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
       std::vector<cuda::DeviceMatrix> mats;
-      for (const ParamRef& p : params_)
-        mats.push_back({p.param.data<float>(), p.grad.data<float>(), p.param.size(0), p.param.size(1)});
+      for (size_t k = 0; k < params_.size(); ++k)
+        if (device_sharding_->owns(k))
+          mats.push_back({params_[k].param.data<float>(), device_sharding_->grad(k), params_[k].param.size(0),
+                          params_[k].param.size(1)});
       device_ = std::make_unique<cuda::RmnpDevice>(mats, settings_.nesterov);
 #endif
       return;
@@ -47,7 +51,9 @@ class Rmnp final : public Optimizer {
     const float decay = static_cast<float>(1.0 - lr * wd_);
 #if SPEEDRUN_HAVE_CUDA
     if (device_) {
+      device_sharding_->reduce();
       device_->step(mu, eps, lr, wd_);
+      device_sharding_->gather();
       return;
     }
 #endif
@@ -96,7 +102,8 @@ class Rmnp final : public Optimizer {
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
 #if SPEEDRUN_HAVE_CUDA
-  std::unique_ptr<cuda::RmnpDevice> device_;  // set when the group lives on CUDA
+  std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
+  std::unique_ptr<cuda::RmnpDevice> device_;
 #endif
 };
 
