@@ -91,6 +91,9 @@ class MuonDevice {
   size_t state_bytes() const;
   // Floating-point operations of the Newton-Schulz GEMMs of one step (2mnk per product).
   double newton_schulz_flops() const;
+  // Only the Newton-Schulz GEMMs of one step, on whatever the iteration buffers hold (the
+  // benchmark times them; the GEMMs' speed does not depend on the values).
+  void newton_schulz_only();
 
  private:
   struct Impl;

@@ -131,6 +131,9 @@ struct MuonDevice::Impl {
     Buffer momentum;  // count x rows x cols f32
     Buffer x0, x1, a, b, partials;
   };
+  // The Newton-Schulz GEMMs of one shape group on its normalized X (in x0); returns the
+  // buffer holding the result.
+  void* iterate(Group& g) const;
   NewtonSchulzCoefficients ns;
   bool nesterov = true;
   std::vector<Group> groups;
@@ -188,12 +191,9 @@ void MuonDevice::step(float mu, double lr, double wd) {
   const DType t = ns.bf16 ? DType::bf16 : DType::f32;
   for (Impl::Group& g : impl_->groups) {
     const int64_t rows = g.rows, cols = g.cols, n = rows * cols, slot = slot_of(n);
-    const bool wide = rows <= cols;
-    const int64_t r = wide ? rows : cols, rr = slot_of(r * r);
     const dim3 grid(blocks_for(n), static_cast<unsigned>(g.count));
     const auto* table = g.table.as<MatPtrs>();
-    void* x = g.x0.data();
-    void* xn = g.x1.data();
+    void* x = g.x0.data();  // the iteration's input: normalized in place
     with_act(t, "muon", [&]<class T>(std::type_identity<T>) {
       muon_momentum_kernel<T><<<grid, kThreads, 0, stream()>>>(table, static_cast<T*>(x), n, slot, mu, impl_->nesterov);
       CUDA_CHECK_LAUNCH();
@@ -203,29 +203,7 @@ void MuonDevice::step(float mu, double lr, double wd) {
       normalize_kernel<T><<<grid, kThreads, 0, stream()>>>(static_cast<T*>(x), n, slot, g.partials.as<float>(), ns.bf16);
       CUDA_CHECK_LAUNCH();
     });
-    for (int64_t it = 0; it < ns.steps; ++it) {
-      BatchedGemmArgs gram{.m = r, .n = r, .batch = g.count, .a = x, .lda = cols, .stride_a = slot, .b = x,
-                           .ldb = cols, .stride_b = slot, .d = g.a.data(), .ldd = r, .stride_d = rr,
-                           .ab_type = t, .cd_type = t};
-      if (wide) gram.trans_b = true, gram.k = cols;  // X X^T
-      else gram.trans_a = true, gram.k = rows;       // U^T U
-      batched_gemm(gram);
-      batched_gemm({.m = r, .n = r, .k = r, .batch = g.count, .a = g.a.data(), .lda = r, .stride_a = rr,
-                    .b = g.a.data(), .ldb = r, .stride_b = rr, .c = g.a.data(), .ldc = r, .stride_c = rr,
-                    .d = g.b.data(), .ldd = r, .stride_d = rr, .ab_type = t, .cd_type = t,
-                    .alpha = static_cast<float>(ns.c), .beta = static_cast<float>(ns.b)});
-      if (wide)  // X' = B X + a X
-        batched_gemm({.m = rows, .n = cols, .k = r, .batch = g.count, .a = g.b.data(), .lda = r, .stride_a = rr,
-                      .b = x, .ldb = cols, .stride_b = slot, .c = x, .ldc = cols, .stride_c = slot, .d = xn,
-                      .ldd = cols, .stride_d = slot, .ab_type = t, .cd_type = t, .alpha = 1.0f,
-                      .beta = static_cast<float>(ns.a)});
-      else  // U' = U B^T + a U
-        batched_gemm({.trans_b = true, .m = rows, .n = cols, .k = r, .batch = g.count, .a = x, .lda = cols,
-                      .stride_a = slot, .b = g.b.data(), .ldb = r, .stride_b = rr, .c = x, .ldc = cols,
-                      .stride_c = slot, .d = xn, .ldd = cols, .stride_d = slot, .ab_type = t, .cd_type = t,
-                      .alpha = 1.0f, .beta = static_cast<float>(ns.a)});
-      std::swap(x, xn);
-    }
+    x = impl_->iterate(g);
     const float scale = static_cast<float>(std::sqrt(std::max(1.0, static_cast<double>(rows) / cols)));
     with_act(t, "muon", [&]<class T>(std::type_identity<T>) {
       muon_update_kernel<T><<<grid, kThreads, 0, stream()>>>(table, static_cast<const T*>(x), n, slot, scale,
@@ -233,6 +211,43 @@ void MuonDevice::step(float mu, double lr, double wd) {
       CUDA_CHECK_LAUNCH();
     });
   }
+}
+
+void* MuonDevice::Impl::iterate(Group& g) const {
+  const DType t = ns.bf16 ? DType::bf16 : DType::f32;
+  const int64_t rows = g.rows, cols = g.cols, slot = slot_of(rows * cols);
+  const bool wide = rows <= cols;
+  const int64_t r = wide ? rows : cols, rr = slot_of(r * r);
+  void* x = g.x0.data();
+  void* xn = g.x1.data();
+  for (int64_t it = 0; it < ns.steps; ++it) {
+    BatchedGemmArgs gram{.m = r, .n = r, .batch = g.count, .a = x, .lda = cols, .stride_a = slot, .b = x,
+                         .ldb = cols, .stride_b = slot, .d = g.a.data(), .ldd = r, .stride_d = rr,
+                         .ab_type = t, .cd_type = t};
+    if (wide) gram.trans_b = true, gram.k = cols;  // X X^T
+    else gram.trans_a = true, gram.k = rows;       // U^T U
+    batched_gemm(gram);
+    batched_gemm({.m = r, .n = r, .k = r, .batch = g.count, .a = g.a.data(), .lda = r, .stride_a = rr,
+                  .b = g.a.data(), .ldb = r, .stride_b = rr, .c = g.a.data(), .ldc = r, .stride_c = rr,
+                  .d = g.b.data(), .ldd = r, .stride_d = rr, .ab_type = t, .cd_type = t,
+                  .alpha = static_cast<float>(ns.c), .beta = static_cast<float>(ns.b)});
+    if (wide)  // X' = B X + a X
+      batched_gemm({.m = rows, .n = cols, .k = r, .batch = g.count, .a = g.b.data(), .lda = r, .stride_a = rr,
+                    .b = x, .ldb = cols, .stride_b = slot, .c = x, .ldc = cols, .stride_c = slot, .d = xn,
+                    .ldd = cols, .stride_d = slot, .ab_type = t, .cd_type = t, .alpha = 1.0f,
+                    .beta = static_cast<float>(ns.a)});
+    else  // U' = U B^T + a U
+      batched_gemm({.trans_b = true, .m = rows, .n = cols, .k = r, .batch = g.count, .a = x, .lda = cols,
+                    .stride_a = slot, .b = g.b.data(), .ldb = r, .stride_b = rr, .c = x, .ldc = cols,
+                    .stride_c = slot, .d = xn, .ldd = cols, .stride_d = slot, .ab_type = t, .cd_type = t,
+                    .alpha = 1.0f, .beta = static_cast<float>(ns.a)});
+    std::swap(x, xn);
+  }
+  return x;
+}
+
+void MuonDevice::newton_schulz_only() {
+  for (Impl::Group& g : impl_->groups) impl_->iterate(g);
 }
 
 size_t MuonDevice::state_bytes() const { return impl_->momentum_bytes; }
