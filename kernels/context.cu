@@ -1,6 +1,7 @@
 // See context.cuh.
 #include <mutex>
 
+#include "core/device_memory.h"
 #include "kernels/context.cuh"
 #include "kernels/cuda_check.cuh"
 
@@ -33,7 +34,7 @@ void* workspace(size_t bytes) {
     w.bytes = 0;
     // Round up to 1 MiB so that slowly growing requests do not reallocate every time.
     const size_t rounded = (bytes + (1u << 20) - 1) & ~static_cast<size_t>((1u << 20) - 1);
-    CUDA_CHECK(cudaMalloc(&w.ptr, rounded));
+    w.ptr = device_alloc(rounded);  // out of memory: a UserError with the sizes asked and free
     w.bytes = rounded;
   }
   return w.ptr;

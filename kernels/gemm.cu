@@ -16,15 +16,17 @@
 #include <string>
 #include <tuple>
 
+#include "core/device_memory.h"
 #include "kernels/context.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/gemm.cuh"
 #include "kernels/ops_cuda.h"
+#include "kernels/workspace_sizes.h"
 
 namespace speedrun::cuda {
 namespace {
 
-constexpr size_t kWorkspaceBytes = 32u << 20;
+constexpr size_t kWorkspaceBytes = kGemmWorkspaceBytes;
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
@@ -140,7 +142,7 @@ void gemm(const GemmArgs& g) {
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.handle) {
     CUBLAS_CHECK(cublasLtCreate(&s.handle));
-    CUDA_CHECK(cudaMalloc(&s.workspace, kWorkspaceBytes));
+    s.workspace = device_alloc(kWorkspaceBytes);  // out of memory: a UserError with the sizes
   }
   const uint32_t align_a = alignment(g.a), align_b = alignment(g.b), align_c = alignment(g.c);
   const Key key{g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<int>(g.ab_type),
@@ -172,19 +174,23 @@ void gemm_reset() {
 
 // y = x W^T (+ b). f32: the bias rides the epilogue (y = fl(x W^T + b) in fp32, as the
 // CPU's fl(fl(x W^T) + b) up to the epilogue's own rounding) when it is 16-byte aligned.
-// bf16: cuBLASLt wants a bf16 bias for a bf16 output, so the f32 bias is added by a
-// separate kernel after the product (as is an unaligned f32 bias).
-void linear_forward(DType act, void* y, const void* x, const void* w, const float* b, int64_t rows, int64_t in,
-                    int64_t out) {
+// bf16 output: cuBLASLt wants a bf16 bias for a bf16 output, so the f32 bias is added by a
+// separate kernel after the product (as is an unaligned f32 bias). bf16 inputs with an f32
+// output (the LM head) take the epilogue like f32.
+void linear_forward(DType act, DType out_type, void* y, const void* x, const void* w, const float* b, int64_t rows,
+                    int64_t in, int64_t out) {
   if (rows <= 0) return;
+  if (out_type != act && !(act == DType::bf16 && out_type == DType::f32))
+    throw std::invalid_argument(std::string("linear_forward: ") + dtype_name(act) + " inputs cannot give a " +
+                                dtype_name(out_type) + " output");
   GemmArgs g{.trans_b = true, .m = rows, .n = out, .k = in, .a = x, .lda = in, .b = w, .ldb = in, .c = y,
-             .ldc = out, .ab_type = act, .c_type = act};
+             .ldc = out, .ab_type = act, .c_type = out_type};
   // The epilogue only for a 16-byte aligned bias: the heuristic is not told the bias
   // pointer's alignment, and parameter views inside the flat buffer need not be aligned.
-  const bool epilogue = b && act == DType::f32 && alignment(b) >= 16;
+  const bool epilogue = b && out_type == DType::f32 && alignment(b) >= 16;
   g.bias = epilogue ? b : nullptr;
   gemm(g);
-  if (b && !epilogue) bias_add(act, y, b, rows, out);
+  if (b && !epilogue) bias_add(out_type, y, b, rows, out);
 }
 
 // dx = (or +=) dy W (type act); dw += dy^T x (f32, beta = 1: micro-batches add up);

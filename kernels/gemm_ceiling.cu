@@ -1,24 +1,67 @@
-// The bf16 GEMM ceiling the optimizer benchmark compares Newton-Schulz against: one large
-// cuBLASLt bf16 product (fp32 accumulation, bf16 output; the precision Newton-Schulz uses)
-// through the same batched wrapper, timed with CUDA events (median of reps after warm-up).
+// See gemm_ceiling.h.
 #include <cuda_bf16.h>
 
-#include "core/buffer.h"
-#include "kernels/batched_gemm.cuh"
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "core/device_memory.h"
+#include "kernels/context.cuh"
 #include "kernels/cuda_check.cuh"
-#include "kernels/optim_cuda.h"
+#include "kernels/device_timing.h"
+#include "kernels/gemm.cuh"
+#include "kernels/gemm_ceiling.h"
 
 namespace speedrun::cuda {
+namespace {
 
-double measure_bf16_gemm_tflops(int64_t m, int64_t n, int64_t k, int reps) {
-  // Zeroed inputs: the tensor cores' time does not depend on the values.
-  Buffer a(Device::cuda, static_cast<size_t>(m * k) * 2), b(Device::cuda, static_cast<size_t>(k * n) * 2),
-      d(Device::cuda, static_cast<size_t>(m * n) * 2);
-  const BatchedGemmArgs args{.m = m, .n = n, .k = k, .a = a.data(), .lda = k, .b = b.data(), .ldb = n,
-                             .d = d.data(), .ldd = n, .ab_type = DType::bf16, .cd_type = DType::bf16};
-  const double ms = time_device_ms([&] { batched_gemm(args); }, 3, reps);
-  CUDA_CHECK(cudaDeviceSynchronize());  // before the buffers are freed
-  return ms > 0.0 ? 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) / (ms * 1e9) : 0.0;
+// Values in [-1, 1) from an integer hash of the index: cheap, deterministic, not zero.
+__global__ void fill_pseudo_random(__nv_bfloat16* p, int64_t n, uint32_t salt) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ salt;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = __float2bfloat16(static_cast<float>(h & 0xffff) / 32768.0f - 1.0f);
+  }
+}
+
+// Device memory released on every path out (a failed product included).
+struct DeviceBytes {
+  void* p = nullptr;
+  explicit DeviceBytes(size_t bytes) : p(device_alloc(bytes)) {}
+  ~DeviceBytes() { cudaFree(p); }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+};
+
+}  // namespace
+
+GemmCeiling measure_bf16_gemm_ceiling(int64_t m, int64_t n, int64_t k, int warmup, int reps) {
+  if (m <= 0 || n <= 0 || k <= 0 || reps < 1 || warmup < 0)
+    throw std::invalid_argument("measure_bf16_gemm_ceiling: sizes and reps must be positive");
+  const size_t e = sizeof(__nv_bfloat16);
+  DeviceBytes a(static_cast<size_t>(m * k) * e), b(static_cast<size_t>(k * n) * e), c(static_cast<size_t>(m * n) * e);
+  fill_pseudo_random<<<1024, 256, 0, stream()>>>(static_cast<__nv_bfloat16*>(a.p), m * k, 0x9e3779b9u);
+  CUDA_CHECK_LAUNCH();
+  fill_pseudo_random<<<1024, 256, 0, stream()>>>(static_cast<__nv_bfloat16*>(b.p), k * n, 0x85ebca6bu);
+  CUDA_CHECK_LAUNCH();
+  // C = A B, all row-major, no transposes.
+  const GemmArgs g{.m = m, .n = n, .k = k, .a = a.p, .lda = k, .b = b.p, .ldb = n, .c = c.p, .ldc = n,
+                   .ab_type = DType::bf16, .c_type = DType::bf16};
+  for (int i = 0; i < warmup; ++i) gemm(g);
+  EventTimer timer;
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    timer.start();
+    gemm(g);
+    ms.push_back(timer.stop_ms());
+  }
+  std::sort(ms.begin(), ms.end());
+  GemmCeiling r{.m = m, .n = n, .k = k, .reps = reps, .median_ms = ms[ms.size() / 2]};
+  r.tflops = 2.0 * double(m) * double(n) * double(k) / (r.median_ms * 1e-3) / 1e12;
+  synchronize_stream();  // nothing of ours may still run when the buffers are freed
+  return r;
 }
 
 }  // namespace speedrun::cuda

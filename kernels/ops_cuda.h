@@ -74,9 +74,10 @@ void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dou
 bool attention_supports_head_dim(int64_t head_dim);
 
 // --- linear through cuBLASLt (kernels/gemm.cu) --------------------------------------------
-// y = x W^T (+ b): x (rows, in), w (out, in), y (rows, out) all of type `act`; b f32 or null.
-void linear_forward(DType act, void* y, const void* x, const void* w, const float* b, int64_t rows, int64_t in,
-                    int64_t out);
+// y = x W^T (+ b): x (rows, in), w (out, in) of type `act`; y (rows, out) of type `out_type`
+// (`act`, or f32 for bf16 inputs: the LM head's logits); b f32 or null.
+void linear_forward(DType act, DType out_type, void* y, const void* x, const void* w, const float* b, int64_t rows,
+                    int64_t in, int64_t out);
 // dx = (or +=) dy W  (type act);  dw += dy^T x  (f32);  db += column sums of dy (f32).
 void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, const void* x, const void* w,
                      int64_t rows, int64_t in, int64_t out, bool accumulate_dx);

@@ -129,7 +129,9 @@ class NewtonMuonStatsDevice {
                         double initial_scale);
   ~NewtonMuonStatsDevice();
   // input: (tokens, blocks * block_width) f32 or bf16 on the device; A += X^T X / tokens
-  // through one batched GEMM with fp32 accumulation, count += 1.
+  // through one batched GEMM with fp32 accumulation, count += 1. The GEMM is queued on
+  // cuda::stream(), not finished, when this returns: the model's later kernels that reuse
+  // the input's memory are ordered after it on the same stream.
   void accumulate(size_t stat, const Tensor& input);
   void refresh(double beta, double ridge, double ridge_eps);
   // The accumulators and counts as f32 device tensors: what the ranks sum (all-reduce)
@@ -175,11 +177,6 @@ bool poison_scratch();
 void copy_device_async(float* dst, const float* src, int64_t n);
 // dst = 0 (n floats) on cuda::stream(), asynchronous.
 void zero_device_async(float* dst, int64_t n);
-
-// The bf16 GEMM ceiling: the median TFLOP/s of `reps` cuBLASLt bf16 GEMMs of
-// (m, n, k) with fp32 accumulation (bf16 output), timed with CUDA events after a warm-up.
-// For the optimizer benchmark; allocates and frees its own buffers (synchronizes).
-double measure_bf16_gemm_tflops(int64_t m, int64_t n, int64_t k, int reps);
 
 // Median milliseconds of `reps` calls of fn() timed with CUDA events on cuda::stream()
 // after `warmup` untimed calls (synchronizes once per call to read the events).

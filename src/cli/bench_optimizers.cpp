@@ -174,7 +174,12 @@ void bench_optimizers(const config::RunConfig& cfg, int steps, int warmup, const
   CaptureInputs inputs(device, tokens, m.d_model, m.n_head * m.head_dim, hidden, rng);
 
   double ceiling = 0.0;
-  if (device == Device::cuda) ceiling = bf16_gemm_ceiling_tflops();
+  nlohmann::json ceiling_json;
+  if (device == Device::cuda) {
+    const cuda::GemmCeiling c = measure_gemm_ceiling();
+    ceiling = c.tflops;
+    ceiling_json = gemm_ceiling_json(c);
+  }
   if (device == Device::cpu)
     std::printf("optimizer cost: %s, %lld layers, d=%lld, %d threads, CPU; capture = one micro-batch of %lld tokens\n",
                 cfg.name.c_str(), (long long)m.n_layer, (long long)m.d_model, omp_get_max_threads(), (long long)tokens);
@@ -275,7 +280,7 @@ void bench_optimizers(const config::RunConfig& cfg, int steps, int warmup, const
                         {"device", device_name(device)}, {"threads", omp_get_max_threads()},
                         {"capture_tokens", tokens},     {"micro_batches_per_step", micro_batches},
                         {"optimizers", rows}};
-    if (device == Device::cuda) j["bf16_gemm_ceiling_tflops"] = ceiling;
+    if (device == Device::cuda) j["gemm_ceiling"] = ceiling_json;
     write_text_file_atomic(json_out, j.dump(2) + "\n");
   }
 }

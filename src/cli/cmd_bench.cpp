@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "build_info.h"
+#include "cli/bench_model_cuda.h"
 #include "cli/bench_optimizers.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -19,6 +20,7 @@
 #include "core/error.h"
 #include "model/flops.h"
 #include "model/gpt.h"
+#include "model/precision.h"
 #include "optim/optimizer.h"
 #include "dist/communicator.h"
 #include "optim/schedule.h"
@@ -66,12 +68,17 @@ void run_bench(const Options& o) {
   }
   const auto& m = cfg.model;
   const auto& t = cfg.train;
-  const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
+  // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
+  const Device device = train::resolve_model_device(o.device.empty() ? t.device : o.device);
+  if (device == Device::cuda) {
+    bench_model_cuda(cfg, o.steps, o.warmup, o.json_out);
+    return;
+  }
   if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = t.batch_tokens / micro_tokens;
 
-  model::Gpt model(m, device, t.micro_batch_seqs);
+  model::Gpt model(m, device, t.micro_batch_seqs, model::resolve_activation_dtype(t.activation_dtype, device));
   model.init_parameters(static_cast<uint64_t>(t.seed));
   const auto comm = dist::make_local_communicator();
   auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
@@ -98,6 +105,7 @@ void run_bench(const Options& o) {
     }
     const auto o0 = Clock::now();
     for (auto& opt : opts) opt->step(s, optim::lr_factor(cfg.schedule, 0, t.steps));
+    model.weights_changed();
     const double opt_time = ms_since(o0);
     const double total = ms_since(t0);
     if (s >= o.warmup) {
@@ -140,7 +148,7 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "bench", "time training steps of a config's model on random tokens: ms/step, tokens/s, FLOP/s");
   add_config_options(sub, o->config);
-  sub->add_option("--steps", o->steps, "timed steps (the median is reported)")->check(CLI::Range(1, 100000));
+  sub->add_option("--steps", o->steps, "timed steps (the median is reported); on CUDA, timed micro-batches")->check(CLI::Range(1, 100000));
   sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
   sub->add_option("--device", o->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_option("--json", o->json_out, "also write the figures to this JSON file");

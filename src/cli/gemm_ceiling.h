@@ -1,12 +1,21 @@
-// The bf16 GEMM ceiling of the CUDA device: what the optimizer benchmark compares the
-// Newton-Schulz products' throughput against.
+// The measured bf16 GEMM ceiling that the CUDA benches divide by for MFU
+// (kernels/gemm_ceiling.h measures; this wraps it for the CLI: errors, text, JSON).
 #pragma once
+
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/gemm_ceiling.h"
 
 namespace speedrun::cli {
 
-// Median TFLOP/s of an 8192^3 bf16 cuBLASLt GEMM (fp32 accumulation, bf16 output) over 10
-// runs after 3 warm-ups, timed with CUDA events. Throws std::logic_error in a build
-// without CUDA.
-double bf16_gemm_ceiling_tflops();
+// A size x size x size bf16 product timed on the current CUDA device. UserError when
+// this binary has no CUDA or no device is visible.
+cuda::GemmCeiling measure_gemm_ceiling(int64_t size = 8192, int warmup = 5, int reps = 20);
+
+// "bf16 GEMM ceiling: 8192^3 in 1.39 ms (median of 20) = 791.0 TFLOP/s"
+void print_gemm_ceiling(const cuda::GemmCeiling& c);
+nlohmann::json gemm_ceiling_json(const cuda::GemmCeiling& c);
 
 }  // namespace speedrun::cli

@@ -33,6 +33,10 @@ struct ModelConfig {
   std::string logit_softcap = "algebraic";  // algebraic: cap*z/sqrt(z^2+cap^2); sigmoid: cap*sigmoid(z/(T*sqrt(d)))
   double logit_cap = 15.0;
   double sigmoid_temperature = 7.5;
+  // The precision the forward reads the embedding table in (the master table, its
+  // gradient and the optimizer state stay f32). bf16 rounds the table as upstream stores
+  // it; CUDA only.
+  std::string embedding_dtype = "f32";
 
   int64_t mlp_hidden() const { return mlp_ratio * d_model; }
   int64_t attn_dim() const { return n_head * head_dim; }
@@ -56,6 +60,9 @@ struct ModelConfig {
             "algebraic: cap*z/sqrt(z^2+cap^2) (Track 3); sigmoid: cap*sigmoid(z/(T*sqrt(d))) (record #26)");
     a.field("logit_cap", logit_cap, greater_than(0.0), "the cap: 15 for Track 3, 30 for record #26");
     a.field("sigmoid_temperature", sigmoid_temperature, greater_than(0.0), "T of the sigmoid cap (7.5 in record #26)");
+    a.field("embedding_dtype", embedding_dtype, one_of({"f32", "bf16"}),
+            "precision the forward reads the embedding table in: f32, or bf16 (a bf16 copy of the f32 master table, "
+            "refreshed after each optimizer step, as upstream stores the table in bf16; CUDA only)");
   }
 };
 
@@ -87,6 +94,7 @@ struct TrainConfig {
   std::optional<double> target_val_loss;
   bool stop_at_target = false;
   std::string device = "auto";
+  std::string activation_dtype = "auto";  // auto: bf16 on CUDA, f32 on the CPU
   int64_t threads = 0;
   std::string out_dir = "runs";
 
@@ -106,6 +114,9 @@ struct TrainConfig {
             "target validation loss (3.28 in Track 3); the summary reports the first step at or below it");
     a.field("stop_at_target", stop_at_target, any<bool>(), "stop the run at the first validation at or below the target");
     a.field("device", device, one_of({"auto", "cpu", "cuda"}), "auto: CUDA when a device exists, else the CPU");
+    a.field("activation_dtype", activation_dtype, one_of({"auto", "f32", "bf16"}),
+            "storage of activations and matmul inputs (bf16 copies of the weight matrices); parameters, gradients "
+            "and optimizer state are f32 always. auto: bf16 on CUDA, f32 on the CPU; bf16 is CUDA only");
     a.field("threads", threads, in_range<int64_t>(0, 4096), "CPU threads (0: all cores)");
     a.field("out_dir", out_dir, non_empty_string(), "runs are written to out_dir/<run name>/");
   }

@@ -13,5 +13,8 @@ void device_free(void* ptr);
 void device_memset_zero(void* ptr, size_t bytes);
 // Copies between host and device memory (direction from the pointers' kinds).
 void device_copy(void* dst, const void* src, size_t bytes);
+// Free and total memory of the current device (cudaMemGetInfo). Throws UserError when no
+// device can be queried (and in binaries built without CUDA).
+void device_memory_info(size_t* free_bytes, size_t* total_bytes);
 
 }  // namespace speedrun

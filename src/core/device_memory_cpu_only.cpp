@@ -4,6 +4,7 @@
 
 #include "build_info.h"
 #include "core/device_memory.h"
+#include "core/error.h"
 
 #if !SPEEDRUN_HAVE_CUDA
 namespace speedrun {
@@ -15,5 +16,8 @@ void* device_alloc(size_t) {
 void device_free(void*) {}
 void device_memset_zero(void*, size_t) { no_cuda(); }
 void device_copy(void*, const void*, size_t) { no_cuda(); }
+void device_memory_info(size_t*, size_t*) {
+  throw UserError("no CUDA device memory to query: this binary was built without CUDA");
+}
 }  // namespace speedrun
 #endif

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "core/device_memory.h"
+#include "core/error.h"
+#include "model/precision.h"
 
 namespace speedrun::model {
 
@@ -25,13 +27,46 @@ struct BlockParams {
   size_t norm1, norm2, q_w, q_b, k_w, k_b, v_w, v_b, proj_w, proj_b, fc_w, fc_b, mproj_w, mproj_b;
 };
 
-// The head's logits are produced and consumed in row chunks of at most this many
-// bytes, so that a (tokens x 50304) logit matrix never has to exist whole.
-constexpr int64_t kHeadChunkBytes = 64ll << 20;
+// The head's f32 logits are produced and consumed in row chunks of at most this many
+// bytes, so that a (tokens x 50304) logit matrix never has to exist whole. On CUDA the
+// chunks are larger: each is one GEMM, and ~2,700 rows keep it large enough to run near the
+// device's peak (Track 3: 25 chunks per 64 x 1024 micro-batch instead of 197).
+constexpr int64_t kHeadChunkBytesCpu = 64ll << 20;
+constexpr int64_t kHeadChunkBytesCuda = 512ll << 20;
+
+// Which parameters get a bf16 copy: every matrix a linear layer reads (all 2-D weights
+// but the embedding) with bf16 activations; the embedding table when it is read in bf16.
+bool has_bf16_copy(const ParamSpec& spec, DType activations, DType embedding) {
+  if (spec.name == "embed.weight") return embedding == DType::bf16;
+  return activations == DType::bf16 && spec.is_matrix();
+}
 
 }  // namespace
 
-// Everything the backward needs, for up to max_batch_seqs sequences, plus scratch.
+// bf16 copies of f32 master weights, in one allocation (64-byte aligned views, which
+// cuBLASLt's fastest kernels want); copy[i] is empty for parameters without one.
+struct Gpt::WeightCopies {
+  Arena arena;
+  std::vector<Tensor> copy;
+
+  WeightCopies(Device d, const ParamLayout& layout, DType activations, DType embedding) : arena(d) {
+    carve(layout, activations, embedding);
+    if (arena.bytes() == 0) return;
+    arena.allocate();
+    carve(layout, activations, embedding);
+  }
+  void carve(const ParamLayout& layout, DType activations, DType embedding) {
+    copy.assign(layout.params().size(), Tensor{});
+    for (size_t i = 0; i < copy.size(); ++i) {
+      const ParamSpec& spec = layout.params()[i];
+      if (has_bf16_copy(spec, activations, embedding)) copy[i] = arena.take(DType::bf16, {spec.shape[0], spec.shape[1]});
+    }
+  }
+};
+
+// Everything the backward needs, for up to max_batch_seqs sequences, plus scratch. Tensors
+// of the activation dtype `act`, except what is f32 whatever it is (ops_cuda.h: rstd, lse,
+// losses, rotary tables) and the head's logit chunk (f32 for the loss).
 struct Gpt::Activations {
   struct Layer {
     Tensor rstd1, h1, q, k, v, q_rstd, k_rstd, qr, kr, y, lse, x_mid, rstd2, h2, f, g;
@@ -44,7 +79,8 @@ struct Gpt::Activations {
   std::vector<Layer> layers;
   Tensor rstd_f, hf;                 // final norm
   Tensor losses;                     // (N) per-token losses
-  Tensor logits;                     // (chunk_rows, V) head chunk: logits, then their gradient
+  Tensor logits;                     // (chunk_rows, V) f32 head chunk: logits, then their gradient
+  Tensor dlogits_act;                // (chunk_rows, V) the gradient in bf16 for the head's products (bf16 only)
   Tensor rope_cos, rope_sin;         // (T, head_dim/2)
   Tensor tokens, targets;            // (N) i32 device copies of the host ids (CUDA only)
   // backward scratch
@@ -54,40 +90,46 @@ struct Gpt::Activations {
 
   explicit Activations(Device d) : arena(d) {}
 
-  void carve(const config::ModelConfig& m, int64_t B, bool device_ids) {
+  void carve(const config::ModelConfig& m, int64_t B, Device device, DType act) {
     const int64_t T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(), H = m.n_head, f = m.mlp_hidden();
     const int64_t V = m.padded_vocab_size;
-    auto take = [this](std::initializer_list<int64_t> shape) { return arena.take(DType::f32, shape); };
+    const bool device_ids = device == Device::cuda;
+    // `take` for activations, `take32` for what stays f32. With act == f32 both are the
+    // same and the carve (order, sizes) is what it always was.
+    auto take = [this, act](std::initializer_list<int64_t> shape) { return arena.take(act, shape); };
+    auto take32 = [this](std::initializer_list<int64_t> shape) { return arena.take(DType::f32, shape); };
     x0 = take({N, d});
-    rstd0 = take({N});
+    rstd0 = take32({N});
     resid.clear();
     for (int64_t l = 0; l <= m.n_layer; ++l) resid.push_back(take({N, d}));
     layers.assign(static_cast<size_t>(m.n_layer), Layer{});
     for (Layer& L : layers) {
-      L.rstd1 = take({N});
+      L.rstd1 = take32({N});
       L.h1 = take({N, d});
       L.q = take({N, hd});
       L.k = take({N, hd});
       L.v = take({N, hd});
-      L.q_rstd = take({N * H});
-      L.k_rstd = take({N * H});
+      L.q_rstd = take32({N * H});
+      L.k_rstd = take32({N * H});
       L.qr = take({N, hd});
       L.kr = take({N, hd});
       L.y = take({N, hd});
-      L.lse = take({B, H, T});
+      L.lse = take32({B, H, T});
       L.x_mid = take({N, d});
-      L.rstd2 = take({N});
+      L.rstd2 = take32({N});
       L.h2 = take({N, d});
       L.f = take({N, f});
       L.g = take({N, f});
     }
-    rstd_f = take({N});
+    rstd_f = take32({N});
     hf = take({N, d});
-    losses = take({N});
-    chunk_rows = std::clamp<int64_t>(kHeadChunkBytes / (V * 4), 1, N);
-    logits = take({chunk_rows, V});
-    rope_cos = take({T, m.head_dim / 2});
-    rope_sin = take({T, m.head_dim / 2});
+    losses = take32({N});
+    const int64_t chunk_bytes = device == Device::cuda ? kHeadChunkBytesCuda : kHeadChunkBytesCpu;
+    chunk_rows = std::clamp<int64_t>(chunk_bytes / (V * 4), 1, N);
+    logits = take32({chunk_rows, V});
+    if (act != DType::f32) dlogits_act = take({chunk_rows, V});
+    rope_cos = take32({T, m.head_dim / 2});
+    rope_sin = take32({T, m.head_dim / 2});
     dresid = take({N, d});
     dh = take({N, d});
     tmp_d = take({N, d});
@@ -106,8 +148,12 @@ struct Gpt::Activations {
   }
 };
 
-Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs)
-    : cfg_(cfg), layout_(cfg), device_(device), max_batch_seqs_(max_batch_seqs) {
+Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, DType activations)
+    : cfg_(cfg), layout_(cfg), device_(device), max_batch_seqs_(max_batch_seqs), act_dtype_(activations) {
+  if (activations != DType::f32 && !(activations == DType::bf16 && device == Device::cuda))
+    throw UserError(std::string("activation dtype ") + dtype_name(activations) + " on " + device_name(device) +
+                    ": the model stores activations in f32, or in bf16 on CUDA");
+  const DType embedding = resolve_embedding_dtype(cfg, device);
   if (cfg.logit_softcap == "algebraic") softcap_ = {ops::SoftCap::Kind::algebraic, cfg.logit_cap, 1.0};
   else if (cfg.logit_softcap == "sigmoid")
     softcap_ = {ops::SoftCap::Kind::sigmoid, cfg.logit_cap, cfg.sigmoid_temperature * std::sqrt(double(cfg.d_model))};
@@ -117,9 +163,10 @@ Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs)
   grads_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
 
   act_ = std::make_unique<Activations>(device);
-  act_->carve(cfg_, max_batch_seqs_, device == Device::cuda);
+  act_->carve(cfg_, max_batch_seqs_, device, act_dtype_);
   act_->arena.allocate();
-  act_->carve(cfg_, max_batch_seqs_, device == Device::cuda);
+  act_->carve(cfg_, max_batch_seqs_, device, act_dtype_);
+  copies_ = std::make_unique<WeightCopies>(device, layout_, act_dtype_, embedding);
 
   auto idx = [this](const std::string& n) { return layout_.index_of(n); };
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
@@ -141,6 +188,35 @@ Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs)
 Gpt::~Gpt() = default;
 
 size_t Gpt::activation_bytes() const { return act_->arena.bytes(); }
+size_t Gpt::weight_copy_bytes() const { return copies_->arena.bytes(); }
+
+size_t Gpt::plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
+                                  DType activations) {
+  Activations plan(device);  // an Arena that is never allocated only counts
+  plan.carve(cfg, max_batch_seqs, device, activations);
+  return plan.arena.bytes();
+}
+
+size_t Gpt::plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations) {
+  const ParamLayout layout(cfg);
+  const DType embedding = resolve_embedding_dtype(cfg, device);
+  Arena plan(device);
+  for (const ParamSpec& spec : layout.params())
+    if (has_bf16_copy(spec, activations, embedding)) plan.take(DType::bf16, {spec.shape[0], spec.shape[1]});
+  return plan.bytes();
+}
+
+Tensor Gpt::weight(size_t index) const {
+  const Tensor& c = copies_->copy[index];
+  return c.empty() ? view(params_, layout_.params()[index]) : c;
+}
+
+void Gpt::refresh_weight_copies() {
+  if (!copies_stale_) return;
+  for (size_t i = 0; i < copies_->copy.size(); ++i)
+    if (!copies_->copy[i].empty()) ops::convert(copies_->copy[i], param(i));
+  copies_stale_ = false;
+}
 
 void Gpt::init_parameters(uint64_t seed) {
   if (device_ == Device::cuda) {
@@ -148,10 +224,12 @@ void Gpt::init_parameters(uint64_t seed) {
     std::vector<float> host(static_cast<size_t>(layout_.total_numel()), 0.0f);
     initialize_parameters(layout_, seed, host.data());
     if (!host.empty()) device_copy(params_.data(), host.data(), host.size() * sizeof(float));
+    weights_changed();
     return;
   }
   params_.zero();
   initialize_parameters(layout_, seed, params());
+  weights_changed();
 }
 
 // The ids as a tensor on the model's device: the host array itself on the CPU, a copy
@@ -174,7 +252,8 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
   const double eps = cfg_.rmsnorm_eps;
   auto heads = [&](const Tensor& t) { return rows(t, N).reshaped({B, T, H, D}); };
 
-  ops::embedding_forward(rows(a.x0, N), tokens, param(a.embed));
+  refresh_weight_copies();
+  ops::embedding_forward(rows(a.x0, N), tokens, weight(a.embed));
   ops::rmsnorm_forward(rows(a.resid[0], N), rows(a.rstd0, N), rows(a.x0, N), param(a.norm_in), eps);
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     Activations::Layer& L = a.layers[l];
@@ -182,23 +261,23 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
     const Tensor x = rows(a.resid[l], N);
     ops::rmsnorm_forward(rows(L.h1, N), rows(L.rstd1, N), x, param(p.norm1), eps);
     if (sink) sink->capture(l, CapturePoint::attn_qkv, rows(L.h1, N));
-    ops::linear_forward(rows(L.q, N), rows(L.h1, N), param(p.q_w), param(p.q_b));
-    ops::linear_forward(rows(L.k, N), rows(L.h1, N), param(p.k_w), param(p.k_b));
-    ops::linear_forward(rows(L.v, N), rows(L.h1, N), param(p.v_w), param(p.v_b));
+    ops::linear_forward(rows(L.q, N), rows(L.h1, N), weight(p.q_w), param(p.q_b));
+    ops::linear_forward(rows(L.k, N), rows(L.h1, N), weight(p.k_w), param(p.k_b));
+    ops::linear_forward(rows(L.v, N), rows(L.h1, N), weight(p.v_w), param(p.v_b));
     ops::qk_norm_forward(rows(L.qr, N), rows(L.q_rstd, N * H), rows(L.q, N), D, eps);
     ops::qk_norm_forward(rows(L.kr, N), rows(L.k_rstd, N * H), rows(L.k, N), D, eps);
     ops::rotary_forward(heads(L.qr), heads(L.qr), a.rope_cos, a.rope_sin);
     ops::rotary_forward(heads(L.kr), heads(L.kr), a.rope_cos, a.rope_sin);
     ops::attention_forward(heads(L.y), rows(L.lse, B), heads(L.qr), heads(L.kr), heads(L.v), cfg_.attn_scale);
     if (sink) sink->capture(l, CapturePoint::attn_proj, rows(L.y, N));
-    ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), param(p.proj_w), param(p.proj_b));
+    ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), weight(p.proj_w), param(p.proj_b));
     ops::residual_forward(rows(L.x_mid, N), x, rows(a.tmp_d, N));
     ops::rmsnorm_forward(rows(L.h2, N), rows(L.rstd2, N), rows(L.x_mid, N), param(p.norm2), eps);
     if (sink) sink->capture(l, CapturePoint::mlp_fc, rows(L.h2, N));
-    ops::linear_forward(rows(L.f, N), rows(L.h2, N), param(p.fc_w), param(p.fc_b));
+    ops::linear_forward(rows(L.f, N), rows(L.h2, N), weight(p.fc_w), param(p.fc_b));
     ops::relu2_forward(rows(L.g, N), rows(L.f, N));
     if (sink) sink->capture(l, CapturePoint::mlp_proj, rows(L.g, N));
-    ops::linear_forward(rows(a.tmp_d, N), rows(L.g, N), param(p.mproj_w), param(p.mproj_b));
+    ops::linear_forward(rows(a.tmp_d, N), rows(L.g, N), weight(p.mproj_w), param(p.mproj_b));
     ops::residual_forward(rows(a.resid[l + 1], N), rows(L.x_mid, N), rows(a.tmp_d, N));
   }
   ops::rmsnorm_forward(rows(a.hf, N), rows(a.rstd_f, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out), eps);
@@ -211,12 +290,20 @@ double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
     const int64_t r1 = std::min(N, r0 + a.chunk_rows);
     const Tensor z = rows(a.logits, r1 - r0);
     const Tensor hf = a.hf.slice_rows(r0, r1);
-    ops::linear_forward(z, hf, param(a.head_w), param(a.head_b));
+    // f32 logits whatever the activation dtype (a bf16 product written in f32 on CUDA).
+    ops::linear_forward(z, hf, weight(a.head_w), param(a.head_b));
     // The gradient of the summed loss overwrites the chunk's logits in place.
     ops::softcap_cross_entropy(a.losses.slice_rows(r0, r1), backward ? z : Tensor{}, z, targets.slice_rows(r0, r1),
                                softcap_, 1.0);
-    if (backward)
-      ops::linear_backward(a.dhf.slice_rows(r0, r1), grad(a.head_w), grad(a.head_b), z, hf, param(a.head_w), false);
+    if (backward) {
+      // The head's products take their inputs in the activation dtype: round dz once.
+      Tensor dz = z;
+      if (act_dtype_ != DType::f32) {
+        dz = rows(a.dlogits_act, r1 - r0);
+        ops::convert(dz, z);
+      }
+      ops::linear_backward(a.dhf.slice_rows(r0, r1), grad(a.head_w), grad(a.head_b), dz, hf, weight(a.head_w), false);
+    }
   }
   return ops::sum_losses(rows(a.losses, N));
 }
@@ -234,12 +321,12 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B) {
     const BlockParams& p = a.blocks[l];
     // resid[l+1] = x_mid + mlp.proj(relu(mlp.fc(h2))^2)
     const Tensor dfg = rows(a.dfg, N);
-    ops::linear_backward(dfg, grad(p.mproj_w), grad(p.mproj_b), dresid, rows(L.g, N), param(p.mproj_w), false);
+    ops::linear_backward(dfg, grad(p.mproj_w), grad(p.mproj_b), dresid, rows(L.g, N), weight(p.mproj_w), false);
     ops::relu2_backward(dfg, dfg, rows(L.f, N));
-    ops::linear_backward(dh, grad(p.fc_w), grad(p.fc_b), dfg, rows(L.h2, N), param(p.fc_w), false);
+    ops::linear_backward(dh, grad(p.fc_w), grad(p.fc_b), dfg, rows(L.h2, N), weight(p.fc_w), false);
     ops::rmsnorm_backward(dresid, grad(p.norm2), dh, rows(L.x_mid, N), param(p.norm2), rows(L.rstd2, N), true);
     // x_mid = resid[l] + attn.proj(attention(...))
-    ops::linear_backward(rows(a.dy, N), grad(p.proj_w), grad(p.proj_b), dresid, rows(L.y, N), param(p.proj_w),
+    ops::linear_backward(rows(a.dy, N), grad(p.proj_w), grad(p.proj_b), dresid, rows(L.y, N), weight(p.proj_w),
                          false);
     ops::attention_backward(heads(a.dqr), heads(a.dkr), heads(a.dv), heads(a.dy), heads(L.qr), heads(L.kr),
                             heads(L.v), heads(L.y), rows(L.lse, B), cfg_.attn_scale);
@@ -247,9 +334,9 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B) {
     ops::rotary_backward(heads(a.dkr), heads(a.dkr), a.rope_cos, a.rope_sin);
     ops::qk_norm_backward(rows(a.dq, N), rows(a.dqr, N), rows(L.q, N), rows(L.q_rstd, N * H), D);
     ops::qk_norm_backward(rows(a.dk, N), rows(a.dkr, N), rows(L.k, N), rows(L.k_rstd, N * H), D);
-    ops::linear_backward(dh, grad(p.q_w), grad(p.q_b), rows(a.dq, N), rows(L.h1, N), param(p.q_w), false);
-    ops::linear_backward(dh, grad(p.k_w), grad(p.k_b), rows(a.dk, N), rows(L.h1, N), param(p.k_w), true);
-    ops::linear_backward(dh, grad(p.v_w), grad(p.v_b), rows(a.dv, N), rows(L.h1, N), param(p.v_w), true);
+    ops::linear_backward(dh, grad(p.q_w), grad(p.q_b), rows(a.dq, N), rows(L.h1, N), weight(p.q_w), false);
+    ops::linear_backward(dh, grad(p.k_w), grad(p.k_b), rows(a.dk, N), rows(L.h1, N), weight(p.k_w), true);
+    ops::linear_backward(dh, grad(p.v_w), grad(p.v_b), rows(a.dv, N), rows(L.h1, N), weight(p.v_w), true);
     ops::rmsnorm_backward(dresid, grad(p.norm1), dh, rows(a.resid[l], N), param(p.norm1), rows(L.rstd1, N), true);
   }
   // resid[0] = rmsnorm(x0) * norm1.gains, x0 = embed[tokens]
@@ -289,7 +376,7 @@ void Gpt::forward_logits(const int32_t* tokens, int64_t B, float* out) {
     // Into a temporary device matrix, then to the host (tests and debugging only).
     const Buffer logits(Device::cuda, static_cast<size_t>(N * V) * sizeof(float));
     const Tensor z(logits.data(), DType::f32, Device::cuda, {N, V});
-    ops::linear_forward(z, rows(act_->hf, N), param(act_->head_w), param(act_->head_b));
+    ops::linear_forward(z, rows(act_->hf, N), weight(act_->head_w), param(act_->head_b));
     ops::softcap_forward(z, z, softcap_);
     device_copy(out, logits.data(), logits.bytes());
     return;

@@ -9,10 +9,16 @@
 // Parameters and gradients live in flat f32 buffers with named views (ParamLayout).
 // Gradients accumulate over micro-batches until zero_grad().
 //
-// Device::cuda: parameters, gradients and activations live on the device (all f32 for
-// now: the bf16 activation path of the ops layer is not used by the model yet); token ids
-// are copied from the host per call, and params()/grads() are device pointers. Never run
-// on a GPU so far: see docs/cuda.md.
+// Device::cuda: parameters, gradients and activations live on the device; token ids are
+// copied from the host per call, and params()/grads() are device pointers. Activations are
+// stored in the activation dtype (f32, or bf16 on CUDA: docs/cuda.md, "Precision"). With
+// bf16 activations every matrix weight is read from a bf16 copy of its f32 master (and the
+// embedding table too when model.embedding_dtype is bf16). The copies are made at the
+// first forward after the parameters changed: whoever changes params() (the optimizer
+// step, a broadcast, a test writing them) must then call weights_changed(). The LM head
+// writes f32 logits from bf16 inputs, so the loss and its softmax are f32; every parameter
+// gradient is f32 (GEMMs accumulate dW in fp32 over micro-batches). Never run on a GPU so
+// far: see docs/cuda.md.
 #pragma once
 
 #include <cstdint>
@@ -38,15 +44,17 @@ const char* capture_point_name(CapturePoint p);
 class LayerInputSink {
  public:
   virtual ~LayerInputSink() = default;
-  // input: (tokens, in_features) f32, valid only during the call.
+  // input: (tokens, in_features) in the activation dtype (f32, or bf16 on CUDA), on the
+  // model's device, valid only during the call.
   virtual void capture(int64_t layer, CapturePoint point, const Tensor& input) = 0;
 };
 
 class Gpt {
  public:
   // Allocates parameters, gradients and activations for micro-batches of up to
-  // `max_batch_seqs` sequences of cfg.seq_len tokens.
-  Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs);
+  // `max_batch_seqs` sequences of cfg.seq_len tokens. `activations` is f32, or bf16 on CUDA
+  // (model/precision.h resolves the setting); cfg.embedding_dtype bf16 is CUDA only.
+  Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, DType activations = DType::f32);
   ~Gpt();
   Gpt(const Gpt&) = delete;
   Gpt& operator=(const Gpt&) = delete;
@@ -54,6 +62,7 @@ class Gpt {
   const config::ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   Device device() const { return device_; }
+  DType activation_dtype() const { return act_dtype_; }
   int64_t max_batch_seqs() const { return max_batch_seqs_; }
 
   // Flat buffers (layout().total_numel() floats each).
@@ -69,6 +78,10 @@ class Gpt {
   // Initializes every parameter per the spec from `seed` (bitwise reproducible).
   void init_parameters(uint64_t seed);
   void zero_grad();
+  // The parameters were changed outside the model (optimizer step, broadcast, direct
+  // writes): the bf16 weight copies, if any, are remade at the next forward. Free when
+  // there are none (f32 activations and embedding, e.g. always on the CPU).
+  void weights_changed() { copies_stale_ = true; }
 
   // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward.
   // tokens/targets: B*seq_len host int32 (on CUDA copied to the device). Gradients are
@@ -81,9 +94,17 @@ class Gpt {
 
   size_t activation_bytes() const;
   size_t parameter_bytes() const { return params_.bytes(); }
+  size_t weight_copy_bytes() const;
+
+  // What the constructor allocates, without allocating (the memory plan): the activation
+  // arena for micro-batches of `max_batch_seqs`, and the bf16 weight copies.
+  static size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
+                                      DType activations);
+  static size_t plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations);
 
  private:
   struct Activations;
+  struct WeightCopies;
   Tensor view(const Buffer& buf, const ParamSpec& spec) const {
     return ParamLayout::view(spec, static_cast<float*>(buf.data()), device_);
   }
@@ -92,6 +113,11 @@ class Gpt {
   // Head + loss over row chunks; with `backward`, also the head's gradients and dhf.
   double head_loss(const Tensor& targets, int64_t B, bool backward);
   void backward_trunk(const Tensor& tokens, int64_t B);
+  // The weight a product or the embedding reads: its bf16 copy when there is one, else the
+  // f32 master. Parameter gradients always go to grad(index).
+  Tensor weight(size_t index) const;
+  // Remakes stale bf16 copies (start of every forward).
+  void refresh_weight_copies();
 
   config::ModelConfig cfg_;
   ParamLayout layout_;
@@ -100,6 +126,9 @@ class Gpt {
   ops::SoftCap softcap_;
   Buffer params_, grads_;
   std::unique_ptr<Activations> act_;
+  DType act_dtype_;
+  std::unique_ptr<WeightCopies> copies_;
+  bool copies_stale_ = true;
 };
 
 }  // namespace speedrun::model

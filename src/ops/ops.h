@@ -78,6 +78,12 @@ void residual_forward(Tensor out, const Tensor& a, const Tensor& b);
 // da += dout; db += dout (either may be empty).
 void residual_backward(Tensor da, Tensor db, const Tensor& dout);
 
+// --- dtype conversion ---------------------------------------------------------------------
+// dst = src elementwise, same number of elements, same device. CPU: equal dtypes (a copy).
+// CUDA: f32 and bf16 either way (round to nearest even), or a copy. The model makes its
+// bf16 weight copies and the LM head's bf16 logit gradient with it.
+void convert(Tensor dst, const Tensor& src);
+
 // --- soft-capped cross-entropy, SUM reduction -------------------------------------------------
 struct SoftCap {
   enum class Kind { none, algebraic, sigmoid };

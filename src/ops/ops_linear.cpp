@@ -42,7 +42,10 @@ void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b)
   const Checker check("linear_forward");
   const LinearDims d = linear_dims(check, x, w);
   check.matrix({"y", y}, d.rows, d.out);
-  check.same_dtype({"y", y}, {"w", w});
+  // On CUDA a bf16 product may be written in f32: the LM head's logits, which the loss
+  // reads in f32 (cuBLASLt accumulates in fp32 and rounds once, to f32).
+  const bool f32_from_bf16 = y.device == Device::cuda && w.dtype == DType::bf16 && y.dtype == DType::f32;
+  if (!f32_from_bf16) check.same_dtype({"y", y}, {"w", w});
   if (!b.empty()) {
     check.shape({"b", b}, {d.out});
     check.param_dtype({"b", b}, {"w", w});
@@ -51,7 +54,7 @@ void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b)
   if (device == Device::cuda) {
     detail::cuda_prelude(check, w.dtype);
 #if SPEEDRUN_HAVE_CUDA
-    cuda::linear_forward(w.dtype, y.ptr, x.ptr, w.ptr, data_or_null<float>(b), d.rows, d.in, d.out);
+    cuda::linear_forward(w.dtype, y.dtype, y.ptr, x.ptr, w.ptr, data_or_null<float>(b), d.rows, d.in, d.out);
 #endif
     return;
   }

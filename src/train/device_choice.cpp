@@ -21,4 +21,12 @@ Device resolve_device(const std::string& requested) {
   return Device::cuda;
 }
 
+Device resolve_model_device(const std::string& requested) {
+  if (requested != "cuda") return resolve_device(requested);
+  if (!SPEEDRUN_HAVE_CUDA) throw UserError("device cuda: this binary was built without CUDA (use --device cpu)");
+  const CudaStatus cuda = query_cuda();
+  if (cuda.devices.empty()) throw UserError("device cuda: no CUDA device: " + cuda.no_device_reason);
+  return Device::cuda;
+}
+
 }  // namespace speedrun::train

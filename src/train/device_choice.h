@@ -14,4 +14,9 @@ bool cuda_backend_available();
 
 Device resolve_device(const std::string& requested);
 
+// For the model's forward and backward alone (`speedrun bench`'s model path): "cuda" is
+// granted whenever this binary has CUDA and a device is visible, even while the trainer's
+// CUDA backend is incomplete (cuda_backend_available()). Other requests as resolve_device.
+Device resolve_model_device(const std::string& requested);
+
 }  // namespace speedrun::train

@@ -17,11 +17,15 @@
 #include "dist/communicator.h"
 #include "dist/fault_injection.h"
 #include "dist/session.h"
+#include "core/device_memory.h"
+#include "core/format_bytes.h"
 #include "model/gpt.h"
+#include "model/precision.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "train/device_choice.h"
+#include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
@@ -85,6 +89,9 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   const config::TrainConfig& t = cfg.train;
   const config::ModelConfig& m = cfg.model;
   const Device device = resolve_device(opts.device.value_or(t.device));
+  // Precision settings the device cannot honour fail before anything is read or allocated.
+  const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
+  model::resolve_embedding_dtype(m, device);
   if (t.threads > 0) {
     omp_set_num_threads(static_cast<int>(t.threads));
   } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
@@ -117,9 +124,21 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   int64_t train_tokens = 0;
   for (const auto& s : train_shards) train_tokens += s.num_tokens;
 
-  model::Gpt model(m, device, t.micro_batch_seqs);
+  if (device == Device::cuda) {
+    // Everything the run will hold on the device, checked against free memory before the
+    // first allocation: a run that cannot fit fails now, naming the numbers.
+    const MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    size_t free_b = 0, total_b = 0;
+    device_memory_info(&free_b, &total_b);
+    if (writer)
+      spdlog::info("device memory plan ({} free of {}):\n{}", format_bytes(free_b), format_bytes(total_b),
+                   plan.to_string());
+    check_plan_fits(plan, free_b, total_b);
+  }
+  model::Gpt model(m, device, t.micro_batch_seqs, activations);
   model.init_parameters(static_cast<uint64_t>(t.seed));
   auto optimizers = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
+  model.weights_changed();  // in case an optimizer touched the parameters while setting up
 
   std::filesystem::path run_dir;
   LineFile metrics, log;  // closed (writes are no-ops) on ranks other than 0
@@ -208,6 +227,9 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
                                   train_loss, step + 1));
     const double factor = optim::lr_factor(cfg.schedule, step, t.steps);
     for (auto& opt : optimizers) opt->step(step, factor);
+    // The bf16 weight copies (if any) are remade from the updated masters at the next
+    // forward, validation included.
+    model.weights_changed();
 
     const double elapsed = training_time + seconds_since(t0);
     const double tokens_per_s = static_cast<double>(t.batch_tokens) * static_cast<double>(step + 1) / elapsed;

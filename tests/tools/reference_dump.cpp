@@ -8,6 +8,8 @@
 //   init/<name>.npy           parameters after initialization
 //   grads/<name>.npy          gradients of step 0 (summed over its micro-batches)
 //   final/<name>.npy          parameters after `steps` optimizer steps
+//   trajectory/<s>/<name>.npy parameters after s optimizer steps, 0 < s < steps (the test
+//                             evaluates the exact gradient at our own parameters with them)
 //   stats/<layer>.<point>.npy X^T X / tokens of each captured layer input, summed over
 //                             step 0's micro-batches (the statistic Newton-Muon keeps),
 //                             recorded through the model's LayerInputSink
@@ -149,6 +151,7 @@ int main(int argc, char** argv) {
       const double f = optim::lr_factor(cfg.schedule, s, cfg.train.steps);
       factors.push_back(f);
       for (auto& o : opts) o->step(s, f);
+      if (s + 1 < steps) dump_params(m, out / "trajectory" / std::to_string(s + 1), false);
       nlohmann::json step_metrics = nlohmann::json::array();
       for (auto& o : opts) step_metrics.push_back(o->metrics());
       metrics.push_back(step_metrics);

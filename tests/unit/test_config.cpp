@@ -227,3 +227,25 @@ TEST(ConfigFile, PathsResolveAgainstConfigDirectory) {
   fs::remove_all(dir);
   EXPECT_NE(error_of([&] { cfg::load_run_config(file); }).find("cannot read " + file.string()), std::string::npos);
 }
+
+TEST(ConfigParse, PrecisionSettings) {
+  const cfg::RunConfig c = cfg::run_config_from_json(minimal(), "x.json");
+  EXPECT_EQ(c.model.embedding_dtype, "f32");
+  EXPECT_EQ(c.train.activation_dtype, "auto");
+  json j = minimal();
+  j["model"]["embedding_dtype"] = "fp16";
+  EXPECT_NE(parse_error(j).find("model.embedding_dtype: expected a string one of \"f32\", \"bf16\", got \"fp16\""),
+            std::string::npos)
+      << parse_error(j);
+  j = minimal();
+  j["train"]["activation_dtype"] = "f16";
+  EXPECT_NE(parse_error(j).find("train.activation_dtype: expected a string one of \"auto\", \"f32\", \"bf16\""),
+            std::string::npos)
+      << parse_error(j);
+  j = minimal();
+  j["train"]["activation_dtype"] = "bf16";
+  j["model"]["embedding_dtype"] = "bf16";
+  const cfg::RunConfig b = cfg::run_config_from_json(j, "x.json");
+  EXPECT_EQ(b.train.activation_dtype, "bf16");
+  EXPECT_EQ(b.model.embedding_dtype, "bf16");
+}

@@ -2,10 +2,21 @@
 // on the CPU (the reference checked against PyTorch): same parameters, same tokens.
 // Compiled only in CUDA builds; without a device it reports "skipped: no CUDA device".
 //
-// The model runs in f32 on both sides (the CUDA model does not use bf16 activations yet),
-// so the differences are summation order only: fp32 GEMMs in cuBLASLt's order against
-// OpenBLAS's, tiled attention against the CPU's blocks, two-level column sums. Through two
-// layers these stay far below 1e-3 of each gradient's scale; the loss to 1e-5 relative.
+// f32 activations: the differences are summation order only (fp32 GEMMs in cuBLASLt's
+// order against OpenBLAS's, tiled attention against the CPU's blocks, two-level column
+// sums). Through two layers these stay far below 1e-3 of each gradient's scale; the loss
+// to 1e-5 relative.
+//
+// bf16 activations (the CUDA default): every stored activation and every matmul input
+// (bf16 weight copies) is rounded to 8 significant bits, a relative error of at most 2^-9
+// (0.2%) per rounding; products accumulate in fp32, the logits and the loss are f32, the
+// gradients f32. A parameter gradient is a sum over tokens of products of values that
+// went through ~15 roundings per layer forward and as many backward, in two layers: the
+// rounding errors add like a random walk, ~sqrt(60) x 0.2% ~ 1.5% of the gradient's scale
+// for typical elements, more for the few whose sums cancel. We allow 5% of each tensor's
+// scale (expect_near_rel: tol x (|want| + max|want|)) for gradients, and 1% for the summed
+// loss (a sum of 160 per-token losses whose errors partly cancel). A layout, transpose or
+// indexing bug gives errors of order 100% of the scale, far outside these bounds.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -34,26 +45,49 @@ config::ModelConfig tiny_config() {
   return m;
 }
 
+// Random parameters everywhere (the spec's init zeroes the head, which would zero every
+// trunk gradient): gains near 1, everything else small.
+void randomize(model::Gpt& cpu, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> small(-0.2f, 0.2f), near_one(0.8f, 1.2f);
+  for (const auto& spec : cpu.layout().params()) {
+    const bool gains = spec.name.find("gains") != std::string::npos;
+    for (int64_t i = 0; i < spec.numel; ++i) cpu.params()[spec.offset + i] = gains ? near_one(rng) : small(rng);
+  }
+}
+
+// Copies the CPU model's parameters to the GPU model and tells it (its bf16 copies).
+void copy_params(model::Gpt& gpu, model::Gpt& cpu) {
+  device_copy(gpu.params(), cpu.params(), static_cast<size_t>(cpu.layout().total_numel()) * sizeof(float));
+  gpu.weights_changed();
+}
+
+void expect_grads_near(model::Gpt& gpu, model::Gpt& cpu, double tol) {
+  std::vector<float> grads(static_cast<size_t>(cpu.layout().total_numel()));
+  device_copy(grads.data(), gpu.grads(), grads.size() * sizeof(float));
+  for (const auto& spec : cpu.layout().params()) {
+    const std::vector<float> got(grads.begin() + spec.offset, grads.begin() + spec.offset + spec.numel);
+    const std::vector<double> want(cpu.grads() + spec.offset, cpu.grads() + spec.offset + spec.numel);
+    expect_near_rel("grad " + spec.name, got, want, tol);
+  }
+}
+
+#define SKIP_WITHOUT_CUDA()                                                                            \
+  do {                                                                                                 \
+    const CudaStatus cuda_ = query_cuda();                                                             \
+    if (cuda_.devices.empty()) GTEST_SKIP() << "skipped: no CUDA device (" << cuda_.no_device_reason << ")"; \
+  } while (0)
+
 TEST(CudaModel, ForwardBackwardMatchesCpu) {
-  const CudaStatus cuda = query_cuda();
-  if (cuda.devices.empty()) GTEST_SKIP() << "skipped: no CUDA device (" << cuda.no_device_reason << ")";
+  SKIP_WITHOUT_CUDA();
   const uint64_t seed = test_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) + " (SPEEDRUN_TEST_SEED replays it)");
   std::mt19937_64 rng(seed);
 
   const config::ModelConfig m = tiny_config();
   const int64_t B = 2, N = B * m.seq_len;
-  model::Gpt cpu(m, Device::cpu, B), gpu(m, Device::cuda, B);
-
-  // Random parameters everywhere (the spec's init zeroes the head, which would zero every
-  // trunk gradient): gains near 1, everything else small.
-  const int64_t total = cpu.layout().total_numel();
-  std::uniform_real_distribution<float> small(-0.2f, 0.2f), near_one(0.8f, 1.2f);
-  for (const auto& spec : cpu.layout().params()) {
-    const bool gains = spec.name.find("gains") != std::string::npos;
-    for (int64_t i = 0; i < spec.numel; ++i) cpu.params()[spec.offset + i] = gains ? near_one(rng) : small(rng);
-  }
-  device_copy(gpu.params(), cpu.params(), static_cast<size_t>(total) * sizeof(float));
+  model::Gpt cpu(m, Device::cpu, B), gpu(m, Device::cuda, B, DType::f32);
+  randomize(cpu, rng);
+  copy_params(gpu, cpu);
   cpu.zero_grad();
   gpu.zero_grad();
 
@@ -65,14 +99,7 @@ TEST(CudaModel, ForwardBackwardMatchesCpu) {
   const double loss_cpu = cpu.forward_backward(tokens.data(), targets.data(), B);
   const double loss_gpu = gpu.forward_backward(tokens.data(), targets.data(), B);
   EXPECT_NEAR(loss_gpu, loss_cpu, 1e-5 * std::fabs(loss_cpu));
-
-  std::vector<float> grads(static_cast<size_t>(total));
-  device_copy(grads.data(), gpu.grads(), grads.size() * sizeof(float));
-  for (const auto& spec : cpu.layout().params()) {
-    const std::vector<float> got(grads.begin() + spec.offset, grads.begin() + spec.offset + spec.numel);
-    const std::vector<double> want(cpu.grads() + spec.offset, cpu.grads() + spec.offset + spec.numel);
-    expect_near_rel("grad " + spec.name, got, want, 1e-3);
-  }
+  expect_grads_near(gpu, cpu, 1e-3);
 
   // Validation loss and the capped logits.
   EXPECT_NEAR(gpu.forward_loss(tokens.data(), targets.data(), B), cpu.forward_loss(tokens.data(), targets.data(), B),
@@ -82,6 +109,66 @@ TEST(CudaModel, ForwardBackwardMatchesCpu) {
   cpu.forward_logits(tokens.data(), B, logits_cpu.data());
   gpu.forward_logits(tokens.data(), B, logits_gpu.data());
   expect_near_rel("logits", logits_gpu, std::vector<double>(logits_cpu.begin(), logits_cpu.end()), 1e-4);
+}
+
+// A training step's model work in bf16: two micro-batches accumulating into the f32
+// gradients, then (after the parameters change, as the optimizer step changes them) the
+// validation loss, which must see the new weights through remade bf16 copies.
+void bf16_step_matches_cpu(const std::string& embedding_dtype) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (SPEEDRUN_TEST_SEED replays it), embedding " + embedding_dtype);
+  std::mt19937_64 rng(seed);
+
+  config::ModelConfig m = tiny_config();
+  const int64_t B = 2, N = B * m.seq_len;
+  model::Gpt cpu(m, Device::cpu, B);
+  m.embedding_dtype = embedding_dtype;
+  model::Gpt gpu(m, Device::cuda, B, DType::bf16);
+  ASSERT_EQ(gpu.activation_dtype(), DType::bf16);
+  EXPECT_GT(gpu.weight_copy_bytes(), 0u);
+  randomize(cpu, rng);
+  copy_params(gpu, cpu);
+  cpu.zero_grad();
+  gpu.zero_grad();
+
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(m.vocab_size - 1));
+  std::vector<int32_t> tokens(2 * N), targets(2 * N);
+  for (int32_t& t : tokens) t = id(rng);
+  for (int32_t& t : targets) t = id(rng);
+  double loss_cpu = 0.0, loss_gpu = 0.0;
+  for (int64_t k = 0; k < 2; ++k) {
+    loss_cpu += cpu.forward_backward(tokens.data() + k * N, targets.data() + k * N, B);
+    loss_gpu += gpu.forward_backward(tokens.data() + k * N, targets.data() + k * N, B);
+  }
+  EXPECT_NEAR(loss_gpu, loss_cpu, 1e-2 * std::fabs(loss_cpu));
+  expect_grads_near(gpu, cpu, 5e-2);
+
+  // "The optimizer step": new parameters on both sides, then validation.
+  randomize(cpu, rng);
+  copy_params(gpu, cpu);
+  const double val_cpu = cpu.forward_loss(tokens.data(), targets.data(), B);
+  EXPECT_NEAR(gpu.forward_loss(tokens.data(), targets.data(), B), val_cpu, 1e-2 * std::fabs(val_cpu));
+}
+
+TEST(CudaModel, Bf16TrainingStepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  bf16_step_matches_cpu("f32");
+}
+
+TEST(CudaModel, Bf16TrainingStepWithBf16EmbeddingMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  bf16_step_matches_cpu("bf16");
+}
+
+// The bf16 model allocates what the memory plan says it will (the plan is what a run
+// checks against free memory before allocating).
+TEST(CudaModel, AllocatesWhatThePlanSays) {
+  SKIP_WITHOUT_CUDA();
+  config::ModelConfig m = tiny_config();
+  m.embedding_dtype = "bf16";
+  const model::Gpt gpu(m, Device::cuda, 3, DType::bf16);
+  EXPECT_EQ(gpu.activation_bytes(), model::Gpt::plan_activation_bytes(m, Device::cuda, 3, DType::bf16));
+  EXPECT_EQ(gpu.weight_copy_bytes(), model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::bf16));
 }
 
 }  // namespace

@@ -336,6 +336,43 @@ TEST_F(CudaOpsTest, LinearMatchesCpu) {
   }
 }
 
+// The LM head's product: bf16 inputs, f32 output (one rounding, to f32: the f32 sum tolerance
+// applies, the inputs being exactly the CPU's bf16-rounded values), bias through the epilogue
+// (aligned) or the kernel (unaligned: the bias one float into its buffer).
+TEST_F(CudaOpsTest, LinearBf16InputsF32OutputMatchesCpu) {
+  for (auto [rows, in, out] : Shapes<3>{{1, 1, 1}, {7, 13, 5}, {130, 768, 50304}}) {
+    for (int bias_offset : {-1, 0, 1}) {
+      SCOPED_TRACE("rows=" + std::to_string(rows) + " in=" + std::to_string(in) + " out=" + std::to_string(out) +
+                   " bias offset " + std::to_string(bias_offset));
+      std::vector<float> x = rand_as(DType::bf16, rows * in), w = rand_as(DType::bf16, out * in);
+      std::vector<float> b = rand(out + 1), y(rows * out);
+      Dev dx(x, DType::bf16), dw(w, DType::bf16), db(b, DType::f32), dy(y, DType::f32);
+      const Tensor bias_cpu = bias_offset < 0 ? Tensor() : Tensor::of(b.data() + bias_offset, {out});
+      const Tensor bias_dev = bias_offset < 0 ? Tensor()
+                                              : Tensor(static_cast<float*>(db.buf.data()) + bias_offset, DType::f32,
+                                                       Device::cuda, {out});
+      ops::linear_forward(host(y, {rows, out}), host(x, {rows, in}), host(w, {out, in}), bias_cpu);
+      dy.poison();
+      ops::linear_forward(dy.t({rows, out}), dx.t({rows, in}), dw.t({out, in}), bias_dev);
+      expect_near_rel("linear_forward bf16 -> f32", dy.read(), wide(y), kF32SumTol);
+    }
+  }
+}
+
+// f32 <-> bf16 conversion: round to nearest even, exactly as the host's rounding.
+TEST_F(CudaOpsTest, ConvertRoundsLikeTheHost) {
+  const int64_t n = 10007;
+  const std::vector<float> v = rand(n, -3.0, 3.0);
+  Dev src(v, DType::f32), half(std::vector<float>(n), DType::bf16), back(std::vector<float>(n), DType::f32);
+  half.poison();
+  ops::convert(half.t({n}), src.t({n}));
+  back.poison();
+  ops::convert(back.t({n}), half.t({n}));
+  const std::vector<float> want = round_to(DType::bf16, v);
+  expect_bitwise_equal("convert f32 -> bf16", half.read(), want);
+  expect_bitwise_equal("convert bf16 -> f32", back.read(), want);
+}
+
 // ---- soft cap and cross-entropy ---------------------------------------------------------------
 TEST_F(CudaOpsTest, SoftcapCrossEntropyMatchesCpu) {
   using Kind = ops::SoftCap::Kind;

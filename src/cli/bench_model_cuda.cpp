@@ -1,0 +1,130 @@
+#include "cli/bench_model_cuda.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "build_info.h"
+#include "cli/gemm_ceiling.h"
+#include "core/cuda_info.h"
+#include "core/device_memory.h"
+#include "core/error.h"
+#include "core/format_bytes.h"
+#include "model/flops.h"
+#include "model/gpt.h"
+#include "model/precision.h"
+#include "train/memory_plan.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/device_timing.h"
+#endif
+
+namespace speedrun::cli {
+
+#if SPEEDRUN_HAVE_CUDA
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const std::string& json_out) {
+  const auto& m = cfg.model;
+  const auto& t = cfg.train;
+  const CudaStatus status = query_cuda();
+  if (status.devices.empty()) throw UserError("bench --device cuda: no CUDA device: " + status.no_device_reason);
+  const DType act = model::resolve_activation_dtype(t.activation_dtype, Device::cuda);
+  const int64_t B = t.micro_batch_seqs, micro_tokens = B * m.seq_len;
+  const int64_t micro_steps = t.batch_tokens / micro_tokens;
+
+  // Memory first: a run that cannot fit fails here, with the numbers, before any allocation.
+  const train::MemoryPlan plan = train::plan_memory(cfg, Device::cuda, act, /*with_optimizer_state=*/false);
+  size_t free_b = 0, total_b = 0;
+  device_memory_info(&free_b, &total_b);
+  std::printf("device %s: %s free of %s; this bench needs:\n%s", status.devices[0].name.c_str(),
+              format_bytes(free_b).c_str(), format_bytes(total_b).c_str(), plan.to_string().c_str());
+  train::check_plan_fits(plan, free_b, total_b);
+
+  // The ceiling before the model: its 384 MiB are freed again before the model allocates.
+  const cuda::GemmCeiling ceiling = measure_gemm_ceiling();
+  print_gemm_ceiling(ceiling);
+
+  model::Gpt model(m, Device::cuda, B, act);
+  model.init_parameters(static_cast<uint64_t>(t.seed));
+  model.zero_grad();
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.vocab_size - 1));
+  std::vector<int32_t> inputs(static_cast<size_t>(micro_tokens)), targets(inputs.size());
+  for (auto& x : inputs) x = tok(rng);
+  for (auto& x : targets) x = tok(rng);
+
+  std::printf("bench %s on CUDA: %lld layers, d=%lld, seq %lld, micro-batch %lld x %lld tokens, %s activations, "
+              "embedding read in %s\n",
+              cfg.name.c_str(), (long long)m.n_layer, (long long)m.d_model, (long long)m.seq_len, (long long)B,
+              (long long)m.seq_len, dtype_name(act), m.embedding_dtype.c_str());
+  // Each micro-batch is timed on its own between two events: it includes the host-to-device
+  // copy of the ids and the loss's copy back (a synchronization), as in a training step.
+  cuda::EventTimer timer;
+  std::vector<double> ms;
+  for (int i = 0; i < warmup + timed; ++i) {
+    timer.start();
+    model.forward_backward(inputs.data(), targets.data(), B);
+    const double elapsed = timer.stop_ms();
+    if (i >= warmup) ms.push_back(elapsed);
+  }
+  const double fb_ms = median(ms);
+  const double tokens_per_s = static_cast<double>(micro_tokens) / (fb_ms / 1000.0);
+  const double flops = model::flops_per_token(m);
+  const double tflops = flops * tokens_per_s / 1e12;
+  const double mfu = tflops / ceiling.tflops;
+  std::printf("forward+backward: %.3f ms per micro-batch (median of %d after %d warm-up), %.0f tokens/s\n", fb_ms,
+              timed, warmup, tokens_per_s);
+  std::printf("model FLOPs:      %.1f MFLOP/token -> %.1f TFLOP/s achieved, MFU %.1f%% of the measured bf16 GEMM "
+              "ceiling (%.1f TFLOP/s)\n",
+              flops / 1e6, tflops, 100.0 * mfu, ceiling.tflops);
+  std::printf("per step:         %lld micro-batch(es) = %.1f ms of forward+backward per %lld-token step (optimizer "
+              "step not included; see bench --optimizers-only)\n",
+              (long long)micro_steps, fb_ms * static_cast<double>(micro_steps), (long long)t.batch_tokens);
+  if (!json_out.empty()) {
+    nlohmann::json j = {{"config", cfg.name},
+                        {"commit", SPEEDRUN_GIT_COMMIT},
+                        {"device", "cuda"},
+                        {"device_name", status.devices[0].name},
+                        {"activation_dtype", dtype_name(act)},
+                        {"embedding_dtype", m.embedding_dtype},
+                        {"micro_batch_seqs", B},
+                        {"micro_batch_tokens", micro_tokens},
+                        {"timed", timed},
+                        {"warmup", warmup},
+                        {"micro_batch_ms", fb_ms},
+                        {"micro_batch_ms_all", ms},
+                        {"tokens_per_s", tokens_per_s},
+                        {"flops_per_token", flops},
+                        {"tflops", tflops},
+                        {"mfu", mfu},
+                        {"gemm_ceiling", gemm_ceiling_json(ceiling)},
+                        {"memory_plan_bytes", plan.total()},
+                        {"model_activation_bytes", model.activation_bytes()}};
+    std::FILE* f = std::fopen(json_out.c_str(), "w");
+    if (!f) throw UserError("cannot write " + json_out);
+    std::fputs(j.dump(2).c_str(), f);
+    std::fclose(f);
+  }
+}
+
+#else
+
+void bench_model_cuda(const config::RunConfig&, int, int, const std::string&) {
+  throw UserError("bench --device cuda: this binary was built without CUDA (use --device cpu)");
+}
+
+#endif
+
+}  // namespace speedrun::cli

@@ -1,0 +1,115 @@
+#include "train/memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <variant>
+
+#include "core/device_memory.h"
+#include "core/error.h"
+#include "core/format_bytes.h"
+#include "kernels/workspace_sizes.h"
+#include "model/gpt.h"
+#include "model/param_layout.h"
+#include "optim/param_groups.h"
+
+namespace speedrun::train {
+
+size_t MemoryPlan::total() const {
+  size_t t = 0;
+  for (const MemoryItem& i : items) t += i.bytes;
+  return t;
+}
+
+std::string MemoryPlan::to_string() const {
+  std::string out;
+  char line[256];
+  for (const MemoryItem& i : items) {
+    std::snprintf(line, sizeof line, "  %-58s %12s%s\n", i.what.c_str(), format_bytes(i.bytes).c_str(),
+                  i.estimate ? "  (estimate)" : "");
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "  %-58s %12s\n", "total", format_bytes(total()).c_str());
+  return out + line;
+}
+
+namespace {
+
+// cuda::workspace() holds the largest temporary of one op (kernels/context.cuh): the
+// embedding backward's sort (ids, indices, sorted copies, CUB's scratch, which holds the
+// double buffers of keys and values plus its histograms) or the attention backward's
+// delta row (B*H*T floats). Grown in 1 MiB steps.
+size_t kernel_scratch_bytes(const config::ModelConfig& m, int64_t B) {
+  const size_t n = static_cast<size_t>(B * m.seq_len);
+  auto align = [](size_t b) { return (b + 255) / 256 * 256; };
+  const size_t list = align(n * sizeof(int32_t));
+  const size_t cub = 2 * 2 * list + (size_t{1} << 20);
+  const size_t embedding = 3 * list + cub;
+  const size_t attention = static_cast<size_t>(B * m.n_head * m.seq_len) * sizeof(float);
+  const size_t mib = size_t{1} << 20;
+  return (std::max(embedding, attention) + mib - 1) / mib * mib;
+}
+
+}  // namespace
+
+size_t estimate_optimizer_state_bytes(const config::RunConfig& cfg) {
+  const model::ParamLayout layout(cfg.model);
+  const auto groups = optim::assign_parameters(cfg.optimizers, layout);
+  const auto& m = cfg.model;
+  size_t floats = 0;
+  for (size_t e = 0; e < cfg.optimizers.size(); ++e) {
+    int64_t numel = 0;
+    for (size_t i : groups[e]) numel += layout.params()[i].numel;
+    const auto& settings = cfg.optimizers[e].settings;
+    if (std::holds_alternative<config::AdamWSettings>(settings)) {
+      floats += 2 * static_cast<size_t>(numel);
+      continue;
+    }
+    floats += static_cast<size_t>(numel);  // momentum
+    if (const auto* nm = std::get_if<config::NewtonMuonSettings>(&settings)) {
+      // Per layer and preconditioned capture point: blocks of n x n, three matrices each.
+      for (const std::string& point : nm->precondition) {
+        int64_t n = m.d_model, blocks = 1;
+        if (point == "attn_proj") n = m.attn_dim();
+        if (point == "mlp_proj") {
+          blocks = nm->mlp_proj_blocks;
+          n = m.mlp_hidden() / std::max<int64_t>(1, blocks);
+        }
+        floats += static_cast<size_t>(m.n_layer * blocks * 3 * n * n);
+      }
+    }
+  }
+  return floats * sizeof(float);
+}
+
+MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activations, bool with_optimizer_state) {
+  const auto& m = cfg.model;
+  const int64_t B = cfg.train.micro_batch_seqs;
+  const model::ParamLayout layout(m);
+  const size_t param_bytes = static_cast<size_t>(layout.total_numel()) * sizeof(float);
+  MemoryPlan plan;
+  char what[160];
+  std::snprintf(what, sizeof what, "parameters (f32, %.1fM)", static_cast<double>(layout.total_numel()) / 1e6);
+  plan.items.push_back({what, param_bytes, false});
+  plan.items.push_back({"gradients (f32)", param_bytes, false});
+  if (const size_t copies = model::Gpt::plan_weight_copy_bytes(m, device, activations); copies > 0)
+    plan.items.push_back({"bf16 weight copies", copies, false});
+  std::snprintf(what, sizeof what, "activations (%s, %lld x %lld tokens)", dtype_name(activations), (long long)B,
+                (long long)m.seq_len);
+  plan.items.push_back({what, model::Gpt::plan_activation_bytes(m, device, B, activations), false});
+  if (device == Device::cuda) {
+    plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});
+    plan.items.push_back({"kernel scratch (embedding sort, attention)", kernel_scratch_bytes(m, B), true});
+  }
+  if (with_optimizer_state) plan.items.push_back({"optimizer state", estimate_optimizer_state_bytes(cfg), true});
+  return plan;
+}
+
+void check_plan_fits(const MemoryPlan& plan, size_t free_bytes, size_t total_bytes) {
+  if (plan.total() <= free_bytes) return;
+  throw UserError("the run needs " + format_bytes(plan.total()) + " of device memory but only " +
+                  format_bytes(free_bytes) + " of " + format_bytes(total_bytes) +
+                  " is free; lower train.micro_batch_seqs (the activations scale with it), or use "
+                  "train.activation_dtype = \"bf16\". The plan:\n" + plan.to_string());
+}
+
+}  // namespace speedrun::train

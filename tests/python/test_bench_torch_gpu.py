@@ -1,0 +1,68 @@
+"""scripts/bench_torch_gpu.py (the PyTorch side of the GPU side-by-side) on the CPU with a
+tiny shape, and scripts/gpu_ratio.py on its output: both run, write positive figures, and
+refuse bad input. The GPU figures themselves come only from a GPU session (cuda_check.sh)."""
+import json
+import subprocess
+import sys
+import tempfile
+import pathlib
+import unittest
+
+import speedrun_testing
+
+SCRIPT = speedrun_testing.SOURCE_DIR / "scripts" / "bench_torch_gpu.py"
+RATIO = speedrun_testing.SOURCE_DIR / "scripts" / "gpu_ratio.py"
+TINY = ["--device", "cpu", "--layers", "2", "--dim", "64", "--heads", "2", "--head-dim", "32", "--seq", "64",
+        "--batch", "2", "--vocab", "256", "--steps", "2", "--warmup", "1", "--threads", "1"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=600)
+
+
+class BenchTorchGpuOnCpu(unittest.TestCase):
+    def test_tiny_run_writes_positive_figures(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = pathlib.Path(d) / "torch.json"
+            for dtype in ("bf16", "f32"):
+                r = run(SCRIPT, *TINY, "--dtype", dtype, "--json", out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("ms per micro-batch", r.stdout)
+                j = json.loads(out.read_text())
+                for key in ("micro_batch_ms", "tokens_per_s", "flops_per_token", "tflops", "loss"):
+                    self.assertGreater(j[key], 0, key)
+                self.assertEqual(j["micro_batch_tokens"], 2 * 64)
+                self.assertEqual(len(j["micro_batch_ms_all"]), 2)
+                # speedrun's count for this shape: 6 (L (4 d hd + 2 d f) + d V) + 6 L T hd.
+                self.assertEqual(j["flops_per_token"], 6 * (2 * (4 * 64 * 64 + 2 * 64 * 256) + 64 * 256) +
+                                 6 * 2 * 64 * 64)
+
+    def test_bad_arguments_fail(self):
+        r = run(SCRIPT, *TINY, "--layers", "0")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--layers must be >= 1", r.stderr)
+        r = run(SCRIPT, *TINY, "--head-dim", "30")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("multiple of 4", r.stderr)
+
+    def test_ratio_of_two_runs(self):
+        with tempfile.TemporaryDirectory() as d:
+            theirs = pathlib.Path(d) / "theirs.json"
+            self.assertEqual(run(SCRIPT, *TINY, "--json", theirs).returncode, 0)
+            j = json.loads(theirs.read_text())
+            ours = pathlib.Path(d) / "ours.json"
+            ours.write_text(json.dumps({**j, "micro_batch_ms": j["micro_batch_ms"] / 2, "activation_dtype": "bf16",
+                                        "mfu": 0.5}))
+            r = run(RATIO, ours, theirs, "--json", pathlib.Path(d) / "ratio.json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("ratio ours / theirs (ms): 0.500", r.stdout)
+            self.assertAlmostEqual(json.loads((pathlib.Path(d) / "ratio.json").read_text())["ratio"], 0.5)
+            ours.write_text(json.dumps({**j, "micro_batch_tokens": 7}))
+            r = run(RATIO, ours, theirs)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("different micro-batches", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,181 @@
+// The device memory plan (train/memory_plan.h) and the precision settings. Pure arithmetic:
+// runs on the CPU. The plan's model lines come from the same carve code that allocates, so
+// they are checked against what a CPU model really allocates; the CUDA-only lines (bf16
+// activations, weight copies) against hand counts.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/run_config.h"
+#include "core/error.h"
+#include "model/gpt.h"
+#include "model/param_layout.h"
+#include "model/precision.h"
+#include "train/memory_plan.h"
+
+namespace speedrun::test {
+namespace {
+
+config::ModelConfig small_model() {
+  config::ModelConfig m;
+  m.vocab_size = 300;
+  m.padded_vocab_size = 320;
+  m.n_layer = 2;
+  m.d_model = 64;
+  m.n_head = 2;
+  m.head_dim = 32;
+  m.seq_len = 48;
+  return m;
+}
+
+config::RunConfig small_run(const std::string& matrix_optimizer) {
+  config::RunConfig c;
+  c.model = small_model();
+  c.train.micro_batch_seqs = 3;
+  c.train.batch_tokens = 3 * 48;
+  config::OptimizerConfig adam;
+  adam.type = "adamw";
+  adam.select_settings("adamw");
+  adam.params = {"embed.weight", "proj.*", "*.bias", "*gains"};
+  adam.lr = 0.01;
+  config::OptimizerConfig mat;
+  mat.type = matrix_optimizer;
+  mat.select_settings(matrix_optimizer);
+  mat.params = {"blocks.*.weight"};
+  mat.lr = 0.02;
+  c.optimizers = {adam, mat};
+  return c;
+}
+
+const train::MemoryItem* find_item(const train::MemoryPlan& p, const std::string& prefix) {
+  for (const auto& i : p.items)
+    if (i.what.rfind(prefix, 0) == 0) return &i;
+  return nullptr;
+}
+
+size_t round64(size_t b) { return (b + 63) / 64 * 64; }
+
+TEST(MemoryPlan, CpuLinesAreWhatTheModelAllocates) {
+  const config::RunConfig c = small_run("muon");
+  const model::Gpt gpt(c.model, Device::cpu, c.train.micro_batch_seqs);
+  const train::MemoryPlan plan = train::plan_memory(c, Device::cpu, DType::f32, false);
+  ASSERT_NE(find_item(plan, "parameters"), nullptr);
+  EXPECT_EQ(find_item(plan, "parameters")->bytes, gpt.parameter_bytes());
+  EXPECT_EQ(find_item(plan, "gradients")->bytes, gpt.parameter_bytes());
+  EXPECT_EQ(find_item(plan, "activations")->bytes, gpt.activation_bytes());
+  EXPECT_EQ(find_item(plan, "bf16 weight copies"), nullptr);  // none with f32
+  EXPECT_EQ(gpt.weight_copy_bytes(), 0u);
+  EXPECT_EQ(find_item(plan, "cuBLASLt"), nullptr);  // CUDA only
+  EXPECT_EQ(find_item(plan, "optimizer state"), nullptr);
+  EXPECT_EQ(plan.total(), 2 * gpt.parameter_bytes() + gpt.activation_bytes());
+}
+
+TEST(MemoryPlan, Bf16ActivationsAndWeightCopiesOnCuda) {
+  config::RunConfig c = small_run("muon");
+  const auto& m = c.model;
+  const int64_t B = c.train.micro_batch_seqs;
+  const size_t f32_act = model::Gpt::plan_activation_bytes(m, Device::cuda, B, DType::f32);
+  const size_t bf16_act = model::Gpt::plan_activation_bytes(m, Device::cuda, B, DType::bf16);
+  // bf16 halves the activations but keeps rstd/lse/losses/rotary f32, keeps the f32 logit
+  // chunk and adds its bf16 twin: smaller, but more than half.
+  EXPECT_LT(bf16_act, f32_act);
+  EXPECT_GT(bf16_act, f32_act / 2);
+
+  // Weight copies: every block matrix and the head, each 64-byte aligned; the embedding
+  // only when it is read in bf16.
+  const model::ParamLayout layout(m);
+  size_t matrices = 0;
+  for (const auto& s : layout.params())
+    if (s.is_matrix() && s.name != "embed.weight") matrices += round64(static_cast<size_t>(s.numel) * 2);
+  EXPECT_EQ(model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::bf16), matrices);
+  EXPECT_EQ(model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::f32), 0u);
+  c.model.embedding_dtype = "bf16";
+  const size_t table = round64(static_cast<size_t>(m.padded_vocab_size * m.d_model) * 2);
+  EXPECT_EQ(model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::bf16), matrices + table);
+  EXPECT_EQ(model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::f32), table);
+
+  const train::MemoryPlan plan = train::plan_memory(c, Device::cuda, DType::bf16, true);
+  EXPECT_EQ(find_item(plan, "activations")->bytes, bf16_act);
+  EXPECT_EQ(find_item(plan, "bf16 weight copies")->bytes, matrices + table);
+  EXPECT_EQ(find_item(plan, "cuBLASLt workspace")->bytes, size_t{32} << 20);
+  ASSERT_NE(find_item(plan, "kernel scratch"), nullptr);
+  EXPECT_TRUE(find_item(plan, "kernel scratch")->estimate);
+  EXPECT_TRUE(find_item(plan, "optimizer state")->estimate);
+  const std::string text = plan.to_string();
+  EXPECT_NE(text.find("total"), std::string::npos) << text;
+  EXPECT_NE(text.find("(estimate)"), std::string::npos) << text;
+}
+
+TEST(MemoryPlan, OptimizerStateEstimate) {
+  const config::RunConfig c = small_run("muon");
+  const model::ParamLayout layout(c.model);
+  int64_t block_matrices = 0, total = layout.total_numel();
+  for (const auto& s : layout.params())
+    if (s.name.rfind("blocks.", 0) == 0 && s.is_matrix()) block_matrices += s.numel;
+  // AdamW: m and v for everything not a block matrix; Muon: one momentum buffer.
+  const size_t want = static_cast<size_t>(2 * (total - block_matrices) + block_matrices) * 4;
+  EXPECT_EQ(train::estimate_optimizer_state_bytes(c), want);
+
+  // Newton-Muon adds 3 n^2 floats per layer, capture point and block.
+  const config::RunConfig nm = small_run("newton_muon");
+  const auto& m = nm.model;
+  const int64_t d = m.d_model, a = m.attn_dim(), blocks = 4, f = m.mlp_hidden() / blocks;
+  const size_t stats = static_cast<size_t>(m.n_layer * 3 * (d * d + a * a + d * d + blocks * f * f)) * 4;
+  EXPECT_EQ(train::estimate_optimizer_state_bytes(nm), want + stats);
+}
+
+TEST(MemoryPlan, DoesNotFitSaysHowMuch) {
+  train::MemoryPlan plan;
+  plan.items.push_back({"activations", size_t{3} << 30, false});
+  EXPECT_NO_THROW(train::check_plan_fits(plan, size_t{4} << 30, size_t{8} << 30));
+  try {
+    train::check_plan_fits(plan, size_t{1} << 30, size_t{8} << 30);
+    FAIL() << "no error";
+  } catch (const UserError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("needs 3.00 GiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only 1.00 GiB of 8.00 GiB is free"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("train.micro_batch_seqs"), std::string::npos) << msg;
+  }
+}
+
+// Track 3 on one device with bf16 activations: the figure docs/cuda.md quotes. Printed,
+// and bounded loosely so that an accidental f32 or doubled buffer shows.
+TEST(MemoryPlan, Track3Bf16Figure) {
+  config::RunConfig c = small_run("muon");
+  c.model = config::ModelConfig{};
+  c.train.micro_batch_seqs = 64;
+  c.train.batch_tokens = 524288;
+  const train::MemoryPlan plan = train::plan_memory(c, Device::cuda, DType::bf16, true);
+  std::printf("Track 3, 64 x 1024 tokens per micro-batch, bf16 activations:\n%s", plan.to_string().c_str());
+  const double gib = static_cast<double>(plan.total()) / double(1ull << 30);
+  EXPECT_GT(gib, 15.0);
+  EXPECT_LT(gib, 60.0);
+}
+
+TEST(Precision, ResolvesAndRefusesBf16OnCpu) {
+  EXPECT_EQ(model::resolve_activation_dtype("auto", Device::cuda), DType::bf16);
+  EXPECT_EQ(model::resolve_activation_dtype("auto", Device::cpu), DType::f32);
+  EXPECT_EQ(model::resolve_activation_dtype("f32", Device::cuda), DType::f32);
+  EXPECT_EQ(model::resolve_activation_dtype("bf16", Device::cuda), DType::bf16);
+  try {
+    model::resolve_activation_dtype("bf16", Device::cpu);
+    FAIL() << "no error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.activation_dtype = \"bf16\""), std::string::npos) << e.what();
+  }
+  config::ModelConfig m = small_model();
+  m.embedding_dtype = "bf16";
+  EXPECT_EQ(model::resolve_embedding_dtype(m, Device::cuda), DType::bf16);
+  try {
+    model::resolve_embedding_dtype(m, Device::cpu);
+    FAIL() << "no error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.embedding_dtype = \"bf16\""), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(model::Gpt(m, Device::cpu, 1), UserError);
+  EXPECT_THROW(model::Gpt(small_model(), Device::cpu, 1, DType::bf16), UserError);
+}
+
+}  // namespace
+}  // namespace speedrun::test
