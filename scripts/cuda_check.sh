@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # First run of the CUDA backend on a GPU machine (docs/cuda.md, "What a GPU session must do
 # first"): builds the default preset, then runs the CUDA op tests group by group (so that a
-# crash in one group does not hide the others), the whole-model tests (f32 and bf16),
-# compute-sanitizer when present, the unit suite, and then the GPU side-by-side: speedrun
-# bench on Track 3 with --device cuda, the same model in PyTorch (scripts/bench_torch_gpu.py,
-# eager and compiled), and their ratio (scripts/gpu_ratio.py). Logs and JSON figures go to
-# ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches;
+# crash in one group does not hide the others), the whole-model tests (f32 and bf16), the
+# optimizer tests, the unit suite, the optimizer benchmark on the three Track 3 configs, the
+# GPU side-by-side (speedrun bench on Track 3 with --device cuda, the same model in PyTorch:
+# scripts/bench_torch_gpu.py, eager and compiled, and their ratio: scripts/gpu_ratio.py),
+# short training runs on CUDA, and compute-sanitizer when present. Logs and JSON figures go
+# to ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches;
 # SPEEDRUN_PREBUILT=DIR uses binaries packed by scripts/gpu_bundle.sh instead of building
 # (for GPU machines without the Debian build dependencies); GROUP_TIMEOUT (seconds, 600)
 # bounds each test group; NO_SANITIZER=1 and NO_TORCH_COMPILE=1 skip the slow parts.
@@ -42,6 +43,9 @@ declare -a groups=(
   'CudaOpsTest.Linear*'
   'CudaOpsTest.Attention*:CudaOpsTest.Refuses*'
   'CudaModel.*'
+  'CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
+  'CudaOptimTest.Muon*'
+  'CudaOptimTest.NewtonMuon*'
 )
 status=0
 [ "${SKIP_TESTS:-0}" = 1 ] && groups=()
@@ -56,6 +60,17 @@ if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_CTEST:-0}" != 1 ]; then
   ctest --test-dir build -L unit -j "$jobs" >"$out/ctest.log" 2>&1
   echo "ctest rc=$?: $(grep 'tests passed' "$out/ctest.log")"
 fi
+
+# The optimizer benchmark (step times, the Newton-Schulz GEMMs' TFLOP/s against the bf16
+# GEMM ceiling, Newton-Muon's amortized refresh) on the Track 3 shapes.
+for c in track3-muon track3-newton-muon track3-rmnp; do
+  timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda --steps 10 --warmup 3 \
+    --json "$out/bench-optim-$c.json" >"$out/bench-optim-$c.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  printf 'bench --optimizers-only %-22s rc=%d\n' "$c" "$rc"
+  cat "$out/bench-optim-$c.log"
+done
 
 # The side-by-side (docs/performance.md, "GPU"): one micro-batch of 64 x 1024 tokens each.
 timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench configs/track3-muon.json --device cuda --steps 10 --warmup 3 \
@@ -72,9 +87,35 @@ for theirs in bench_torch bench_torch_compiled; do
   [ -f "$out/bench_speedrun.json" ] && [ -f "$out/$theirs.json" ] &&
     "$py" scripts/gpu_ratio.py "$out/bench_speedrun.json" "$out/$theirs.json" --json "$out/ratio_$theirs.json"
 done
+# Training on CUDA: the quickstart (its CPU figures are in the README) with f32 and bf16
+# activations, and the three Track 3 configs for 20 steps on the embedded data (refreshes of
+# Newton-Muon every 5 steps, so that they happen inside the run).
+runs="$(mktemp -d)"
+train_run() {  # name, config, extra --set arguments...
+  local name="$1" config="$2"
+  shift 2
+  timeout "${BENCH_TIMEOUT:-600}" "$speedrun" train "$config" --device cuda --out-dir "$runs" --run-name "$name" \
+    --no-progress "$@" >"$out/train-$name.log" 2>&1
+  local rc=$?
+  [ $rc -ne 0 ] && status=1
+  printf 'train %-24s rc=%d  %s\n' "$name" "$rc" "$(grep -E 'val_loss' "$out/train-$name.log" | sed -n '1p;$p' | tr '\n' ' ')"
+  [ -f "$runs/$name/metrics.jsonl" ] && cp "$runs/$name/metrics.jsonl" "$out/metrics-$name.jsonl"
+}
+if [ "${NO_TRAIN:-0}" != 1 ]; then
+  for act in f32 bf16; do train_run "quickstart-$act" configs/quickstart.json --set train.activation_dtype=$act; done
+  sotu=(--set 'data.train_glob=../data/sotu/sotu_train_*.bin' --set 'data.val_glob=../data/sotu/sotu_val_*.bin'
+        --set data.val_tokens=131072 --set train.batch_tokens=131072 --set train.steps=20 --set train.val_every=10
+        --set data.epochs=2)
+  train_run track3-muon configs/track3-muon.json "${sotu[@]}"
+  train_run track3-rmnp configs/track3-rmnp.json "${sotu[@]}"
+  nm=()
+  for i in 3 4 5 6; do nm+=(--set "optimizers[$i].refresh_every=5"); done
+  train_run track3-newton-muon configs/track3-newton-muon.json "${sotu[@]}" "${nm[@]}"
+fi
+
 # Last, being the slowest: compute-sanitizer over the CUDA tests.
 if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
-  timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*' >"$out/memcheck.log" 2>&1
+  timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*:CudaOptim*' >"$out/memcheck.log" 2>&1
   echo "memcheck rc=$? ($(grep -c 'Invalid' "$out/memcheck.log") invalid accesses)"
   timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool racecheck "$tests" --gtest_filter='CudaOpsTest.Attention*:CudaOpsTest.RmsNorm*' \
     >"$out/racecheck.log" 2>&1

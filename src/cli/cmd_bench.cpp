@@ -16,6 +16,7 @@
 #include "cli/bench_optimizers.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/cuda_info.h"
 #include "core/error.h"
 #include "model/flops.h"
 #include "model/gpt.h"
@@ -44,12 +45,25 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// The device of `bench --optimizers-only`: the optimizers run on CUDA without the model's
+// forward pass, so only the build and a visible device are needed ("auto": CUDA when both).
+Device optimizer_bench_device(const std::string& requested) {
+  if (requested == "cpu") return Device::cpu;
+  const CudaStatus cuda = query_cuda();
+  if (requested == "auto") return SPEEDRUN_HAVE_CUDA && !cuda.devices.empty() ? Device::cuda : Device::cpu;
+  if (requested != "cuda") throw UserError("device '" + requested + "': expected one of auto, cpu, cuda");
+  if (!SPEEDRUN_HAVE_CUDA)
+    throw UserError("bench --optimizers-only --device cuda: this binary was built without CUDA (use --device cpu)");
+  if (cuda.devices.empty())
+    throw UserError("bench --optimizers-only --device cuda: no CUDA device: " + cuda.no_device_reason);
+  return Device::cuda;
+}
+
 void run_bench(const Options& o) {
   const config::RunConfig cfg = load_config(o.config);
   if (o.optimizers_only) {
-    if (train::resolve_device(o.device.empty() ? cfg.train.device : o.device) != Device::cpu)
-      throw UserError("bench --optimizers-only: only the CPU optimizers exist so far; pass --device cpu");
-    bench_optimizers(cfg, o.steps, o.warmup, o.json_out);
+    bench_optimizers(cfg, o.steps, o.warmup, o.json_out,
+                     optimizer_bench_device(o.device.empty() ? cfg.train.device : o.device));
     return;
   }
   const auto& m = cfg.model;

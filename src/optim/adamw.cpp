@@ -4,6 +4,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "build_info.h"
+#include "core/buffer.h"
+#include "optim/device_path.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/optim_cuda.h"
+#endif
+
 namespace speedrun::optim {
 
 namespace {
@@ -14,14 +21,16 @@ namespace {
 // gradients (rank r receives shard r summed over ranks), updates its shard of the
 // parameters and all-gathers them. With one process the shard is everything and the
 // gradients are read in place: no copies, the same arithmetic as unsharded AdamW.
+// On CUDA the moments live on the device and the update is one fused launch over the
+// group's (or the shard's) elements (kernels/optim_adamw.cu) with the same scalars.
 class AdamW final : public Optimizer {
  public:
   AdamW(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
       : lr_(entry.lr), wd_(entry.weight_decay), comm_(context.comm), params_(std::move(params)) {
     const auto& s = std::get<config::AdamWSettings>(entry.settings);
     beta1_ = s.betas[0], beta2_ = s.betas[1], eps_ = s.eps;
+    const bool on_cuda = group_device(params_, "adamw") == Device::cuda;
     for (const ParamRef& p : params_) {
-      if (p.param.device != Device::cpu) throw std::logic_error("adamw: the CUDA optimizer is not built yet");
       offset_.push_back(total_);
       total_ += p.param.numel();
     }
@@ -29,6 +38,10 @@ class AdamW final : public Optimizer {
     shard_ = (total_ + world - 1) / world;
     lo_ = std::min(total_, comm_->rank() * shard_);
     hi_ = std::min(total_, lo_ + shard_);
+    if (on_cuda) {
+      build_device();
+      return;
+    }
     m_.assign(static_cast<size_t>(hi_ - lo_), 0.0f);
     v_.assign(m_.size(), 0.0f);
   }
@@ -46,6 +59,12 @@ class AdamW final : public Optimizer {
     s.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1_, t)));
     s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, t)));
     s.eps = static_cast<float>(eps_);
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) {
+      device_step({s.decay, s.b1, s.b2, s.step_size, s.bc2_sqrt, s.eps});
+      return;
+    }
+#endif
     if (comm_->world() == 1) {
       for (size_t k = 0; k < params_.size(); ++k)
         update(s, params_[k].param.data<float>(), params_[k].grad.data<float>(), m_.data() + offset_[k],
@@ -72,12 +91,64 @@ class AdamW final : public Optimizer {
       std::memcpy(params_[k].param.ptr, flat_.data() + offset_[k], params_[k].param.bytes());
   }
 
-  size_t state_bytes() const override { return 2 * m_.size() * sizeof(float); }
+  size_t state_bytes() const override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) return device_->state_bytes();
+#endif
+    return 2 * m_.size() * sizeof(float);
+  }
 
  private:
   struct Scalars {
     float decay, b1, b2, step_size, bc2_sqrt, eps;
   };
+
+#if SPEEDRUN_HAVE_CUDA
+  // The device path: the same flat index space and shards, with device buffers. One
+  // process: the kernel reads the gradients in place. Several: the gradients are copied
+  // (device to device) into the flat buffer, reduce-scattered into this rank's shard, the
+  // kernel updates the shard's parameter pieces, which are copied into the shard buffer,
+  // all-gathered and copied back into every parameter.
+  void build_device() {
+    std::vector<cuda::AdamWSegment> segments;
+    if (comm_->world() == 1) {
+      for (const ParamRef& p : params_) segments.push_back({p.param.data<float>(), p.grad.data<float>(), p.param.numel()});
+    } else {
+      flat_dev_ = Buffer(Device::cuda, static_cast<size_t>(comm_->world() * shard_) * sizeof(float));
+      shard_dev_ = Buffer(Device::cuda, static_cast<size_t>(std::max<int64_t>(shard_, 1)) * sizeof(float));
+      for (size_t k = 0; k < params_.size(); ++k) {
+        const int64_t a = std::max(lo_, offset_[k]), b = std::min(hi_, offset_[k] + params_[k].param.numel());
+        if (a < b)
+          segments.push_back({params_[k].param.data<float>() + (a - offset_[k]), shard_dev_.as<float>() + (a - lo_), b - a});
+      }
+    }
+    device_ = std::make_unique<cuda::AdamWDevice>(segments);
+  }
+
+  void device_step(const cuda::AdamWScalars& s) {
+    if (comm_->world() == 1) {
+      device_->step(s);
+      return;
+    }
+    const int64_t world = comm_->world();
+    float* flat = flat_dev_.as<float>();
+    float* shard = shard_dev_.as<float>();
+    cuda::zero_device_async(flat, world * shard_);  // the padding after the last parameter stays zero
+    for (size_t k = 0; k < params_.size(); ++k)
+      cuda::copy_device_async(flat + offset_[k], params_[k].grad.data<float>(), params_[k].param.numel());
+    comm_->reduce_scatter_sum(Tensor::of(flat, {world * shard_}, Device::cuda), Tensor::of(shard, {shard_}, Device::cuda));
+    device_->step(s);
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const int64_t a = std::max(lo_, offset_[k]), b = std::min(hi_, offset_[k] + params_[k].param.numel());
+      if (a < b) cuda::copy_device_async(shard + (a - lo_), params_[k].param.data<float>() + (a - offset_[k]), b - a);
+    }
+    comm_->all_gather(Tensor::of(shard, {shard_}, Device::cuda), Tensor::of(flat, {world * shard_}, Device::cuda));
+    for (size_t k = 0; k < params_.size(); ++k)
+      cuda::copy_device_async(params_[k].param.data<float>(), flat + offset_[k], params_[k].param.numel());
+  }
+#else
+  void build_device() {}
+#endif
 
   static void update(const Scalars& s, float* p, const float* g, float* m, float* v, int64_t n) {
 #pragma omp parallel for schedule(static)
@@ -97,6 +168,10 @@ class AdamW final : public Optimizer {
   int64_t total_ = 0, shard_ = 0, lo_ = 0, hi_ = 0;
   std::vector<float> m_, v_;     // moments of elements [lo_, hi_)
   std::vector<float> flat_, shard_buf_;
+#if SPEEDRUN_HAVE_CUDA
+  std::unique_ptr<cuda::AdamWDevice> device_;  // set when the group lives on CUDA
+  Buffer flat_dev_, shard_dev_;                 // several processes only
+#endif
 };
 
 }  // namespace

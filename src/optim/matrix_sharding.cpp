@@ -6,15 +6,20 @@
 
 namespace speedrun::optim {
 
-MatrixSharding::MatrixSharding(const std::vector<ParamRef>& params, dist::Communicator* comm)
-    : params_(params), comm_(comm), order_(params.size()), owner_(params.size(), 0) {
-  std::iota(order_.begin(), order_.end(), size_t{0});
+std::vector<size_t> MatrixSharding::shape_order(const std::vector<ParamRef>& params) {
+  std::vector<size_t> order(params.size());
+  std::iota(order.begin(), order.end(), size_t{0});
   // Upstream: sorted(params, key=lambda p: p.size(), reverse=True), a lexicographic
   // comparison of the shapes.
-  std::stable_sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     const Tensor &pa = params[a].param, &pb = params[b].param;
     return std::make_pair(pa.size(0), pa.size(1)) > std::make_pair(pb.size(0), pb.size(1));
   });
+  return order;
+}
+
+MatrixSharding::MatrixSharding(const std::vector<ParamRef>& params, dist::Communicator* comm)
+    : params_(params), comm_(comm), order_(shape_order(params)), owner_(params.size(), 0) {
   const int world = comm_->world();
   for (size_t i = 0; i < order_.size(); ++i) owner_[order_[i]] = static_cast<int>(i % static_cast<size_t>(world));
 }

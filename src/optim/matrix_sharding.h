@@ -23,6 +23,10 @@ class MatrixSharding {
  public:
   MatrixSharding(const std::vector<ParamRef>& params, dist::Communicator* comm);
 
+  // The parameter indices in sharding order: largest shape first, stable. Matrix i of
+  // this order belongs to rank i mod world, in round i / world.
+  static std::vector<size_t> shape_order(const std::vector<ParamRef>& params);
+
   // Whether this rank updates parameter k (so needs optimizer state for it).
   bool owns(size_t k) const { return owner_[k] == comm_->rank(); }
 

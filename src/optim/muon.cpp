@@ -4,7 +4,13 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "build_info.h"
+#include "optim/device_matrix_sharding.h"
+#include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/optim_cuda.h"
+#endif
 
 namespace speedrun::optim {
 
@@ -42,6 +48,12 @@ void MuonMatrixUpdate::apply(float* p, const float* g, float* buf, int64_t rows,
   }
 }
 
+cuda::NewtonSchulzCoefficients device_newton_schulz(const config::MuonSettings& s) {
+  const NewtonSchulzSpec spec = newton_schulz_spec(s);
+  // "auto" is bf16 on the GPU (fp32 on the CPU).
+  return {spec.a, spec.b, spec.c, spec.steps, s.ns_precision != "fp32"};
+}
+
 namespace {
 
 class Muon final : public Optimizer {
@@ -49,11 +61,24 @@ class Muon final : public Optimizer {
   Muon(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
       : lr_(entry.lr),
         wd_(entry.weight_decay),
-        update_(std::get<config::MuonSettings>(entry.settings)),
+        settings_(std::get<config::MuonSettings>(entry.settings)),
+        update_(settings_),
         params_(std::move(params)),
         sharding_(params_, context.comm) {
+    if (group_device(params_, "muon") == Device::cuda) {
+#if SPEEDRUN_HAVE_CUDA
+      // The matrices this rank owns, batched by shape, reading their summed gradients.
+      device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
+      std::vector<cuda::DeviceMatrix> mats;
+      for (size_t k = 0; k < params_.size(); ++k)
+        if (device_sharding_->owns(k))
+          mats.push_back({params_[k].param.data<float>(), device_sharding_->grad(k), params_[k].param.size(0),
+                          params_[k].param.size(1)});
+      device_ = std::make_unique<cuda::MuonDevice>(mats, device_newton_schulz(settings_), settings_.nesterov);
+#endif
+      return;
+    }
     for (size_t k = 0; k < params_.size(); ++k) {
-      if (params_[k].param.device != Device::cpu) throw std::logic_error("muon: the CUDA optimizer is not built yet");
       // Momentum only for the matrices this rank updates.
       buf_.emplace_back(sharding_.owns(k) ? static_cast<size_t>(params_[k].param.numel()) : 0, 0.0f);
     }
@@ -62,6 +87,14 @@ class Muon final : public Optimizer {
   const char* type() const override { return "muon"; }
 
   void step(int64_t step, double lr_factor) override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) {
+      device_sharding_->reduce();
+      device_->step(static_cast<float>(muon_momentum(settings_, step)), lr_ * lr_factor, wd_);
+      device_sharding_->gather();
+      return;
+    }
+#endif
     sharding_.step([&](size_t k, const float* grad) {
       const Tensor& pt = params_[k].param;
       update_.apply(pt.data<float>(), grad, buf_[k].data(), pt.size(0), pt.size(1), step, lr_ * lr_factor, wd_);
@@ -69,6 +102,9 @@ class Muon final : public Optimizer {
   }
 
   size_t state_bytes() const override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_) return device_->state_bytes();
+#endif
     size_t n = 0;
     for (const auto& b : buf_) n += b.size() * sizeof(float);
     return n;
@@ -76,10 +112,15 @@ class Muon final : public Optimizer {
 
  private:
   double lr_, wd_;
+  config::MuonSettings settings_;
   MuonMatrixUpdate update_;
   std::vector<ParamRef> params_;
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
+#if SPEEDRUN_HAVE_CUDA
+  std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
+  std::unique_ptr<cuda::MuonDevice> device_;
+#endif
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "optim/newton_schulz.h"
+#include "kernels/optim_cuda.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::optim {
@@ -16,6 +17,10 @@ std::unique_ptr<Optimizer> make_muon(const config::OptimizerConfig& entry, std::
 
 // The momentum at `step` (0-based) after the optional linear warm-up.
 double muon_momentum(const config::MuonSettings& s, int64_t step);
+
+// The device Newton-Schulz settings of a Muon config entry: the CPU's coefficients and
+// steps; the iteration in bf16 unless ns_precision is "fp32" ("auto" is bf16 on the GPU).
+cuda::NewtonSchulzCoefficients device_newton_schulz(const config::MuonSettings& s);
 
 // The Muon update of one (rows, cols) matrix, shared by Muon and Newton-Muon (which
 // hands it the preconditioned gradient).

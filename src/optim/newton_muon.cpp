@@ -6,7 +6,14 @@
 #include <stdexcept>
 #include <utility>
 
+#include "build_info.h"
+#include "core/buffer.h"
 #include "core/error.h"
+#include "optim/device_matrix_sharding.h"
+#include "optim/device_path.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 #include "core/log.h"
 #include "optim/input_statistic.h"
 #include "optim/matrix_sharding.h"
@@ -55,12 +62,12 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
         params_(std::move(params)),
         sharding_(params_, context.comm) {
     const auto& s = settings_;
+    const bool on_cuda = group_device(params_, "newton_muon") == Device::cuda;
     for (size_t k = 0; k < params_.size(); ++k) {
       const ParamRef& p = params_[k];
-      if (p.param.device != Device::cpu) throw std::logic_error("newton_muon: the CUDA optimizer is not built yet");
       // Momentum only for the matrices this rank updates; the statistics are kept
-      // (and all-reduced) on every rank.
-      buf_.emplace_back(sharding_.owns(k) ? static_cast<size_t>(p.param.numel()) : 0, 0.0f);
+      // (and all-reduced) on every rank. (On CUDA the momentum lives in device_muon_.)
+      buf_.emplace_back(sharding_.owns(k) && !on_cuda ? static_cast<size_t>(p.param.numel()) : 0, 0.0f);
       int64_t layer = 0;
       model::CapturePoint point{};
       if (!capture_point_of(p.name, layer, point))
@@ -79,13 +86,18 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
       const auto key = std::make_pair(layer, point);
       auto it = index_.find(key);
       if (it == index_.end()) {
-        it = index_.emplace(key, stats_.size()).first;
-        stats_.emplace_back(cols / blocks, blocks, s.initial_scale);
-      } else if (stats_[it->second].width() != cols) {
+        it = index_.emplace(key, shapes_.size()).first;
+        shapes_.push_back({cols / blocks, blocks});
+      } else if (shapes_[it->second].block_width * shapes_[it->second].blocks != cols) {
         throw std::logic_error("newton_muon: matrices sharing a capture point have different input widths");
       }
       stat_of_.push_back(static_cast<int64_t>(it->second));
     }
+    if (on_cuda) {
+      build_device();
+      return;
+    }
+    for (const cuda::StatisticShape& shape : shapes_) stats_.emplace_back(shape.block_width, shape.blocks, s.initial_scale);
   }
 
   const char* type() const override { return "newton_muon"; }
@@ -93,14 +105,28 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   bool refresh_step(int64_t step) const { return (step + 1) % settings_.refresh_every == 0; }
 
   model::LayerInputSink* capture_sink(int64_t step) override {
-    return refresh_step(step) && !stats_.empty() ? this : nullptr;
+    return refresh_step(step) && !shapes_.empty() ? this : nullptr;
   }
 
   void capture(int64_t layer, model::CapturePoint point, const Tensor& input) override {
-    if (auto it = index_.find({layer, point}); it != index_.end()) stats_[it->second].accumulate(input);
+    auto it = index_.find({layer, point});
+    if (it == index_.end()) return;
+#if SPEEDRUN_HAVE_CUDA
+    if (device_stats_) {
+      device_stats_->accumulate(it->second, input);
+      return;
+    }
+#endif
+    stats_[it->second].accumulate(input);
   }
 
   void step(int64_t step, double lr_factor) override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_muon_) {
+      device_step(step, lr_factor);
+      return;
+    }
+#endif
     if (refresh_step(step) && !stats_.empty()) refresh(step);
     sharding_.step([&](size_t k, const float* g) {
       const Tensor& pt = params_[k].param;
@@ -115,6 +141,9 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   }
 
   size_t state_bytes() const override {
+#if SPEEDRUN_HAVE_CUDA
+    if (device_muon_) return device_muon_->state_bytes() + (device_stats_ ? device_stats_->state_bytes() : 0);
+#endif
     size_t n = 0;
     for (const auto& b : buf_) n += b.size() * sizeof(float);
     for (const auto& s : stats_) n += static_cast<size_t>(3 * s.blocks() * s.block_width() * s.block_width()) * 4;
@@ -122,7 +151,21 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   }
 
   nlohmann::json metrics() const override {
-    if (stats_.empty()) return nullptr;
+    if (shapes_.empty()) return nullptr;
+#if SPEEDRUN_HAVE_CUDA
+    // The failures are counted on the device; they change only on refreshes, so the
+    // counter is read (one synchronizing copy) at most once per refresh.
+    if (device_stats_ && failures_read_at_ != refreshes_) {
+      const int64_t failed = device_stats_->failures();
+      if (failed > 0 && failures_ == 0)
+        spdlog::warn("newton_muon: the Cholesky factorization of {} input statistic block(s) failed by refresh {}; "
+                     "those matrices use the identity until the next refresh (counted in metrics as "
+                     "cholesky_failures; logged once)",
+                     failed, refreshes_);
+      failures_ = failed;
+      failures_read_at_ = refreshes_;
+    }
+#endif
     return {{"refreshes", refreshes_}, {"cholesky_failures", failures_}};
   }
 
@@ -142,6 +185,66 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
     failures_ += failed;
   }
 
+#if SPEEDRUN_HAVE_CUDA
+  // The device path: statistics (kept and all-reduced on every rank, as on the CPU),
+  // preconditioned gradients and Muon on CUDA for the matrices this rank owns.
+  void build_device() {
+    device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, comm_);
+    std::vector<cuda::PreconditionJob> jobs;
+    int64_t total = 0;
+    for (size_t k = 0; k < params_.size(); ++k)
+      if (stat_of_[k] >= 0 && device_sharding_->owns(k)) total += params_[k].param.numel();
+    preconditioned_dev_ = Buffer(Device::cuda, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(float));
+    if (cuda::poison_scratch()) cuda::fill_nan(DType::f32, preconditioned_dev_.data(), std::max<int64_t>(total, 1));
+    std::vector<cuda::DeviceMatrix> mats;
+    int64_t offset = 0;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      if (!device_sharding_->owns(k)) continue;
+      const Tensor& pt = params_[k].param;
+      const float* grad = device_sharding_->grad(k);
+      if (stat_of_[k] >= 0) {
+        float* out = preconditioned_dev_.as<float>() + offset;
+        offset += pt.numel();
+        jobs.push_back({grad, out, pt.size(0), static_cast<size_t>(stat_of_[k])});
+        grad = out;  // Muon reads the preconditioned gradient
+      }
+      mats.push_back({pt.data<float>(), grad, pt.size(0), pt.size(1)});
+    }
+    jobs_ = jobs;
+    device_stats_ = std::make_unique<cuda::NewtonMuonStatsDevice>(shapes_, jobs, settings_.initial_scale);
+    device_muon_ = std::make_unique<cuda::MuonDevice>(mats, device_newton_schulz(settings_), settings_.nesterov);
+  }
+
+  void device_step(int64_t step, double lr_factor) {
+    if (refresh_step(step) && !shapes_.empty()) {
+      if (comm_->world() > 1)
+        for (const Tensor& t : device_stats_->accumulators()) comm_->all_reduce_sum(t);
+      device_stats_->refresh(settings_.ema_beta, settings_.ridge, settings_.ridge_eps);
+      ++refreshes_;
+      device_has_inverse_ = true;
+    }
+    device_sharding_->reduce();
+    if (device_has_inverse_) {
+      device_stats_->precondition();
+    } else {  // P = I before the first refresh: Muon sees the raw gradient
+      for (const cuda::PreconditionJob& j : jobs_)
+        cuda::copy_device_async(j.out, j.grad, j.rows * shapes_[j.stat].block_width * shapes_[j.stat].blocks);
+    }
+    device_muon_->step(static_cast<float>(muon_momentum(settings_, step)), lr_ * lr_factor, wd_);
+    device_sharding_->gather();
+  }
+
+  std::unique_ptr<DeviceMatrixSharding> device_sharding_;
+  std::unique_ptr<cuda::NewtonMuonStatsDevice> device_stats_;
+  std::unique_ptr<cuda::MuonDevice> device_muon_;
+  std::vector<cuda::PreconditionJob> jobs_;
+  Buffer preconditioned_dev_;
+  bool device_has_inverse_ = false;
+  mutable int64_t failures_read_at_ = 0;
+#else
+  void build_device() {}
+#endif
+
   double lr_, wd_;
   config::NewtonMuonSettings settings_;
   MuonMatrixUpdate update_;
@@ -150,10 +253,12 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
   std::vector<int64_t> stat_of_;  // per parameter: index into stats_, or -1
-  std::vector<InputStatistic> stats_;
+  std::vector<cuda::StatisticShape> shapes_;  // per statistic, both paths
+  std::vector<InputStatistic> stats_;         // the CPU path's statistics
   std::map<std::pair<int64_t, model::CapturePoint>, size_t> index_;
   std::vector<float> preconditioned_;
-  int64_t refreshes_ = 0, failures_ = 0;
+  int64_t refreshes_ = 0;
+  mutable int64_t failures_ = 0;  // on CUDA, refreshed from the device by metrics()
 };
 
 }  // namespace

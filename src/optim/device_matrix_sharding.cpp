@@ -1,0 +1,86 @@
+#include "optim/device_matrix_sharding.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "build_info.h"
+#include "optim/matrix_sharding.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/optim_cuda.h"
+#endif
+
+namespace speedrun::optim {
+
+DeviceMatrixSharding::DeviceMatrixSharding(const std::vector<ParamRef>& params, dist::Communicator* comm)
+    : params_(params),
+      comm_(comm),
+      order_(MatrixSharding::shape_order(params)),
+      owner_(params.size(), 0),
+      grad_(params.size(), nullptr) {
+  const size_t world = static_cast<size_t>(comm_->world());
+  for (size_t i = 0; i < order_.size(); ++i) owner_[order_[i]] = static_cast<int>(i % world);
+  if (world == 1) {
+    for (size_t k = 0; k < params_.size(); ++k) grad_[k] = params_[k].grad.data<float>();
+    return;
+  }
+#if SPEEDRUN_HAVE_CUDA
+  const size_t rank = static_cast<size_t>(comm_->rank());
+  int64_t widest = 0;
+  for (size_t base = 0; base < order_.size(); base += world) {
+    Round r;
+    r.base = base;
+    r.count = std::min(world, order_.size() - base);
+    for (size_t j = 0; j < r.count; ++j) r.width = std::max(r.width, params_[order_[base + j]].param.numel());
+    r.mine = Buffer(Device::cuda, static_cast<size_t>(r.width) * sizeof(float));
+    if (rank < r.count) grad_[order_[base + rank]] = r.mine.as<float>();
+    widest = std::max(widest, r.width);
+    rounds_.push_back(std::move(r));
+  }
+  send_ = Buffer(Device::cuda, world * static_cast<size_t>(std::max<int64_t>(widest, 1)) * sizeof(float));
+  gathered_ = Buffer(Device::cuda, send_.bytes());
+#else
+  throw std::logic_error("DeviceMatrixSharding: built without CUDA");
+#endif
+}
+
+void DeviceMatrixSharding::reduce() {
+#if SPEEDRUN_HAVE_CUDA
+  const int64_t world = comm_->world();
+  for (const Round& r : rounds_) {
+    float* send = send_.as<float>();
+    // Block j: this rank's local gradient of the round's j-th matrix, zero-padded to width.
+    cuda::zero_device_async(send, world * r.width);
+    for (size_t j = 0; j < r.count; ++j) {
+      const Tensor& g = params_[order_[r.base + j]].grad;
+      cuda::copy_device_async(send + static_cast<int64_t>(j) * r.width, g.data<float>(), g.numel());
+    }
+    comm_->reduce_scatter_sum(Tensor::of(send, {world * r.width}, Device::cuda),
+                              Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda));
+  }
+#endif
+}
+
+void DeviceMatrixSharding::gather() {
+#if SPEEDRUN_HAVE_CUDA
+  const int64_t world = comm_->world();
+  const size_t rank = static_cast<size_t>(comm_->rank());
+  for (const Round& r : rounds_) {
+    // This rank's contribution: its updated matrix (or its block's stale contents as padding
+    // when the round has no matrix for it, which nobody reads).
+    if (rank < r.count) {
+      const Tensor& p = params_[order_[r.base + rank]].param;
+      cuda::copy_device_async(r.mine.as<float>(), p.data<float>(), p.numel());
+    }
+    float* gathered = gathered_.as<float>();
+    comm_->all_gather(Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda),
+                      Tensor::of(gathered, {world * r.width}, Device::cuda));
+    for (size_t j = 0; j < r.count; ++j) {
+      if (j == rank) continue;
+      const Tensor& p = params_[order_[r.base + j]].param;
+      cuda::copy_device_async(p.data<float>(), gathered + static_cast<int64_t>(j) * r.width, p.numel());
+    }
+  }
+#endif
+}
+
+}  // namespace speedrun::optim

@@ -1,0 +1,52 @@
+// MatrixSharding (matrix_sharding.h) for matrices on CUDA: the same owners and rounds
+// (largest shape first, matrix i to rank i mod R), with device buffers and device-to-device
+// copies on cuda::stream() in place of the host memcpys. The collectives go through the
+// Communicator (NCCL for device buffers).
+//
+// Unlike the CPU class, the reduction and the gather are separate calls around the update,
+// so that the device optimizers update all of this rank's matrices at once (batched): each
+// round's summed gradient lands in its own device buffer, whose address is fixed for the
+// object's lifetime (the optimizers' pointer tables are uploaded once). The result equals
+// the CPU's round-by-round order: a matrix's update reads only its own gradient.
+//
+// With one process nothing is copied: grad(k) is the parameter's own gradient.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "core/buffer.h"
+#include "dist/communicator.h"
+#include "optim/optimizer.h"
+
+namespace speedrun::optim {
+
+class DeviceMatrixSharding {
+ public:
+  DeviceMatrixSharding(const std::vector<ParamRef>& params, dist::Communicator* comm);
+
+  bool owns(size_t k) const { return owner_[k] == comm_->rank(); }
+  // Parameter k's gradient summed over ranks after reduce() (device, rows x cols); only for
+  // matrices this rank owns.
+  const float* grad(size_t k) const { return grad_[k]; }
+  // Every round's reduce-scatter of the local gradients.
+  void reduce();
+  // Every round's all-gather of the updated matrices into every rank's parameters.
+  void gather();
+
+ private:
+  struct Round {
+    size_t base = 0, count = 0;
+    int64_t width = 0;  // elements per block: the round's largest matrix
+    Buffer mine;        // this rank's block: its summed gradient, then its updated matrix
+  };
+  const std::vector<ParamRef>& params_;
+  dist::Communicator* comm_;
+  std::vector<size_t> order_;
+  std::vector<int> owner_;
+  std::vector<const float*> grad_;
+  std::vector<Round> rounds_;
+  Buffer send_, gathered_;  // world x the largest round width
+};
+
+}  // namespace speedrun::optim
