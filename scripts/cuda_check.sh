@@ -103,7 +103,7 @@ train_run() {  # name, config, extra --set arguments...
 }
 if [ "${NO_TRAIN:-0}" != 1 ]; then
   for act in f32 bf16; do train_run "quickstart-$act" configs/quickstart.json --set train.activation_dtype=$act; done
-  sotu=(--set 'data.train_glob=../data/sotu/sotu_train_*.bin' --set 'data.val_glob=../data/sotu/sotu_val_*.bin'
+  sotu=(--set 'data.train_glob=data/sotu/sotu_train_*.bin' --set 'data.val_glob=data/sotu/sotu_val_*.bin'
         --set data.val_tokens=131072 --set train.batch_tokens=131072 --set train.steps=20 --set train.val_every=10
         --set data.epochs=2)
   train_run track3-muon configs/track3-muon.json "${sotu[@]}"
