@@ -143,6 +143,9 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
       const float rs = warp_sum(p0 + p1);
       ps[r * (kBc + 1) + lane] = p0;
       ps[r * (kBc + 1) + lane + 32] = p1;
+      // Every lane has read ms[r] and ls[r] above; the shuffles do not order shared-memory
+      // accesses between lanes (racecheck flagged it on the H200), so fence the warp first.
+      __syncwarp();
       if (lane == 0) {
         ms[r] = m_new;
         ls[r] = ls[r] * alpha + rs;
