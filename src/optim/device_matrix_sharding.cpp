@@ -83,4 +83,13 @@ void DeviceMatrixSharding::gather() {
 #endif
 }
 
+#if SPEEDRUN_HAVE_CUDA
+std::vector<cuda::DeviceMatrix> DeviceMatrixSharding::owned_matrices() const {
+  std::vector<cuda::DeviceMatrix> mats;
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (owns(k)) mats.push_back({params_[k].param.data<float>(), grad(k), params_[k].param.size(0), params_[k].param.size(1)});
+  return mats;
+}
+#endif
+
 }  // namespace speedrun::optim

@@ -19,6 +19,10 @@
 #include "dist/communicator.h"
 #include "optim/optimizer.h"
 
+namespace speedrun::cuda {
+struct DeviceMatrix;  // kernels/optim_cuda.h
+}
+
 namespace speedrun::optim {
 
 class DeviceMatrixSharding {
@@ -29,6 +33,9 @@ class DeviceMatrixSharding {
   // Parameter k's gradient summed over ranks after reduce() (device, rows x cols); only for
   // matrices this rank owns.
   const float* grad(size_t k) const { return grad_[k]; }
+  // The matrices this rank owns as the device optimizers take them: each parameter with
+  // its summed gradient (CUDA builds only).
+  std::vector<cuda::DeviceMatrix> owned_matrices() const;
   // Every round's reduce-scatter of the local gradients.
   void reduce();
   // Every round's all-gather of the updated matrices into every rank's parameters.

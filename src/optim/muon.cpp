@@ -69,12 +69,8 @@ class Muon final : public Optimizer {
 #if SPEEDRUN_HAVE_CUDA
       // The matrices this rank owns, batched by shape, reading their summed gradients.
       device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
-      std::vector<cuda::DeviceMatrix> mats;
-      for (size_t k = 0; k < params_.size(); ++k)
-        if (device_sharding_->owns(k))
-          mats.push_back({params_[k].param.data<float>(), device_sharding_->grad(k), params_[k].param.size(0),
-                          params_[k].param.size(1)});
-      device_ = std::make_unique<cuda::MuonDevice>(mats, device_newton_schulz(settings_), settings_.nesterov);
+      device_ = std::make_unique<cuda::MuonDevice>(device_sharding_->owned_matrices(), device_newton_schulz(settings_),
+                                                   settings_.nesterov);
 #endif
       return;
     }

@@ -27,12 +27,7 @@ class Rmnp final : public Optimizer {
     if (group_device(params_, "rmnp") == Device::cuda) {
 #if SPEEDRUN_HAVE_CUDA
       device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
-      std::vector<cuda::DeviceMatrix> mats;
-      for (size_t k = 0; k < params_.size(); ++k)
-        if (device_sharding_->owns(k))
-          mats.push_back({params_[k].param.data<float>(), device_sharding_->grad(k), params_[k].param.size(0),
-                          params_[k].param.size(1)});
-      device_ = std::make_unique<cuda::RmnpDevice>(mats, settings_.nesterov);
+      device_ = std::make_unique<cuda::RmnpDevice>(device_sharding_->owned_matrices(), settings_.nesterov);
 #endif
       return;
     }

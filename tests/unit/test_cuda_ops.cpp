@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16_host.h"
 #include "core/buffer.h"
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
@@ -48,20 +49,6 @@ bool have_device() {
   return yes;
 }
 
-// Round-to-nearest-even fp32 -> bf16 bits, and back (NaN stays NaN).
-uint16_t to_bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16_bits(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 std::vector<float> round_to(DType t, std::vector<float> v) {
   if (t == DType::bf16) {

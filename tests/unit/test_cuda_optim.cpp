@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16_host.h"
 #include "config/run_config.h"
 #include "core/buffer.h"
 #include "core/cuda_info.h"
@@ -70,19 +71,6 @@ uint64_t test_seed() {
   return seed;
 }
 
-uint16_t to_bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16_bits(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 struct Shape {
   std::string name;
