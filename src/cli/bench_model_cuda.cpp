@@ -12,6 +12,7 @@
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/format_bytes.h"
 #include "model/flops.h"
 #include "model/gpt.h"
@@ -112,10 +113,7 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
                         {"gemm_ceiling", gemm_ceiling_json(ceiling)},
                         {"memory_plan_bytes", plan.total()},
                         {"model_activation_bytes", model.activation_bytes()}};
-    std::FILE* f = std::fopen(json_out.c_str(), "w");
-    if (!f) throw UserError("cannot write " + json_out);
-    std::fputs(j.dump(2).c_str(), f);
-    std::fclose(f);
+    write_text_file_atomic(json_out, j.dump(2) + "\n");
   }
 }
 

@@ -18,6 +18,7 @@
 #include "cli/common.h"
 #include "core/cuda_info.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "model/flops.h"
 #include "model/gpt.h"
 #include "model/precision.h"
@@ -134,10 +135,7 @@ void run_bench(const Options& o) {
                         {"tokens_per_s", tokens_per_s},
                         {"flops_per_token", flops},
                         {"tflops", tflops}};
-    std::FILE* f = std::fopen(o.json_out.c_str(), "w");
-    if (!f) throw UserError("cannot write " + o.json_out);
-    std::fputs(j.dump(2).c_str(), f);
-    std::fclose(f);
+    write_text_file_atomic(o.json_out, j.dump(2) + "\n");
   }
 }
 

@@ -204,8 +204,10 @@ void run_comparison(const Options& o) {
   write_text_file_atomic(out_dir / "val_points.csv", compare::val_points_csv(configs, results));
   const fs::path json_file = out_dir / "results.json";
   write_text_file_atomic(json_file, compare::results_json(stats, configs, results).dump(2) + "\n");
-  std::string plots = "plots skipped: --no-plots";
-  if (!o.no_plots) plots = compare::draw_plots(json_file, out_dir).message;
+  compare::PlotOutcome plot_outcome;
+  plot_outcome.message = "plots skipped: --no-plots";
+  if (!o.no_plots) plot_outcome = compare::draw_plots(json_file, out_dir);
+  const std::string& plots = plot_outcome.message;
 
   std::printf("\n%s\nwrote %s, %s, %s\n%s\n", md.c_str(), (out_dir / "comparison.md").c_str(),
               (out_dir / "val_points.csv").c_str(), json_file.c_str(), plots.c_str());
@@ -220,6 +222,9 @@ void run_comparison(const Options& o) {
     }
   if (failed)
     throw UserError(fmt::format("{} of {} runs failed (the table covers the others):{}", failed, results.size(), which));
+  // Plots that could not be drawn for want of matplotlib are skipped; a plot that could
+  // not be written (a full disk) is an output missing, so the comparison fails.
+  if (plot_outcome.failed) throw UserError(plots);
 }
 
 }  // namespace

@@ -109,6 +109,7 @@ PlotOutcome draw_plots(const fs::path& results_json, const fs::path& out_dir) {
   } else if (rc == 127 || rc == -1) {
     out.message = "plots skipped: cannot run " + python + " (set SPEEDRUN_PYTHON to a python3 with matplotlib)";
   } else {
+    out.failed = true;
     out.message = "plots failed: " + python + " " + script.string() + " exited with status " + std::to_string(rc) +
                   ":\n" + trimmed(output);
   }

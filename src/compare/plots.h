@@ -11,6 +11,7 @@ namespace speedrun::compare {
 
 struct PlotOutcome {
   bool drawn = false;
+  bool failed = false;  // the script ran and failed (a PNG not written): an error, unlike "skipped"
   std::string message;  // what was written, or why nothing was
   std::vector<std::filesystem::path> files;
 };

@@ -96,10 +96,11 @@ bool prepare_run_dir(const fs::path& dir) {
   if (!fs::is_directory(dir, ec))
     throw UserError("refusing to replace " + dir.string() + ": it is not a speedrun run directory; remove it yourself");
   if (fs::exists(dir / "config.json", ec)) return true;  // an earlier run of ours; the trainer replaces it
-  // Only our own failure record (a run that failed before the trainer wrote anything):
-  // remove it. Anything else in there is someone's, and stays.
+  // Only our own failure record (a run that failed before the trainer wrote anything)
+  // and the hidden temporaries of a writer that was killed (of failed.json or
+  // config.json): remove them. Anything else in there is someone's, and stays.
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
-    if (e.path().filename() != "failed.json")
+    if (e.path().filename() != "failed.json" && !is_atomic_temporary(e.path()))
       throw UserError("refusing to replace " + dir.string() +
                       ": it is not a speedrun run directory (no config.json); remove it yourself");
   fs::remove_all(dir, ec);

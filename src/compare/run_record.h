@@ -52,8 +52,8 @@ std::vector<train::ValPoint> read_logged_val_points(const std::filesystem::path&
 
 // Makes room for (re)running into `dir`. Returns true when the trainer must replace the
 // directory (it holds an earlier, unfinished run of ours). Removes a directory that
-// holds only our failed.json. Throws UserError for a directory that is not a speedrun
-// run directory: it is never replaced.
+// holds only our failed.json and/or AtomicFile temporaries (a killed writer's). Throws
+// UserError for a directory that is not a speedrun run directory: it is never replaced.
 bool prepare_run_dir(const std::filesystem::path& dir);
 
 // Records a failed run in its directory (created when needed) as failed.json.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace speedrun {
 
@@ -37,14 +38,13 @@ void write_npy(const std::filesystem::path& path, const Tensor& t) {
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw UserError("cannot write " + path.string());
   const uint16_t len = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
-  f.write(static_cast<const char*>(t.ptr), static_cast<std::streamsize>(t.bytes()));
-  if (!f) throw UserError("cannot write " + path.string());
+  write_file_atomic(path, [&](AtomicFile& f) {
+    f.write("\x93NUMPY\x01\x00", 8);
+    f.write(&len, 2);
+    f.write(header);
+    f.write(t.ptr, t.bytes());
+  });
 }
 
 NpyArray read_npy(const std::filesystem::path& path) {

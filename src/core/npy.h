@@ -10,7 +10,8 @@
 
 namespace speedrun {
 
-// Writes `t` (a CPU tensor) with its shape. Throws UserError on I/O failure.
+// Writes `t` (a CPU tensor) with its shape, atomically (core/files.h AtomicFile: the
+// file is complete or absent). Throws UserError naming the file and the reason.
 void write_npy(const std::filesystem::path& path, const Tensor& t);
 
 struct NpyArray {

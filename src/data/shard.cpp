@@ -1,7 +1,5 @@
 #include "data/shard.h"
 
-#include <unistd.h>
-
 #include <array>
 #include <bit>
 #include <cerrno>
@@ -107,27 +105,10 @@ void write_shard(const fs::path& path, std::span<const uint16_t> tokens) {
   header[0] = kShardMagic;
   header[1] = kShardVersion;
   header[2] = static_cast<int32_t>(tokens.size());
-  fs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    File f(std::fopen(tmp.c_str(), "wb"));
-    if (!f) throw UserError("cannot write shard " + tmp.string() + ": " + errno_string(errno));
-    const bool ok = std::fwrite(header.data(), sizeof(int32_t), header.size(), f.get()) == header.size() &&
-                    std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), f.get()) == tokens.size() &&
-                    std::fflush(f.get()) == 0;
-    if (!ok) {
-      const std::string why = errno_string(errno);
-      f.reset();
-      fs::remove(tmp);
-      throw UserError("cannot write shard " + path.string() + ": " + why);
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw UserError("cannot write shard " + path.string() + ": " + ec.message());
-  }
+  write_file_atomic(path, [&](AtomicFile& f) {
+    f.write(header.data(), header.size() * sizeof(int32_t));
+    f.write(tokens.data(), tokens.size() * sizeof(uint16_t));
+  });
 }
 
 std::vector<ShardInfo> list_shards(const std::string& pattern, const std::string& what) {

@@ -36,7 +36,8 @@ std::vector<uint16_t> read_shard_tokens(const std::filesystem::path& path, int64
 // Reads a whole shard (header checked, ids checked when vocab_size > 0).
 std::vector<uint16_t> read_shard(const std::filesystem::path& path, int64_t vocab_size);
 
-// Writes a shard atomically (temporary file, then rename). Throws UserError on failure.
+// Writes a shard atomically (core/files.h AtomicFile: complete or absent under its
+// name). Throws UserError naming the file and the reason.
 void write_shard(const std::filesystem::path& path, std::span<const uint16_t> tokens);
 
 // Expands a shard glob; an empty result is an error that names the pattern (`what`

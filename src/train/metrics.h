@@ -1,12 +1,15 @@
-// Metrics as JSON lines (one object per line, flushed at once so that a crashed or
-// killed run keeps everything up to its last step), plus the plain-text log.
+// Metrics as JSON lines (one object per line, written at once so that a crashed or
+// killed run keeps everything up to its last step), plus the plain-text log. Each line
+// is one checked write (core/files.h AppendFile): a write error (a full disk) throws
+// UserError naming the file, and the file keeps whole lines only.
 #pragma once
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "core/files.h"
 
 namespace speedrun::train {
 
@@ -15,17 +18,16 @@ class LineFile {
   LineFile() = default;
   explicit LineFile(const std::filesystem::path& path) { open(path); }  // throws UserError
   void open(const std::filesystem::path& path);                          // appends; throws UserError
-  ~LineFile();
   LineFile(const LineFile&) = delete;
   LineFile& operator=(const LineFile&) = delete;
 
   void write_line(const std::string& line);
   void write_json(const nlohmann::json& record) { write_line(record.dump()); }
-  bool is_open() const { return file_ != nullptr; }
+  bool is_open() const { return file_.is_open(); }
+  void sync() { file_.sync(); }  // fsync what was written; throws UserError
 
  private:
-  std::FILE* file_ = nullptr;
-  std::filesystem::path path_;
+  AppendFile file_;
 };
 
 }  // namespace speedrun::train

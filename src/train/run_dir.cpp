@@ -18,6 +18,19 @@ std::string default_run_name(const std::string& config_name) {
   return config_name + "-" + stamp;
 }
 
+namespace {
+
+// True for a directory holding nothing but AtomicFile temporaries: what a run killed
+// while writing its config.json leaves behind (our files; nothing of the user's).
+bool holds_only_temporaries(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (!is_atomic_temporary(it->path())) return false;
+  return !ec;
+}
+
+}  // namespace
+
 fs::path create_run_dir(const fs::path& out_dir, const std::string& run_name, bool force) {
   if (run_name.empty() || run_name == "." || run_name == ".." || run_name.find('/') != std::string::npos)
     throw UserError("run name '" + run_name + "' must be a plain directory name (no '/', not '.' or '..')");
@@ -28,7 +41,7 @@ fs::path create_run_dir(const fs::path& out_dir, const std::string& run_name, bo
     if (!force)
       throw UserError("run directory " + dir.string() +
                       " already exists; choose another --run-name, or pass --force to replace it");
-    if (!fs::is_directory(dir, ec) || !fs::exists(dir / "config.json", ec))
+    if (!fs::is_directory(dir, ec) || (!fs::exists(dir / "config.json", ec) && !holds_only_temporaries(dir)))
       throw UserError("refusing to replace " + dir.string() +
                       ": it is not a speedrun run directory (no config.json); remove it yourself");
     fs::remove_all(dir, ec);

@@ -13,6 +13,8 @@ std::string default_run_name(const std::string& config_name);
 
 // Creates out_dir/run_name. Throws UserError when the name is not a plain name, when
 // the directory exists (without `force`), or when it cannot be created or written.
+// `force` replaces a run directory (one with a config.json, or with nothing but the
+// hidden temporaries of a run killed while writing it, see is_atomic_temporary).
 std::filesystem::path create_run_dir(const std::filesystem::path& out_dir, const std::string& run_name, bool force);
 
 }  // namespace speedrun::train

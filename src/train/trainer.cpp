@@ -75,7 +75,8 @@ double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, i
 }
 
 // Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values);
-// on CUDA each is copied to the host first.
+// on CUDA each is copied to the host first. Each file is written atomically (write_npy),
+// so a kill leaves complete files only; the caller writes summary.json after them.
 void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -262,8 +263,13 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   summary.tokens_per_s =
       training_time > 0 ? static_cast<double>(t.batch_tokens) * static_cast<double>(summary.steps_done) / training_time : 0.0;
   if (writer) {
-    write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+    // summary.json last, once every other output is complete on disk: a run directory
+    // whose summary exists is a finished run (speedrun compare reuses it), so a kill or
+    // a write error before this point must leave no summary behind.
     if (opts.save_params) save_parameters(model, run_dir / "params");
+    metrics.sync();
+    log.sync();
+    write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
   }
   return summary;
 }

@@ -2,6 +2,7 @@
 CLI, temporary directories, and writing token shards."""
 import os
 import pathlib
+import re
 import struct
 import subprocess
 import sys
@@ -41,6 +42,42 @@ def read_shard(path):
     assert header[0] == SHARD_MAGIC and header[1] == 1
     n = header[2]
     return list(struct.unpack("<%dH" % n, data[1024:1024 + 2 * n]))
+
+
+# The name of a core/files.h AtomicFile temporary (".<name>.tmp-<pid>-<n>"): what a
+# killed writer may leave; never a file under its final name.
+TEMPORARY_NAME = re.compile(r"^\..+\.tmp-\d+-\d+$")
+
+
+def fault_env(name, stage="write"):
+    """The test-only fault injection of core/files.h: every file whose name contains
+    `name` fails at `stage` (write, sync, close, rename)."""
+    return {"SPEEDRUN_TEST_FAIL_WRITE": name, "SPEEDRUN_TEST_FAIL_WRITE_AT": stage}
+
+
+def run_on_small_tmpfs(testcase, mount_point, size, copy_to, argv, timeout=600):
+    """Runs argv (a list) with a tmpfs of `size` (e.g. "2m") mounted at mount_point in
+    a private mount namespace (the real full disk of issue 12), copying the tmpfs's
+    contents to copy_to before the namespace ends; returns the CompletedProcess.
+    Skips the test, saying why, where no tmpfs can be mounted (no root, no user
+    namespaces, no unshare)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    copy_to.mkdir(parents=True, exist_ok=True)
+    script = ('size=$1; mnt=$2; dst=$3; shift 3; mount -t tmpfs -o size="$size" tmpfs "$mnt" || exit 97; '
+              '"$@"; rc=$?; cp -a "$mnt/." "$dst/"; exit $rc')
+    why = "unshare not found"
+    for unshare in (["unshare", "--mount", "--propagation", "private"],
+                    ["unshare", "--user", "--map-root-user", "--mount"]):
+        try:
+            r = subprocess.run([*unshare, "sh", "-c", script, "sh", size, str(mount_point), str(copy_to),
+                                *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=timeout)
+        except FileNotFoundError:
+            break
+        if r.returncode != 97 and "unshare failed" not in r.stderr and "unshare:" not in r.stderr:
+            return r
+        why = r.stderr.strip() or "mount failed"
+    testcase.skipTest(f"skipped: cannot mount a small tmpfs here ({why}); needs root or user namespaces")
 
 
 def require_shared(testcase, *relative):

@@ -7,7 +7,9 @@ import csv
 import json
 import math
 import os
+import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -274,6 +276,53 @@ class TestCompare(CompareTestCase):
         self.assertTrue((self.out / "comparison.md").is_file())
         self.assertTrue((self.out / "results.json").is_file())
         self.assertFalse((self.out / "val_loss_vs_step.png").exists())
+
+    def test_leftover_temporaries_do_not_confuse_the_resume(self):
+        # What kill -9 can leave (core/files.h AtomicFile): hidden temporaries, never a
+        # half-written file under its name. They mark a directory as ours, not a user's.
+        a = self.write_config(tiny_config("a"), "a.json")
+        self.assertSucceeds(self.compare(a, seeds=3))
+        runs = [pathlib.Path(run["run_dir"]) for run in self.results()["runs"]]
+        # Seed 0: finished, plus a temporary of a second summary write. Reused.
+        (runs[0] / ".summary.json.tmp-99999-0").write_text('{"status": "comp')
+        # Seed 1: killed while writing its summary: unfinished, rerun.
+        (runs[1] / "summary.json").unlink()
+        (runs[1] / ".summary.json.tmp-99999-1").write_text('{"status": "comp')
+        # Seed 2: killed while the trainer wrote config.json, after a failure record was
+        # begun: only temporaries. Rerun, not refused as someone else's directory.
+        shutil.rmtree(runs[2])
+        runs[2].mkdir()
+        (runs[2] / ".config.json.tmp-99999-2").write_text("{")
+        (runs[2] / ".failed.json.tmp-99999-3").write_text("{")
+        r = self.compare(a, seeds=3)
+        self.assertSucceeds(r)
+        self.assertEqual(r.stdout.count("skipped (finished)"), 1, r.stdout)
+        self.assertIn("[2/3 a seed 1] done", r.stdout)
+        self.assertIn("[3/3 a seed 2] done", r.stdout)
+        for run in runs[1:]:
+            self.assertEqual(json.loads((run / "summary.json").read_text())["status"], "completed")
+        # Negative control: a user's file beside the temporaries is still refused.
+        shutil.rmtree(runs[2])
+        runs[2].mkdir()
+        (runs[2] / ".config.json.tmp-99999-2").write_text("{")
+        (runs[2] / "notes.txt").write_text("precious")
+        self.assertFailsWith(self.compare(a, seeds=3), "not a speedrun run directory")
+        self.assertEqual((runs[2] / "notes.txt").read_text(), "precious")
+
+    def test_output_write_failures_fail_the_comparison(self):
+        a = self.write_config(tiny_config("a"), "a.json")
+        r = self.compare(a, seeds=1, env=speedrun_testing.fault_env("results.json", "close"))
+        self.assertFailsWith(r, str(self.out / "results.json"), "No space left on device")
+        self.assertFalse((self.out / "results.json").exists())
+        self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
+        if not HAVE_MATPLOTLIB:
+            self.skipTest("skipped (the plot part): /usr/bin/python3 has no matplotlib")
+        r = self.compare(a, seeds=1, plots=True, env=speedrun_testing.fault_env("val_loss_vs_time"))
+        self.assertFailsWith(r, "plots failed", str(self.out / "val_loss_vs_time.png"), "No space left on device")
+        self.assertTrue((self.out / "results.json").is_file())
+        self.assertEqual((self.out / "val_loss_vs_step.png").read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertFalse((self.out / "val_loss_vs_time.png").exists())
+        self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
 
     def test_usage(self):
         self.assertFailsWith(run_speedrun("compare"), "configs", code=2)

@@ -118,6 +118,16 @@ class TokenizeCliTest(SpeedrunTestCase):
         self.assertEqual(self.shard_names(out), ["f_train_000001.bin", "g_train_000001.bin"])
         self.assertEqual(read_shard(out / "f_train_000001.bin"), [EOT, *FOX[1]] * 2)
 
+    def test_write_failure_names_the_shard_and_leaves_no_partial_shard(self):
+        docs = self.write_docs(FOX[0], FOX[0])
+        out = self.tmp / "out"
+        result = run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--shard-tokens", 8,
+                              env=speedrun_testing.fault_env("_train_000002"))
+        self.assertFailsWith(result, str(out / "f_train_000002.bin"), "No space left on device")
+        # The shard before it is complete; the failed one is absent, its temporary removed.
+        self.assertEqual(sorted(os.listdir(out)), ["f_train_000001.bin"])
+        self.assertEqual(read_shard(out / "f_train_000001.bin"), [EOT, *FOX[1], EOT, *FOX[1]][:8])
+
     def test_missing_input_file(self):
         docs = self.write_docs(HELLO[0])
         missing = self.tmp / "no-such-file.txt"

@@ -18,7 +18,6 @@
 // otherwise make q/k/v and mlp.fc gradients exactly zero at step 0).
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -27,6 +26,7 @@
 
 #include "config/run_config.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/npy.h"
 #include "dist/communicator.h"
 #include "model/gpt.h"
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
     nlohmann::json params = nlohmann::json::array();
     for (const auto& p : m.layout().params()) params.push_back({{"name", p.name}, {"shape", p.shape}});
     meta["params"] = params;
-    std::ofstream(out / "meta.json") << meta.dump(2);
+    write_text_file_atomic(out / "meta.json", meta.dump(2));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -142,6 +142,23 @@ TEST(CompareRecord, RunDirectoriesThatAreNotOursAreNeverReplaced) {
   std::ofstream(theirs / "notes.txt") << "precious";
   EXPECT_THROW(cmp::prepare_run_dir(theirs), speedrun::UserError);
   EXPECT_TRUE(fs::exists(theirs / "notes.txt"));
+  // What a killed writer leaves (core/files.h AtomicFile temporaries) is ours too ...
+  const fs::path killed = tmp.path / "killed";
+  fs::create_directories(killed);
+  std::ofstream(killed / ".failed.json.tmp-123-0") << "{";
+  std::ofstream(killed / ".config.json.tmp-123-1") << "{";
+  EXPECT_FALSE(cmp::prepare_run_dir(killed));
+  EXPECT_FALSE(fs::exists(killed));
+  // ... but not beside a user's file, nor a name that only looks similar.
+  for (const char* other : {"notes.txt", ".config.json.tmp-x-1", "config.json.tmp-123-1"}) {
+    const fs::path mixed = tmp.path / "mixed";
+    fs::create_directories(mixed);
+    std::ofstream(mixed / ".config.json.tmp-123-1") << "{";
+    std::ofstream(mixed / other) << "precious";
+    EXPECT_THROW(cmp::prepare_run_dir(mixed), speedrun::UserError) << other;
+    EXPECT_TRUE(fs::exists(mixed / other)) << other;
+    fs::remove_all(mixed);
+  }
 }
 
 TEST(CompareRecord, FinishedRunIsReadBackOnlyWithItsConfig) {
