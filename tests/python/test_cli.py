@@ -313,7 +313,7 @@ class TestFilesCompleteOrAbsent(CliTestCase):
     def test_injected_write_failure_while_saving_params(self):
         # The disk-full report: a 0-byte norm2.gains.npy, exit 0, "completed". Now: exit 1,
         # the file and the reason named, no summary, no norm2.gains.npy, nothing half-written.
-        cfg = self.tiny()
+        cfg = self.tiny(steps=2, val_every=1)
         reference = self.reference_params(cfg)
         for stage, reason in (("write", "No space left on device"), ("sync", "No space left on device"),
                               ("close", "No space left on device"), ("rename", "Input/output error")):
@@ -331,7 +331,7 @@ class TestFilesCompleteOrAbsent(CliTestCase):
                 self.check_run_is_complete_or_unfinished(run, reference)
 
     def test_injected_write_failure_of_each_run_file(self):
-        cfg = self.tiny()
+        cfg = self.tiny(steps=2, val_every=1)
         for target in ("config.json", "metrics.jsonl", "log.txt", "summary.json"):
             with self.subTest(file=target):
                 name = "fail-" + target.replace(".", "-")
@@ -350,7 +350,7 @@ class TestFilesCompleteOrAbsent(CliTestCase):
         # and a 0-byte norm2.gains.npy before). Sized from a complete run's files, in
         # tmpfs pages, less two pages; and once far too small (1 MiB: embed.weight alone
         # is 50257 x 32 x 4 bytes = 6.4 MB).
-        cfg = self.tiny()
+        cfg = self.tiny(steps=2, val_every=1)
         reference = self.reference_params(cfg)
         page = 4096
         needed = sum(-(-f.stat().st_size // page) * page
@@ -371,7 +371,7 @@ class TestFilesCompleteOrAbsent(CliTestCase):
     def test_kill_9_while_saving_params(self):
         # The kill -9 report: summary.json "completed" beside a truncated embed.weight.npy.
         # Kill at random moments from the creation of params/ to the end of the run.
-        cfg = self.tiny()
+        cfg = self.tiny(steps=2, val_every=1)
         extra = ("--set", "model.d_model=128", "--set", "model.n_head=8", "--set", "train.steps=1")
         reference = self.reference_params(cfg, *extra)
         argv = [str(speedrun_testing.SPEEDRUN_BIN), "train", str(cfg), "--save-params", "--no-progress", *extra]

@@ -174,6 +174,18 @@ TEST(AtomicFile, TemporaryNamesAreRecognised) {
   EXPECT_TRUE(is_atomic_temporary(".embed.weight.npy.tmp-4242-17"));
 }
 
+TEST(AtomicFile, TemporariesAreInvisibleToDataGlobs) {
+  // A tokenizer killed mid-shard must not hand a partial shard to the next training run.
+  TempDir dir;
+  write_text_file_atomic(dir.path() / "t_train_000001.bin", "x");
+  AtomicFile pending(dir.path() / "t_train_000002.bin");
+  pending.write("partial");
+  EXPECT_EQ(entries(dir.path()).size(), 2u);
+  for (const std::string pattern : {"/*", "/t_train_*", "/*.bin*", "/*_train_*"})
+    EXPECT_EQ(glob_sorted(dir.path().string() + pattern), std::vector<fs::path>{dir.path() / "t_train_000001.bin"})
+        << pattern;
+}
+
 TEST(AtomicFile, NpyRoundTripAndFailedNpyIsAbsent) {
   TempDir dir;
   std::mt19937 rng(std::random_device{}());
