@@ -180,7 +180,9 @@ __global__ void ref_dq(float* dq, const bf16* q, const bf16* k, const bf16* v, c
   __syncthreads();
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
     double a = 0;
-    for (int64_t s = 0; s < seq; ++s) a += sh[s] * bf(k, base + s * stride + i);
+    for (int64_t s = 0; s < seq; ++s) {
+      if (sh[s] != 0) a += sh[s] * bf(k, base + s * stride + i);  // the same s for every thread
+    }
     dq[base + t * stride + i] = static_cast<float>(scale * a);
   }
 }
@@ -204,6 +206,7 @@ __global__ void ref_dkdv(float* dk, float* dv, const bf16* q, const bf16* k, con
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
     double a = 0, c = 0;
     for (int64_t t = 0; t < seq; ++t) {
+      if (ps[t] == 0 && dss[t] == 0) continue;  // masked (the same t for every thread)
       a += dss[t] * bf(q, base + t * stride + i);
       c += ps[t] * bf(dout, base + t * stride + i);
     }

@@ -375,8 +375,16 @@ __global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const Fwd
       }
     }
 
-    // Mask (-inf) where the block is not fully visible or runs past T; then scale into
-    // log2 units (-inf stays -inf).
+    // Scale into log2 units, then -inf where the block is not fully visible or runs past T
+    // (after the scaling, so that any sign of scale keeps masked entries at -inf).
+#pragma unroll
+    for (int mi = 0; mi < WM; ++mi) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mi][j][e] *= p.scale_log2;
+      }
+    }
     const int k1 = min(k0 + BN, seq);
     if (k0 + BN > seq || mask.block(q0, q1, k0, k1) != BlockKind::full) {
       const int t0 = q0 + r0 + g, key0 = k0 + 2 * tq;
@@ -390,14 +398,6 @@ __global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const Fwd
             if (!(key < seq && mask.allowed(t, key))) s[mi][j][e] = kNegInf;
           }
         }
-      }
-    }
-#pragma unroll
-    for (int mi = 0; mi < WM; ++mi) {
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mi][j][e] *= p.scale_log2;
       }
     }
     // Online softmax per row (mi, hr).
