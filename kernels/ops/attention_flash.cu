@@ -128,8 +128,9 @@
 // Includes to update when kernels/ moves (kernels/ops, kernels/runtime, ...):
 // "kernels/common.cuh", "kernels/context.cuh" (and cuda_check.cuh through common.cuh).
 #include <climits>
-#include <initializer_list>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -213,7 +214,9 @@ __device__ __forceinline__ float exp2_approx(float x) {
 // Two floats as bf16x2 (round to nearest even), lo in the lower 16 bits.
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
+  uint32_t u;
+  memcpy(&u, &v, sizeof(u));
+  return u;
 }
 
 __device__ __forceinline__ float quad_max(float v) {
