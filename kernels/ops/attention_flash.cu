@@ -68,7 +68,7 @@
 // tiles of BN = 64. blockIdx.x is reversed (query tile = gridDim.x - 1 - blockIdx.x) so the
 // longest causal rows start first. Shared: Q (BM x D), K and V (2 stages x BN x D), bf16,
 // padded: 104,448 bytes for D = 128 (2 blocks per SM), 55,296 for D = 64.
-// Per key tile: S = Q K^T (fp32 C fragments), masked entries -inf, x = S scale log2e, per row
+// Per key tile: S = Q K^T (fp32 C fragments), x = S scale log2e (-inf where masked), per row
 // m_new = max(m, rowmax x) (quad shuffles), m_use = m_new or 0 when m_new = -inf (no key seen
 // yet: avoids -inf - -inf), alpha = exp2(m - m_use), p = exp2(x - m_use), l = alpha l +
 // rowsum p (per thread), O = alpha O + P V. End: l summed over the quad, out = O / l
