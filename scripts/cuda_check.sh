@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # First run of the CUDA backend on a GPU machine (docs/cuda.md, "What a GPU session must do
 # first"): builds the default preset, then runs the CUDA op tests group by group (so that a
-# crash in one group does not hide the others), the whole-model tests (f32 and bf16), the
+# crash in one group does not hide the others), the flash attention driver
+# (dev/cuda/attention_flash.cu: validation and timings), the whole-model tests (f32 and bf16), the
 # optimizer tests, the unit suite, the optimizer benchmark on the three Track 3 configs, the
 # GPU side-by-side (speedrun bench on Track 3 with --device cuda, the same model in PyTorch:
 # scripts/bench_torch_gpu.py, eager and compiled, and their ratio: scripts/gpu_ratio.py),
@@ -18,6 +19,7 @@ jobs="$(nproc 2>/dev/null || echo 4)"
 
 speedrun=./build/speedrun
 tests=./build/tests/speedrun_tests
+flash=./build/dev/cuda/dev_attention_flash
 if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   # Binaries packed by scripts/gpu_bundle.sh on a machine that has the build dependencies.
   bundle="$(mktemp -d)"
@@ -25,6 +27,7 @@ if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   speedrun="$bundle/speedrun"
   tests="$bundle/speedrun_tests"
+  flash="$bundle/dev_attention_flash"
   # The CTest suite needs the build tree: only the GPU groups and the benches run.
   NO_CTEST=1
 else
@@ -56,6 +59,12 @@ for i in "${!groups[@]}"; do
   [ $rc -ne 0 ] && status=1
   printf '%-70s rc=%d  %s\n' "${groups[$i]}" "$rc" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
 done
+# The FlashAttention-2-class kernels (dev/cuda/attention_flash.cu): checked against an fp64
+# reference at several shapes (exit 1 on a failure), then timed next to the tensor-core ones.
+timeout "$group_timeout" "$flash" >"$out/attention_flash.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] && status=1
+echo "dev_attention_flash rc=$rc: $(grep -E 'validation:|forward .* backward|checks' "$out/attention_flash.log" | tr -s ' ' | tr '\n' ' ')"
 if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_CTEST:-0}" != 1 ]; then
   ctest --test-dir build -L unit -j "$jobs" >"$out/ctest.log" 2>&1
   echo "ctest rc=$?: $(grep 'tests passed' "$out/ctest.log")"
