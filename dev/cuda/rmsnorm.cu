@@ -9,8 +9,9 @@
 // Validation: fresh random inputs (the seed is printed; --seed replays), a CPU reference in
 // fp64 from exactly the values the device sees (bf16 inputs are rounded first), for the
 // forward's out and rstd and the backward's dx (written, accumulated, in place) and dgains
-// (accumulated onto random values), on the Track 3 shapes and on shapes that exercise the
-// masking and the fallbacks (see kCases). Every output is poisoned with NaN first. Each
+// (accumulated onto random values; also alone, with dx null, and bitwise repeatable), on
+// the Track 3 shapes and on shapes that exercise the masking and the fallbacks (see
+// kCases). Every output is poisoned with NaN first. Each
 // element must satisfy |got - want| <= tol (bounds below); the first violations are printed
 // and the exit status is 1. Negative controls show that the bounds reject near misses.
 //
@@ -48,6 +49,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <numeric>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -307,6 +309,21 @@ struct Validator {
       record(compare("backward dx", download(outp, k.t, n), ref.dx, ref.dx_tol), kernel);
       if (k.gains) {
         record(compare("backward dgains", download(dg.ptr, DType::f32, k.C), ref.dg, ref.dg_tol), kernel);
+        // dgains alone (no dx wanted), twice from the same start: within the bound, and the
+        // same bits both times (no atomics, a fixed order).
+        std::vector<float> runs[2];
+        for (std::vector<float>& got : runs) {
+          upload(dg, DType::f32, in.old_dg);
+          sc::rmsnorm_backward(k.t, nullptr, static_cast<float*>(dg.ptr), dyp, xp, gp,
+                               static_cast<const float*>(rstd_in.ptr), k.rows, k.C, false);
+          got = download(dg.ptr, DType::f32, k.C);
+        }
+        record(compare("backward dgains only (dx null)", runs[0], ref.dg, ref.dg_tol), kernel);
+        Check same{"dgains bitwise repeatable"};
+        same.bad = static_cast<int64_t>(k.C) -
+                   std::inner_product(runs[0].begin(), runs[0].end(), runs[1].begin(), int64_t{0}, std::plus<>(),
+                                      [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0 ? 1 : 0; });
+        record(same, kernel);
       }
       // Backward, dx accumulated (the model's residual stream), no dgains.
       upload(out, k.t, in.old_dx, off);
