@@ -223,6 +223,7 @@ const Case kCases[] = {
     {"Track 3 model norm (bf16, N = 3 sweeps)", DType::bf16, 65536, 768, true},
     {"Track 3 QK-norm (bf16, 16-lane groups)", DType::bf16, 393216, 128, false},
     {"rows not a multiple of the block's rows", DType::bf16, 4099, 768, true},
+    {"N = 2, second sweep part-masked (C = 384)", DType::bf16, 2000, 384, true},
     {"third sweep part-masked (L = 65 vectors)", DType::bf16, 1000, 520, true},
     {"8-lane groups, C = 64", DType::bf16, 777, 64, false},
     {"8-lane groups, masked (C = 40)", DType::bf16, 301, 40, true},
