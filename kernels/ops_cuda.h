@@ -40,6 +40,20 @@ void rmsnorm_forward(DType act, void* out, float* rstd, const void* x, const flo
 void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, const void* x, const float* gains,
                       const float* rstd, int64_t rows, int64_t channels, bool accumulate_dx);
 
+// Which RMSNorm kernels the two calls above use. `legacy`: one warp per row, two passes over
+// the row, and the gains gradient as a separate column-sum pass. `fast`: one pass each, 16-byte
+// vector loads, a persistent grid, the gains gradient reduced in the same pass through a
+// (grid x C) f32 scratch (kernels/rmsnorm.cu); used where C is a multiple of 16 / sizeof(act)
+// up to 1024 and x, out, dout, dx are 16-byte aligned, else the legacy kernels run.
+// The environment variable SPEEDRUN_RMSNORM=fast|legacy (read once, at the first call)
+// chooses; unset means legacy until the fast kernels have passed on a GPU; another value is
+// refused (std::invalid_argument).
+enum class RmsNormKernel { legacy, fast };
+RmsNormKernel rmsnorm_kernel();
+// Overrides the environment's choice (tests and dev/cuda/rmsnorm.cu compare both); returns
+// the previous rmsnorm_kernel(). Not synchronized with RMSNorm calls on other threads.
+RmsNormKernel set_rmsnorm_kernel(RmsNormKernel kernel);
+
 // --- rotary (kernels/rotary.cu) -----------------------------------------------------------
 void rotary_forward(DType act, void* out, const void* x, const float* cos, const float* sin, int64_t batch,
                     int64_t seq, int64_t heads, int64_t head_dim);

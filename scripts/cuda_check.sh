@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # First run of the CUDA backend on a GPU machine (docs/cuda.md, "What a GPU session must do
 # first"): builds the default preset, then runs the CUDA op tests group by group (so that a
-# crash in one group does not hide the others), the flash attention driver
-# (dev/cuda/attention_flash.cu: validation and timings), the whole-model tests (f32 and bf16), the
-# optimizer tests, the unit suite, the optimizer benchmark on the three Track 3 configs, the
-# GPU side-by-side (speedrun bench on Track 3 with --device cuda, the same model in PyTorch:
+# crash in one group does not hide the others), the whole-model tests (f32 and bf16), the
+# optimizer tests, the unit suite, the norm and model tests again with the one-pass RMSNorm
+# kernels (SPEEDRUN_RMSNORM=fast), the kernel drivers (dev/cuda: build/dev/cuda/dev_*, e.g.
+# dev_rmsnorm's and dev_attention_flash's checks against fp64 references and their timing tables), the optimizer
+# benchmark on the three Track 3 configs, the GPU side-by-side (speedrun bench on Track 3 with --device cuda, the same model in PyTorch:
 # scripts/bench_torch_gpu.py, eager and compiled, and their ratio: scripts/gpu_ratio.py),
 # short training runs on CUDA, and compute-sanitizer when present. Logs and JSON figures go
 # to ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches;
@@ -19,7 +20,7 @@ jobs="$(nproc 2>/dev/null || echo 4)"
 
 speedrun=./build/speedrun
 tests=./build/tests/speedrun_tests
-flash=./build/dev/cuda/dev_attention_flash
+devdir=./build/dev/cuda
 if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   # Binaries packed by scripts/gpu_bundle.sh on a machine that has the build dependencies.
   bundle="$(mktemp -d)"
@@ -27,11 +28,12 @@ if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   speedrun="$bundle/speedrun"
   tests="$bundle/speedrun_tests"
-  flash="$bundle/dev_attention_flash"
+  devdir="$bundle"
   # The CTest suite needs the build tree: only the GPU groups and the benches run.
   NO_CTEST=1
 else
   cmake --preset default >"$out/configure.log" 2>&1 && cmake --build --preset default -j "$jobs" >"$out/build.log" 2>&1 \
+    && cmake --build --preset default -j "$jobs" --target dev_cuda >>"$out/build.log" 2>&1 \
     || { echo "build failed: see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
 fi
 "$speedrun" info >"$out/info.log" 2>&1
@@ -59,12 +61,32 @@ for i in "${!groups[@]}"; do
   [ $rc -ne 0 ] && status=1
   printf '%-70s rc=%d  %s\n' "${groups[$i]}" "$rc" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
 done
-# The FlashAttention-2-class kernels (dev/cuda/attention_flash.cu): checked against an fp64
-# reference at several shapes (exit 1 on a failure), then timed next to the tensor-core ones.
-timeout "$group_timeout" "$flash" >"$out/attention_flash.log" 2>&1
-rc=$?
-[ $rc -ne 0 ] && status=1
-echo "dev_attention_flash rc=$rc: $(grep -E 'validation:|forward .* backward|checks' "$out/attention_flash.log" | tr -s ' ' | tr '\n' ' ')"
+# The one-pass RMSNorm kernels are opt-in until they have passed here: the norm tests and the
+# whole-model tests again with them selected.
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  log="$out/group-rmsnorm-fast.log"
+  SPEEDRUN_RMSNORM=fast timeout "$group_timeout" "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*' \
+    >"$log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  printf '%-70s rc=%d  %s\n' "SPEEDRUN_RMSNORM=fast RmsNorm*:QkNorm*:CudaModel.*" "$rc" \
+    "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
+fi
+# The kernel drivers (dev/cuda/*.cu): each validates against a CPU reference (non-zero exit on
+# a mismatch) and prints its timing table; the whole output is in $out/dev_NAME.log.
+for name in attention_flash rmsnorm; do
+  driver="$devdir/dev_$name"
+  if [ ! -x "$driver" ]; then
+    echo "dev_$name: not built (cmake --build --preset default --target dev_cuda; scripts/gpu_bundle.sh carries it)"
+    status=1
+    continue
+  fi
+  timeout "${BENCH_TIMEOUT:-600}" "$driver" >"$out/dev_$name.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  echo "dev_$name rc=$rc"
+  grep -E '^(dev_|validation|checks|device-to-device|op |forward|backward|QK|target)' "$out/dev_$name.log"
+done
 if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_CTEST:-0}" != 1 ]; then
   ctest --test-dir build -L unit -j "$jobs" >"$out/ctest.log" 2>&1
   echo "ctest rc=$?: $(grep 'tests passed' "$out/ctest.log")"
@@ -85,6 +107,9 @@ done
 timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench configs/track3-muon.json --device cuda --steps 10 --warmup 3 \
   --json "$out/bench_speedrun.json" >"$out/bench_speedrun.log" 2>&1
 echo "speedrun bench rc=$?: $(grep -E 'forward\+backward|MFU|GEMM ceiling' "$out/bench_speedrun.log" | tr '\n' ' ')"
+SPEEDRUN_RMSNORM=fast timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench configs/track3-muon.json --device cuda --steps 10 \
+  --warmup 3 --json "$out/bench_speedrun_rmsnorm_fast.json" >"$out/bench_speedrun_rmsnorm_fast.log" 2>&1
+echo "speedrun bench, SPEEDRUN_RMSNORM=fast rc=$?: $(grep -E 'forward\+backward|MFU' "$out/bench_speedrun_rmsnorm_fast.log" | tr '\n' ' ')"
 py="${PYTHON:-python3}"
 timeout "${BENCH_TIMEOUT:-600}" "$py" scripts/bench_torch_gpu.py --steps 10 --warmup 3 --json "$out/bench_torch.json" \
   >"$out/bench_torch.log" 2>&1
@@ -129,5 +154,10 @@ if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_SANITIZER:-0}" != 1 ] && command -v co
   timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool racecheck "$tests" --gtest_filter='CudaOpsTest.Attention*:CudaOpsTest.RmsNorm*' \
     >"$out/racecheck.log" 2>&1
   echo "racecheck rc=$? ($(grep -c 'hazard' "$out/racecheck.log") hazard lines)"
+  for tool in memcheck racecheck; do
+    SPEEDRUN_RMSNORM=fast timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool $tool "$tests" \
+      --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*' >"$out/$tool-rmsnorm-fast.log" 2>&1
+    echo "$tool, SPEEDRUN_RMSNORM=fast rc=$? ($(grep -c -E 'Invalid|hazard' "$out/$tool-rmsnorm-fast.log") error lines)"
+  done
 fi
 exit $status
