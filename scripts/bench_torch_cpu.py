@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from atomic_write import write_json_atomically
+
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "python"))
 
@@ -107,9 +109,9 @@ def main():
           f"per micro-batch, optimizer {statistics.median(opt_ms):.2f} ms, training step {step:.2f} ms, "
           f"{tokens_per_s:.0f} tokens/s")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({
+        write_json_atomically(args.json, {
             "torch": torch.__version__, "threads": args.threads, "micro_batch_ms": statistics.median(fb_ms),
-            "optimizer_ms": statistics.median(opt_ms), "step_ms": step, "tokens_per_s": tokens_per_s}, indent=2))
+            "optimizer_ms": statistics.median(opt_ms), "step_ms": step, "tokens_per_s": tokens_per_s})
 
 
 if __name__ == "__main__":

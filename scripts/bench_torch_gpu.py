@@ -15,11 +15,12 @@ FLOP count is speedrun's (src/model/flops.h): 6 x matmul parameters + 6 L T (H D
     scripts/bench_torch_gpu.py --device cpu --layers 2 --dim 128 --heads 2 --head-dim 64 --seq 128 --batch 2
 """
 import argparse
-import json
 import math
 import statistics
 import sys
 import time
+
+from atomic_write import write_json_atomically
 
 import torch
 import torch.nn as nn
@@ -202,14 +203,12 @@ def main():
     print(f"forward+backward: {ms:.3f} ms per micro-batch (median of {a.steps} after {a.warmup} warm-up), "
           f"{tokens_per_s:.0f} tokens/s, {flops / 1e6:.1f} MFLOP/token, {tflops:.3f} TFLOP/s achieved")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"framework": "pytorch", "torch": torch.__version__, "device": a.device, "device_name": name,
+        write_json_atomically(a.json, {"framework": "pytorch", "torch": torch.__version__, "device": a.device, "device_name": name,
                        "dtype": a.dtype, "compiled": a.compile, "layers": a.layers, "d_model": a.dim,
                        "heads": a.heads, "head_dim": a.head_dim, "vocab": a.vocab, "seq": a.seq,
                        "micro_batch_seqs": a.batch, "micro_batch_tokens": tokens_per_micro, "timed": a.steps,
                        "warmup": a.warmup, "micro_batch_ms": ms, "micro_batch_ms_all": times,
-                       "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss},
-                      f, indent=2)
+                       "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import os
 import sys
 import unicodedata
 
+from atomic_write import write_text_atomically
+
 # White_Space is not exposed by unicodedata; it is a small, stable list (PropList.txt).
 # It has not changed since Unicode 6.3 (U+180E was removed then).
 WHITE_SPACE = [
@@ -88,8 +90,7 @@ const std::span<const CodePointRange> kWhitespace(kWhitespaceRanges);
 
 }}  // namespace speedrun::data::unicode
 """
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_text_atomically(output, text)
     print(f"wrote {output}: Unicode {version}, {len(letters)} letter, {len(numbers)} number, "
           f"{len(WHITE_SPACE)} whitespace ranges")
 

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from atomic_write import write_json_atomically
+
 
 def load(path, what):
     try:
@@ -46,10 +48,8 @@ def main():
     print(f"ratio ours / theirs (ms): {ratio:.3f} ({'speedrun faster' if ratio < 1 else 'PyTorch faster'})"
           + (f"; speedrun MFU {100 * ours['mfu']:.1f}%" if isinstance(ours.get("mfu"), (int, float)) else ""))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"ours_ms": ours["micro_batch_ms"], "theirs_ms": theirs["micro_batch_ms"], "ratio": ratio,
-                       "ours_device": ours.get("device_name"), "theirs_device": theirs.get("device_name")}, f,
-                      indent=2)
+        write_json_atomically(a.json, {"ours_ms": ours["micro_batch_ms"], "theirs_ms": theirs["micro_batch_ms"], "ratio": ratio,
+                       "ours_device": ours.get("device_name"), "theirs_device": theirs.get("device_name")})
 
 
 if __name__ == "__main__":

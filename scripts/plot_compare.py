@@ -10,61 +10,14 @@ report the plots as skipped rather than failed. A PNG that cannot be written (a 
 disk) ends the script with status 1 and "cannot write <file>: <reason>"; a PNG is
 never left half-written under its name (write_atomically).
 """
-import errno
 import io
 import json
-import os
 import pathlib
 import sys
 
+from atomic_write import write_atomically
+
 NO_MATPLOTLIB = 3
-
-
-def write_atomically(path, data):
-    """Writes `data` to `path` so that it is complete or absent under that name, as the
-    C++ writers do (src/core/files.h AtomicFile): a hidden temporary sibling, fsync,
-    checked close, rename, fsync of the directory; on failure the temporary is removed
-    and whatever `path` held is untouched. Honours the test-only fault injection
-    SPEEDRUN_TEST_FAIL_WRITE(_AT) documented there (stages write, sync, close, rename)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-0")
-    fault = os.environ.get("SPEEDRUN_TEST_FAIL_WRITE")
-    fault_at = (os.environ.get("SPEEDRUN_TEST_FAIL_WRITE_AT") or "write") if fault and fault in path.name else None
-
-    def injected(stage):
-        if fault_at == stage:
-            code = errno.EIO if stage == "rename" else errno.ENOSPC
-            raise OSError(code, os.strerror(code))
-
-    stage = "while writing"
-    try:
-        with open(tmp, "xb") as f:
-            if fault_at == "write":
-                f.write(data[:len(data) // 2])
-                f.flush()
-            injected("write")
-            f.write(data)
-            f.flush()
-            stage = "at fsync"
-            injected("sync")
-            os.fsync(f.fileno())
-            stage = "at close"
-        injected("close")
-        stage = "renaming its temporary over it"
-        injected("rename")
-        os.replace(tmp, path)
-        stage = "at fsync of its directory"
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise SystemExit(f"cannot write {path}: {e.strerror or e} ({stage})")
 
 
 def curves(results):

@@ -17,6 +17,8 @@ import pathlib
 import struct
 import sys
 
+from atomic_write import write_atomically
+
 EOT = 50256
 SHARD_MAGIC = 20240520
 
@@ -67,8 +69,7 @@ def main():
     def flush():
         nonlocal documents, current, total_bytes
         data = b"".join(current)
-        with open(os.path.join(args.out_dir, f"doc{documents:06d}.txt"), "wb") as f:
-            f.write(data)
+        write_atomically(os.path.join(args.out_dir, f"doc{documents:06d}.txt"), data)
         documents += 1
         total_bytes += len(data)
         current = []
