@@ -1,5 +1,6 @@
 #include "data/shard.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include "core/error.h"
@@ -131,11 +133,31 @@ void write_shard(const fs::path& path, std::span<const uint16_t> tokens) {
 }
 
 std::vector<ShardInfo> list_shards(const std::string& pattern, const std::string& what) {
-  const std::vector<fs::path> paths = glob_sorted(pattern);
+  std::vector<fs::path> paths;
+  try {
+    paths = glob_sorted(pattern);
+  } catch (const UserError& e) {
+    throw UserError(what + ": " + e.what());
+  }
   if (paths.empty()) throw UserError(what + ": no files match '" + pattern + "'");
   std::vector<ShardInfo> shards;
   shards.reserve(paths.size());
-  for (const fs::path& p : paths) shards.push_back(read_shard_header(p));
+  std::map<std::pair<dev_t, ino_t>, fs::path> seen;  // file identity -> first path
+  for (const fs::path& p : paths) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0)
+      throw UserError(what + ": '" + pattern + "' matches " + p.string() + ", which cannot be read: " +
+                      errno_string(errno));
+    if (!S_ISREG(st.st_mode))
+      throw UserError(what + ": '" + pattern + "' matches " + p.string() + ", which is " +
+                      (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
+                      "; a shard pattern must match shard files only (e.g. end it in .bin)");
+    const auto [it, fresh] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), p);
+    if (!fresh)
+      throw UserError(what + ": '" + pattern + "' matches the same file twice, as " + it->second.string() + " and " +
+                      p.string() + " (a link); its tokens would be read twice");
+    shards.push_back(read_shard_header(p));
+  }
   return shards;
 }
 

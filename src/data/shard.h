@@ -39,8 +39,11 @@ std::vector<uint16_t> read_shard(const std::filesystem::path& path, int64_t voca
 // Writes a shard atomically (temporary file, then rename). Throws UserError on failure.
 void write_shard(const std::filesystem::path& path, std::span<const uint16_t> tokens);
 
-// Expands a shard glob; an empty result is an error that names the pattern (`what`
-// says which, e.g. "data.train_glob").
+// Expands a shard glob into its shards, sorted by path, every header checked. Every
+// match is read, so a match that cannot be read as a shard is an error rather than a
+// file left out: no match, a match that is not a regular file (a directory), and two
+// matches that are the same file (links) are UserErrors naming the pattern (`what` says
+// which, e.g. "data.train_glob") and the paths.
 std::vector<ShardInfo> list_shards(const std::string& pattern, const std::string& what);
 
 }  // namespace speedrun::data
