@@ -36,13 +36,14 @@ TrainLoader::TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts)
 }
 
 void TrainLoader::check_enough_for(int64_t steps) const {
-  const int64_t available = batches_per_epoch_ * opts_.epochs;
-  if (steps > available)
+  // Compared in passes, not batches: batches_per_epoch * epochs may overflow int64.
+  const int64_t passes_needed = (steps + batches_per_epoch_ - 1) / batches_per_epoch_;
+  if (passes_needed > opts_.epochs)
     throw UserError(opts_.what + ": the run needs " + std::to_string(steps) + " batches of " +
                     std::to_string(opts_.batch_tokens) + " tokens but " + std::to_string(shards_.size()) +
                     " shard(s) yield " + std::to_string(batches_per_epoch_) + " per pass and data.epochs is " +
                     std::to_string(opts_.epochs) + "; raise data.epochs to at least " +
-                    std::to_string((steps + batches_per_epoch_ - 1) / batches_per_epoch_) +
+                    std::to_string(passes_needed) +
                     " or lower train.steps");
 }
 
