@@ -133,6 +133,11 @@ void write_shard(const fs::path& path, std::span<const uint16_t> tokens) {
 }
 
 std::vector<ShardInfo> list_shards(const std::string& pattern, const std::string& what) {
+  // glob(3) reads "**" as "*" (one directory level), while upstream's Path.glob reads it
+  // as any depth: the same pattern would silently match fewer files here.
+  if (pattern.find("**") != std::string::npos)
+    throw UserError(what + ": '" + pattern + "' uses **, which matches one directory level here (glob(3)) but any "
+                    "depth in upstream's Path.glob; write each level out, e.g. data/*/shard_*.bin");
   std::vector<fs::path> paths;
   try {
     paths = glob_sorted(pattern);

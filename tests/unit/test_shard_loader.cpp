@@ -357,6 +357,17 @@ TEST(ShardGlob, SameFileTwiceIsRefused) {
   EXPECT_EQ(list_shards((dir.path() / "x_*.bin").string(), "data.val_glob").size(), 2u);
 }
 
+TEST(ShardGlob, RecursiveWildcardIsRefused) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "a" / "b");
+  write_shard(dir.path() / "a" / "x_1.bin", std::vector<uint16_t>(4, 1));
+  write_shard(dir.path() / "a" / "b" / "x_2.bin", std::vector<uint16_t>(4, 1));
+  // glob(3) would match a/x_1.bin only; upstream's Path.glob both.
+  const std::string pattern = (dir.path() / "**" / "x_*.bin").string();
+  const std::string e = error_of([&] { list_shards(pattern, "data.train_glob"); });
+  EXPECT_NE(e.find("data.train_glob: '" + pattern + "' uses **"), std::string::npos) << e;
+}
+
 TEST(ShardGlob, UnreadableDirectoryIsAnErrorNotAnEmptyMatch) {
   if (::geteuid() == 0) GTEST_SKIP() << "root reads any directory";
   TempDir dir;
