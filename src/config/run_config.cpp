@@ -152,7 +152,7 @@ std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>&
 
 // --- validation -----------------------------------------------------------------
 
-// A value the field's constraint did not cover (kept out of the field's line in `bind`).
+// A further constraint on a field that was read already (model.rmsnorm_eps, model.attn_scale).
 static void check_value(Errors& errors, const std::string& path, double v, const Constraint<double>& c) {
   if (!c.ok(v)) errors.add(path, "expected a number " + c.phrase + ", got " + format_number(v));
 }
@@ -201,7 +201,8 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
                                            format_number(o.weight_decay) + " with lr " + format_number(o.lr) +
                                            " (use 0 for no decay)");
     if (const auto* nm = std::get_if<NewtonMuonSettings>(&o.settings)) {
-      const bool proj = std::find(nm->precondition.begin(), nm->precondition.end(), "mlp_proj") != nm->precondition.end();
+      const auto& pre = nm->precondition;
+      const bool proj = std::find(pre.begin(), pre.end(), "mlp_proj") != pre.end();
       if (proj && m.mlp_hidden() % nm->mlp_proj_blocks != 0)
         errors.add(at + ".mlp_proj_blocks", "must divide the MLP width model.mlp_ratio * model.d_model = " +
                                                 std::to_string(m.mlp_hidden()) + ", got " +

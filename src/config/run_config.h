@@ -43,7 +43,8 @@ struct ModelConfig {
 
   template <class A>
   void bind(A& a) {
-    a.field("vocab_size", vocab_size, in_range<int64_t>(2, kMaxInt32), "GPT-2 has 50257 tokens; data ids must be below this");
+    a.field("vocab_size", vocab_size, in_range<int64_t>(2, kMaxInt32),
+            "GPT-2 has 50257 tokens; data ids must be below this");
     a.field("padded_vocab_size", padded_vocab_size, in_range<int64_t>(2, kMaxInt32),
             "rows of the embedding and the LM head (>= vocab_size; upstream pads to a multiple of 128)");
     a.field("n_layer", n_layer, in_range<int64_t>(1, 1024), "transformer blocks");

@@ -84,8 +84,8 @@ Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_toke
                           int world, int64_t vocab_size, const std::string& what) {
   if (world < 1 || rank < 0 || rank >= world) throw std::logic_error("bad rank/world");
   if (seq_len < 1 || val_tokens < seq_len || val_tokens % seq_len != 0)
-    throw UserError("data.val_tokens (" + std::to_string(val_tokens) + ") must be a positive multiple of model.seq_len (" +
-                    std::to_string(seq_len) + ")");
+    throw UserError("data.val_tokens (" + std::to_string(val_tokens) +
+                    ") must be a positive multiple of model.seq_len (" + std::to_string(seq_len) + ")");
   const int64_t sequences = val_tokens / seq_len;
   const int64_t first = sequences * rank / world, last = sequences * (rank + 1) / world;
   const int64_t begin = first * seq_len;
