@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -125,8 +126,15 @@ static json value_for_kind(const Override& o, const KeyInfo& info) {
 
 std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides) {
   std::vector<std::string> set_keys;
+  std::map<std::string, const Override*> seen;  // normalized path -> first override of it
   for (const Override& o : overrides) {
     const std::vector<std::string> segments = split_key_path(o.key);
+    // Like a key repeated in a file: one of two values would be dropped unseen.
+    std::string normalized;
+    for (const std::string& s : segments) normalized += (normalized.empty() || s.front() == '[' ? "" : ".") + s;
+    if (const auto [it, fresh] = seen.emplace(normalized, &o); !fresh)
+      throw UserError("--set " + o.key + "=" + o.value + ": " + normalized + " is already set by --set " +
+                      it->second->key + "=" + it->second->value + "; give each key once");
     RunConfig probe;
     KeyFinder finder(segments, raw);
     probe.bind(finder);

@@ -311,7 +311,8 @@ RunConfig load_run_config(const std::filesystem::path& file, const std::vector<O
 // (core/json_text.h).
 json parse_json_text(const std::string& text, const std::string& filename);
 
-// Applies overrides to raw JSON, each typed by the schema. Returns the keys set.
+// Applies overrides to raw JSON, each typed by the schema. Returns the keys set. A key
+// given twice is a UserError naming both (as a key repeated in a file is).
 std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides);
 
 // Validates raw JSON into a RunConfig (field checks plus cross-field checks).

@@ -170,6 +170,12 @@ class TestConfigMeansWhatItSays(CliTestCase):
         self.assertFailsWith(r, want)
         self.assertFalse((self.tmp / "runs").exists())
 
+    def test_same_key_set_twice(self):
+        p = self.write_config(tiny_config("a", "b"))
+        self.assertFailsWith(run_speedrun("validate-config", p, "--set", "optimizers[1].lr=0.1", "--set",
+                                          "optimizers[1].lr=0.2"),
+                             "--set optimizers[1].lr=0.2: optimizers[1].lr is already set by --set optimizers[1].lr=0.1")
+
     def test_integers_written_as_floats(self):
         cfg = tiny_config("a", "b")
         cfg["train"]["steps"] = 1e3  # json.dumps writes 1000.0

@@ -466,3 +466,18 @@ TEST(ConfigOverride, SameChecksThroughSet) {
             std::string::npos)
       << after("train.seed", "9223372036854775808");
 }
+
+TEST(ConfigOverride, SameKeyTwiceIsRefused) {
+  json j = minimal();
+  const std::string e = error_of([&] {
+    cfg::apply_overrides(j, {{"optimizers[1].lr", "0.02"}, {"train.steps", "5"}, {"optimizers.[1].lr", "0.5"}});
+  });
+  EXPECT_NE(e.find("--set optimizers.[1].lr=0.5: optimizers[1].lr is already set by --set optimizers[1].lr=0.02; "
+                   "give each key once"),
+            std::string::npos)
+      << e;
+  // Negative control: the same key name in different entries is two keys.
+  json k = minimal();
+  EXPECT_EQ(error_of([&] { cfg::apply_overrides(k, {{"optimizers[0].lr", "0.02"}, {"optimizers[1].lr", "0.5"}}); }),
+            "");
+}
