@@ -1,9 +1,15 @@
 // speedrun tokenize: text files -> GPT-2 token shards (.bin), one document per file,
 // each preceded by <|endoftext|>, split into a val shard and training shards.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -55,12 +61,27 @@ void check_options(const Options& o) {
     throw UserError("tokenize: --val-tokens must be 0 or more, got " + std::to_string(o.val_tokens));
   if (o.encoder.empty() != o.vocab.empty())
     throw UserError("tokenize: --encoder and --vocab go together (give both, or neither for the default GPT-2 files)");
+  // Every input is checked before anything is written, so that no input is left out
+  // (or read twice) after shards already exist.
+  std::map<std::pair<dev_t, ino_t>, std::string> seen;  // file identity -> first name given
   for (const std::string& input : o.inputs) {
     std::error_code ec;
     const fs::file_status status = fs::status(input, ec);
     if (!fs::exists(status)) throw UserError("tokenize: input file " + input + " does not exist");
     if (fs::is_directory(status))
       throw UserError("tokenize: input " + input + " is a directory; pass its files (e.g. " + input + "/*.txt)");
+    if (!fs::is_regular_file(status))
+      throw UserError("tokenize: input " + input + " is not a regular file (a pipe or a device); pass text files");
+    const int fd = ::open(input.c_str(), O_RDONLY);
+    if (fd < 0) throw UserError("tokenize: cannot read input " + input + ": " + errno_string(errno));
+    struct stat st {};
+    const int rc = ::fstat(fd, &st);
+    ::close(fd);
+    if (rc != 0) throw UserError("tokenize: cannot read input " + input + ": " + errno_string(errno));
+    const auto [it, fresh] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), input);
+    if (!fresh)
+      throw UserError("tokenize: input " + input + " is the same file as " + it->second +
+                      ", given before; each file is one document, so it would be tokenized twice (pass it once)");
   }
 }
 
@@ -123,6 +144,8 @@ void run_tokenize(const Options& o) {
     size_t batch_bytes = 0;
     while (next < o.inputs.size() && (texts.empty() || batch_bytes < kBatchBytes)) {
       texts.push_back(read_text_file(o.inputs[next++]));
+      if (texts.back().empty())
+        spdlog::warn("tokenize: input {} is empty: its document is the <|endoftext|> token alone", o.inputs[next - 1]);
       batch_bytes += texts.back().size();
     }
     const std::vector<std::string_view> views(texts.begin(), texts.end());

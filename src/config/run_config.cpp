@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json_text.h"
 
 namespace speedrun::config {
 
@@ -63,21 +65,7 @@ Override parse_override(const std::string& text) {
 }
 
 json parse_json_text(const std::string& text, const std::string& filename) {
-  try {
-    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-  } catch (const json::parse_error& e) {
-    // Turn the byte offset into line:column for the message.
-    size_t line = 1, col = 1;
-    const size_t end = std::min<size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
-    for (size_t i = 0; i < end; ++i) {
-      if (text[i] == '\n') ++line, col = 1;
-      else ++col;
-    }
-    std::string what = e.what();
-    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line ..., column ...: ".
-    if (const size_t p = what.rfind(": "); p != std::string::npos) what = what.substr(p + 2);
-    throw UserError(filename + ":" + std::to_string(line) + ":" + std::to_string(col) + ": malformed JSON: " + what);
-  }
+  return parse_json_strict(text, filename);
 }
 
 // --- --set --------------------------------------------------------------------
@@ -102,6 +90,8 @@ static json value_for_kind(const Override& o, const KeyInfo& info) {
       if (info.kind == Kind::integer) {
         const long long x = std::strtoll(v.c_str(), &end, 10);
         if (*end == '\0' && errno == 0) return static_cast<int64_t>(x);
+        if (*end == '\0') return fail(info.expected + " (" + v + " is beyond the 64-bit integer range)");
+        errno = 0;
       }
       const double d = std::strtod(v.c_str(), &end);
       if (*end != '\0' || errno != 0) return fail(info.expected);
@@ -136,8 +126,15 @@ static json value_for_kind(const Override& o, const KeyInfo& info) {
 
 std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides) {
   std::vector<std::string> set_keys;
+  std::map<std::string, const Override*> seen;  // normalized path -> first override of it
   for (const Override& o : overrides) {
     const std::vector<std::string> segments = split_key_path(o.key);
+    // Like a key repeated in a file: one of two values would be dropped unseen.
+    std::string normalized;
+    for (const std::string& s : segments) normalized += (normalized.empty() || s.front() == '[' ? "" : ".") + s;
+    if (const auto [it, fresh] = seen.emplace(normalized, &o); !fresh)
+      throw UserError("--set " + o.key + "=" + o.value + ": " + normalized + " is already set by --set " +
+                      it->second->key + "=" + it->second->value + "; give each key once");
     RunConfig probe;
     KeyFinder finder(segments, raw);
     probe.bind(finder);
@@ -163,16 +160,29 @@ std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>&
 
 // --- validation -----------------------------------------------------------------
 
+// A further constraint on a field that was read already (model.rmsnorm_eps, model.attn_scale).
+static void check_value(Errors& errors, const std::string& path, double v, const Constraint<double>& c) {
+  if (!c.ok(v)) errors.add(path, "expected a number " + c.phrase + ", got " + format_number(v));
+}
+
 static void check_cross_fields(const RunConfig& c, Errors& errors) {
   const ModelConfig& m = c.model;
+  // Both are used in fp32 (rmsnorm's mean(x^2) + eps, the score scale).
+  check_value(errors, "model.rmsnorm_eps", m.rmsnorm_eps, positive_f32());
+  check_value(errors, "model.attn_scale", m.attn_scale, positive_f32());
   if (m.padded_vocab_size < m.vocab_size)
     errors.add("model.padded_vocab_size", "must be >= model.vocab_size (" + std::to_string(m.vocab_size) + "), got " +
                                               std::to_string(m.padded_vocab_size));
   if (m.head_dim % 4 != 0)
     errors.add("model.head_dim", "must be a multiple of 4 (half-truncated rotary), got " + std::to_string(m.head_dim));
   const TrainConfig& t = c.train;
-  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
-  if (t.batch_tokens % micro_tokens != 0)
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;  // <= 2^31 * 2^20: no overflow
+  if (micro_tokens > kMaxInt32)
+    errors.add("train.micro_batch_seqs", "train.micro_batch_seqs * model.seq_len = " + std::to_string(micro_tokens) +
+                                             " tokens per micro-batch exceeds 2^31 - 1, the largest matrix dimension "
+                                             "BLAS and cuBLAS take; got micro_batch_seqs " +
+                                             std::to_string(t.micro_batch_seqs));
+  else if (t.batch_tokens % micro_tokens != 0)
     errors.add("train.batch_tokens", "must be a multiple of train.micro_batch_seqs * model.seq_len = " +
                                          std::to_string(micro_tokens) + ", got " + std::to_string(t.batch_tokens));
   if (c.data.val_tokens % m.seq_len != 0)
@@ -183,6 +193,29 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
   if (c.optimizers.empty()) errors.add("optimizers", "at least one optimizer entry is required");
   for (size_t i = 0; i < c.optimizers.size(); ++i) {
     const OptimizerConfig& o = c.optimizers[i];
+    const std::string at = index_path("optimizers", i);
+    // The decay factor 1 - lr * weight_decay is applied in fp32 (at the peak lr; the
+    // schedule only lowers it): >= 1 would zero or flip the parameters, and a product so
+    // small that fp32 rounds the factor to 1 would be a decay that does nothing.
+    const double lr_wd = o.lr * o.weight_decay;
+    if (lr_wd >= 1.0)
+      errors.add(at + ".weight_decay", "lr * weight_decay = " + format_number(lr_wd) +
+                                           " must be below 1 (p = p * (1 - lr * weight_decay)), got weight_decay " +
+                                           format_number(o.weight_decay) + " with lr " + format_number(o.lr));
+    else if (lr_wd > 0.0 && static_cast<float>(1.0 - lr_wd) == 1.0f)
+      errors.add(at + ".weight_decay", "lr * weight_decay = " + format_number(lr_wd) +
+                                           " vanishes in fp32 (1 - lr * weight_decay rounds to 1 below 2^-25 = " +
+                                           format_number(0x1p-25) + "): the decay would do nothing; got weight_decay " +
+                                           format_number(o.weight_decay) + " with lr " + format_number(o.lr) +
+                                           " (use 0 for no decay)");
+    if (const auto* nm = std::get_if<NewtonMuonSettings>(&o.settings)) {
+      const auto& pre = nm->precondition;
+      const bool proj = std::find(pre.begin(), pre.end(), "mlp_proj") != pre.end();
+      if (proj && m.mlp_hidden() % nm->mlp_proj_blocks != 0)
+        errors.add(at + ".mlp_proj_blocks", "must divide the MLP width model.mlp_ratio * model.d_model = " +
+                                                std::to_string(m.mlp_hidden()) + ", got " +
+                                                std::to_string(nm->mlp_proj_blocks));
+    }
     if (const MuonSettings* mu = muon_settings_of(o.settings)) {
       if (mu->momentum_warmup_start && mu->momentum_warmup_steps == 0)
         errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",

@@ -43,8 +43,9 @@ struct ModelConfig {
 
   template <class A>
   void bind(A& a) {
-    a.field("vocab_size", vocab_size, at_least<int64_t>(2), "GPT-2 has 50257 tokens; data ids must be below this");
-    a.field("padded_vocab_size", padded_vocab_size, at_least<int64_t>(2),
+    a.field("vocab_size", vocab_size, in_range<int64_t>(2, kMaxInt32),
+            "GPT-2 has 50257 tokens; data ids must be below this");
+    a.field("padded_vocab_size", padded_vocab_size, in_range<int64_t>(2, kMaxInt32),
             "rows of the embedding and the LM head (>= vocab_size; upstream pads to a multiple of 128)");
     a.field("n_layer", n_layer, in_range<int64_t>(1, 1024), "transformer blocks");
     a.field("d_model", d_model, in_range<int64_t>(1, 65536), "model width d");
@@ -58,8 +59,9 @@ struct ModelConfig {
     a.field("rotary_base", rotary_base, greater_than(1.0), "rotary frequencies (1/base)^(j/(head_dim/4-1))");
     a.field("logit_softcap", logit_softcap, one_of({"algebraic", "sigmoid", "none"}),
             "algebraic: cap*z/sqrt(z^2+cap^2) (Track 3); sigmoid: cap*sigmoid(z/(T*sqrt(d))) (record #26)");
-    a.field("logit_cap", logit_cap, greater_than(0.0), "the cap: 15 for Track 3, 30 for record #26");
-    a.field("sigmoid_temperature", sigmoid_temperature, greater_than(0.0), "T of the sigmoid cap (7.5 in record #26)");
+    a.field("logit_cap", logit_cap, in_range(0x1p-63, 0x1p63),
+            "the cap: 15 for Track 3, 30 for record #26 (the algebraic cap squares it in fp32)");
+    a.field("sigmoid_temperature", sigmoid_temperature, positive_f32(), "T of the sigmoid cap (7.5 in record #26)");
     a.field("embedding_dtype", embedding_dtype, one_of({"f32", "bf16"}),
             "precision the forward reads the embedding table in: f32, or bf16 (a bf16 copy of the f32 master table, "
             "refreshed after each optimizer step, as upstream stores the table in bf16; CUDA only)");
@@ -77,7 +79,8 @@ struct DataConfig {
     a.required("train_glob", train_glob, non_empty_string(),
                "training shards (.bin); relative paths are resolved against the config file's directory");
     a.required("val_glob", val_glob, non_empty_string(), "validation shards; the first val_tokens tokens are used");
-    a.field("val_tokens", val_tokens, at_least<int64_t>(1), "validation tokens (a multiple of seq_len)");
+    a.field("val_tokens", val_tokens, in_range<int64_t>(1, int64_t{1} << 48),
+            "validation tokens (a multiple of seq_len); every one is evaluated, each process taking whole sequences");
     a.field("epochs", epochs, at_least<int64_t>(1),
             "passes over the training shards before the run stops with 'training data exhausted' (1 = upstream)");
   }
@@ -100,11 +103,13 @@ struct TrainConfig {
 
   template <class A>
   void bind(A& a) {
-    a.field("batch_tokens", batch_tokens, at_least<int64_t>(1),
-            "tokens per optimizer step over all ranks (524288 in Track 3)");
-    a.field("micro_batch_seqs", micro_batch_seqs, at_least<int64_t>(1),
+    a.field("batch_tokens", batch_tokens, in_range<int64_t>(1, kMaxInt32 - 2),
+            "tokens per optimizer step over all ranks (524288 in Track 3); a shard (at most 2^31 - 1 tokens) must "
+            "hold batch_tokens + 2");
+    a.field("micro_batch_seqs", micro_batch_seqs, in_range<int64_t>(1, kMaxInt32),
             "sequences per forward/backward on one rank; gradients accumulate over micro-batches");
-    a.field("steps", steps, at_least<int64_t>(1), "optimizer steps");
+    a.field("steps", steps, in_range<int64_t>(1, kMaxExactInteger),
+            "optimizer steps (at most 2^53: the schedule divides step by steps in double)");
     a.field("seed", seed, at_least<int64_t>(0), "seed of the initialization (data order does not depend on it)");
     a.field("val_every", val_every, at_least<int64_t>(1), "validate every this many steps");
     a.field("val_every_final", val_every_final, at_least<int64_t>(1),
@@ -147,8 +152,8 @@ struct AdamWSettings {
 
   template <class A>
   void bind(A& a) {
-    a.field("betas", betas, each(in_half_open(0.0, 1.0), 2), "(beta1, beta2) as torch.optim.AdamW");
-    a.field("eps", eps, greater_than(0.0), "added to sqrt(v_hat)");
+    a.field("betas", betas, each(fp32_below_one(), 2), "(beta1, beta2) as torch.optim.AdamW");
+    a.field("eps", eps, positive_f32(), "added to sqrt(v_hat) (in fp32)");
   }
 };
 
@@ -165,14 +170,14 @@ struct MuonSettings {
 
   template <class A>
   void bind(A& a) {
-    a.field("momentum", momentum, in_half_open(0.0, 1.0), "mu of buf = mu*buf + (1-mu)*G");
+    a.field("momentum", momentum, fp32_below_one(), "mu of buf = mu*buf + (1-mu)*G");
     a.field("nesterov", nesterov, any<bool>(), "update with (1-mu)*G + mu*buf instead of buf");
-    a.field("momentum_warmup_start", momentum_warmup_start, optional_of(in_half_open(0.0, 1.0)),
+    a.field("momentum_warmup_start", momentum_warmup_start, optional_of(fp32_below_one()),
             "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps");
     a.field("momentum_warmup_steps", momentum_warmup_steps, at_least<int64_t>(0), "length of the momentum warm-up");
     a.field("ns_preset", ns_preset, one_of({"cubic", "quintic"}),
             "Newton-Schulz coefficients: cubic (2, -1.5, 0.5) x 12 steps, quintic (3.4445, -4.7750, 2.0315) x 5");
-    a.field("ns_coefficients", ns_coefficients, optional_of(each(any<double>(), 3)),
+    a.field("ns_coefficients", ns_coefficients, optional_of(each(finite_f32(), 3)),
             "(a, b, c) of X = a X + (b A + c A^2) X, replacing the preset's");
     a.field("ns_steps", ns_steps, optional_of(in_range<int64_t>(1, 100)), "iterations, replacing the preset's");
     a.field("ns_precision", ns_precision, one_of({"auto", "fp32", "bf16"}),
@@ -198,12 +203,12 @@ struct NewtonMuonSettings : MuonSettings {
     MuonSettings::bind(a);
     a.field("refresh_every", refresh_every, at_least<int64_t>(1),
             "k: statistics are captured on steps s with (s+1) mod k == 0, and the inverse refreshed then");
-    a.field("ema_beta", ema_beta, in_range(0.0, 1.0), "beta of C = C + beta (A/count - C) at each refresh");
+    a.field("ema_beta", ema_beta, zero_or_unit_f32(), "beta of C = C + beta (A/count - C) at each refresh");
     a.field("ridge", ridge, any<double>(),
             "gamma of the ridge r = gamma tr(C)/n + ridge_eps added to C before the Cholesky inverse (negative "
             "values make the factorization fail: for tests only)");
     a.field("ridge_eps", ridge_eps, at_least(0.0), "added to the ridge");
-    a.field("initial_scale", initial_scale, greater_than(0.0), "C starts as initial_scale * I");
+    a.field("initial_scale", initial_scale, positive_f32(), "C starts as initial_scale * I");
     a.field("mlp_proj_blocks", mlp_proj_blocks, at_least<int64_t>(1),
             "mlp.proj's input is split into this many contiguous blocks, each with its own statistic and inverse");
     a.field("precondition", precondition, each(one_of({"attn_qkv", "attn_proj", "mlp_fc", "mlp_proj"})),
@@ -223,9 +228,9 @@ struct RmnpSettings {
 
   template <class A>
   void bind(A& a) {
-    a.field("momentum", momentum, in_half_open(0.0, 1.0), "mu of buf = mu*buf + G");
+    a.field("momentum", momentum, fp32_below_one(), "mu of buf = mu*buf + G");
     a.field("nesterov", nesterov, any<bool>(), "update with G + mu*buf instead of buf");
-    a.field("eps", eps, greater_than(0.0), "rows are divided by max(||row||_2, eps)");
+    a.field("eps", eps, positive_f32(), "rows are divided by max(||row||_2, eps) (in fp32)");
   }
 };
 
@@ -254,8 +259,10 @@ struct OptimizerConfig {
     a.required("params", params, non_empty_list(),
                "parameter-name patterns (* matches any run of characters, ? one); every parameter must match "
                "exactly one optimizer entry");
-    a.required("lr", lr, greater_than(0.0), "learning rate (multiplied by the schedule's factor)");
-    a.field("weight_decay", weight_decay, at_least(0.0), "decoupled: p = p * (1 - lr * weight_decay)");
+    a.required("lr", lr, positive_f32(), "learning rate (multiplied by the schedule's factor; used in fp32)");
+    a.field("weight_decay", weight_decay, at_least(0.0),
+            "decoupled: p = p * (1 - lr * weight_decay), the factor in fp32: lr * weight_decay must be below 1, and "
+            "when not 0, large enough that fp32 does not round the factor to 1 (> 2^-25)");
     std::visit([&a](auto& s) { s.bind(a); }, settings);
   }
 };
@@ -300,10 +307,12 @@ Override parse_override(const std::string& text);
 RunConfig load_run_config(const std::filesystem::path& file, const std::vector<Override>& overrides = {});
 
 // Parses JSON text (the file name is used in messages). Throws UserError with line and
-// column on malformed JSON.
+// column on malformed JSON, and with the key path and lines on a repeated key
+// (core/json_text.h).
 json parse_json_text(const std::string& text, const std::string& filename);
 
-// Applies overrides to raw JSON, each typed by the schema. Returns the keys set.
+// Applies overrides to raw JSON, each typed by the schema. Returns the keys set. A key
+// given twice is a UserError naming both (as a key repeated in a file is).
 std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides);
 
 // Validates raw JSON into a RunConfig (field checks plus cross-field checks).

@@ -1,6 +1,8 @@
 #include "config/schema.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -76,6 +78,27 @@ static std::string known_keys_phrase(const std::string& key, std::vector<std::st
   std::string s = "known keys: ";
   for (size_t i = 0; i < known.size(); ++i) s += (i ? ", " : "") + known[i];
   return s;
+}
+
+// Range first: converting a double beyond FLT_MAX to float is undefined behaviour.
+Constraint<double> positive_f32() {
+  return {[](const double& v) { return v > 0.0 && v <= FLT_MAX && std::isnormal(static_cast<float>(v)); },
+          "> 0 and a normal fp32 number (" + format_number(FLT_MIN) + " to " + format_number(FLT_MAX) + ")"};
+}
+
+Constraint<double> fp32_below_one() {
+  return {[](const double& v) { return v >= 0.0 && v < 1.0 && static_cast<float>(v) < 1.0f; },
+          "in [0, " + format_number(1.0 - 0x1p-25) + "): below 1 - 2^-25, which fp32 rounds to 1"};
+}
+
+Constraint<double> finite_f32() {
+  return {[](const double& v) { return std::fabs(v) <= FLT_MAX; },
+          "finite in fp32 (|x| <= " + format_number(FLT_MAX) + ")"};
+}
+
+Constraint<double> zero_or_unit_f32() {
+  return {[](const double& v) { return v == 0.0 || (v >= FLT_MIN && v <= 1.0); },
+          "0, or in [" + format_number(FLT_MIN) + ", 1] (a normal fp32 number)"};
 }
 
 Constraint<std::string> one_of(std::vector<std::string> choices) {

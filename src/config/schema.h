@@ -88,6 +88,23 @@ Constraint<T> in_half_open(T lo, T hi) {  // [lo, hi)
   return {[lo, hi](const T& v) { return v >= lo && v < hi; },
           "in [" + format_number(static_cast<double>(lo)) + ", " + format_number(static_cast<double>(hi)) + ")"};
 }
+// Floating-point settings the computation uses in fp32 (parameters, optimizer state and
+// activations are fp32): a value that JSON and double hold but fp32 does not would
+// silently become 0, a subnormal, infinity or 1. These refuse it.
+//   positive_f32():     > 0 and, rounded to fp32, a normal number: [2^-126, FLT_MAX].
+//   fp32_below_one():   in [0, 1) and still below 1 once rounded to fp32: [0, 1 - 2^-25)
+//                       (a momentum or beta that rounds to 1 never lets a gradient in).
+//   finite_f32():       |v| <= FLT_MAX.
+Constraint<double> positive_f32();
+Constraint<double> fp32_below_one();
+Constraint<double> finite_f32();
+//   zero_or_unit_f32(): 0, or in [2^-126, 1] (a rate that fp32 would not turn into 0).
+Constraint<double> zero_or_unit_f32();
+// Integers addressed by the computation in 64-bit arithmetic and BLAS's 32-bit
+// dimensions stay exact below these bounds.
+inline constexpr int64_t kMaxInt32 = 2147483647;            // BLAS / cuBLAS int dimensions
+inline constexpr int64_t kMaxExactInteger = int64_t{1} << 53;  // integers a double holds exactly
+
 Constraint<std::string> one_of(std::vector<std::string> choices);
 Constraint<std::string> non_empty_string();
 Constraint<std::vector<std::string>> non_empty_list();
@@ -138,15 +155,24 @@ template <>
 struct ValueTraits<int64_t> {
   static constexpr Kind kind = Kind::integer;
   static constexpr const char* noun = "an integer";
+  // Integers in JSON may be written as 1000, 1e3 or 1000.0: a number is accepted when
+  // it is exactly an integer (1e3, 5.24288e5; not 2.5) within int64, and for numbers
+  // written with a fraction or an exponent, parsed as a double, within +-2^53 where a
+  // double still holds every integer (1e16 could have been any of several integers).
   static bool from_json(const json& j, int64_t& out) {
+    if (j.is_number_unsigned()) {  // nlohmann parses every non-negative integer as unsigned
+      const uint64_t u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) return false;  // beyond int64
+      out = static_cast<int64_t>(u);
+      return true;
+    }
     if (j.is_number_integer()) {
       out = j.get<int64_t>();
       return true;
     }
-    if (j.is_number_unsigned()) return false;  // beyond int64 range
-    if (j.is_number_float()) {  // accept 5.24288e5, reject 2.5
+    if (j.is_number_float()) {
       const double d = j.get<double>();
-      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15) {
+      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) <= 9007199254740992.0) {
         out = static_cast<int64_t>(d);
         return true;
       }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "core/error.h"
@@ -212,17 +213,33 @@ void AppendFile::close() {
   if (err != 0) throw UserError("cannot write " + path_.string() + ": " + errno_string(err) + " (at close)");
 }
 
+namespace {
+// glob(3)'s error callback has no user pointer; matching runs on one thread at a time
+// under this lock, so the first failure can be kept in statics.
+std::mutex glob_mutex;
+std::string glob_error_path;
+int glob_error_errno = 0;
+int on_glob_error(const char* path, int err) {
+  if (err == ENOENT || err == ENOTDIR) return 0;  // nothing there to match: not an error
+  if (glob_error_path.empty()) glob_error_path = path, glob_error_errno = err;
+  return 1;  // stop (EACCES, EIO...): a partial match would silently leave files out
+}
+}  // namespace
+
 std::vector<fs::path> glob_sorted(const std::string& pattern) {
+  std::lock_guard<std::mutex> lock(glob_mutex);
+  glob_error_path.clear();
   glob_t g{};
   std::vector<fs::path> out;
-  const int rc = ::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g);
-  if (rc == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) {
-      std::error_code ec;
-      if (fs::is_regular_file(g.gl_pathv[i], ec)) out.emplace_back(g.gl_pathv[i]);
-    }
-  }
+  const int rc = ::glob(pattern.c_str(), GLOB_NOSORT, on_glob_error, &g);
+  if (rc == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
   globfree(&g);
+  if (rc == GLOB_ABORTED)
+    throw UserError("cannot match '" + pattern + "': cannot read directory " +
+                    (glob_error_path.empty() ? std::string("(unknown)") : glob_error_path) + ": " +
+                    errno_string(glob_error_errno));
+  if (rc == GLOB_NOSPACE) throw UserError("cannot match '" + pattern + "': out of memory");
   // Sorted by the full path string, as Python's sorted(Path.glob(...)) does upstream.
   std::sort(out.begin(), out.end(), [](const fs::path& a, const fs::path& b) { return a.string() < b.string(); });
   return out;

@@ -92,7 +92,10 @@ class AppendFile {
 };
 
 // Expands a glob pattern (`*`, `?`, `[...]` in the file-name part and in directory
-// parts) into the sorted list of matching regular files. No match returns empty.
+// parts) into the sorted list of every matching path, whatever its type (directories
+// included: the caller decides, so that nothing matched is dropped unseen). No match
+// returns empty; a directory that cannot be read while matching throws UserError
+// naming it, rather than matching less than the pattern says.
 std::vector<std::filesystem::path> glob_sorted(const std::string& pattern);
 
 // Creates `dir` (and parents) and checks that we can write into it. Throws UserError

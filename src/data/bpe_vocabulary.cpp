@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json_text.h"
 #include "data/byte_unicode.h"
 #include "data/shard.h"
 
@@ -54,6 +55,11 @@ Encoder read_encoder(const fs::path& path) {
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(path.string() + ": not valid JSON: " + e.what());
   }
+  // The parser keeps the last of two equal keys: a token spelled twice would silently
+  // lose one of its ids.
+  if (const std::vector<DuplicateKey> dups = find_duplicate_keys(text); !dups.empty())
+    throw UserError(path.string() + ":" + std::to_string(dups.front().line) + ": token " + quote(dups.front().path) +
+                    " appears twice (first at line " + std::to_string(dups.front().first_line) + ")");
   if (!json.is_object())
     throw UserError(path.string() + ": expected a JSON object mapping token strings to ids, found " +
                     std::string(json.type_name()));

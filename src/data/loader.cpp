@@ -19,7 +19,12 @@ TrainLoader::TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts)
     throw UserError("train.batch_tokens (" + std::to_string(opts_.batch_tokens) +
                     ") must be divisible by the number of processes (" + std::to_string(opts_.world) + ")");
   local_tokens_ = opts_.batch_tokens / opts_.world;
-  for (const ShardInfo& s : shards_) batches_per_epoch_ += batches_in_shard(s.num_tokens, opts_.batch_tokens);
+  for (const ShardInfo& s : shards_) {
+    const int64_t k = batches_in_shard(s.num_tokens, opts_.batch_tokens);
+    batches_per_epoch_ += k;
+    tokens_unread_per_epoch_ += s.num_tokens - k * opts_.batch_tokens;
+    if (k == 0) skipped_shards_.push_back(s);
+  }
   if (batches_per_epoch_ == 0) {
     int64_t largest = 0;
     for (const ShardInfo& s : shards_) largest = std::max(largest, s.num_tokens);
@@ -31,13 +36,14 @@ TrainLoader::TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts)
 }
 
 void TrainLoader::check_enough_for(int64_t steps) const {
-  const int64_t available = batches_per_epoch_ * opts_.epochs;
-  if (steps > available)
+  // Compared in passes, not batches: batches_per_epoch * epochs may overflow int64.
+  const int64_t passes_needed = (steps + batches_per_epoch_ - 1) / batches_per_epoch_;
+  if (passes_needed > opts_.epochs)
     throw UserError(opts_.what + ": the run needs " + std::to_string(steps) + " batches of " +
                     std::to_string(opts_.batch_tokens) + " tokens but " + std::to_string(shards_.size()) +
                     " shard(s) yield " + std::to_string(batches_per_epoch_) + " per pass and data.epochs is " +
                     std::to_string(opts_.epochs) + "; raise data.epochs to at least " +
-                    std::to_string((steps + batches_per_epoch_ - 1) / batches_per_epoch_) +
+                    std::to_string(passes_needed) +
                     " or lower train.steps");
 }
 
@@ -74,19 +80,22 @@ void TrainLoader::next(Batch& out) {
   ++batches_served_;
 }
 
-Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_tokens, int rank, int world,
-                          int64_t vocab_size, const std::string& what) {
-  if (val_tokens % world != 0)
-    throw UserError("data.val_tokens (" + std::to_string(val_tokens) + ") must be divisible by the number of processes (" +
-                    std::to_string(world) + ")");
-  const int64_t local = val_tokens / world;
-  const int64_t begin = rank * local;
-  const int64_t end = begin + local + 1;  // one extra token: the last target
+Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_tokens, int64_t seq_len, int rank,
+                          int world, int64_t vocab_size, const std::string& what) {
+  if (world < 1 || rank < 0 || rank >= world) throw std::logic_error("bad rank/world");
+  if (seq_len < 1 || val_tokens < seq_len || val_tokens % seq_len != 0)
+    throw UserError("data.val_tokens (" + std::to_string(val_tokens) +
+                    ") must be a positive multiple of model.seq_len (" + std::to_string(seq_len) + ")");
+  const int64_t sequences = val_tokens / seq_len;
+  const int64_t first = sequences * rank / world, last = sequences * (rank + 1) / world;
+  const int64_t begin = first * seq_len;
+  const int64_t end = last * seq_len + 1;  // one extra token: the last target
   int64_t available = 0;
   for (const ShardInfo& s : shards) available += s.num_tokens;
   if (available < val_tokens + 1)
     throw UserError(what + ": data.val_tokens is " + std::to_string(val_tokens) + " but the validation shards hold " +
                     std::to_string(available) + " tokens (need val_tokens + 1); lower data.val_tokens");
+  if (first == last) return {};  // more ranks than sequences: this one evaluates nothing
   // Gather tokens [begin, end) of the concatenated shards.
   std::vector<uint16_t> slice;
   slice.reserve(static_cast<size_t>(end - begin));

@@ -39,6 +39,13 @@ class TrainLoader {
   // positions pos = 0, b, 2b, ... with pos + b + 1 < its length).
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
 
+  // Tokens of one pass that are never an input: sum over shards of len - k*b, with k the
+  // shard's batches (the whole shard when k = 0).
+  int64_t tokens_unread_per_epoch() const { return tokens_unread_per_epoch_; }
+
+  // The shards with no batch at all (fewer than b + 2 tokens), in glob order.
+  const std::vector<ShardInfo>& skipped_shards() const { return skipped_shards_; }
+
   // Throws UserError, before any training, when `steps` batches are more than the
   // data holds in data.epochs passes.
   void check_enough_for(int64_t steps) const;
@@ -57,6 +64,8 @@ class TrainLoader {
   LoaderOptions opts_;
   int64_t local_tokens_ = 0;
   int64_t batches_per_epoch_ = 0;
+  int64_t tokens_unread_per_epoch_ = 0;
+  std::vector<ShardInfo> skipped_shards_;
   std::vector<uint16_t> tokens_;
   size_t shard_ = 0;
   int64_t pos_ = 0;
@@ -65,9 +74,14 @@ class TrainLoader {
 };
 
 // The validation set: the first `val_tokens` (+1 for the last target) tokens of the
-// val shards (sorted; a shard too short continues into the next), this rank's
-// contiguous slice of them. Throws UserError when the shards hold too few tokens.
-Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_tokens, int rank, int world,
-                          int64_t vocab_size, const std::string& what = "data.val_glob");
+// val shards (sorted; a shard too short continues into the next), cut into
+// val_tokens / seq_len sequences; rank r of R gets sequences [n*r/R, n*(r+1)/R), so the
+// ranks together hold every sequence exactly once (counts differ by at most one, and a
+// rank may hold none when R > n). Summing the per-token losses over ranks and dividing
+// by val_tokens is then the one-process value (upstream Track 3 instead asserts that
+// val_tokens divides into equal per-rank batches). Throws UserError when val_tokens is
+// not a positive multiple of seq_len or the shards hold fewer than val_tokens + 1 tokens.
+Batch load_validation_set(const std::vector<ShardInfo>& shards, int64_t val_tokens, int64_t seq_len, int rank,
+                          int world, int64_t vocab_size, const std::string& what = "data.val_glob");
 
 }  // namespace speedrun::data

@@ -1,11 +1,15 @@
 #include "data/shard.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <array>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include "core/error.h"
@@ -112,11 +116,36 @@ void write_shard(const fs::path& path, std::span<const uint16_t> tokens) {
 }
 
 std::vector<ShardInfo> list_shards(const std::string& pattern, const std::string& what) {
-  const std::vector<fs::path> paths = glob_sorted(pattern);
+  // glob(3) reads "**" as "*" (one directory level), while upstream's Path.glob reads it
+  // as any depth: the same pattern would silently match fewer files here.
+  if (pattern.find("**") != std::string::npos)
+    throw UserError(what + ": '" + pattern + "' uses **, which matches one directory level here (glob(3)) but any "
+                    "depth in upstream's Path.glob; write each level out, e.g. data/*/shard_*.bin");
+  std::vector<fs::path> paths;
+  try {
+    paths = glob_sorted(pattern);
+  } catch (const UserError& e) {
+    throw UserError(what + ": " + e.what());
+  }
   if (paths.empty()) throw UserError(what + ": no files match '" + pattern + "'");
   std::vector<ShardInfo> shards;
   shards.reserve(paths.size());
-  for (const fs::path& p : paths) shards.push_back(read_shard_header(p));
+  std::map<std::pair<dev_t, ino_t>, fs::path> seen;  // file identity -> first path
+  for (const fs::path& p : paths) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0)
+      throw UserError(what + ": '" + pattern + "' matches " + p.string() + ", which cannot be read: " +
+                      errno_string(errno));
+    if (!S_ISREG(st.st_mode))
+      throw UserError(what + ": '" + pattern + "' matches " + p.string() + ", which is " +
+                      (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
+                      "; a shard pattern must match shard files only (e.g. end it in .bin)");
+    const auto [it, fresh] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), p);
+    if (!fresh)
+      throw UserError(what + ": '" + pattern + "' matches the same file twice, as " + it->second.string() + " and " +
+                      p.string() + " (a link); its tokens would be read twice");
+    shards.push_back(read_shard_header(p));
+  }
   return shards;
 }
 

@@ -40,8 +40,12 @@ std::vector<uint16_t> read_shard(const std::filesystem::path& path, int64_t voca
 // name). Throws UserError naming the file and the reason.
 void write_shard(const std::filesystem::path& path, std::span<const uint16_t> tokens);
 
-// Expands a shard glob; an empty result is an error that names the pattern (`what`
-// says which, e.g. "data.train_glob").
+// Expands a shard glob into its shards, sorted by path, every header checked. Every
+// match is read, so a match that cannot be read as a shard is an error rather than a
+// file left out: no match, a match that is not a regular file (a directory), and two
+// matches that are the same file (links) are UserErrors naming the pattern (`what` says
+// which, e.g. "data.train_glob") and the paths; so is "**", which glob(3) does not
+// read as upstream's recursive Path.glob does.
 std::vector<ShardInfo> list_shards(const std::string& pattern, const std::string& what);
 
 }  // namespace speedrun::data

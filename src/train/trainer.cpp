@@ -29,6 +29,9 @@
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops_cuda.h"
+#endif
 
 namespace speedrun::train {
 
@@ -64,14 +67,23 @@ double sum_over_ranks(dist::Communicator& comm, double x) {
   return x;
 }
 
-double evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
+// The summed loss of this rank's validation sequences and the number of tokens it
+// evaluated (every token of every sequence it holds).
+struct ValSum {
+  double loss_sum = 0.0;
+  int64_t tokens = 0;
+};
+ValSum evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
   const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
-  double sum = 0.0;
+  if (seqs * seq_len != static_cast<int64_t>(val.inputs.size()))
+    throw std::logic_error("validation slice is not a whole number of sequences");
+  ValSum out;
   for (int64_t s = 0; s < seqs; s += micro_seqs) {
     const int64_t b = std::min(micro_seqs, seqs - s);
-    sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b);
+    out.loss_sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b);
+    out.tokens += b * seq_len;
   }
-  return sum;
+  return out;
 }
 
 // Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values);
@@ -104,6 +116,14 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   // Precision settings the device cannot honour fail before anything is read or allocated.
   const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
   model::resolve_embedding_dtype(m, device);
+#if SPEEDRUN_HAVE_CUDA
+  // The CUDA attention is compiled for a few head widths only; say so before anything
+  // is read or allocated rather than at the first forward.
+  if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
+    throw UserError(fmt::format("model.head_dim = {}: the CUDA attention kernels support head_dim 64 and 128 (the "
+                                "CPU backend any multiple of 4)",
+                                m.head_dim));
+#endif
   if (t.threads > 0) {
     omp_set_num_threads(static_cast<int>(t.threads));
   } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
@@ -130,9 +150,17 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   // Data first: bad paths or too little data fail before anything is allocated.
   auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
   auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
+  for (const auto& v : val_shards)
+    for (const auto& tr : train_shards) {
+      std::error_code ec;
+      if (writer && std::filesystem::equivalent(v.path, tr.path, ec))
+        spdlog::warn("data.val_glob and data.train_glob both match {}: its tokens are validated on and trained on",
+                     v.path.string());
+    }
   data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob"});
   loader.check_enough_for(t.steps);
-  const data::Batch val = data::load_validation_set(val_shards, cfg.data.val_tokens, rank, world, m.vocab_size);
+  const data::Batch val =
+      data::load_validation_set(val_shards, cfg.data.val_tokens, m.seq_len, rank, world, m.vocab_size);
   int64_t train_tokens = 0;
   for (const auto& s : train_shards) train_tokens += s.num_tokens;
 
@@ -170,8 +198,22 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
                m.n_layer, m.d_model, m.n_head, m.head_dim, m.vocab_size, m.padded_vocab_size,
                static_cast<double>(model.layout().total_numel()) / 1e6,
                static_cast<double>(model.activation_bytes()) / (1ull << 30));
-  spdlog::info("data: {} train shard(s), {} tokens, {} batches per pass; validation {} tokens", train_shards.size(),
-               train_tokens, loader.batches_per_epoch(), cfg.data.val_tokens);
+  int64_t val_available = 0;
+  for (const auto& s : val_shards) val_available += s.num_tokens;
+  spdlog::info("data: {} train shard(s), {} tokens, {} batches per pass; validation: the first {} of {} tokens in {} "
+               "shard(s), {} sequence(s) over {} process(es)",
+               train_shards.size(), train_tokens, loader.batches_per_epoch(), cfg.data.val_tokens, val_available,
+               val_shards.size(), cfg.data.val_tokens / m.seq_len, world);
+  // Upstream's loader leaves each shard's tail out (see data/loader.h); say how much.
+  if (loader.tokens_unread_per_epoch() > 0)
+    spdlog::info("data: {} of {} training tokens per pass are never an input: each shard's tail after its last batch "
+                 "(upstream's rule: a batch is read only while train.batch_tokens + 2 tokens are left)",
+                 loader.tokens_unread_per_epoch(), train_tokens);
+  if (writer)
+    for (const auto& s : loader.skipped_shards())
+      spdlog::warn("data.train_glob: {} holds {} tokens, fewer than train.batch_tokens + 2 = {}: no batch is read "
+                   "from it",
+                   s.path.string(), s.num_tokens, t.batch_tokens + 2);
   spdlog::info("training: {} steps of {} tokens ({} process(es) x {} micro-batch(es) of {} x {}), device {}, {} "
                "threads per process",
                t.steps, t.batch_tokens, world, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device),
@@ -195,8 +237,14 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
       const double step_avg = step > 0 ? since / static_cast<double>(step - last_val_step) : std::nan("");
       last_val_step = step;
       training_time += since;
-      const double val_loss = sum_over_ranks(*comm, evaluate(model, val, t.micro_batch_seqs, m.seq_len)) /
-                              static_cast<double>(cfg.data.val_tokens);
+      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len);
+      // The divisor is the number of tokens evaluated over all ranks, which must be every
+      // token data.val_tokens asked for (counts below 2^53 add exactly in double).
+      const double evaluated = sum_over_ranks(*comm, static_cast<double>(local.tokens));
+      if (evaluated != static_cast<double>(cfg.data.val_tokens))
+        throw std::logic_error(fmt::format("validation evaluated {} tokens, data.val_tokens is {}", evaluated,
+                                           cfg.data.val_tokens));
+      const double val_loss = sum_over_ranks(*comm, local.loss_sum) / evaluated;
       if (!std::isfinite(val_loss))
         throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
       const std::string text = fmt::format("step:{}/{} val_loss:{:.5f} train_time:{:.3f}s step_avg:{:.2f}ms", step,

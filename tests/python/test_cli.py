@@ -106,9 +106,10 @@ class TestValidateConfig(CliTestCase):
         cfg["model"]["n_layers"] = 2
         cfg["optimizers"][1]["lr"] = -0.1
         r = run_speedrun("validate-config", self.write_config(cfg))
-        self.assertFailsWith(r, "train.steps: expected an integer >= 1, got \"ten\"",
+        self.assertFailsWith(r, "train.steps: expected an integer in [1, 9.007199255e+15], got \"ten\"",
                              "model.n_layers: unknown key (did you mean 'n_layer'?)",
-                             "optimizers[1].lr: expected a number > 0, got -0.1", "3 problems")
+                             "optimizers[1].lr: expected a number > 0 and a normal fp32 number (1.175494351e-38 to "
+                             "3.402823466e+38), got -0.1", "3 problems")
 
     def test_missing_file(self):
         self.assertFailsWith(run_speedrun("validate-config", self.tmp / "nope.json"), "nope.json", "No such file")
@@ -144,6 +145,134 @@ class TestValidateConfig(CliTestCase):
         doc = speedrun_testing.SOURCE_DIR / "docs" / "config.md"
         self.assertEqual(doc.read_text(), r.stdout,
                          "docs/config.md is stale: regenerate with speedrun validate-config --reference > docs/config.md")
+
+
+class TestConfigMeansWhatItSays(CliTestCase):
+    """Issue 12, section 3: input that passes a schema but is not what was written."""
+
+    def duplicate_lr_config(self):
+        text = json.dumps(tiny_config("a", "b"), indent=2)
+        # optimizers[1] is {"type": "muon", "params": [...], "lr": 0.02}: write its lr twice.
+        self.assertEqual(text.count('"lr": 0.02\n'), 1)
+        text = text.replace('"lr": 0.02\n', '"lr": 0.02,\n      "lr": 0.5\n')
+        lines = text.splitlines()
+        first = lines.index('      "lr": 0.02,') + 1
+        self.assertEqual(lines[first], '      "lr": 0.5')
+        path = self.tmp / "dup.json"
+        path.write_text(text)
+        return path, first, first + 1
+
+    def test_duplicate_key_names_path_and_line(self):
+        path, first, second = self.duplicate_lr_config()
+        self.assertEqual((first, second), (43, 44))  # the file as json.dumps(indent=2) lays it out
+        want = f"{path}:44: duplicate key optimizers[1].lr (first at line 43)"
+        self.assertFailsWith(run_speedrun("validate-config", path), want)
+        self.assertFailsWith(run_speedrun("validate-config", path, "--set", "optimizers[1].lr=0.3"), want)
+        r = run_speedrun("train", path, "--set", f"train.out_dir={self.tmp / 'runs'}")
+        self.assertFailsWith(r, want)
+        self.assertFalse((self.tmp / "runs").exists())
+
+    def test_same_key_set_twice(self):
+        p = self.write_config(tiny_config("a", "b"))
+        self.assertFailsWith(run_speedrun("validate-config", p, "--set", "optimizers[1].lr=0.1", "--set",
+                                          "optimizers[1].lr=0.2"),
+                             "--set optimizers[1].lr=0.2: optimizers[1].lr is already set by --set optimizers[1].lr=0.1")
+
+    def test_integers_written_as_floats(self):
+        cfg = tiny_config("a", "b")
+        cfg["train"]["steps"] = 1e3  # json.dumps writes 1000.0
+        p = self.write_config(cfg)
+        r = run_speedrun("validate-config", p)
+        self.assertSucceeds(r)
+        self.assertEqual(json.loads(r.stdout)["train"]["steps"], 1000)
+        r = run_speedrun("validate-config", p, "--set", "train.steps=1e3")
+        self.assertEqual(json.loads(r.stdout)["train"]["steps"], 1000)
+        for value in ("2.5", "1e16", "9223372036854775808"):
+            with self.subTest(value=value):
+                self.assertFailsWith(run_speedrun("validate-config", p, "--set", f"train.steps={value}"),
+                                     f"train.steps={value}" if value.startswith("92") else "train.steps: expected an "
+                                     "integer in [1, 9.007199255e+15]")
+        p.write_text(p.read_text().replace("1000.0", "2.5"))
+        self.assertFailsWith(run_speedrun("validate-config", p),
+                             "train.steps: expected an integer in [1, 9.007199255e+15], got 2.5")
+
+    def test_values_that_vanish_or_overflow_in_fp32(self):
+        p = self.write_config(tiny_config("a", "b"))
+        normal = "a number > 0 and a normal fp32 number (1.175494351e-38 to 3.402823466e+38)"
+        cases = [
+            ("optimizers[1].lr=1e-50", f"optimizers[1].lr: expected {normal}, got 1e-50"),
+            ("optimizers[0].eps=1e-60", f"optimizers[0].eps: expected {normal}, got 1e-60"),
+            ("optimizers[0].eps=1e-40", f"optimizers[0].eps: expected {normal}, got 1e-40"),
+            ("model.rmsnorm_eps=1e-50", f"model.rmsnorm_eps: expected {normal}, got 1e-50"),
+            ("model.attn_scale=1e39", f"model.attn_scale: expected {normal}, got 1e+39"),
+            ("model.logit_cap=0", "model.logit_cap: expected a number in [1.084202172e-19, 9.223372037e+18], got 0"),
+            ("optimizers[0].betas=0.9,1.0", "optimizers[0].betas: expected a list of numbers of exactly 2, each in "
+                                            "[0, 0.9999999702): below 1 - 2^-25, which fp32 rounds to 1"),
+            ("optimizers[0].betas=0.9,0.99999999", "optimizers[0].betas: expected a list of numbers of exactly 2"),
+            ("optimizers[1].momentum=0.99999999", "optimizers[1].momentum: expected a number in [0, 0.9999999702)"),
+            ("optimizers[1].weight_decay=50", "optimizers[1].weight_decay: lr * weight_decay = 1 must be below 1"),
+            ("optimizers[1].weight_decay=1e-7", "optimizers[1].weight_decay: lr * weight_decay = 2e-09 vanishes in "
+                                                "fp32"),
+        ]
+        for setting, message in cases:
+            with self.subTest(setting=setting):
+                self.assertFailsWith(run_speedrun("validate-config", p, "--set", setting), message)
+        # What must stay valid: upstream's eps 2^-23, a beta of 1 - 1e-7 (fp32 0.99999988), a decay of 1 - 2^-24.
+        for setting in ("model.rmsnorm_eps=1.1920928955078125e-07", "optimizers[0].betas=0.9,0.9999999",
+                        "optimizers[1].weight_decay=3e-6"):
+            with self.subTest(setting=setting):
+                self.assertSucceeds(run_speedrun("validate-config", p, "--set", setting))
+
+    def test_settings_that_cannot_mean_what_they_say(self):
+        p = self.write_config(tiny_config("a", "b"))
+        self.assertFailsWith(
+            run_speedrun("validate-config", p, "--set", "train.micro_batch_seqs=134217728", "--set",
+                         "train.batch_tokens=2147483632"),
+            "train.micro_batch_seqs: train.micro_batch_seqs * model.seq_len = 2147483648 tokens per micro-batch "
+            "exceeds 2^31 - 1")
+        self.assertFailsWith(run_speedrun("validate-config", p, "--set", "data.val_tokens=40"),
+                             "data.val_tokens: must be a multiple of model.seq_len = 16, got 40")
+        self.assertFailsWith(run_speedrun("validate-config", p, "--set", "train.batch_tokens=80"),
+                             "train.batch_tokens: must be a multiple of train.micro_batch_seqs * model.seq_len = 32, "
+                             "got 80")
+
+
+class TestDataIsReadAsAsked(CliTestCase):
+    """Issue 12, section 2: every token, shard and file the config names is read, or the
+    run says which are not (upstream's shard tails) or refuses."""
+
+    def test_log_states_unread_tails_and_skipped_shards(self):
+        cfg = self.tiny(steps=2)
+        # 2000 tokens, b = 64: 31 batches (the last at 1920 needs 1920 + 65 < 2000), 16 tokens never an input.
+        write_shard(self.tmp / "data" / "t_train_000002.bin", [3] * 65)  # < b + 2: no batch
+        r = run_speedrun("train", cfg, "--no-progress")
+        self.assertSucceeds(r)
+        self.assertIn("2 train shard(s), 2065 tokens, 31 batches per pass", r.stderr)
+        self.assertIn("81 of 2065 training tokens per pass are never an input", r.stderr)
+        self.assertIn(f"t_train_000002.bin holds 65 tokens, fewer than train.batch_tokens + 2 = 66: no batch is read",
+                      r.stderr)
+        self.assertIn("validation: the first 64 of 200 tokens in 1 shard(s), 4 sequence(s) over 1 process(es)",
+                      r.stderr)
+
+    def test_glob_matching_a_directory_or_the_same_file_twice(self):
+        cfg = tiny_config("data/t_train_*", "data/t_val_*.bin", out_dir=str(self.tmp / "runs"))
+        self.make_data()
+        (self.tmp / "data" / "t_train_dir").mkdir()
+        p = self.write_config(cfg)
+        self.assertFailsWith(run_speedrun("train", p), "data.train_glob: '", "t_train_dir, which is a directory")
+        (self.tmp / "data" / "t_train_dir").rmdir()
+        (self.tmp / "data" / "t_train_000009.bin").symlink_to(self.tmp / "data" / "t_train_000001.bin")
+        self.assertFailsWith(run_speedrun("train", p), "matches the same file twice",
+                             "t_train_000001.bin and ", "t_train_000009.bin")
+        self.assertFalse((self.tmp / "runs").exists())
+
+    def test_val_and_train_sharing_a_file_is_said(self):
+        cfg = tiny_config("data/t_*.bin", "data/t_val_*.bin", out_dir=str(self.tmp / "runs"), steps=1)
+        self.make_data()
+        r = run_speedrun("train", self.write_config(cfg), "--no-progress")
+        self.assertSucceeds(r)
+        self.assertIn("data.val_glob and data.train_glob both match", r.stderr)
+        self.assertIn("t_val_000000.bin", r.stderr)
 
 
 class TestTrain(CliTestCase):

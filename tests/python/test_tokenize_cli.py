@@ -171,6 +171,39 @@ class TokenizeCliTest(SpeedrunTestCase):
         self.assertFailsWith(result, "--val-tokens", "nothing would be left for training")
         self.assertEqual(list((self.tmp / "out").glob("*.bin")), [])
 
+    def test_same_file_twice_is_refused_before_writing(self):
+        docs = self.write_docs(HELLO[0], FOX[0])
+        link = self.tmp / "link.txt"
+        link.symlink_to(docs[0])
+        for twice in ([docs[0], docs[1], docs[0]], [docs[0], docs[1], link]):
+            result = run_speedrun("tokenize", *twice, "--out", self.tmp / "out")
+            self.assertFailsWith(result, f"input {twice[2]} is the same file as {docs[0]}", "pass it once")
+            self.assertEqual(list((self.tmp / "out").glob("*.bin")), [])
+        # Two files with the same text are two documents (negative control).
+        same = self.write_docs(FOX[0], FOX[0])
+        self.assertSucceeds(run_speedrun("tokenize", *same, "--out", self.tmp / "out2", "--prefix", "s"))
+        self.assertEqual(read_shard(self.tmp / "out2" / "s_train_000001.bin"), [EOT, *FOX[1]] * 2)
+
+    def test_empty_input_is_one_eot_and_is_said(self):
+        docs = self.write_docs(HELLO[0], "", FOX[0])
+        result = run_speedrun("tokenize", *docs, "--out", self.tmp / "out", "--prefix", "e")
+        self.assertSucceeds(result)
+        self.assertIn(f"input {docs[1]} is empty: its document is the <|endoftext|> token alone", result.stderr)
+        self.assertEqual(read_shard(self.tmp / "out" / "e_train_000001.bin"), [EOT, *HELLO[1], EOT, EOT, *FOX[1]])
+
+    def test_unreadable_or_special_input_is_refused_before_writing(self):
+        docs = self.write_docs(HELLO[0])
+        fifo = self.tmp / "pipe"
+        os.mkfifo(fifo)
+        result = run_speedrun("tokenize", docs[0], fifo, "--out", self.tmp / "out", timeout=60)
+        self.assertFailsWith(result, f"input {fifo} is not a regular file")
+        if os.geteuid() != 0:  # root reads any file
+            locked = self.write_docs(FOX[0])[0]
+            locked.chmod(0)
+            result = run_speedrun("tokenize", docs[0], locked, "--out", self.tmp / "out")
+            self.assertFailsWith(result, f"cannot read input {locked}", "Permission denied")
+        self.assertEqual(list((self.tmp / "out").glob("*.bin")) if (self.tmp / "out").exists() else [], [])
+
     def test_bad_numbers(self):
         docs = self.write_docs(HELLO[0])
         for args, fragment in ((["--threads", 0], "--threads"), (["--shard-tokens", 0], "--shard-tokens"),

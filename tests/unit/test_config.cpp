@@ -1,10 +1,13 @@
 // Run-config parsing, validation, overrides and the resolved output.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
 #include "config/run_config.h"
+#include "core/json_text.h"
 #include "core/error.h"
 
 namespace cfg = speedrun::config;
@@ -59,14 +62,16 @@ TEST(ConfigParse, DefaultsAreTrack3) {
 TEST(ConfigParse, OutOfRangeNamesPathAndValue) {
   json j = minimal();
   j["optimizers"][1]["lr"] = -0.1;
-  EXPECT_NE(parse_error(j).find("optimizers[1].lr: expected a number > 0, got -0.1"), std::string::npos)
+  EXPECT_NE(parse_error(j).find("optimizers[1].lr: expected a number > 0 and a normal fp32 number "
+                                "(1.175494351e-38 to 3.402823466e+38), got -0.1"),
+            std::string::npos)
       << parse_error(j);
 }
 
 TEST(ConfigParse, WrongTypeNamesPath) {
   json j = minimal();
   j["train"]["steps"] = "many";
-  EXPECT_NE(parse_error(j).find("train.steps: expected an integer >= 1, got \"many\""), std::string::npos)
+  EXPECT_NE(parse_error(j).find("train.steps: expected an integer in [1, 9.007199255e+15], got \"many\""), std::string::npos)
       << parse_error(j);
   j = minimal();
   j["train"]["steps"] = 2.5;
@@ -194,7 +199,8 @@ TEST(ConfigOverride, BadOverridesNameTheKey) {
 TEST(ConfigOverride, RangeCheckedAfterOverride) {
   json j = minimal();
   cfg::apply_overrides(j, {{"optimizers[1].lr", "-1"}});
-  EXPECT_NE(parse_error(j).find("optimizers[1].lr: expected a number > 0, got -1"), std::string::npos);
+  EXPECT_NE(parse_error(j).find("optimizers[1].lr: expected a number > 0 and a normal fp32 number"), std::string::npos)
+      << parse_error(j);
 }
 
 TEST(ConfigOutput, ResolvedJsonRoundTrips) {
@@ -248,4 +254,230 @@ TEST(ConfigParse, PrecisionSettings) {
   const cfg::RunConfig b = cfg::run_config_from_json(j, "x.json");
   EXPECT_EQ(b.train.activation_dtype, "bf16");
   EXPECT_EQ(b.model.embedding_dtype, "bf16");
+}
+
+// --- issue 12, section 3: accepted input that is not what was written ----------------
+
+namespace {
+// The config text of minimal() with "lr" written twice in optimizers[1] (line 6 and 7).
+const char* kDuplicateLr = R"({
+  "data": {"train_glob": "train_*.bin", "val_glob": "val_*.bin"},
+  "optimizers": [
+    {"type": "adamw", "params": ["embed.weight", "proj.*", "*.bias", "*gains"], "lr": 0.01},
+    {"type": "muon", "params": ["blocks.*.weight"],
+     "lr": 0.025,
+     "lr": 0.05, "weight_decay": 0.05}
+  ]
+})";
+}  // namespace
+
+TEST(ConfigJson, DuplicateKeyNamesPathAndLines) {
+  const std::string e = error_of([] { cfg::parse_json_text(kDuplicateLr, "x.json"); });
+  EXPECT_NE(e.find("x.json:7: duplicate key optimizers[1].lr (first at line 6)"), std::string::npos) << e;
+  // Negative control: the same key in two different objects is fine.
+  EXPECT_EQ(error_of([] { cfg::parse_json_text(minimal().dump(2), "x.json"); }), "");
+}
+
+TEST(ConfigJson, DuplicateKeysEverywhereAreAllReported) {
+  // Escaped keys compare unescaped; quotes, braces and commas inside strings are not
+  // structure; a repeated top-level key has its bare name as path.
+  const std::string text =
+      "{\"a\\\"}\": 1, \"b\": \"{\\\"a\\\": [1, 2]}\",\n"
+      " \"m\": {\"x\": [{\"k\": 1}, {\"k\": 2, \"\\u006b\": 3}]},\n"
+      " \"a\\\"}\": 2}";
+  const std::vector<speedrun::DuplicateKey> d = speedrun::find_duplicate_keys(text);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].path, "m.x[1].k");
+  EXPECT_EQ(d[0].line, 2u);
+  EXPECT_EQ(d[0].first_line, 2u);
+  EXPECT_EQ(d[1].path, "a\"}");
+  EXPECT_EQ(d[1].line, 3u);
+  EXPECT_EQ(d[1].first_line, 1u);
+  const std::string e = error_of([&] { cfg::parse_json_text(text, "y.json"); });
+  EXPECT_NE(e.find("y.json:2: duplicate key m.x[1].k (first at line 2)\ny.json:3: duplicate key a\"} (first at line 1)"),
+            std::string::npos)
+      << e;
+  EXPECT_TRUE(speedrun::find_duplicate_keys(R"({"k": {"k": {"k": 1}}, "j": [{"k": 1}, {"k": 2}]})").empty());
+}
+
+TEST(ConfigFile, DuplicateKeyIsRefusedEvenWhenOverridden) {
+  namespace fs = std::filesystem;
+  const fs::path file = fs::temp_directory_path() / ("speedrun-dup-" + std::to_string(::getpid()) + ".json");
+  std::ofstream(file) << kDuplicateLr;
+  for (const std::vector<cfg::Override>& overrides :
+       {std::vector<cfg::Override>{}, std::vector<cfg::Override>{{"optimizers[1].lr", "0.02"}}}) {
+    const std::string e = error_of([&] { cfg::load_run_config(file, overrides); });
+    EXPECT_NE(e.find(file.string() + ":7: duplicate key optimizers[1].lr (first at line 6)"), std::string::npos) << e;
+  }
+  fs::remove(file);
+}
+
+TEST(ConfigParse, IntegersWrittenAsExactFloatsOnly) {
+  auto steps = [](const json& v) {
+    json j = minimal();
+    j["train"]["steps"] = v;
+    return j;
+  };
+  EXPECT_EQ(cfg::run_config_from_json(steps(json::parse("1e3")), "x").train.steps, 1000);
+  EXPECT_EQ(cfg::run_config_from_json(steps(json::parse("3.0")), "x").train.steps, 3);
+  EXPECT_EQ(cfg::run_config_from_json(steps(json::parse("9007199254740992")), "x").train.steps, 9007199254740992);
+  for (const char* bad : {"2.5", "1e-3", "1e16", "9007199254740993"}) {
+    const std::string e = parse_error(steps(json::parse(bad)));
+    EXPECT_NE(e.find("train.steps: expected an integer in [1, 9.007199255e+15]"), std::string::npos) << bad << ": " << e;
+  }
+  // Beyond int64: nlohmann parses 2^63 as unsigned; it used to wrap to -2^63.
+  auto seed = [](const char* v) {
+    json j = minimal();
+    j["train"]["seed"] = json::parse(v);
+    return j;
+  };
+  EXPECT_EQ(cfg::run_config_from_json(seed("9223372036854775807"), "x").train.seed, INT64_MAX);
+  for (const char* bad : {"9223372036854775808", "18446744073709551615", "1e300"}) {
+    const std::string e = parse_error(seed(bad));
+    EXPECT_NE(e.find("train.seed: expected an integer >= 0, got"), std::string::npos) << bad << ": " << e;
+  }
+}
+
+TEST(ConfigParse, FloatsThatVanishOrOverflowInFp32AreRefused) {
+  struct Case {
+    const char* path;  // JSON pointer
+    double value;
+    const char* message;  // expected fragment; "" = accepted
+  };
+  const std::vector<Case> cases = {
+      {"/optimizers/1/lr", 1e-50, "optimizers[1].lr: expected a number > 0 and a normal fp32 number (1.175494351e-38 "
+                                  "to 3.402823466e+38), got 1e-50"},
+      {"/optimizers/1/lr", 1e-39, "optimizers[1].lr: expected a number > 0 and a normal fp32 number"},  // subnormal
+      {"/optimizers/1/lr", 1e39, "optimizers[1].lr: expected a number > 0 and a normal fp32 number"},   // inf
+      {"/optimizers/1/lr", 2e-38, ""},
+      {"/optimizers/0/eps", 1e-60, "optimizers[0].eps: expected a number > 0 and a normal fp32 number"},
+      {"/optimizers/0/eps", 1e-30, ""},
+      {"/model/rmsnorm_eps", 1e-50, "model.rmsnorm_eps: expected a number > 0 and a normal fp32 number "
+                                    "(1.175494351e-38 to 3.402823466e+38), got 1e-50"},
+      {"/model/rmsnorm_eps", 0x1p-23, ""},  // 2^-23, upstream's fp32 eps, must stay valid
+      {"/model/rmsnorm_eps", 0x1p-7, ""},
+      {"/model/attn_scale", 1e40, "model.attn_scale: expected a number > 0 and a normal fp32 number"},
+      {"/model/logit_cap", 0, "model.logit_cap: expected a number in [1.084202172e-19, 9.223372037e+18], got 0"},
+      {"/model/logit_cap", 1e-19, "model.logit_cap: expected a number in [1.084202172e-19"},  // cap^2 underflows
+      {"/model/logit_cap", 2e-19, ""},
+      {"/model/sigmoid_temperature", 1e-45, "model.sigmoid_temperature: expected a number > 0 and a normal fp32"},
+      {"/optimizers/1/momentum", 0.99999999, "optimizers[1].momentum: expected a number in [0, 0.9999999702): "
+                                             "below 1 - 2^-25, which fp32 rounds to 1, got 0.99999999"},
+      {"/optimizers/1/momentum", 1.0, "optimizers[1].momentum: expected a number in [0, 0.9999999702)"},
+      {"/optimizers/1/momentum", 0.9999999, ""},  // fp32 0.99999988
+      {"/optimizers/1/momentum_warmup_start", 0.99999999, "optimizers[1].momentum_warmup_start: expected a number in "
+                                                          "[0, 0.9999999702)"},
+      // lr 0.025: lr * wd >= 1 zeros or flips the parameters; below 2^-25 fp32 rounds the factor to 1.
+      {"/optimizers/1/weight_decay", 40.0, "optimizers[1].weight_decay: lr * weight_decay = 1 must be below 1"},
+      {"/optimizers/1/weight_decay", 1e-7, "optimizers[1].weight_decay: lr * weight_decay = 2.5e-09 vanishes in fp32"},
+      {"/optimizers/1/weight_decay", 2e-6, ""},  // 5e-8: the factor is 1 - 2^-24 in fp32
+      {"/optimizers/1/weight_decay", 0.0, ""},
+  };
+  for (const Case& c : cases) {
+    json j = minimal();
+    if (std::string(c.path) == "/optimizers/1/momentum_warmup_start") j["optimizers"][1]["momentum_warmup_steps"] = 10;
+    if (std::string(c.path) == "/optimizers/1/lr") j["optimizers"][1]["weight_decay"] = 0.0;  // lr alone
+    j[json::json_pointer(c.path)] = c.value;
+    const std::string e = parse_error(j);
+    if (std::string(c.message).empty()) EXPECT_EQ(e, "") << c.path << " = " << c.value;
+    else EXPECT_NE(e.find(c.message), std::string::npos) << c.path << " = " << c.value << ": " << e;
+  }
+  // betas: a beta that fp32 rounds to 1 never lets a gradient into its moment.
+  json j = minimal();
+  j["optimizers"][0]["betas"] = {0.9, 0.99999999};
+  EXPECT_NE(parse_error(j).find("optimizers[0].betas: expected a list of numbers of exactly 2, each in [0, 0.9999999702)"),
+            std::string::npos)
+      << parse_error(j);
+  j["optimizers"][0]["betas"] = {0.9, 0.9999999};
+  EXPECT_EQ(parse_error(j), "");
+}
+
+TEST(ConfigParse, SettingsThatCannotMeanWhatTheySay) {
+  // More tokens per micro-batch than BLAS's int dimensions: 2^21 x 1024 = 2^31.
+  json j = minimal();
+  j["train"]["micro_batch_seqs"] = 1 << 21;
+  j["train"]["batch_tokens"] = 2147483645;
+  std::string e = parse_error(j);
+  EXPECT_NE(e.find("train.micro_batch_seqs: train.micro_batch_seqs * model.seq_len = 2147483648 tokens per "
+                   "micro-batch exceeds 2^31 - 1"),
+            std::string::npos)
+      << e;
+  // A batch no shard can hold (shards count tokens in an int32).
+  j = minimal();
+  j["train"]["batch_tokens"] = 2147483646;
+  EXPECT_NE(parse_error(j).find("train.batch_tokens: expected an integer in [1, 2147483645], got 2147483646"),
+            std::string::npos)
+      << parse_error(j);
+  // Newton-Muon's mlp.proj blocks must divide the MLP width 4 x 768 = 3072.
+  j = minimal();
+  j["optimizers"][1]["type"] = "newton_muon";
+  j["optimizers"][1]["mlp_proj_blocks"] = 5;
+  EXPECT_NE(parse_error(j).find("optimizers[1].mlp_proj_blocks: must divide the MLP width model.mlp_ratio * "
+                                "model.d_model = 3072, got 5"),
+            std::string::npos)
+      << parse_error(j);
+  j["optimizers"][1]["mlp_proj_blocks"] = 6;
+  EXPECT_EQ(parse_error(j), "");
+  // A rate fp32 turns into 0.
+  j["optimizers"][1]["ema_beta"] = 1e-50;
+  EXPECT_NE(parse_error(j).find("optimizers[1].ema_beta: expected a number 0, or in [1.175494351e-38, 1]"),
+            std::string::npos)
+      << parse_error(j);
+  j["optimizers"][1]["ema_beta"] = 0;
+  EXPECT_EQ(parse_error(j), "");
+  // Values fp32 cannot hold in the Newton-Schulz coefficients.
+  j = minimal();
+  j["optimizers"][1]["ns_coefficients"] = {2.0, -1.5, 1e39};
+  EXPECT_NE(parse_error(j).find("optimizers[1].ns_coefficients: expected a list of numbers of exactly 3, each finite "
+                                "in fp32"),
+            std::string::npos)
+      << parse_error(j);
+}
+
+TEST(ConfigOverride, SameChecksThroughSet) {
+  auto after = [](const std::string& key, const std::string& value) {
+    json j = minimal();
+    return error_of([&] {
+      cfg::apply_overrides(j, {{key, value}});
+      cfg::run_config_from_json(j, "x.json");
+    });
+  };
+  EXPECT_NE(after("optimizers[1].lr", "1e-50").find("optimizers[1].lr: expected a number > 0 and a normal fp32 "
+                                                    "number (1.175494351e-38 to 3.402823466e+38), got 1e-50"),
+            std::string::npos)
+      << after("optimizers[1].lr", "1e-50");
+  EXPECT_NE(after("optimizers[1].lr", "1e-400").find("--set optimizers[1].lr=1e-400: expected a number > 0"),
+            std::string::npos)
+      << after("optimizers[1].lr", "1e-400");  // beyond double: strtod reports the underflow
+  EXPECT_NE(after("optimizers[1].lr", "1e-39").find("optimizers[1].lr: expected a number > 0 and a normal fp32"),
+            std::string::npos);
+  EXPECT_NE(after("optimizers[1].lr", "nan").find("optimizers[1].lr: expected a number > 0"), std::string::npos)
+      << after("optimizers[1].lr", "nan");
+  EXPECT_NE(after("optimizers[1].weight_decay", "40").find("lr * weight_decay = 1 must be below 1"), std::string::npos);
+  EXPECT_NE(after("model.rmsnorm_eps", "1e-40").find("model.rmsnorm_eps: expected a number > 0 and a normal fp32"),
+            std::string::npos);
+  EXPECT_EQ(after("model.rmsnorm_eps", "1.1920928955078125e-07"), "");
+  EXPECT_EQ(after("train.steps", "1e3"), "");
+  EXPECT_NE(after("train.steps", "2.5").find("train.steps: expected an integer in [1, 9.007199255e+15], got 2.5"),
+            std::string::npos)
+      << after("train.steps", "2.5");
+  EXPECT_NE(after("train.seed", "9223372036854775808").find("--set train.seed=9223372036854775808: expected an "
+                                                             "integer >= 0 (9223372036854775808 is beyond the 64-bit"),
+            std::string::npos)
+      << after("train.seed", "9223372036854775808");
+}
+
+TEST(ConfigOverride, SameKeyTwiceIsRefused) {
+  json j = minimal();
+  const std::string e = error_of([&] {
+    cfg::apply_overrides(j, {{"optimizers[1].lr", "0.02"}, {"train.steps", "5"}, {"optimizers.[1].lr", "0.5"}});
+  });
+  EXPECT_NE(e.find("--set optimizers.[1].lr=0.5: optimizers[1].lr is already set by --set optimizers[1].lr=0.02; "
+                   "give each key once"),
+            std::string::npos)
+      << e;
+  // Negative control: the same key name in different entries is two keys.
+  json k = minimal();
+  EXPECT_EQ(error_of([&] { cfg::apply_overrides(k, {{"optimizers[0].lr", "0.02"}, {"optimizers[1].lr", "0.5"}}); }),
+            "");
 }

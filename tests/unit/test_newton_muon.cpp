@@ -250,7 +250,21 @@ TEST(NewtonMuonConfig, SettingsAndErrors) {
   const std::string no_input = build_error({"blocks.*.weight", "embed.weight", "proj.weight"}, json::object());
   EXPECT_NE(no_input.find("optimizers[1]"), std::string::npos) << no_input;
   EXPECT_NE(no_input.find("'embed.weight', whose input is not captured"), std::string::npos) << no_input;
-  const std::string blocks = build_error({"blocks.*.weight"}, {{"mlp_proj_blocks", 3}});
+  // The config refuses such a block count first, naming the key; the optimizer's own
+  // check guards configs built in code.
+  const std::string refused = error_of({{"mlp_proj_blocks", 3}});
+  EXPECT_NE(refused.find("optimizers[1].mlp_proj_blocks: must divide the MLP width model.mlp_ratio * model.d_model = "
+                         "128, got 3"),
+            std::string::npos)
+      << refused;
+  config::RunConfig c = tiny_newton_muon_config(json::object());
+  std::get<config::NewtonMuonSettings>(c.optimizers[1].settings).mlp_proj_blocks = 3;
+  std::string blocks;
+  try {
+    optim::build_optimizers(c.optimizers, m, {comm.get()});
+  } catch (const UserError& e) {
+    blocks = e.what();
+  }
   EXPECT_NE(blocks.find("mlp_proj_blocks = 3 does not divide the 128 input columns"), std::string::npos) << blocks;
 }
 

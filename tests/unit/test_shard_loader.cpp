@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -235,9 +236,10 @@ TEST(LoaderValidation, FirstTokensSplitAcrossRanksAndShards) {
   write_shard(dir.path() / "v_000000.bin", a);
   write_shard(dir.path() / "v_000001.bin", b);
   const auto shards = list_shards((dir.path() / "v_*.bin").string(), "val");
+  // 160 tokens of seq_len 40: 4 sequences, an equal share for 1, 2 and 4 ranks.
   for (int world : {1, 2, 4}) {
     for (int r = 0; r < world; ++r) {
-      const Batch v = load_validation_set(shards, 160, r, world, 50257);
+      const Batch v = load_validation_set(shards, 160, 40, r, world, 50257);
       const int64_t local = 160 / world;
       ASSERT_EQ(v.inputs.size(), static_cast<size_t>(local));
       for (int64_t i = 0; i < local; ++i) {
@@ -246,6 +248,134 @@ TEST(LoaderValidation, FirstTokensSplitAcrossRanksAndShards) {
       }
     }
   }
-  EXPECT_NE(error_of([&] { load_validation_set(shards, 200, 0, 1, 50257); }).find("hold 200 tokens"),
+  EXPECT_NE(error_of([&] { load_validation_set(shards, 200, 40, 0, 1, 50257); }).find("hold 200 tokens"),
             std::string::npos);
+}
+
+// Issue 12: 384 tokens of seq_len 128 on 2 ranks were 1.5 sequences each; the half was
+// dropped and the sum still divided by 384. Now the ranks hold whole sequences, every
+// one exactly once, for any number of ranks (some may hold none).
+TEST(LoaderValidation, UnevenSplitCoversEveryTokenExactlyOnce) {
+  TempDir dir;
+  auto rng = seeded_rng();
+  const std::vector<uint16_t> tokens = random_tokens(700, 1000, rng);
+  write_shard(dir.path() / "v_000000.bin", std::vector<uint16_t>(tokens.begin(), tokens.begin() + 250));
+  write_shard(dir.path() / "v_000001.bin", std::vector<uint16_t>(tokens.begin() + 250, tokens.end()));
+  const auto shards = list_shards((dir.path() / "v_*.bin").string(), "val");
+  const int64_t seq_len = 128;
+  for (const int64_t val_tokens : {int64_t{128}, int64_t{384}, int64_t{640}}) {
+    for (int world : {1, 2, 3, 4, 6}) {
+      std::vector<int32_t> inputs, targets;
+      std::vector<size_t> sizes;
+      for (int r = 0; r < world; ++r) {
+        const Batch v = load_validation_set(shards, val_tokens, seq_len, r, world, 1000);
+        ASSERT_EQ(v.inputs.size() % seq_len, 0u) << "rank " << r << " holds a partial sequence";
+        ASSERT_EQ(v.targets.size(), v.inputs.size());
+        sizes.push_back(v.inputs.size() / seq_len);
+        inputs.insert(inputs.end(), v.inputs.begin(), v.inputs.end());
+        targets.insert(targets.end(), v.targets.begin(), v.targets.end());
+      }
+      // Together: exactly tokens [0, val_tokens) as inputs and [1, val_tokens] as targets.
+      ASSERT_EQ(inputs.size(), static_cast<size_t>(val_tokens)) << "world " << world;
+      for (int64_t i = 0; i < val_tokens; ++i) {
+        ASSERT_EQ(inputs[i], tokens[i]) << "world " << world << " token " << i;
+        ASSERT_EQ(targets[i], tokens[i + 1]);
+      }
+      // Balanced: sequence counts differ by at most one.
+      const auto [lo, hi] = std::minmax_element(sizes.begin(), sizes.end());
+      EXPECT_LE(*hi - *lo, 1u) << "world " << world;
+    }
+  }
+  // 384 tokens over 2 ranks: 1 and 2 sequences (not 1.5 and 1.5).
+  EXPECT_EQ(load_validation_set(shards, 384, seq_len, 0, 2, 1000).inputs.size(), 128u);
+  EXPECT_EQ(load_validation_set(shards, 384, seq_len, 1, 2, 1000).inputs.size(), 256u);
+}
+
+TEST(LoaderValidation, PartialSequenceIsRefused) {
+  TempDir dir;
+  write_shard(dir.path() / "v.bin", std::vector<uint16_t>(1000, 3));
+  const auto shards = list_shards((dir.path() / "v.bin").string(), "val");
+  for (const int64_t bad : {int64_t{100}, int64_t{200}, int64_t{0}}) {
+    const std::string e = error_of([&] { load_validation_set(shards, bad, 128, 0, 1, 1000); });
+    EXPECT_NE(e.find("data.val_tokens (" + std::to_string(bad) + ") must be a positive multiple of model.seq_len (128)"),
+              std::string::npos)
+        << e;
+  }
+}
+
+// What upstream's rule leaves out of one pass is counted: shard lengths 193, 194, 50,
+// 300 with b = 64 give 2, 3, 0, 4 batches, so 193-128 + 194-192 + 50 + 300-256 = 161
+// tokens are never an input, and the 50-token shard is skipped.
+TEST(LoaderTrack3, UnreadTailsAndSkippedShardsAreCounted) {
+  TempDir dir;
+  const std::vector<size_t> lengths = {193, 194, 50, 300};
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "t_%06zu.bin", i + 1);
+    write_shard(dir.path() / name, std::vector<uint16_t>(lengths[i], 7));
+  }
+  const auto shards = list_shards((dir.path() / "t_*.bin").string(), "train");
+  TrainLoader loader(shards, LoaderOptions{64, 0, 1, 1000, 1, "train"});
+  EXPECT_EQ(loader.batches_per_epoch(), 9);
+  EXPECT_EQ(loader.tokens_unread_per_epoch(), 161);
+  ASSERT_EQ(loader.skipped_shards().size(), 1u);
+  EXPECT_EQ(loader.skipped_shards()[0].path.filename(), "t_000003.bin");
+  // The smallest tail upstream's `pos + b + 1 >= len` allows: a shard of 2b + 2 tokens
+  // yields 2 batches; its last 2 tokens are never an input (the first of them is the
+  // last batch's final target), and no shard is skipped.
+  TempDir exact;
+  write_shard(exact.path() / "a.bin", std::vector<uint16_t>(130, 7));
+  TrainLoader one(list_shards((exact.path() / "a.bin").string(), "train"), LoaderOptions{64, 0, 1, 1000, 1, "train"});
+  EXPECT_EQ(one.batches_per_epoch(), 2);
+  EXPECT_EQ(one.tokens_unread_per_epoch(), 2);
+  EXPECT_TRUE(one.skipped_shards().empty());
+}
+
+TEST(ShardGlob, DirectoryMatchIsRefused) {
+  TempDir dir;
+  write_shard(dir.path() / "x_000001.bin", std::vector<uint16_t>(4, 1));
+  fs::create_directories(dir.path() / "x_000002.bin");
+  const std::string e = error_of([&] { list_shards((dir.path() / "x_*").string(), "data.train_glob"); });
+  EXPECT_NE(e.find("data.train_glob: '" + (dir.path() / "x_*").string() + "' matches " +
+                   (dir.path() / "x_000002.bin").string() + ", which is a directory"),
+            std::string::npos)
+      << e;
+}
+
+TEST(ShardGlob, SameFileTwiceIsRefused) {
+  TempDir dir;
+  write_shard(dir.path() / "x_000001.bin", std::vector<uint16_t>(4, 1));
+  fs::create_symlink(dir.path() / "x_000001.bin", dir.path() / "x_000002.bin");
+  const std::string e = error_of([&] { list_shards((dir.path() / "x_*.bin").string(), "data.val_glob"); });
+  EXPECT_NE(e.find("data.val_glob: '" + (dir.path() / "x_*.bin").string() + "' matches the same file twice, as " +
+                   (dir.path() / "x_000001.bin").string() + " and " + (dir.path() / "x_000002.bin").string()),
+            std::string::npos)
+      << e;
+  // Negative control: a copy is a different file, and is accepted.
+  fs::remove(dir.path() / "x_000002.bin");
+  fs::copy_file(dir.path() / "x_000001.bin", dir.path() / "x_000002.bin");
+  EXPECT_EQ(list_shards((dir.path() / "x_*.bin").string(), "data.val_glob").size(), 2u);
+}
+
+TEST(ShardGlob, RecursiveWildcardIsRefused) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "a" / "b");
+  write_shard(dir.path() / "a" / "x_1.bin", std::vector<uint16_t>(4, 1));
+  write_shard(dir.path() / "a" / "b" / "x_2.bin", std::vector<uint16_t>(4, 1));
+  // glob(3) would match a/x_1.bin only; upstream's Path.glob both.
+  const std::string pattern = (dir.path() / "**" / "x_*.bin").string();
+  const std::string e = error_of([&] { list_shards(pattern, "data.train_glob"); });
+  EXPECT_NE(e.find("data.train_glob: '" + pattern + "' uses **"), std::string::npos) << e;
+}
+
+TEST(ShardGlob, UnreadableDirectoryIsAnErrorNotAnEmptyMatch) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads any directory";
+  TempDir dir;
+  fs::create_directories(dir.path() / "locked");
+  write_shard(dir.path() / "locked" / "x.bin", std::vector<uint16_t>(4, 1));
+  fs::permissions(dir.path() / "locked", fs::perms::none);
+  const std::string e = error_of([&] { list_shards((dir.path() / "locked" / "*.bin").string(), "data.train_glob"); });
+  fs::permissions(dir.path() / "locked", fs::perms::owner_all);
+  EXPECT_NE(e.find("data.train_glob: cannot match"), std::string::npos) << e;
+  EXPECT_NE(e.find("Permission denied"), std::string::npos) << e;
 }

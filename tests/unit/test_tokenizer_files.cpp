@@ -109,6 +109,14 @@ TEST(TokenizerBadFiles, EncoderJson) {
   expect_load_error([](auto& f) { f.encoder["he"] = -1; }, "encoder.json", "must be exactly 0..258");
   expect_load_error([](auto& f) { f.encoder["he"] = 9999; }, "encoder.json", "must be exactly 0..258");
   expect_load_error([](auto& f) { f.encoder["he"] = 256; }, "encoder.json", "both have id 256");
+  // A token written twice: the parser alone would keep the second id and drop the first.
+  expect_load_error(
+      [](MiniTokenizerFiles& f) {
+        std::string text = f.encoder.dump(1);  // one key per line
+        text.insert(text.rfind('}'), ",\n\"he\": " + std::to_string(f.encoder["he"].get<int>()) + "\n");
+        f.encoder_text_override = text;
+      },
+      "encoder.json", "token \"he\" appears twice (first at line");
   // A raw space is not in the byte-level alphabet (GPT-2 spells it "Ġ").
   expect_load_error(
       [](auto& f) {
