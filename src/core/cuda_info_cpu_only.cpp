@@ -1,5 +1,5 @@
 // query_cuda() for binaries built without the CUDA toolkit; the CUDA build defines it
-// in kernels/device_info.cu instead.
+// in kernels/runtime/device_info.cu instead.
 #include "build_info.h"
 #include "core/cuda_info.h"
 

@@ -3,7 +3,7 @@
 // checked call to the CPU implementation of its dtype or to the CUDA kernels.
 //
 // Dtypes. CPU tensors are f32 (the model) or f64 (finite-difference tests), one dtype per
-// call. CUDA tensors (kernels/ops_cuda.h) have activations of f32 or bf16; with bf16
+// call. CUDA tensors (kernels/ops/ops_cuda.h) have activations of f32 or bf16; with bf16
 // activations, everything else in the call is f32: RMSNorm gains and rstd, biases, lse,
 // losses and every parameter gradient (`param_dtype` checks those). With f32 activations
 // the CUDA rules are the CPU's.
@@ -61,7 +61,7 @@ class Checker {
 
 // The prelude of an op's Device::cuda branch: in a CUDA build, checks that `act` is f32 or
 // bf16 (std::invalid_argument otherwise); in a CPU-only build, throws std::logic_error
-// saying that this binary has no CUDA backend. The call to kernels/ops_cuda.h that follows
+// saying that this binary has no CUDA backend. The call to kernels/ops/ops_cuda.h that follows
 // it is compiled only when SPEEDRUN_HAVE_CUDA.
 void cuda_prelude(const Checker& check, DType act);
 

@@ -4,7 +4,7 @@
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #if SPEEDRUN_HAVE_CUDA
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/ops_cuda.h"
 #endif
 
 namespace speedrun::ops {

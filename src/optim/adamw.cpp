@@ -8,7 +8,7 @@
 #include "core/buffer.h"
 #include "optim/device_path.h"
 #if SPEEDRUN_HAVE_CUDA
-#include "kernels/optim_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 #endif
 
 namespace speedrun::optim {
@@ -22,7 +22,7 @@ namespace {
 // parameters and all-gathers them. With one process the shard is everything and the
 // gradients are read in place: no copies, the same arithmetic as unsharded AdamW.
 // On CUDA the moments live on the device and the update is one fused launch over the
-// group's (or the shard's) elements (kernels/optim_adamw.cu) with the same scalars.
+// group's (or the shard's) elements (kernels/optim/adamw.cu) with the same scalars.
 class AdamW final : public Optimizer {
  public:
   AdamW(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)

@@ -20,7 +20,7 @@
 #include "optim/optimizer.h"
 
 namespace speedrun::cuda {
-struct DeviceMatrix;  // kernels/optim_cuda.h
+struct DeviceMatrix;  // kernels/optim/optim_cuda.h
 }
 
 namespace speedrun::optim {

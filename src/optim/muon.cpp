@@ -9,7 +9,7 @@
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
 #if SPEEDRUN_HAVE_CUDA
-#include "kernels/optim_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 #endif
 
 namespace speedrun::optim {

@@ -12,7 +12,7 @@
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #if SPEEDRUN_HAVE_CUDA
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/ops_cuda.h"
 #endif
 #include "core/log.h"
 #include "optim/input_statistic.h"

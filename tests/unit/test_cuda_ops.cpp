@@ -32,7 +32,7 @@
 #include "core/buffer.h"
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/ops_cuda.h"
 #include "ops/ops.h"
 #include "test_ops_common.h"
 

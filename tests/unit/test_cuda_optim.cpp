@@ -1,4 +1,4 @@
-// The CUDA optimizers (kernels/optim_*.cu behind src/optim/*.cpp) against the CPU
+// The CUDA optimizers (kernels/optim/*.cu behind src/optim/*.cpp) against the CPU
 // optimizers (the reference checked against PyTorch), through the same Optimizer interface
 // and config entries, on fresh random parameters and gradients (seed printed;
 // SPEEDRUN_TEST_SEED replays). Compiled only in CUDA builds; without a visible device every
@@ -49,7 +49,7 @@
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
 #include "dist/communicator.h"
-#include "kernels/optim_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 #include "model/gpt.h"
 #include "optim/optimizer.h"
 

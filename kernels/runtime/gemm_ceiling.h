@@ -1,7 +1,7 @@
 // The device's practical bf16 matrix-multiply ceiling: one large bf16 x bf16 -> bf16
 // product through the same cuBLASLt wrapper as the model (fp32 accumulation), timed with
 // CUDA events. MFU figures divide by this measured rate rather than a datasheet peak
-// (../shared/specs/performance.md). Plain C++ header; defined in kernels/gemm_ceiling.cu.
+// (../shared/specs/performance.md). Plain C++ header; defined in kernels/runtime/gemm_ceiling.cu.
 #pragma once
 
 #include <cstdint>

@@ -14,10 +14,10 @@
 //  2. (with dz) dz_v = grad_scale * (exp(s_v - m) / l - [v == target]) * softcap'(z_v).
 // dz may alias z: the block barrier inside the reduction separates every read of sweep 1
 // from the first write of sweep 2, and in sweep 2 each thread reads z_v before writing dz_v.
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
-#include "kernels/softcap.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
+#include "kernels/ops/softcap.cuh"
 
 namespace speedrun::cuda {
 namespace {
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kRowThreads) softcap_ce_kernel(float* losses, 
 
 }  // namespace
 
-void softcap_forward(DType act, void* out, const void* z, int64_t n, const ops::SoftCap& cap) {
+void softcap_forward(DType act, void* out, const void* z, int64_t n, const SoftCap& cap) {
   if (n <= 0) return;
   with_act(act, "softcap_forward", [&]<class T>(std::type_identity<T>) {
     with_device_softcap(cap, [&](auto c) {
@@ -119,7 +119,7 @@ void softcap_forward(DType act, void* out, const void* z, int64_t n, const ops::
 }
 
 void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, const int32_t* targets, int64_t rows,
-                           int64_t vocab, const ops::SoftCap& cap, float grad_scale) {
+                           int64_t vocab, const SoftCap& cap, float grad_scale) {
   if (rows <= 0) return;
   if (rows > INT32_MAX) throw std::invalid_argument("ops::softcap_cross_entropy: more than 2^31 rows");
   with_act(act, "softcap_cross_entropy", [&]<class T>(std::type_identity<T>) {

@@ -5,7 +5,7 @@
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
-#include "kernels/cuda_check.cuh"
+#include "kernels/runtime/cuda_check.cuh"
 
 namespace speedrun {
 

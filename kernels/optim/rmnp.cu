@@ -12,9 +12,9 @@
 
 #include "core/buffer.h"
 #include "core/device_memory.h"
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/optim_cuda.h"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -35,11 +35,11 @@
 
 #include "core/buffer.h"
 #include "core/device_memory.h"
-#include "kernels/batched_gemm.cuh"
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
-#include "kernels/optim_cuda.h"
+#include "kernels/optim/batched_gemm.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -10,10 +10,10 @@
 // Aliasing: out may alias x (forward) and dx may alias dout or x (backward, not
 // accumulating): each lane reads the elements it later writes, and the warp reduction
 // (__shfl_xor_sync) separates the reads of the whole row from the first write.
-#include "kernels/column_sums.cuh"
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/column_sums.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -1,5 +1,5 @@
-// Pieces shared by the two attention implementations: kernels/attention.cu (fp32 arithmetic
-// on the CUDA cores, f32 and bf16) and kernels/attention_tc.cu (bf16 tile products on the
+// Pieces shared by the two attention implementations: kernels/ops/attention.cu (fp32 arithmetic
+// on the CUDA cores, f32 and bf16) and kernels/ops/attention_tc.cu (bf16 tile products on the
 // tensor cores). Everything here is in an unnamed namespace: each file gets its own copy.
 #pragma once
 
@@ -8,8 +8,8 @@
 #include <string>
 #include <type_traits>
 
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
 
 namespace speedrun::cuda {
 namespace {

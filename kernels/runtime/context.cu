@@ -2,8 +2,8 @@
 #include <mutex>
 
 #include "core/device_memory.h"
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
 
 namespace speedrun::cuda {
 namespace {

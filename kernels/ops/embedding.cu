@@ -16,9 +16,9 @@
 // Temporaries (sorted keys, indices, CUB scratch) live in cuda::workspace().
 #include <cub/cub.cuh>
 
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -16,7 +16,13 @@
 #include <type_traits>
 
 #include "core/tensor.h"
-#include "kernels/cuda_check.cuh"
+#include "kernels/runtime/cuda_check.cuh"
+
+// for (int64_t i = ...) over [0, n) with a grid-stride step: one element per thread per
+// iteration, int64 indices, any grid size.
+#define GRID_STRIDE_LOOP(i, n)                                                                        \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);             \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 namespace speedrun::cuda {
 

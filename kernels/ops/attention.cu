@@ -5,7 +5,7 @@
 // This is the simple, correctness-first version: the tile products run on the CUDA cores
 // (fp32 FMA from shared memory). It serves f32 always, and bf16 only with
 // SPEEDRUN_ATTENTION=simt (or unaligned pointers): bf16 attention otherwise goes to the
-// tensor-core kernels of kernels/attention_tc.cu (same tiles, online softmax, masks and
+// tensor-core kernels of kernels/ops/attention_tc.cu (same tiles, online softmax, masks and
 // backward structure; use_tensor_core_attention below decides).
 //
 // Tiles: Br = Bc = 64 query/key rows, head_dim D in {64, 128} (template), 256 threads.
@@ -33,10 +33,10 @@
 // probabilities in each, like the CPU's two passes.
 #include <algorithm>
 
-#include "kernels/attention_common.cuh"
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/attention_common.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -1,4 +1,4 @@
-// See batched_gemm.cuh. Row-major to cuBLASLt's column-major exactly as kernels/gemm.cu:
+// See batched_gemm.cuh. Row-major to cuBLASLt's column-major exactly as kernels/ops/linear.cu:
 // the row-major D (m x n) is the column-major D^T (n x m), so cuBLASLt computes
 // D' = op'(A') op'(B') with A' = B (op' = trans_b), B' = A (op' = trans_a), M' = n, N' = m.
 // Batches: CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT / STRIDED_BATCH_OFFSET on every layout.
@@ -11,9 +11,9 @@
 #include <string>
 #include <tuple>
 
-#include "kernels/batched_gemm.cuh"
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
+#include "kernels/optim/batched_gemm.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
 
 namespace speedrun::cuda {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "build_info.h"
 #include "core/cuda_info.h"
-#include "kernels/cuda_check.cuh"
+#include "kernels/runtime/cuda_check.cuh"
 #if SPEEDRUN_HAVE_NCCL
 #include <nccl.h>
 #endif

@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
-#include "kernels/optim_cuda.h"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::cuda {
 

@@ -1,5 +1,5 @@
 // Causal softmax attention for bf16 on the tensor cores: the same semantics, layouts and
-// tile loops as kernels/attention.cu (read its header first), with the five tile products
+// tile loops as kernels/ops/attention.cu (read its header first), with the five tile products
 // (S = Q K^T, O += P V; backward dP = dO V^T, dV += P^T dO, dK += dS^T Q, dQ += dS K) as
 // warp-level mma.sync.m16n8k16 bf16 x bf16 -> fp32. Softmax statistics, lse, delta and the
 // accumulators stay fp32; P and dS are rounded to bf16 to enter the tensor cores (as in
@@ -26,15 +26,15 @@
 // next product: k-block i takes n-blocks 2i (a0, a1 from c0..c3) and 2i + 1 (a2, a3).
 //
 // Determinism: no atomics; one dK/dV kernel per key tile, one dQ kernel per query tile,
-// P recomputed in each (like kernels/attention.cu).
+// P recomputed in each (like kernels/ops/attention.cu).
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
-#include "kernels/attention_common.cuh"
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/attention_common.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -1,4 +1,4 @@
-// Device state and steps of the optimizers on CUDA (kernels/optim_*.cu), used by
+// Device state and steps of the optimizers on CUDA (kernels/optim/*.cu), used by
 // src/optim/{adamw,muon,newton_muon,rmnp}.cpp when the group's parameters live on
 // Device::cuda. Plain C++: no CUDA header is included, so CPU code may include this file;
 // the definitions exist only in CUDA builds (SPEEDRUN_HAVE_CUDA) and the optimizers
@@ -26,7 +26,7 @@
 
 namespace speedrun::cuda {
 
-// --- AdamW (kernels/optim_adamw.cu) --------------------------------------------------------
+// --- AdamW (kernels/optim/adamw.cu) --------------------------------------------------------
 // The per-step scalars, computed on the host in double exactly as the CPU AdamW does.
 struct AdamWScalars {
   float decay, b1, b2, step_size, bc2_sqrt, eps;
@@ -57,7 +57,7 @@ class AdamWDevice {
   std::unique_ptr<Impl> impl_;
 };
 
-// --- Muon (kernels/optim_muon.cu, Newton-Schulz through kernels/batched_gemm.cu) ------------
+// --- Muon (kernels/optim/muon.cu, Newton-Schulz through kernels/optim/batched_gemm.cu) ------------
 struct NewtonSchulzCoefficients {
   double a = 2.0, b = -1.5, c = 0.5;
   int64_t steps = 12;
@@ -100,7 +100,7 @@ class MuonDevice {
   std::unique_ptr<Impl> impl_;
 };
 
-// --- Newton-Muon's input statistics (kernels/optim_newton_muon.cu) -------------------------
+// --- Newton-Muon's input statistics (kernels/optim/newton_muon.cu) -------------------------
 // One statistic: `blocks` independent n x n second moments over contiguous n-wide
 // column blocks of the captured input (src/optim/input_statistic.h has the semantics).
 struct StatisticShape {
@@ -148,7 +148,7 @@ class NewtonMuonStatsDevice {
   std::unique_ptr<Impl> impl_;
 };
 
-// --- RMNP (kernels/optim_rmnp.cu) ------------------------------------------------------------
+// --- RMNP (kernels/optim/rmnp.cu) ------------------------------------------------------------
 // One launch over every row of every matrix (a block per row): momentum, Nesterov, the
 // row's norm (summed in double, fixed order), the scaling, weight decay and the update.
 class RmnpDevice {

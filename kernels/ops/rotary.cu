@@ -4,9 +4,9 @@
 // Launch shape: a grid-stride loop over the B*T*H*(D/2) pairs, 256 threads per block; a
 // thread owns the pair (x[j], x[j + D/2]) of one head row, reads both and writes both, so
 // out may alias x (and dx dout). Consecutive threads take consecutive j: coalesced.
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
-#include "kernels/ops_cuda.h"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/ops/ops_cuda.h"
 
 namespace speedrun::cuda {
 namespace {

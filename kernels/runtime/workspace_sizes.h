@@ -7,7 +7,7 @@
 
 namespace speedrun::cuda {
 
-// cuBLASLt's workspace (kernels/gemm.cu), allocated at the first product.
+// cuBLASLt's workspace (kernels/ops/linear.cu), allocated at the first product.
 inline constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 
 }  // namespace speedrun::cuda

@@ -1,6 +1,6 @@
 // Timing of work issued on cuda::stream() with CUDA events, for the benches (never used
 // inside a training step). Plain C++: host code includes it; defined in
-// kernels/device_timing.cu, CUDA builds only.
+// kernels/runtime/device_timing.cu, CUDA builds only.
 #pragma once
 
 namespace speedrun::cuda {

@@ -1,5 +1,5 @@
 // Strided-batched matrix products through cuBLASLt for the optimizers, in row-major
-// terms (the same convention and derivation as kernels/gemm.cuh):
+// terms (the same convention and derivation as kernels/ops/linear.cuh):
 //   for i < batch:  D_i (m x n) = alpha op(A_i) op(B_i) + beta C_i
 // with X_i = X + i * stride_x elements. Unlike gemm(), C and D may differ (the
 // Newton-Schulz step X' = B X + a X reads X as C and writes X'), and batches of

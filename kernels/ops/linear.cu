@@ -17,16 +17,35 @@
 #include <tuple>
 
 #include "core/device_memory.h"
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
-#include "kernels/gemm.cuh"
-#include "kernels/ops_cuda.h"
-#include "kernels/workspace_sizes.h"
+#include "kernels/ops/column_sums.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
+#include "kernels/ops/linear.cuh"
+#include "kernels/ops/ops_cuda.h"
+#include "kernels/runtime/workspace_sizes.h"
 
 namespace speedrun::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = kGemmWorkspaceBytes;
+
+constexpr int kThreads = 256;  // the bias kernels: a grid-stride loop
+
+template <class T>
+__global__ void bias_add_kernel(T* y, const float* b, int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  GRID_STRIDE_LOOP(i, n) { y[i] = from_f32<T>(to_f32(y[i]) + b[i % cols]); }
+}
+
+// value(r, c) = dy[r, c] for the bias gradient.
+template <class T>
+struct BiasGradValue {
+  const T* dy;
+  int64_t cols;
+  __device__ float operator()(int64_t r, int64_t c) const { return to_f32(dy[r * cols + c]); }
+};
+
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
@@ -131,6 +150,20 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, bool
 }
 
 }  // namespace
+
+void bias_add(DType act, void* y, const float* b, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  with_act(act, "bias_add", [&]<class T>(std::type_identity<T>) {
+    bias_add_kernel<T><<<grid_for(rows * cols, kThreads), kThreads, 0, stream()>>>(static_cast<T*>(y), b, rows, cols);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols) {
+  with_act(act, "bias_grad", [&]<class T>(std::type_identity<T>) {
+    add_column_sums(db, BiasGradValue<T>{static_cast<const T*>(dy), cols}, rows, cols);
+  });
+}
 
 void gemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;

@@ -1,7 +1,7 @@
 // See device_timing.h.
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
-#include "kernels/device_timing.h"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
+#include "kernels/runtime/device_timing.h"
 
 namespace speedrun::cuda {
 

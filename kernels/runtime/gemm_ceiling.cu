@@ -6,11 +6,11 @@
 #include <vector>
 
 #include "core/device_memory.h"
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
-#include "kernels/device_timing.h"
-#include "kernels/gemm.cuh"
-#include "kernels/gemm_ceiling.h"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
+#include "kernels/runtime/device_timing.h"
+#include "kernels/ops/linear.cuh"
+#include "kernels/runtime/gemm_ceiling.h"
 
 namespace speedrun::cuda {
 namespace {

@@ -17,22 +17,18 @@
 #include <initializer_list>
 
 #include "core/tensor.h"
-#include "ops/ops.h"
+#include "core/softcap.h"
 
 namespace speedrun::cuda {
 
-// --- elementwise (kernels/elementwise.cu) ------------------------------------------------
+// --- activation: ReLU^2 and the residual add (kernels/ops/activation.cu) ------------------
 void relu2_forward(DType act, void* out, const void* x, int64_t n);
 void relu2_backward(DType act, void* dx, const void* dout, const void* x, int64_t n);
 void residual_forward(DType act, void* out, const void* a, const void* b, int64_t n);
 // dst += src
 void accumulate(DType act, void* dst, const void* src, int64_t n);
-// y[r, c] += b[c]  (y rows x cols)
-void bias_add(DType act, void* y, const float* b, int64_t rows, int64_t cols);
-// db[c] += sum_r dy[r, c], deterministic (fixed reduction order)
-void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols);
 
-// --- RMSNorm and QK-norm (kernels/rmsnorm.cu) --------------------------------------------
+// --- rmsnorm, QK-norm included (kernels/ops/rmsnorm.cu) --------------------------------------------
 // gains may be null. rstd (rows) f32.
 void rmsnorm_forward(DType act, void* out, float* rstd, const void* x, const float* gains, int64_t rows,
                      int64_t channels, float eps);
@@ -40,13 +36,13 @@ void rmsnorm_forward(DType act, void* out, float* rstd, const void* x, const flo
 void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, const void* x, const float* gains,
                       const float* rstd, int64_t rows, int64_t channels, bool accumulate_dx);
 
-// --- rotary (kernels/rotary.cu) -----------------------------------------------------------
+// --- rotary (kernels/ops/rotary.cu) -----------------------------------------------------------
 void rotary_forward(DType act, void* out, const void* x, const float* cos, const float* sin, int64_t batch,
                     int64_t seq, int64_t heads, int64_t head_dim);
 void rotary_backward(DType act, void* dx, const void* dout, const float* cos, const float* sin, int64_t batch,
                      int64_t seq, int64_t heads, int64_t head_dim);
 
-// --- embedding (kernels/embedding.cu) -----------------------------------------------------
+// --- embedding (kernels/ops/embedding.cu) -----------------------------------------------------
 // out (rows, channels) of type `act`; table (vocab, channels) of type `table_type`
 // (f32 master weights, or bf16). A token outside [0, vocab) gives a row of NaN.
 void embedding_forward(DType act, void* out, const int32_t* tokens, DType table_type, const void* table,
@@ -57,14 +53,14 @@ void embedding_forward(DType act, void* out, const int32_t* tokens, DType table_
 void embedding_backward(float* dtable, const int32_t* tokens, DType act, const void* dout, int64_t rows,
                         int64_t channels, int64_t vocab);
 
-// --- soft cap and cross-entropy (kernels/cross_entropy.cu) --------------------------------
-void softcap_forward(DType act, void* out, const void* z, int64_t n, const ops::SoftCap& cap);
+// --- cross-entropy with its soft cap (kernels/ops/cross_entropy.cu) --------------------------------
+void softcap_forward(DType act, void* out, const void* z, int64_t n, const SoftCap& cap);
 // losses (rows) f32; dz may be null or alias z. A target outside [0, vocab) gives a NaN loss
 // (and a NaN gradient row).
 void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, const int32_t* targets, int64_t rows,
-                           int64_t vocab, const ops::SoftCap& cap, float grad_scale);
+                           int64_t vocab, const SoftCap& cap, float grad_scale);
 
-// --- attention (kernels/attention.cu) -----------------------------------------------------
+// --- attention (kernels/ops/attention.cu) -----------------------------------------------------
 // q, k, v, out (B, T, H, D) of type `act`; lse (B, H, T) f32. head_dim 64 or 128.
 void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
                        int64_t seq, int64_t heads, int64_t head_dim, float scale);
@@ -74,10 +70,10 @@ void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dou
 // The head dims the attention kernels are instantiated for.
 bool attention_supports_head_dim(int64_t head_dim);
 
-// bf16 attention runs on the tensor cores (kernels/attention_tc.cu: mma.sync bf16 tiles,
+// bf16 attention runs on the tensor cores (kernels/ops/attention_tc.cu: mma.sync bf16 tiles,
 // fp32 accumulation and softmax statistics) unless the environment variable
 // SPEEDRUN_ATTENTION=simt is set (read once, at the first attention call), which selects
-// the fp32 CUDA-core kernels of kernels/attention.cu; f32 attention always uses those.
+// the fp32 CUDA-core kernels of kernels/ops/attention.cu; f32 attention always uses those.
 // Another value than "simt", "tc" or empty is refused (std::invalid_argument).
 enum class AttentionKernel { tensor_core, simt };
 // The kernels bf16 attention uses now: the override if one is set, else the environment's.
@@ -97,7 +93,7 @@ void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const
                            const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
                            int64_t heads, int64_t head_dim, float scale);
 
-// --- linear through cuBLASLt (kernels/gemm.cu) --------------------------------------------
+// --- linear through cuBLASLt (kernels/ops/linear.cu) --------------------------------------------
 // y = x W^T (+ b): x (rows, in), w (out, in) of type `act`; y (rows, out) of type `out_type`
 // (`act`, or f32 for bf16 inputs: the LM head's logits); b f32 or null.
 void linear_forward(DType act, DType out_type, void* y, const void* x, const void* w, const float* b, int64_t rows,
@@ -105,8 +101,12 @@ void linear_forward(DType act, DType out_type, void* y, const void* x, const voi
 // dx = (or +=) dy W  (type act);  dw += dy^T x  (f32);  db += column sums of dy (f32).
 void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, const void* x, const void* w,
                      int64_t rows, int64_t in, int64_t out, bool accumulate_dx);
+// The bias halves of the linear op, by kernel: y[r, c] += b[c] (y rows x cols), and
+// db[c] += sum_r dy[r, c], deterministic (fixed reduction order).
+void bias_add(DType act, void* y, const float* b, int64_t rows, int64_t cols);
+void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols);
 
-// --- conversions (kernels/elementwise.cu) ---------------------------------------------------
+// --- convert (kernels/ops/convert.cu) --------------------------------------------------------------
 // dst = src elementwise between f32 and bf16 (round to nearest even), or a copy.
 void convert(DType dst_type, void* dst, DType src_type, const void* src, int64_t n);
 // Fills n elements of type `type` with a quiet NaN (tests poison outputs with it).

@@ -12,8 +12,8 @@
 // The partials live in cuda::workspace().
 #pragma once
 
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
 
 namespace speedrun::cuda {
 

@@ -5,8 +5,8 @@
 //   none       s = z                              s' = 1
 #pragma once
 
-#include "kernels/common.cuh"
-#include "ops/ops.h"
+#include "kernels/runtime/common.cuh"
+#include "core/softcap.h"
 
 namespace speedrun::cuda {
 
@@ -55,15 +55,15 @@ struct DeviceSigmoidCap {
 // Host side: calls fn(cap) with the device cap object for cap.kind (parameters rounded to
 // fp32 the way the CPU's float instantiation rounds them).
 template <class Fn>
-void with_device_softcap(const ops::SoftCap& cap, Fn&& fn) {
+void with_device_softcap(const SoftCap& cap, Fn&& fn) {
   switch (cap.kind) {
-    case ops::SoftCap::Kind::none: fn(DeviceNoCap{}); return;
-    case ops::SoftCap::Kind::algebraic: {
+    case SoftCap::Kind::none: fn(DeviceNoCap{}); return;
+    case SoftCap::Kind::algebraic: {
       const float c = static_cast<float>(cap.cap);
       fn(DeviceAlgebraicCap{c, c * c});
       return;
     }
-    case ops::SoftCap::Kind::sigmoid: {
+    case SoftCap::Kind::sigmoid: {
       const float c = static_cast<float>(cap.cap), den = static_cast<float>(cap.denominator);
       fn(DeviceSigmoidCap{c, den, c / den});
       return;
