@@ -1,4 +1,4 @@
-// Shared plumbing of the ops layer (ops_*.cpp): argument checks that throw
+// Shared plumbing of the ops layer (src/ops/<op>.cpp): argument checks that throw
 // std::invalid_argument naming the op, the argument and the shapes, and the dispatch of a
 // checked call to the CPU implementation of its dtype or to the CUDA kernels.
 //

@@ -1,6 +1,7 @@
-// ops.h: dtype conversion (the model's bf16 weight copies and bf16 logit gradients).
-#include <cstring>
-
+// The convert op (ops.h): dtype conversion (the model's bf16 weight copies and bf16 logit
+// gradients). CPU: ops/cpu/convert.h; CUDA: kernels/ops/convert.cu; tests:
+// tests/unit/ops/test_convert.cpp.
+#include "ops/cpu/convert.h"
 #include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
@@ -28,7 +29,9 @@ void convert(Tensor dst, const Tensor& src) {
   }
   // The CPU computes in one dtype: a conversion there is a copy.
   check.same_dtype({"dst", dst}, {"src", src});
-  if (dst.ptr != src.ptr && src.numel() > 0) std::memcpy(dst.ptr, src.ptr, src.bytes());
+  detail::dispatch_float(check, device, src.dtype, [&]<class T>(std::type_identity<T>) {
+    cpu::convert(dst.data<T>(), src.data<T>(), src.numel());
+  });
 }
 
 }  // namespace speedrun::ops

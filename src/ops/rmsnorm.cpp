@@ -1,4 +1,6 @@
-// ops.h: RMSNorm and QK-norm (RMSNorm without gains over each head).
+// The rmsnorm op (ops.h): RMSNorm, and QK-norm, which is part of this op (RMSNorm without
+// gains over each head: the same CPU code and kernels on rows of head_dim). CPU:
+// ops/cpu/rmsnorm.h; CUDA: kernels/ops/rmsnorm.cu; tests: tests/unit/ops/test_rmsnorm.cpp.
 #include <cmath>
 
 #include "ops/cpu/rmsnorm.h"

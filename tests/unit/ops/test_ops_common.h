@@ -1,4 +1,4 @@
-// Helpers shared by the ops tests (test_ops_*.cpp): seeded random inputs, tensor views of
+// Helpers shared by the ops tests (tests/unit/ops/test_<op>.cpp): seeded random inputs, tensor views of
 // std::vectors, finite-difference gradient checks, comparisons with stated tolerances, and
 // running an op under a given number of threads.
 #pragma once
@@ -225,7 +225,7 @@ inline Tensor on_cuda(Tensor t) {
 
 // In a CPU-only build, EXPECT that `statement` (an op on CUDA-marked host memory) throws
 // std::logic_error naming the op and CUDA. In a CUDA build the op would run its kernels on
-// host pointers, so the statement is not executed: test_cuda_ops.cpp covers those ops.
+// host pointers, so the statement is not executed: the CudaOpsTest cases cover those ops.
 #if SPEEDRUN_HAVE_CUDA
 #define EXPECT_CUDA_NOT_IMPLEMENTED(statement, op_name) \
   do {                                                  \

@@ -1,4 +1,5 @@
-// ops.h: causal attention.
+// The attention op (ops.h): causal attention. CPU: ops/cpu/attention.h; CUDA:
+// kernels/ops/attention.cu and attention_tc.cu; tests: tests/unit/ops/test_attention.cpp.
 #include <cmath>
 
 #include "ops/cpu/attention.h"

@@ -1,4 +1,5 @@
-// ops.h: linear layers.
+// The linear op (ops.h): linear layers, i.e. the model's GEMMs. CPU: ops/cpu/linear.h
+// (OpenBLAS); CUDA: kernels/ops/linear.cu (cuBLASLt); tests: tests/unit/ops/test_linear.cpp.
 #include <climits>
 
 #include "ops/cpu/linear.h"

@@ -1,5 +1,5 @@
 // ops::convert on the CPU (a copy: the CPU computes in one dtype) and its argument checks.
-// The f32 <-> bf16 conversions are CUDA-only: test_cuda_ops.cpp.
+// The f32 <-> bf16 conversions are CUDA-only: CudaOpsTest.ConvertRoundsLikeTheHost.
 #include "test_ops_common.h"
 
 namespace speedrun::test {

@@ -1,4 +1,5 @@
-// ops.h: embedding.
+// The embedding op (ops.h). CPU: ops/cpu/embedding.h; CUDA: kernels/ops/embedding.cu;
+// tests: tests/unit/ops/test_embedding.cpp.
 #include "ops/cpu/embedding.h"
 #include "build_info.h"
 #include "ops/dispatch.h"

@@ -1,4 +1,5 @@
-// ops.h: ReLU^2 and the residual add.
+// The activation op (ops.h): ReLU^2 and the residual add. CPU: ops/cpu/activation.h;
+// CUDA: kernels/ops/activation.cu; tests: tests/unit/ops/test_activation.cpp.
 #include "ops/cpu/activation.h"
 #include "build_info.h"
 #include "ops/dispatch.h"

@@ -1,4 +1,7 @@
-// ops.h: logit soft caps and the fused soft-capped cross-entropy.
+// The cross_entropy op (ops.h): the fused soft-capped cross-entropy, and the logit soft cap
+// on its own (softcap_forward), which is part of this op. CPU: ops/cpu/cross_entropy.h and
+// ops/cpu/softcap.h; CUDA: kernels/ops/cross_entropy.cu and softcap.cuh; tests:
+// tests/unit/ops/test_cross_entropy.cpp.
 #include <cmath>
 #include <vector>
 

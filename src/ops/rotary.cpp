@@ -1,4 +1,5 @@
-// ops.h: rotary position embedding.
+// The rotary op (ops.h): rotary position embedding. CPU: ops/cpu/rotary.h; CUDA:
+// kernels/ops/rotary.cu; tests: tests/unit/ops/test_rotary.cpp.
 #include <cmath>
 #include <vector>
 
