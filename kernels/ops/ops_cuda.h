@@ -1,7 +1,7 @@
-// Host entry points of the CUDA kernels, called by the ops layer (src/ops/ops_*.cpp) for
-// tensors on Device::cuda. Plain C++: no CUDA header is included, so CPU code may include
-// this file; the definitions exist only in CUDA builds (SPEEDRUN_HAVE_CUDA), and the ops
-// layer calls them only there.
+// Host entry points of the CUDA kernels, called by the ops layer (src/ops/<op>.cpp) for
+// tensors on Device::cuda. Plain C++: no CUDA header is included, so the ops layer includes
+// it in every build; a CPU-only build defines them in src/ops/ops_cuda_cpu_only.cpp as
+// functions that throw std::logic_error ("built without CUDA"), out of reach of any op.
 //
 // Types. `act` is the storage type of activations: DType::f32 or DType::bf16. Everything
 // else is fp32 whatever `act` is: RMSNorm gains and rstd, biases, the attention lse, the

@@ -1,8 +1,8 @@
 // Device state and steps of the optimizers on CUDA (kernels/optim/*.cu), used by
 // src/optim/{adamw,muon,newton_muon,rmnp}.cpp when the group's parameters live on
-// Device::cuda. Plain C++: no CUDA header is included, so CPU code may include this file;
-// the definitions exist only in CUDA builds (SPEEDRUN_HAVE_CUDA) and the optimizers
-// construct these classes only there.
+// Device::cuda. Plain C++: no CUDA header is included, so the optimizers include it in
+// every build; a CPU-only build defines it in src/optim/optim_cuda_cpu_only.cpp, where
+// constructing a class throws std::logic_error ("built without CUDA") — never reached.
 //
 // Every class owns its optimizer state in device memory (allocated once, at
 // construction), issues all work on cuda::stream(), checks every call and launch, and

@@ -1,12 +1,9 @@
 // The activation op (ops.h): ReLU^2 and the residual add. CPU: ops/cpu/activation.h;
 // CUDA: kernels/ops/activation.cu; tests: tests/unit/ops/test_activation.cpp.
 #include "ops/cpu/activation.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -35,9 +32,7 @@ void relu2_forward(Tensor out, const Tensor& x) {
   const Device device = check.same_device({{"out", out}, {"x", x}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::relu2_forward(x.dtype, out.ptr, x.ptr, x.numel());
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
@@ -53,9 +48,7 @@ void relu2_backward(Tensor dx, const Tensor& dout, const Tensor& x) {
   const Device device = check.same_device({{"dx", dx}, {"dout", dout}, {"x", x}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::relu2_backward(x.dtype, dx.ptr, dout.ptr, x.ptr, x.numel());
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
@@ -71,9 +64,7 @@ void residual_forward(Tensor out, const Tensor& a, const Tensor& b) {
   const Device device = check.same_device({{"out", out}, {"a", a}, {"b", b}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, a.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::residual_forward(a.dtype, out.ptr, a.ptr, b.ptr, a.numel());
-#endif
     return;
   }
   detail::dispatch_float(check, device, a.dtype, [&]<class T>(std::type_identity<T>) {
@@ -87,10 +78,8 @@ void residual_backward(Tensor da, Tensor db, const Tensor& dout) {
   const Device device = check.same_device({{"da", da}, {"db", db}, {"dout", dout}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, dout.dtype);
-#if SPEEDRUN_HAVE_CUDA
     if (!da.empty()) cuda::accumulate(dout.dtype, da.ptr, dout.ptr, dout.numel());
     if (!db.empty()) cuda::accumulate(dout.dtype, db.ptr, dout.ptr, dout.numel());
-#endif
     return;
   }
   detail::dispatch_float(check, device, dout.dtype, [&]<class T>(std::type_identity<T>) {

@@ -3,12 +3,9 @@
 #include <cmath>
 
 #include "ops/cpu/attention.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -31,13 +28,11 @@ void check_attention(const Checker& check, const Tensor& q, std::initializer_lis
   if (!std::isfinite(scale)) check.fail("scale = " + std::to_string(scale) + " is not finite");
 }
 
-#if SPEEDRUN_HAVE_CUDA
 void check_cuda_head_dim(const Checker& check, const Tensor& q) {
   if (!cuda::attention_supports_head_dim(q.dims[3])) {
     check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim 64 and 128");
   }
 }
-#endif
 
 }  // namespace
 
@@ -47,11 +42,9 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
   const Device device = check.same_device({{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, q.dtype);
-#if SPEEDRUN_HAVE_CUDA
     check_cuda_head_dim(check, q);
     cuda::attention_forward(q.dtype, out.ptr, lse.data<float>(), q.ptr, k.ptr, v.ptr, q.dims[0], q.dims[1], q.dims[2],
                             q.dims[3], static_cast<float>(scale));
-#endif
     return;
   }
   detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {
@@ -70,11 +63,9 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                                            {"k", k}, {"v", v}, {"out", out}, {"lse", lse}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, q.dtype);
-#if SPEEDRUN_HAVE_CUDA
     check_cuda_head_dim(check, q);
     cuda::attention_backward(q.dtype, dq.ptr, dk.ptr, dv.ptr, dout.ptr, q.ptr, k.ptr, v.ptr, out.ptr,
                              lse.data<float>(), q.dims[0], q.dims[1], q.dims[2], q.dims[3], static_cast<float>(scale));
-#endif
     return;
   }
   detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {

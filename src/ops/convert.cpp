@@ -2,12 +2,9 @@
 // gradients). CPU: ops/cpu/convert.h; CUDA: kernels/ops/convert.cu; tests:
 // tests/unit/ops/test_convert.cpp.
 #include "ops/cpu/convert.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -22,9 +19,7 @@ void convert(Tensor dst, const Tensor& src) {
   if (device == Device::cuda) {
     detail::cuda_prelude(check, src.dtype);
     detail::cuda_prelude(check, dst.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::convert(dst.dtype, dst.ptr, src.dtype, src.ptr, src.numel());
-#endif
     return;
   }
   // The CPU computes in one dtype: a conversion there is a copy.

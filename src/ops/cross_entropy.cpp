@@ -9,12 +9,9 @@
 
 #include "ops/cpu/cross_entropy.h"
 #include "ops/cpu/softcap.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -43,9 +40,7 @@ void softcap_forward(Tensor out, const Tensor& z, const SoftCap& cap) {
   const Device device = check.same_device({{"out", out}, {"z", z}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, z.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::softcap_forward(z.dtype, out.ptr, z.ptr, z.numel(), cap);
-#endif
     return;
   }
   detail::dispatch_float(check, device, z.dtype, [&]<class T>(std::type_identity<T>) {
@@ -74,10 +69,8 @@ void softcap_cross_entropy(Tensor losses, Tensor dz, const Tensor& z, const Tens
   check.indices_below({"targets", targets}, vocab, "the columns of z");
   if (device == Device::cuda) {
     detail::cuda_prelude(check, z.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::softcap_cross_entropy(losses.data<float>(), z.dtype, dz.empty() ? nullptr : dz.ptr, z.ptr,
                                 targets.data<int32_t>(), rows, vocab, cap, static_cast<float>(grad_scale));
-#endif
     return;
   }
   detail::dispatch_float(check, device, z.dtype, [&]<class T>(std::type_identity<T>) {

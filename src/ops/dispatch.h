@@ -62,7 +62,8 @@ class Checker {
 // The prelude of an op's Device::cuda branch: in a CUDA build, checks that `act` is f32 or
 // bf16 (std::invalid_argument otherwise); in a CPU-only build, throws std::logic_error
 // saying that this binary has no CUDA backend. The call to kernels/ops/ops_cuda.h that follows
-// it is compiled only when SPEEDRUN_HAVE_CUDA.
+// it is the same code in both builds: a CPU-only build links src/ops/ops_cuda_cpu_only.cpp,
+// whose definitions throw, and which the prelude keeps out of reach.
 void cuda_prelude(const Checker& check, DType act);
 
 // Runs fn(std::type_identity<float>{}) or fn(std::type_identity<double>{}) on the CPU.

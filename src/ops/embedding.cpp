@@ -1,12 +1,9 @@
 // The embedding op (ops.h). CPU: ops/cpu/embedding.h; CUDA: kernels/ops/embedding.cu;
 // tests: tests/unit/ops/test_embedding.cpp.
 #include "ops/cpu/embedding.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -27,9 +24,7 @@ void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& table) {
     check.floating({"out", out});
     detail::cuda_prelude(check, out.dtype);
     detail::cuda_prelude(check, table.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::embedding_forward(out.dtype, out.ptr, tokens.data<int32_t>(), table.dtype, table.ptr, rows, channels, vocab);
-#endif
     return;
   }
   check.same_dtype({"out", out}, {"table", table});
@@ -52,10 +47,8 @@ void embedding_backward(Tensor dtable, const Tensor& tokens, const Tensor& dout)
     check.floating({"dout", dout});
     check.dtype({"dtable", dtable}, DType::f32);
     detail::cuda_prelude(check, dout.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::embedding_backward(dtable.data<float>(), tokens.data<int32_t>(), dout.dtype, dout.ptr, rows, channels,
                              vocab);
-#endif
     return;
   }
   check.same_dtype({"dout", dout}, {"dtable", dtable});

@@ -3,12 +3,9 @@
 #include <climits>
 
 #include "ops/cpu/linear.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -54,9 +51,7 @@ void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b)
   const Device device = check.same_device({{"y", y}, {"x", x}, {"w", w}, {"b", b}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, w.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::linear_forward(w.dtype, y.dtype, y.ptr, x.ptr, w.ptr, data_or_null<float>(b), d.rows, d.in, d.out);
-#endif
     return;
   }
   detail::dispatch_float(check, device, w.dtype, [&]<class T>(std::type_identity<T>) {
@@ -86,10 +81,8 @@ void linear_backward(Tensor dx, Tensor dw, Tensor db, const Tensor& dy, const Te
       check.same_device({{"dx", dx}, {"dw", dw}, {"db", db}, {"dy", dy}, {"x", x}, {"w", w}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, w.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::linear_backward(w.dtype, dx.empty() ? nullptr : dx.ptr, data_or_null<float>(dw), data_or_null<float>(db),
                           dy.ptr, x.ptr, w.ptr, d.rows, d.in, d.out, accumulate_dx);
-#endif
     return;
   }
   detail::dispatch_float(check, device, w.dtype, [&]<class T>(std::type_identity<T>) {

@@ -4,12 +4,9 @@
 #include <cmath>
 
 #include "ops/cpu/rmsnorm.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -52,10 +49,8 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& gai
   const Device device = check.same_device({{"out", out}, {"rstd", rstd}, {"x", x}, {"gains", gains}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::rmsnorm_forward(x.dtype, out.ptr, rstd.data<float>(), x.ptr, data_or_null<float>(gains), rows, channels,
                           static_cast<float>(eps));
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
@@ -87,10 +82,8 @@ void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor
       {{"dx", dx}, {"dgains", dgains}, {"dout", dout}, {"x", x}, {"gains", gains}, {"rstd", rstd}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::rmsnorm_backward(x.dtype, dx.empty() ? nullptr : dx.ptr, data_or_null<float>(dgains), dout.ptr, x.ptr,
                            data_or_null<float>(gains), rstd.data<float>(), rows, channels, accumulate_dx);
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
@@ -110,10 +103,8 @@ void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& x, int64_t head_dim,
   const Device device = check.same_device({{"out", out}, {"rstd", rstd}, {"x", x}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::rmsnorm_forward(x.dtype, out.ptr, rstd.data<float>(), x.ptr, nullptr, rows, head_dim,
                           static_cast<float>(eps));
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
@@ -134,10 +125,8 @@ void qk_norm_backward(Tensor dx, const Tensor& dout, const Tensor& x, const Tens
   const Device device = check.same_device({{"dx", dx}, {"dout", dout}, {"x", x}, {"rstd", rstd}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::rmsnorm_backward(x.dtype, dx.ptr, nullptr, dout.ptr, x.ptr, nullptr, rstd.data<float>(), rows, head_dim,
                            false);
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {

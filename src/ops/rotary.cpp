@@ -6,12 +6,9 @@
 #include "core/device_memory.h"
 
 #include "ops/cpu/rotary.h"
-#include "build_info.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/ops_cuda.h"
-#endif
 
 namespace speedrun::ops {
 
@@ -48,10 +45,8 @@ void rotary_forward(Tensor out, const Tensor& x, const Tensor& cos, const Tensor
   const Device device = check.same_device({{"out", out}, {"x", x}, {"cos", cos}, {"sin", sin}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, x.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::rotary_forward(x.dtype, out.ptr, x.ptr, cos.data<float>(), sin.data<float>(), x.dims[0], x.dims[1],
                          x.dims[2], x.dims[3]);
-#endif
     return;
   }
   detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
@@ -66,10 +61,8 @@ void rotary_backward(Tensor dx, const Tensor& dout, const Tensor& cos, const Ten
   const Device device = check.same_device({{"dx", dx}, {"dout", dout}, {"cos", cos}, {"sin", sin}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, dout.dtype);
-#if SPEEDRUN_HAVE_CUDA
     cuda::rotary_backward(dout.dtype, dx.ptr, dout.ptr, cos.data<float>(), sin.data<float>(), dout.dims[0],
                           dout.dims[1], dout.dims[2], dout.dims[3]);
-#endif
     return;
   }
   detail::dispatch_float(check, device, dout.dtype, [&]<class T>(std::type_identity<T>) {
