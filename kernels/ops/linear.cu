@@ -1,4 +1,5 @@
-// cuBLASLt wrapper (see gemm.cuh) and the linear layer's forward and backward on it.
+// The GEMM wrapper (linear.cuh) on the process's cuBLASLt context (kernels/runtime/cublaslt.cuh),
+// and the linear op's forward and backward on it, with the bias kernels.
 //
 // Row-major to cuBLASLt's column-major: a row-major matrix X (r x c, ld) is the
 // column-major X^T (c x r, ld). We want C = op(A) op(B); transposing, C^T = op(B)^T op(A)^T,
@@ -9,26 +10,19 @@
 // i.e. one value per column of the row-major C.
 #include <cublasLt.h>
 
-#include <map>
-#include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 
-#include "core/device_memory.h"
 #include "kernels/ops/column_sums.cuh"
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cublaslt.cuh"
 #include "kernels/runtime/cuda_check.cuh"
 #include "kernels/ops/linear.cuh"
 #include "kernels/ops/ops_cuda.h"
-#include "kernels/runtime/workspace_sizes.h"
 
 namespace speedrun::cuda {
 namespace {
-
-constexpr size_t kWorkspaceBytes = kGemmWorkspaceBytes;
 
 constexpr int kThreads = 256;  // the bias kernels: a grid-stride loop
 
@@ -47,58 +41,13 @@ struct BiasGradValue {
 };
 
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::f32: return CUDA_R_32F;
-    case DType::bf16: return CUDA_R_16BF;
-    default: throw std::invalid_argument(std::string("gemm: unsupported dtype ") + dtype_name(t));
-  }
-}
-
 // The largest power of two (at most 256) dividing the address: cuBLASLt assumes 256-byte
 // aligned matrices unless told otherwise, and row slices of activations are not.
-uint32_t alignment(const void* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  uint32_t align = 256;
-  while (align > 1 && (a % align) != 0) align >>= 1;
-  return align;
-}
+uint32_t alignment(const void* p) { return lt_alignment(reinterpret_cast<uintptr_t>(p)); }
 
-using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool, bool,
-                       uint32_t, uint32_t, uint32_t>;
-
-struct Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  size_t workspace = 0;
-  ~Plan() {  // errors ignored: this may run at exit, after the driver has gone
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (c) cublasLtMatrixLayoutDestroy(c);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-  }
-};
-
-struct State {
-  std::mutex mutex;
-  cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
-  std::map<Key, std::unique_ptr<Plan>> plans;
-};
-State& state() {
-  static State s;
-  return s;
-}
-
-std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, bool bias, uint32_t align_a,
-                                uint32_t align_b, uint32_t align_c) {
-  auto plan = std::make_unique<Plan>();
-  CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // A' = B
-  const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // B' = A
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, bool bias, uint32_t align_a,
+                                  uint32_t align_b, uint32_t align_c) {
+  std::unique_ptr<LtPlan> plan = lt_new_plan(g.trans_a, g.trans_b);
   if (bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
@@ -107,7 +56,7 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, bool
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                 sizeof(bias_type)));
   }
-  const cudaDataType_t ab = cuda_type(g.ab_type), ct = cuda_type(g.c_type);
+  const cudaDataType_t ab = lt_data_type(g.ab_type, "gemm"), ct = lt_data_type(g.c_type, "gemm");
   // Stored column-major shapes (see the top of this file).
   const uint64_t a_rows = g.trans_b ? g.k : g.n, a_cols = g.trans_b ? g.n : g.k;
   const uint64_t b_rows = g.trans_a ? g.m : g.k, b_cols = g.trans_a ? g.k : g.m;
@@ -116,36 +65,11 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, bool
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, ct, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m),
                                           g.ldc));
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint64_t ws = kWorkspaceBytes;
-  try {
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-    // A' is our B and B' our A.
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_b,
-                                                      sizeof(align_b)));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_a,
-                                                      sizeof(align_a)));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
-                                                      sizeof(align_c)));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
-                                                      sizeof(align_c)));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1,
-                                                &result, &found));
-    if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
-      throw std::runtime_error("cuBLASLt has no algorithm for a " + std::to_string(g.m) + " x " + std::to_string(g.n) +
-                               " x " + std::to_string(g.k) + " " + dtype_name(g.ab_type) + " -> " +
-                               dtype_name(g.c_type) + " product");
-    }
-    plan->algo = result.algo;
-    plan->workspace = result.workspaceSize;
-  } catch (...) {
-    cublasLtMatmulPreferenceDestroy(pref);
-    throw;
-  }
-  CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+  // A' is our B and B' our A; D is C.
+  lt_choose_algorithm(handle, *plan, align_b, align_a, align_c, align_c, [&] {
+    return "a " + std::to_string(g.m) + " x " + std::to_string(g.n) + " x " + std::to_string(g.k) + " " +
+           dtype_name(g.ab_type) + " -> " + dtype_name(g.c_type) + " product";
+  });
   return plan;
 }
 
@@ -171,38 +95,24 @@ void gemm(const GemmArgs& g) {
   if (g.k <= 0) {
     throw std::invalid_argument("gemm: k = 0");  // callers never need C = beta C; say so rather than guess
   }
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  if (!s.handle) {
-    CUBLAS_CHECK(cublasLtCreate(&s.handle));
-    s.workspace = device_alloc(kWorkspaceBytes);  // out of memory: a UserError with the sizes
-  }
   const uint32_t align_a = alignment(g.a), align_b = alignment(g.b), align_c = alignment(g.c);
-  const Key key{g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, static_cast<int>(g.ab_type),
-                static_cast<int>(g.c_type), g.bias != nullptr, g.beta != 0.0f, align_a, align_b, align_c};
-  auto it = s.plans.find(key);
-  if (it == s.plans.end()) {
-    it = s.plans.emplace(key, make_plan(s.handle, g, g.bias != nullptr, align_a, align_b, align_c)).first;
-  }
-  Plan& p = *it->second;
-  if (g.bias) {
-    const void* bias = g.bias;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  }
-  CUBLAS_CHECK(cublasLtMatmul(s.handle, p.desc, &g.alpha, g.b, p.a, g.a, p.b, &g.beta, g.c, p.c, g.c, p.c, &p.algo,
-                              s.workspace, p.workspace, stream()));
-}
-
-void gemm_reset() {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  s.plans.clear();
-  if (s.handle) {
-    CUDA_CHECK(cudaFree(s.workspace));
-    CUBLAS_CHECK(cublasLtDestroy(s.handle));
-    s.handle = nullptr;
-    s.workspace = nullptr;
-  }
+  const LtPlanKey key{.trans_a = g.trans_a, .trans_b = g.trans_b, .m = g.m, .n = g.n, .k = g.k, .lda = g.lda,
+                      .ldb = g.ldb, .ldc = g.ldc, .ldd = g.ldc, .ab_type = static_cast<int>(g.ab_type),
+                      .c_type = static_cast<int>(g.c_type), .bias_epilogue = g.bias != nullptr,
+                      .beta_nonzero = g.beta != 0.0f, .align_a = align_a, .align_b = align_b, .align_c = align_c,
+                      .align_d = align_c};
+  lt_run(
+      key,
+      [&](cublasLtHandle_t handle) { return make_plan(handle, g, g.bias != nullptr, align_a, align_b, align_c); },
+      [&](cublasLtHandle_t handle, LtPlan& p, void* workspace) {
+        if (g.bias) {
+          const void* bias = g.bias;
+          CUBLAS_CHECK(
+              cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+        }
+        CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, &g.alpha, g.b, p.a, g.a, p.b, &g.beta, g.c, p.c, g.c, p.c, &p.algo,
+                                    workspace, p.workspace, stream()));
+      });
 }
 
 // y = x W^T (+ b). f32: the bias rides the epilogue (y = fl(x W^T + b) in fp32, as the

@@ -10,8 +10,10 @@
 //
 // The algorithm is chosen by cublasLtMatmulAlgoGetHeuristic once per (shape, transposes,
 // types, leading dimensions, epilogue, beta == 0, pointer alignments) and cached with its
-// descriptors; later calls with that key only set the bias pointer and launch. Calls are
-// issued on cuda::stream() with a 32 MiB workspace allocated at the first call.
+// descriptors; later calls with that key only set the bias pointer and launch. Handle,
+// plan cache and 32 MiB workspace are the process's one cuBLASLt context
+// (kernels/runtime/cublaslt.cuh), shared with the optimizers' batched_gemm; calls are
+// issued on cuda::stream().
 #pragma once
 
 #include <cstdint>
@@ -36,9 +38,5 @@ struct GemmArgs {
 };
 
 void gemm(const GemmArgs& args);
-
-// Drops the cached plans (their descriptors) and the cuBLASLt handle; the next gemm()
-// starts afresh. For tests and clean shutdown; not needed otherwise.
-void gemm_reset();
 
 }  // namespace speedrun::cuda

@@ -8,8 +8,9 @@
 // Types: A and B f32 or bf16 (the same); C and D f32 or bf16 (the same); fp32
 // accumulation and fp32 alpha/beta (CUBLAS_COMPUTE_32F: f32 inputs get full fp32, not
 // TF32). The algorithm is chosen once per key (shape, strides, types, beta == 0, pointer
-// and stride alignments) and cached with its descriptors; issued on cuda::stream() with
-// its own 32 MiB workspace, allocated at the first call.
+// and stride alignments) and cached with its descriptors in the process's one cuBLASLt
+// context (kernels/runtime/cublaslt.cuh: handle, plan cache and 32 MiB workspace, shared
+// with the model's GEMMs); issued on cuda::stream().
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 
 namespace speedrun::cuda {
 
-// cuBLASLt's workspace (kernels/ops/linear.cu), allocated at the first product.
+// The workspace of the one cuBLASLt context (kernels/runtime/cublaslt.cu), made at first use.
 inline constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 
 }  // namespace speedrun::cuda
