@@ -1,4 +1,5 @@
 // ops::relu2_* and ops::residual_*.
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -121,6 +122,45 @@ TEST_F(OpsRelu2, RejectsBadArguments) {
                               "residual_forward");
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::residual_backward(on_cuda(view(y, {12})), Tensor(), on_cuda(view(x, {12}))),
                               "residual_backward");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h) -------------------------------------------------
+namespace speedrun::test {
+namespace {
+
+CUDA_OP_CASE(Relu2AndResidualMatchCpu) {
+  for_each_case<1>(kActs, {{1}, {31}, {1000}, {70001}}, [&](DType t, std::array<int64_t, 1> shape) {
+    const int64_t n = shape[0];
+    input("x", t, {n});
+    input("dout", t, {n});
+    input("b", t, {n});
+    output("y", t, {n});
+    output("dx", t, {n});
+    output("sum", t, {n});
+    run([&](const Side& s) {
+      ops::relu2_forward(s["y"], s["x"]);
+      ops::relu2_backward(s["dx"], s["dout"], s["x"]);
+      ops::residual_forward(s["sum"], s["x"], s["b"]);
+    });
+    const double tol = t == DType::f32 ? kF32Tol : kBf16One;
+    expect_near("y", tol);
+    expect_near("dx", tol);
+    expect_near("sum", tol);
+
+    // residual_backward accumulates into both branches.
+    accumulator("da", t, {n});
+    accumulator("db", t, {n});
+    run([&](const Side& s) { ops::residual_backward(s["da"], s["db"], s["dout"]); });
+    expect_near("da", tol);
+    expect_near("db", tol);
+
+    // In place (out aliasing x), as the model calls relu2_backward.
+    run_cuda([&](const Side& s) { ops::relu2_backward(s["dout"], s["dout"], s["x"]); });
+    expect_near_rel("relu2_backward in place", device("dout"), wide(cpu("dx")), tol);
+  });
 }
 
 }  // namespace

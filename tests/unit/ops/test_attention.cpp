@@ -1,4 +1,5 @@
 // ops::attention_forward / attention_backward (causal, lse-based, no T x T matrix).
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -215,6 +216,83 @@ TEST_F(OpsAttention, RejectsBadArguments) {
                                                       on_cuda(q), on_cuda(k), on_cuda(v), on_cuda(out),
                                                       on_cuda(view(lse, {2, 4, 3})), 0.12),
                               "attention_backward");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h) -------------------------------------------------
+namespace speedrun::test {
+namespace {
+
+// Picks the kernels bf16 attention runs on for one scope (cuda::set_attention_kernel),
+// restoring the previous choice on exit.
+struct AttentionKernelScope {
+  cuda::AttentionKernel previous;
+  explicit AttentionKernelScope(cuda::AttentionKernel k) : previous(cuda::set_attention_kernel(k)) {}
+  ~AttentionKernelScope() { cuda::set_attention_kernel(previous); }
+  AttentionKernelScope(const AttentionKernelScope&) = delete;
+  AttentionKernelScope& operator=(const AttentionKernelScope&) = delete;
+};
+
+// f32 runs on the CUDA-core kernels (attention.cu); bf16 on both: the tensor-core kernels
+// (attention_tc.cu, the default) and the CUDA-core ones (SPEEDRUN_ATTENTION=simt).
+CUDA_OP_CASE(AttentionMatchesCpu) {
+  struct Variant {
+    DType t;
+    cuda::AttentionKernel kernel;
+    const char* name;
+  };
+  for (const Variant& variant : {Variant{DType::f32, cuda::AttentionKernel::simt, "simt"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tensor cores"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"}}) {
+    const AttentionKernelScope scope(variant.kernel);
+    for_each_case<4>({variant.t}, {{1, 1, 1, 64}, {2, 37, 3, 64}, {1, 64, 2, 128}, {2, 130, 2, 128}, {1, 200, 1, 64}},
+                     [&](DType t, std::array<int64_t, 4> shape) {
+      const auto [B, T, H, D] = shape;
+      const double scale = 0.12;
+      // QK-normed, rotated inputs have unit-RMS rows: scores of a few units, like the model's.
+      input("q", t, {B, T, H, D}, -1.7, 1.7);
+      input("k", t, {B, T, H, D}, -1.7, 1.7);
+      input("v", t, {B, T, H, D});
+      output("out", t, {B, T, H, D});
+      output("lse", DType::f32, {B, H, T});
+      run([&](const Side& s) { ops::attention_forward(s["out"], s["lse"], s["q"], s["k"], s["v"], scale); });
+      expect_near("out", t == DType::f32 ? kF32SumTol : kBf16One);
+      expect_near("lse", kF32SumTol);
+
+      // Backward from the same (rounded) out and lse on both sides.
+      from_cpu("o", "out", t);
+      from_cpu("lse_ref", "lse", DType::f32);
+      input("g", t, {B, T, H, D});
+      output("gq", t, {B, T, H, D});
+      output("gk", t, {B, T, H, D});
+      output("gv", t, {B, T, H, D});
+      run([&](const Side& s) {
+        ops::attention_backward(s["gq"], s["gk"], s["gv"], s["g"], s["q"], s["k"], s["v"], s["o"], s["lse_ref"],
+                                scale);
+      });
+      const double tol = t == DType::f32 ? kF32SumTol : kBf16Two;
+      // dq, dk are sums of scale * P (dout.v - delta) * k: with one key (T = 1) exactly zero,
+      // the two dot products cancelling; their terms are up to scale * D max|g| max|v| max|k|.
+      const double term =
+          T == 1 ? scale * static_cast<double>(D) * max_abs(cpu("g")) * max_abs(cpu("v")) * max_abs(cpu("k")) : 0.0;
+      expect_near("gq", tol, term);
+      expect_near("gk", tol, term);
+      expect_near("gv", tol);
+    }, variant.name);
+  }
+}
+
+CUDA_OP_CASE(RefusesWhatItDoesNotSupport) {
+  std::vector<float> x(2 * 3 * 1 * 32);
+  Dev d(x, DType::f32), l(std::vector<float>(2 * 3), DType::f32);
+  const Tensor q = d.t({2, 3, 1, 32});
+  EXPECT_INVALID_ARGUMENT(ops::attention_forward(q, l.t({2, 1, 3}), q, q, q, 0.12), "head_dim 64 and 128");
+  Dev lb(std::vector<float>(2 * 3), DType::bf16);
+  Dev xb(x, DType::bf16);
+  const Tensor qb = xb.t({2, 3, 1, 32});
+  EXPECT_INVALID_ARGUMENT(ops::attention_forward(qb, lb.t({2, 1, 3}), qb, qb, qb, 0.12), "lse", "expected f32");
 }
 
 }  // namespace

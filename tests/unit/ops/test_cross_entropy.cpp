@@ -1,4 +1,5 @@
 // ops::softcap_forward, ops::softcap_cross_entropy and ops::sum_losses.
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -288,6 +289,45 @@ TEST_F(OpsCrossEntropy, RejectsBadArguments) {
                               "softcap_cross_entropy");
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::softcap_forward(on_cuda(view(dz, {4, 10})), on_cuda(z2), algebraic15()),
                               "softcap_forward");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h): the soft cap and the loss ---------------------------
+namespace speedrun::test {
+namespace {
+
+CUDA_OP_CASE(SoftcapCrossEntropyMatchesCpu) {
+  using Kind = ops::SoftCap::Kind;
+  const ops::SoftCap caps[] = {{Kind::algebraic, 15.0, 1.0}, {Kind::sigmoid, 30.0, 7.5 * 27.7128}, {Kind::none, 0.0, 1.0}};
+  for (const ops::SoftCap& cap : caps) {
+    for_each_case<2>(kActs, {{1, 1}, {3, 10}, {9, 1000}, {5, 50304}}, [&](DType t, std::array<int64_t, 2> shape) {
+      const auto [rows, vocab] = shape;
+      input("z", t, {rows, vocab}, -40.0, 40.0);
+      indices_arg("targets", {rows}, static_cast<int32_t>(vocab));
+      output("losses", DType::f32, {rows});
+      output("dz", t, {rows, vocab});
+      output("capped", t, {rows, vocab});
+      run([&](const Side& s) {
+        ops::softcap_cross_entropy(s["losses"], s["dz"], s["z"], s["targets"], cap, 0.5);
+        ops::softcap_forward(s["capped"], s["z"], cap);
+      });
+      expect_near("losses", kF32Tol);
+      // dz = 0.5 (softmax - onehot) * cap': terms of size 0.5 (exactly 0 when vocab is 1).
+      expect_near("dz", t == DType::f32 ? kF32Tol : kBf16One, 0.5);
+      expect_near("capped", t == DType::f32 ? kF32Tol : kBf16One);
+      const double want_sum = ops::sum_losses(Side(*this, false)["losses"]);
+      EXPECT_NEAR(ops::sum_losses(Side(*this, true)["losses"]), want_sum, kF32Tol * (1 + std::fabs(want_sum)));
+
+      // Losses only (evaluation), and the gradient in place over the logits (as the model).
+      poison("losses");
+      run_cuda([&](const Side& s) { ops::softcap_cross_entropy(s["losses"], Tensor(), s["z"], s["targets"], cap, 0.5); });
+      expect_near_rel("losses without dz", device("losses"), wide(cpu("losses")), kF32Tol);
+      run_cuda([&](const Side& s) { ops::softcap_cross_entropy(s["losses"], s["z"], s["z"], s["targets"], cap, 0.5); });
+      expect_near_rel("dz in place", device("z"), wide(cpu("dz")), t == DType::f32 ? kF32Tol : kBf16One, 0.5);
+    }, "cap kind " + std::to_string(static_cast<int>(cap.kind)));
+  }
 }
 
 }  // namespace

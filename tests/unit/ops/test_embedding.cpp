@@ -1,4 +1,5 @@
 // ops::embedding_forward / embedding_backward.
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -110,6 +111,35 @@ TEST_F(OpsEmbedding, RejectsBadArguments) {
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::embedding_backward(on_cuda(view(table, {5, 4})), on_cuda(view(tokens, {3})),
                                                       on_cuda(view(out, {3, 4}))),
                               "embedding_backward");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h) -------------------------------------------------
+namespace speedrun::test {
+namespace {
+
+CUDA_OP_CASE(EmbeddingMatchesCpuAndIsDeterministic) {
+  for_each_case<3>(kActs, {{1, 3, 1}, {100, 7, 33}, {1000, 50, 768}, {4097, 50304, 64}},
+                   [&](DType t, std::array<int64_t, 3> shape) {
+    const auto [rows, vocab, ch] = shape;
+    indices_arg("tokens", {rows}, static_cast<int32_t>(vocab));  // many repeats for small vocabs
+    input("table", DType::f32, {vocab, ch});
+    output("out", t, {rows, ch});
+    run([&](const Side& s) { ops::embedding_forward(s["out"], s["tokens"], s["table"]); });
+    // A copy (and one rounding): the CPU's f32 rows rounded to t.
+    expect_near_rel("embedding_forward", device("out"), wide(round_to(t, cpu("out"))), 0.0);
+
+    input("dout", t, {rows, ch});
+    accumulator("grad", DType::f32, {vocab, ch});
+    copy_of("grad2", "grad");
+    run([&](const Side& s) { ops::embedding_backward(s["grad"], s["tokens"], s["dout"]); });
+    run_cuda([&](const Side& s) { ops::embedding_backward(s["grad2"], s["tokens"], s["dout"]); });
+    const std::vector<float> got = device("grad");
+    expect_near_rel("embedding_backward", got, wide(cpu("grad")), kF32SumTol);
+    expect_bitwise_equal("embedding_backward twice", got, device("grad2"));
+  });
 }
 
 }  // namespace

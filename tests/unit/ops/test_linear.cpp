@@ -1,4 +1,5 @@
 // ops::linear_forward / linear_backward (GEMMs through OpenBLAS).
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -167,6 +168,66 @@ TEST_F(OpsLinear, RejectsBadArguments) {
                                                    on_cuda(view(y, {4, 5})), on_cuda(view(x, {4, 6})),
                                                    on_cuda(view(w, {5, 6})), false),
                               "linear_backward");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h): the GEMMs through cuBLASLt --------------------------
+namespace speedrun::test {
+namespace {
+
+CUDA_OP_CASE(LinearMatchesCpu) {
+  for (bool bias : {true, false}) {
+    for_each_case<3>(kActs, {{1, 1, 1}, {7, 13, 5}, {64, 768, 768}, {130, 100, 3072}, {33, 768, 50304}},
+                     [&](DType t, std::array<int64_t, 3> shape) {
+      const auto [rows, in, out] = shape;
+      const std::string b = bias ? "b" : "", db = bias ? "db" : "";
+      input("x", t, {rows, in});
+      input("w", t, {out, in});
+      input("b", DType::f32, {out});
+      input("dy", t, {rows, out});
+      output("y", t, {rows, out});
+      run([&](const Side& s) { ops::linear_forward(s["y"], s["x"], s["w"], s[b]); });
+      expect_near("y", t == DType::f32 ? kF32SumTol : kBf16Two);
+
+      output("dx", t, {rows, in});
+      accumulator("dx_acc", t, {rows, in});
+      accumulator("dw", DType::f32, {out, in});
+      accumulator("db", DType::f32, {out});
+      run([&](const Side& s) {
+        ops::linear_backward(s["dx"], s["dw"], s[db], s["dy"], s["x"], s["w"], false);
+        ops::linear_backward(s["dx_acc"], Tensor(), Tensor(), s["dy"], s["x"], s["w"], true);
+      });
+      const double tol_dx = t == DType::f32 ? kF32SumTol : kBf16One;
+      expect_near("dx", tol_dx);
+      expect_near("dx_acc", tol_dx);
+      expect_near("dw", kF32SumTol);
+      expect_near("db", kF32SumTol);
+    }, bias ? "bias" : "no bias");
+  }
+}
+
+// The LM head's product: bf16 inputs, f32 output (one rounding, to f32: the f32 sum tolerance
+// applies, the inputs being exactly the CPU's bf16-rounded values), bias through the epilogue
+// (aligned) or the kernel (unaligned: the bias one float into its buffer).
+CUDA_OP_CASE(LinearBf16InputsF32OutputMatchesCpu) {
+  for (int bias_offset : {-1, 0, 1}) {
+    for_each_case<3>({DType::bf16}, {{1, 1, 1}, {7, 13, 5}, {130, 768, 50304}},
+                     [&](DType t, std::array<int64_t, 3> shape) {
+      const auto [rows, in, out] = shape;
+      input("x", t, {rows, in});
+      input("w", t, {out, in});
+      input("b", DType::f32, {out + 1});
+      // On the CPU the output is f32 like everything else; on the device an f32 output of
+      // bf16 inputs.
+      output("y", DType::f32, {rows, out});
+      run([&](const Side& s) {
+        ops::linear_forward(s["y"], s["x"], s["w"], bias_offset < 0 ? Tensor() : s.at("b", bias_offset, {out}));
+      });
+      expect_near("y", kF32SumTol);
+    }, "bias offset " + std::to_string(bias_offset));
+  }
 }
 
 }  // namespace

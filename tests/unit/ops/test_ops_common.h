@@ -22,15 +22,9 @@
 #include "build_info.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
+#include "test_support.h"
 
 namespace speedrun::test {
-
-// Fresh inputs on every run; a failure prints the seed and SPEEDRUN_TEST_SEED=<seed> replays it.
-inline uint64_t test_seed() {
-  if (const char* env = std::getenv("SPEEDRUN_TEST_SEED")) return std::strtoull(env, nullptr, 10);
-  std::random_device device;
-  return (static_cast<uint64_t>(device()) << 32) ^ device();
-}
 
 class OpsTest : public ::testing::Test {
  protected:

@@ -1,4 +1,5 @@
 // ops::rmsnorm_* and ops::qk_norm_* (RMSNorm without gains over each head).
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -221,6 +222,68 @@ TEST_F(OpsRmsNorm, RejectsBadArguments) {
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::qk_norm_backward(on_cuda(view(out, {4, 8})), on_cuda(view(x, {4, 8})),
                                                     on_cuda(view(x, {4, 8})), on_cuda(view(rstd, {4})), 8),
                               "qk_norm_backward");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h) -------------------------------------------------
+namespace speedrun::test {
+namespace {
+
+CUDA_OP_CASE(RmsNormMatchesCpu) {
+  for (bool with_gains : {true, false}) {
+    for_each_case<2>(kActs, {{1, 1}, {3, 5}, {9, 64}, {33, 100}, {130, 768}}, [&](DType t, std::array<int64_t, 2> shape) {
+      const auto [rows, ch] = shape;
+      const double eps = 1.0 / 128;
+      const std::string gains = with_gains ? "g" : "";
+      input("x", t, {rows, ch});
+      input("g", DType::f32, {ch}, 0.5, 1.5);
+      input("dout", t, {rows, ch});
+      output("y", t, {rows, ch});
+      output("rstd", DType::f32, {rows});
+      run([&](const Side& s) { ops::rmsnorm_forward(s["y"], s["rstd"], s["x"], s[gains], eps); });
+      expect_near("y", t == DType::f32 ? kF32Tol : kBf16One);
+      expect_near("rstd", t == DType::f32 ? kF32Tol : kF32SumTol);
+
+      // Backward with the CPU's rstd on both sides: written dx, and accumulated dx + dgains.
+      from_cpu("rstd_ref", "rstd", DType::f32);
+      output("dx", t, {rows, ch});
+      accumulator("dx_acc", t, {rows, ch});
+      accumulator("dg", DType::f32, {ch});
+      const std::vector<float> dg0 = cpu("dg");
+      run([&](const Side& s) {
+        ops::rmsnorm_backward(s["dx"], Tensor(), s["dout"], s["x"], s[gains], s["rstd_ref"], false);
+      });
+      const double tol_dx = t == DType::f32 ? kF32SumTol : kBf16One;
+      expect_near("dx", tol_dx);
+      run([&](const Side& s) {
+        ops::rmsnorm_backward(s["dx_acc"], with_gains ? s["dg"] : Tensor(), s["dout"], s["x"], s[gains],
+                              s["rstd_ref"], true);
+      });
+      expect_near("dx_acc", tol_dx);
+      if (with_gains) expect_near("dg", kF32SumTol);
+      else expect_near_rel("dgains untouched", device("dg"), wide(dg0), 0.0);
+    }, with_gains ? "gains" : "no gains");
+  }
+}
+
+// QK-norm is RMSNorm without gains over each head: the same kernels, rows of head_dim.
+CUDA_OP_CASE(QkNormMatchesCpu) {
+  for_each_case<3>(kActs, {{1, 1, 64}, {7, 3, 64}, {65, 6, 128}}, [&](DType t, std::array<int64_t, 3> shape) {
+    const auto [rows, heads, hd] = shape;
+    const int64_t c = heads * hd;
+    input("x", t, {rows, c});
+    input("dout", t, {rows, c});
+    output("y", t, {rows, c});
+    output("rstd", DType::f32, {rows * heads});
+    run([&](const Side& s) { ops::qk_norm_forward(s["y"], s["rstd"], s["x"], hd, 1.0 / 128); });
+    expect_near("y", t == DType::f32 ? kF32Tol : kBf16One);
+    from_cpu("rstd_ref", "rstd", DType::f32);
+    output("dx", t, {rows, c});
+    run([&](const Side& s) { ops::qk_norm_backward(s["dx"], s["dout"], s["x"], s["rstd_ref"], hd); });
+    expect_near("dx", t == DType::f32 ? kF32SumTol : kBf16One);
+  });
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // ops::rotary_tables / rotary_forward / rotary_backward (half-truncated RoPE).
+#include "cuda_op_case.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -193,6 +194,39 @@ TEST_F(OpsRotary, RejectsBadArguments) {
                               "rotary_forward");
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::rotary_tables(on_cuda(view(cos, {3, 4})), on_cuda(view(sin, {3, 4})), 8, 1024.0),
                               "rotary_tables");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h) -------------------------------------------------
+namespace speedrun::test {
+namespace {
+
+CUDA_OP_CASE(RotaryMatchesCpu) {
+  for_each_case<4>(kActs, {{1, 1, 1, 64}, {2, 37, 3, 64}, {1, 130, 2, 128}}, [&](DType t, std::array<int64_t, 4> shape) {
+    const auto [B, T, H, D] = shape;
+    const int64_t tp = T + 3;  // tables longer than the sequence
+    output("cos", DType::f32, {tp, D / 2});
+    output("sin", DType::f32, {tp, D / 2});
+    run([&](const Side& s) { ops::rotary_tables(s["cos"], s["sin"], D, 1024.0); });
+    expect_near("cos", 0.0);  // bitwise: built by the same code
+    expect_near("sin", 0.0);
+
+    input("x", t, {B, T, H, D});
+    output("y", t, {B, T, H, D});
+    output("dx", t, {B, T, H, D});
+    run([&](const Side& s) {
+      ops::rotary_forward(s["y"], s["x"], s["cos"], s["sin"]);
+      ops::rotary_backward(s["dx"], s["x"], s["cos"], s["sin"]);
+    });
+    const double tol = t == DType::f32 ? kF32Tol : kBf16One;
+    expect_near("y", tol);
+    expect_near("dx", tol);
+    // In place, as the model calls it.
+    run_cuda([&](const Side& s) { ops::rotary_forward(s["x"], s["x"], s["cos"], s["sin"]); });
+    expect_near_rel("rotary_forward in place", device("x"), wide(cpu("y")), tol);
+  });
 }
 
 }  // namespace
