@@ -41,6 +41,8 @@ echo "speedrun info rc=$?: $(grep -i -m2 -E 'device|cuda' "$out/info.log" | tr '
 nvidia-smi >"$out/nvidia-smi.log" 2>&1
 group_timeout="${GROUP_TIMEOUT:-600}"
 
+# Test names, not files: the CudaOpsTest cases live in tests/unit/ops/test_<op>.cpp (one
+# file per op), CudaModel in test_cuda_model.cpp, CudaOptimTest in test_cuda_optim.cpp.
 declare -a groups=(
   'CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
   'CudaOpsTest.Embedding*'

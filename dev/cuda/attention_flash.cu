@@ -42,10 +42,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
 #include "kernels/ops/attention_flash.h"
-#include "kernels/ops_cuda.h"
+#include "kernels/ops/ops_cuda.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// dev_rmsnorm: standalone check and benchmark of the RMSNorm kernels (kernels/rmsnorm.cu),
+// dev_rmsnorm: standalone check and benchmark of the RMSNorm kernels (kernels/ops/rmsnorm.cu),
 // the legacy and the one-pass ("fast") ones side by side, through the backend's own entry
 // points (cuda::rmsnorm_forward / rmsnorm_backward, switched with cuda::set_rmsnorm_kernel).
 // In the spirit of llm.c's dev/cuda drivers: one file, random inputs, a CPU reference, a
@@ -56,9 +56,9 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "kernels/context.cuh"
-#include "kernels/cuda_check.cuh"
-#include "kernels/ops_cuda.h"
+#include "kernels/runtime/context.cuh"
+#include "kernels/runtime/cuda_check.cuh"
+#include "kernels/ops/ops_cuda.h"
 
 namespace {
 

@@ -126,7 +126,7 @@
 // ex2.approx.ftz (relative error ~2^-22) instead of expf; each output rounded to bf16 once.
 //
 // Includes to update when kernels/ moves (kernels/ops, kernels/runtime, ...):
-// "kernels/common.cuh", "kernels/context.cuh" (and cuda_check.cuh through common.cuh).
+// "kernels/runtime/common.cuh", "kernels/runtime/context.cuh" (and cuda_check.cuh through common.cuh).
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -134,8 +134,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/common.cuh"
-#include "kernels/context.cuh"
+#include "kernels/runtime/common.cuh"
+#include "kernels/runtime/context.cuh"
 #include "kernels/ops/attention_flash.h"
 
 namespace speedrun::cuda {

@@ -3,7 +3,7 @@
 // header, so the ops layer may include it. Defined only in CUDA builds.
 //
 // Same tensors, layouts and semantics as cuda::attention_forward_tc / attention_backward_tc
-// (kernels/ops_cuda.h), so dispatch can pick either:
+// (kernels/ops/ops_cuda.h), so dispatch can pick either:
 //   q, k, v, out, dout, dq, dk, dv: (B, T, H, D) bf16, contiguous, 16-byte aligned;
 //   lse: (B, H, T) fp32, natural log: lse[b, h, t] = log sum_{s allowed} exp(scale q_t . k_s);
 //   causal mask (s <= t); head_dim D in {64, 128}; any T >= 1; scale any finite float.

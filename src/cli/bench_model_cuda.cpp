@@ -19,7 +19,7 @@
 #include "model/precision.h"
 #include "train/memory_plan.h"
 #if SPEEDRUN_HAVE_CUDA
-#include "kernels/device_timing.h"
+#include "kernels/runtime/device_timing.h"
 #endif
 
 namespace speedrun::cli {

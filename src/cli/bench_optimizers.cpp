@@ -25,8 +25,8 @@
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
 #if SPEEDRUN_HAVE_CUDA
-#include "kernels/ops_cuda.h"
-#include "kernels/optim_cuda.h"
+#include "kernels/ops/ops_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 #endif
 
 namespace speedrun::cli {

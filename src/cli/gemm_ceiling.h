@@ -1,12 +1,12 @@
 // The measured bf16 GEMM ceiling that the CUDA benches divide by for MFU
-// (kernels/gemm_ceiling.h measures; this wraps it for the CLI: errors, text, JSON).
+// (kernels/runtime/gemm_ceiling.h measures; this wraps it for the CLI: errors, text, JSON).
 #pragma once
 
 #include <cstdint>
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/gemm_ceiling.h"
+#include "kernels/runtime/gemm_ceiling.h"
 
 namespace speedrun::cli {
 

@@ -1,9 +1,7 @@
 // query_cuda() for binaries built without the CUDA toolkit; the CUDA build defines it
-// in kernels/device_info.cu instead.
-#include "build_info.h"
+// in kernels/runtime/device_info.cu instead (CMakeLists.txt drops *_cpu_only.cpp from CUDA builds).
 #include "core/cuda_info.h"
 
-#if !SPEEDRUN_HAVE_CUDA
 namespace speedrun {
 CudaStatus query_cuda() {
   CudaStatus s;
@@ -11,4 +9,3 @@ CudaStatus query_cuda() {
   return s;
 }
 }  // namespace speedrun
-#endif

@@ -1,4 +1,4 @@
-// Device (CUDA) memory primitives used by Buffer. Defined in kernels/memory.cu for CUDA
+// Device (CUDA) memory primitives used by Buffer. Defined in kernels/runtime/memory.cu for CUDA
 // builds; CPU-only builds define them to throw (no CUDA tensors can exist there).
 #pragma once
 

@@ -1,12 +1,11 @@
-// Device-memory primitives for binaries built without CUDA: no device exists, so
-// reaching them is a logic error (device choice rejects CUDA earlier, with a message).
+// Device-memory primitives for binaries built without CUDA (compiled only there: CMakeLists.txt
+// drops *_cpu_only.cpp from CUDA builds): no device exists, so reaching them is a logic
+// error (device choice rejects CUDA earlier, with a message).
 #include <stdexcept>
 
-#include "build_info.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 
-#if !SPEEDRUN_HAVE_CUDA
 namespace speedrun {
 static void no_cuda() { throw std::logic_error("CUDA memory requested in a binary built without CUDA"); }
 void* device_alloc(size_t) {
@@ -20,4 +19,3 @@ void device_memory_info(size_t*, size_t*) {
   throw UserError("no CUDA device memory to query: this binary was built without CUDA");
 }
 }  // namespace speedrun
-#endif

@@ -1,5 +1,5 @@
 // One spelling of byte counts for every message: "1.23 GiB", "45.6 MiB". Header-only:
-// the CUDA library (kernels/memory.cu) uses it too and links before the core library.
+// the CUDA library (kernels/runtime/memory.cu) uses it too and links before the core library.
 #pragma once
 
 #include <cstddef>

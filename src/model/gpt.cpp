@@ -65,7 +65,7 @@ struct Gpt::WeightCopies {
 };
 
 // Everything the backward needs, for up to max_batch_seqs sequences, plus scratch. Tensors
-// of the activation dtype `act`, except what is f32 whatever it is (ops_cuda.h: rstd, lse,
+// of the activation dtype `act`, except what is f32 whatever it is (kernels/ops/ops_cuda.h: rstd, lse,
 // losses, rotary tables) and the head's logit chunk (f32 for the loss).
 struct Gpt::Activations {
   struct Layer {

@@ -48,15 +48,13 @@ void Checker::param_dtype(Arg a, Arg activation) const {
 }
 
 void cuda_prelude(const Checker& check, DType act) {
-#if SPEEDRUN_HAVE_CUDA
+  if (!SPEEDRUN_HAVE_CUDA) {
+    throw std::logic_error(std::string("ops::") + check.op() +
+                           ": this binary was built without the CUDA backend (SPEEDRUN_HAVE_CUDA = 0)");
+  }
   if (act != DType::f32 && act != DType::bf16) {
     check.fail(std::string("the CUDA backend takes f32 or bf16 tensors, not ") + dtype_name(act));
   }
-#else
-  (void)act;
-  throw std::logic_error(std::string("ops::") + check.op() +
-                         ": this binary was built without the CUDA backend (SPEEDRUN_HAVE_CUDA = 0)");
-#endif
 }
 
 void Checker::dtype(Arg a, DType expected) const {

@@ -1,9 +1,9 @@
-// Shared plumbing of the ops layer (ops_*.cpp): argument checks that throw
+// Shared plumbing of the ops layer (src/ops/<op>.cpp): argument checks that throw
 // std::invalid_argument naming the op, the argument and the shapes, and the dispatch of a
 // checked call to the CPU implementation of its dtype or to the CUDA kernels.
 //
 // Dtypes. CPU tensors are f32 (the model) or f64 (finite-difference tests), one dtype per
-// call. CUDA tensors (kernels/ops_cuda.h) have activations of f32 or bf16; with bf16
+// call. CUDA tensors (kernels/ops/ops_cuda.h) have activations of f32 or bf16; with bf16
 // activations, everything else in the call is f32: RMSNorm gains and rstd, biases, lse,
 // losses and every parameter gradient (`param_dtype` checks those). With f32 activations
 // the CUDA rules are the CPU's.
@@ -61,8 +61,9 @@ class Checker {
 
 // The prelude of an op's Device::cuda branch: in a CUDA build, checks that `act` is f32 or
 // bf16 (std::invalid_argument otherwise); in a CPU-only build, throws std::logic_error
-// saying that this binary has no CUDA backend. The call to kernels/ops_cuda.h that follows
-// it is compiled only when SPEEDRUN_HAVE_CUDA.
+// saying that this binary has no CUDA backend. The call to kernels/ops/ops_cuda.h that follows
+// it is the same code in both builds: a CPU-only build links src/ops/ops_cuda_cpu_only.cpp,
+// whose definitions throw, and which the prelude keeps out of reach.
 void cuda_prelude(const Checker& check, DType act);
 
 // Runs fn(std::type_identity<float>{}) or fn(std::type_identity<double>{}) on the CPU.

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "core/softcap.h"
 #include "core/tensor.h"
 
 namespace speedrun::ops {
@@ -85,12 +86,8 @@ void residual_backward(Tensor da, Tensor db, const Tensor& dout);
 void convert(Tensor dst, const Tensor& src);
 
 // --- soft-capped cross-entropy, SUM reduction -------------------------------------------------
-struct SoftCap {
-  enum class Kind { none, algebraic, sigmoid };
-  Kind kind = Kind::algebraic;
-  double cap = 15.0;          // algebraic: cap*z/sqrt(z^2+cap^2); sigmoid: cap*sigmoid(z/denominator)
-  double denominator = 1.0;   // sigmoid only: temperature * sqrt(d_model)
-};
+// The cap (kind, cap, denominator) is described in core/softcap.h.
+using speedrun::SoftCap;
 // The capped logits: out = softcap(z). z, out (N, V).
 void softcap_forward(Tensor out, const Tensor& z, const SoftCap& cap);
 // Fused loss and gradient in one pass over each row of the raw logits z (N, V):

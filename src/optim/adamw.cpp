@@ -4,12 +4,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "build_info.h"
 #include "core/buffer.h"
 #include "optim/device_path.h"
-#if SPEEDRUN_HAVE_CUDA
-#include "kernels/optim_cuda.h"
-#endif
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
 
@@ -22,7 +19,7 @@ namespace {
 // parameters and all-gathers them. With one process the shard is everything and the
 // gradients are read in place: no copies, the same arithmetic as unsharded AdamW.
 // On CUDA the moments live on the device and the update is one fused launch over the
-// group's (or the shard's) elements (kernels/optim_adamw.cu) with the same scalars.
+// group's (or the shard's) elements (kernels/optim/adamw.cu) with the same scalars.
 class AdamW final : public Optimizer {
  public:
   AdamW(const config::OptimizerConfig& entry, std::vector<ParamRef> params, const OptimizerContext& context)
@@ -59,12 +56,10 @@ class AdamW final : public Optimizer {
     s.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1_, t)));
     s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, t)));
     s.eps = static_cast<float>(eps_);
-#if SPEEDRUN_HAVE_CUDA
     if (device_) {
       device_step({s.decay, s.b1, s.b2, s.step_size, s.bc2_sqrt, s.eps});
       return;
     }
-#endif
     if (comm_->world() == 1) {
       for (size_t k = 0; k < params_.size(); ++k)
         update(s, params_[k].param.data<float>(), params_[k].grad.data<float>(), m_.data() + offset_[k],
@@ -92,9 +87,7 @@ class AdamW final : public Optimizer {
   }
 
   size_t state_bytes() const override {
-#if SPEEDRUN_HAVE_CUDA
     if (device_) return device_->state_bytes();
-#endif
     return 2 * m_.size() * sizeof(float);
   }
 
@@ -103,7 +96,6 @@ class AdamW final : public Optimizer {
     float decay, b1, b2, step_size, bc2_sqrt, eps;
   };
 
-#if SPEEDRUN_HAVE_CUDA
   // The device path: the same flat index space and shards, with device buffers. One
   // process: the kernel reads the gradients in place. Several: the gradients are copied
   // (device to device) into the flat buffer, reduce-scattered into this rank's shard, the
@@ -146,9 +138,6 @@ class AdamW final : public Optimizer {
     for (size_t k = 0; k < params_.size(); ++k)
       cuda::copy_device_async(params_[k].param.data<float>(), flat + offset_[k], params_[k].param.numel());
   }
-#else
-  void build_device() {}
-#endif
 
   static void update(const Scalars& s, float* p, const float* g, float* m, float* v, int64_t n) {
 #pragma omp parallel for schedule(static)
@@ -168,10 +157,8 @@ class AdamW final : public Optimizer {
   int64_t total_ = 0, shard_ = 0, lo_ = 0, hi_ = 0;
   std::vector<float> m_, v_;     // moments of elements [lo_, hi_)
   std::vector<float> flat_, shard_buf_;
-#if SPEEDRUN_HAVE_CUDA
   std::unique_ptr<cuda::AdamWDevice> device_;  // set when the group lives on CUDA
   Buffer flat_dev_, shard_dev_;                 // several processes only
-#endif
 };
 
 }  // namespace

@@ -3,11 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "build_info.h"
 #include "optim/matrix_sharding.h"
-#if SPEEDRUN_HAVE_CUDA
-#include "kernels/optim_cuda.h"
-#endif
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
 
@@ -23,7 +20,6 @@ DeviceMatrixSharding::DeviceMatrixSharding(const std::vector<ParamRef>& params, 
     for (size_t k = 0; k < params_.size(); ++k) grad_[k] = params_[k].grad.data<float>();
     return;
   }
-#if SPEEDRUN_HAVE_CUDA
   const size_t rank = static_cast<size_t>(comm_->rank());
   int64_t widest = 0;
   for (size_t base = 0; base < order_.size(); base += world) {
@@ -38,13 +34,9 @@ DeviceMatrixSharding::DeviceMatrixSharding(const std::vector<ParamRef>& params, 
   }
   send_ = Buffer(Device::cuda, world * static_cast<size_t>(std::max<int64_t>(widest, 1)) * sizeof(float));
   gathered_ = Buffer(Device::cuda, send_.bytes());
-#else
-  throw std::logic_error("DeviceMatrixSharding: built without CUDA");
-#endif
 }
 
 void DeviceMatrixSharding::reduce() {
-#if SPEEDRUN_HAVE_CUDA
   const int64_t world = comm_->world();
   for (const Round& r : rounds_) {
     float* send = send_.as<float>();
@@ -57,11 +49,9 @@ void DeviceMatrixSharding::reduce() {
     comm_->reduce_scatter_sum(Tensor::of(send, {world * r.width}, Device::cuda),
                               Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda));
   }
-#endif
 }
 
 void DeviceMatrixSharding::gather() {
-#if SPEEDRUN_HAVE_CUDA
   const int64_t world = comm_->world();
   const size_t rank = static_cast<size_t>(comm_->rank());
   for (const Round& r : rounds_) {
@@ -80,16 +70,13 @@ void DeviceMatrixSharding::gather() {
       cuda::copy_device_async(p.data<float>(), gathered + static_cast<int64_t>(j) * r.width, p.numel());
     }
   }
-#endif
 }
 
-#if SPEEDRUN_HAVE_CUDA
 std::vector<cuda::DeviceMatrix> DeviceMatrixSharding::owned_matrices() const {
   std::vector<cuda::DeviceMatrix> mats;
   for (size_t k = 0; k < params_.size(); ++k)
     if (owns(k)) mats.push_back({params_[k].param.data<float>(), grad(k), params_[k].param.size(0), params_[k].param.size(1)});
   return mats;
 }
-#endif
 
 }  // namespace speedrun::optim

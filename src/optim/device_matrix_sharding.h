@@ -20,7 +20,7 @@
 #include "optim/optimizer.h"
 
 namespace speedrun::cuda {
-struct DeviceMatrix;  // kernels/optim_cuda.h
+struct DeviceMatrix;  // kernels/optim/optim_cuda.h
 }
 
 namespace speedrun::optim {
@@ -34,7 +34,7 @@ class DeviceMatrixSharding {
   // matrices this rank owns.
   const float* grad(size_t k) const { return grad_[k]; }
   // The matrices this rank owns as the device optimizers take them: each parameter with
-  // its summed gradient (CUDA builds only).
+  // its summed gradient.
   std::vector<cuda::DeviceMatrix> owned_matrices() const;
   // Every round's reduce-scatter of the local gradients.
   void reduce();

@@ -1,5 +1,5 @@
 // Which implementation an optimizer group runs: the CPU code or the CUDA one
-// (kernels/optim_cuda.h), chosen from the device its parameters live on. The optimizer
+// (kernels/optim/optim_cuda.h), chosen from the device its parameters live on. The optimizer
 // classes stay device-neutral at the top and branch once, at construction.
 #pragma once
 

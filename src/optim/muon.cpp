@@ -4,13 +4,10 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "build_info.h"
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
-#if SPEEDRUN_HAVE_CUDA
-#include "kernels/optim_cuda.h"
-#endif
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
 
@@ -66,12 +63,10 @@ class Muon final : public Optimizer {
         params_(std::move(params)),
         sharding_(params_, context.comm) {
     if (group_device(params_, "muon") == Device::cuda) {
-#if SPEEDRUN_HAVE_CUDA
       // The matrices this rank owns, batched by shape, reading their summed gradients.
       device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
       device_ = std::make_unique<cuda::MuonDevice>(device_sharding_->owned_matrices(), device_newton_schulz(settings_),
                                                    settings_.nesterov);
-#endif
       return;
     }
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -83,14 +78,12 @@ class Muon final : public Optimizer {
   const char* type() const override { return "muon"; }
 
   void step(int64_t step, double lr_factor) override {
-#if SPEEDRUN_HAVE_CUDA
     if (device_) {
       device_sharding_->reduce();
       device_->step(static_cast<float>(muon_momentum(settings_, step)), lr_ * lr_factor, wd_);
       device_sharding_->gather();
       return;
     }
-#endif
     sharding_.step([&](size_t k, const float* grad) {
       const Tensor& pt = params_[k].param;
       update_.apply(pt.data<float>(), grad, buf_[k].data(), pt.size(0), pt.size(1), step, lr_ * lr_factor, wd_);
@@ -98,9 +91,7 @@ class Muon final : public Optimizer {
   }
 
   size_t state_bytes() const override {
-#if SPEEDRUN_HAVE_CUDA
     if (device_) return device_->state_bytes();
-#endif
     size_t n = 0;
     for (const auto& b : buf_) n += b.size() * sizeof(float);
     return n;
@@ -113,10 +104,8 @@ class Muon final : public Optimizer {
   std::vector<ParamRef> params_;
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
-#if SPEEDRUN_HAVE_CUDA
   std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
   std::unique_ptr<cuda::MuonDevice> device_;
-#endif
 };
 
 }  // namespace

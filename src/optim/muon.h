@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "optim/newton_schulz.h"
-#include "kernels/optim_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::optim {

@@ -6,14 +6,11 @@
 #include <stdexcept>
 #include <utility>
 
-#include "build_info.h"
 #include "core/buffer.h"
 #include "core/error.h"
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
-#if SPEEDRUN_HAVE_CUDA
-#include "kernels/ops_cuda.h"
-#endif
+#include "kernels/ops/ops_cuda.h"
 #include "core/log.h"
 #include "optim/input_statistic.h"
 #include "optim/matrix_sharding.h"
@@ -111,22 +108,18 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   void capture(int64_t layer, model::CapturePoint point, const Tensor& input) override {
     auto it = index_.find({layer, point});
     if (it == index_.end()) return;
-#if SPEEDRUN_HAVE_CUDA
     if (device_stats_) {
       device_stats_->accumulate(it->second, input);
       return;
     }
-#endif
     stats_[it->second].accumulate(input);
   }
 
   void step(int64_t step, double lr_factor) override {
-#if SPEEDRUN_HAVE_CUDA
     if (device_muon_) {
       device_step(step, lr_factor);
       return;
     }
-#endif
     if (refresh_step(step) && !stats_.empty()) refresh(step);
     sharding_.step([&](size_t k, const float* g) {
       const Tensor& pt = params_[k].param;
@@ -141,9 +134,7 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   }
 
   size_t state_bytes() const override {
-#if SPEEDRUN_HAVE_CUDA
     if (device_muon_) return device_muon_->state_bytes() + (device_stats_ ? device_stats_->state_bytes() : 0);
-#endif
     size_t n = 0;
     for (const auto& b : buf_) n += b.size() * sizeof(float);
     for (const auto& s : stats_) n += static_cast<size_t>(3 * s.blocks() * s.block_width() * s.block_width()) * 4;
@@ -152,7 +143,6 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
 
   nlohmann::json metrics() const override {
     if (shapes_.empty()) return nullptr;
-#if SPEEDRUN_HAVE_CUDA
     // The failures are counted on the device; they change only on refreshes, so the
     // counter is read (one synchronizing copy) at most once per refresh.
     if (device_stats_ && failures_read_at_ != refreshes_) {
@@ -165,7 +155,6 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
       failures_ = failed;
       failures_read_at_ = refreshes_;
     }
-#endif
     return {{"refreshes", refreshes_}, {"cholesky_failures", failures_}};
   }
 
@@ -185,7 +174,6 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
     failures_ += failed;
   }
 
-#if SPEEDRUN_HAVE_CUDA
   // The device path: statistics (kept and all-reduced on every rank, as on the CPU),
   // preconditioned gradients and Muon on CUDA for the matrices this rank owns.
   void build_device() {
@@ -241,9 +229,6 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
   Buffer preconditioned_dev_;
   bool device_has_inverse_ = false;
   mutable int64_t failures_read_at_ = 0;
-#else
-  void build_device() {}
-#endif
 
   double lr_, wd_;
   config::NewtonMuonSettings settings_;

@@ -4,13 +4,10 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "build_info.h"
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
-#if SPEEDRUN_HAVE_CUDA
-#include "kernels/optim_cuda.h"
-#endif
+#include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
 
@@ -25,10 +22,8 @@ class Rmnp final : public Optimizer {
         params_(std::move(params)),
         sharding_(params_, context.comm) {
     if (group_device(params_, "rmnp") == Device::cuda) {
-#if SPEEDRUN_HAVE_CUDA
       device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
       device_ = std::make_unique<cuda::RmnpDevice>(device_sharding_->owned_matrices(), settings_.nesterov);
-#endif
       return;
     }
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -44,14 +39,12 @@ class Rmnp final : public Optimizer {
     const bool nesterov = settings_.nesterov;
     const double lr = lr_ * lr_factor;
     const float decay = static_cast<float>(1.0 - lr * wd_);
-#if SPEEDRUN_HAVE_CUDA
     if (device_) {
       device_sharding_->reduce();
       device_->step(mu, eps, lr, wd_);
       device_sharding_->gather();
       return;
     }
-#endif
     sharding_.step([&](size_t k, const float* g) {
       const Tensor& pt = params_[k].param;
       const int64_t rows = pt.size(0), cols = pt.size(1);
@@ -82,9 +75,7 @@ class Rmnp final : public Optimizer {
   }
 
   size_t state_bytes() const override {
-#if SPEEDRUN_HAVE_CUDA
     if (device_) return device_->state_bytes();
-#endif
     size_t n = 0;
     for (const auto& b : buf_) n += b.size() * sizeof(float);
     return n;
@@ -96,10 +87,8 @@ class Rmnp final : public Optimizer {
   std::vector<ParamRef> params_;
   MatrixSharding sharding_;
   std::vector<std::vector<float>> buf_;
-#if SPEEDRUN_HAVE_CUDA
   std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
   std::unique_ptr<cuda::RmnpDevice> device_;
-#endif
 };
 
 }  // namespace

@@ -7,7 +7,7 @@
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
-#include "kernels/workspace_sizes.h"
+#include "kernels/runtime/workspace_sizes.h"
 #include "model/gpt.h"
 #include "model/param_layout.h"
 #include "optim/param_groups.h"
@@ -34,7 +34,7 @@ std::string MemoryPlan::to_string() const {
 
 namespace {
 
-// cuda::workspace() holds the largest temporary of one op (kernels/context.cuh): the
+// cuda::workspace() holds the largest temporary of one op (kernels/runtime/context.cuh): the
 // embedding backward's sort (ids, indices, sorted copies, CUB's scratch, which holds the
 // double buffers of keys and values plus its histograms) or the attention backward's
 // delta row (B*H*T floats). Grown in 1 MiB steps.

@@ -29,9 +29,7 @@
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
-#if SPEEDRUN_HAVE_CUDA
-#include "kernels/ops_cuda.h"
-#endif
+#include "kernels/ops/ops_cuda.h"
 
 namespace speedrun::train {
 
@@ -116,14 +114,12 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   // Precision settings the device cannot honour fail before anything is read or allocated.
   const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
   model::resolve_embedding_dtype(m, device);
-#if SPEEDRUN_HAVE_CUDA
   // The CUDA attention is compiled for a few head widths only; say so before anything
   // is read or allocated rather than at the first forward.
   if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
     throw UserError(fmt::format("model.head_dim = {}: the CUDA attention kernels support head_dim 64 and 128 (the "
                                 "CPU backend any multiple of 4)",
                                 m.head_dim));
-#endif
   if (t.threads > 0) {
     omp_set_num_threads(static_cast<int>(t.threads));
   } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {

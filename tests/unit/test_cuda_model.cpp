@@ -29,6 +29,7 @@
 #include "core/device_memory.h"
 #include "model/gpt.h"
 #include "test_ops_common.h"
+#include "test_support.h"
 
 namespace speedrun::test {
 namespace {
@@ -70,12 +71,6 @@ void expect_grads_near(model::Gpt& gpu, model::Gpt& cpu, double tol) {
     expect_near_rel("grad " + spec.name, got, want, tol);
   }
 }
-
-#define SKIP_WITHOUT_CUDA()                                                                            \
-  do {                                                                                                 \
-    const CudaStatus cuda_ = query_cuda();                                                             \
-    if (cuda_.devices.empty()) GTEST_SKIP() << "skipped: no CUDA device (" << cuda_.no_device_reason << ")"; \
-  } while (0)
 
 TEST(CudaModel, ForwardBackwardMatchesCpu) {
   SKIP_WITHOUT_CUDA();

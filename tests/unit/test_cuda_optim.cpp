@@ -1,4 +1,4 @@
-// The CUDA optimizers (kernels/optim_*.cu behind src/optim/*.cpp) against the CPU
+// The CUDA optimizers (kernels/optim/*.cu behind src/optim/*.cpp) against the CPU
 // optimizers (the reference checked against PyTorch), through the same Optimizer interface
 // and config entries, on fresh random parameters and gradients (seed printed;
 // SPEEDRUN_TEST_SEED replays). Compiled only in CUDA builds; without a visible device every
@@ -49,27 +49,16 @@
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
 #include "dist/communicator.h"
-#include "kernels/optim_cuda.h"
+#include "kernels/optim/optim_cuda.h"
 #include "model/gpt.h"
 #include "optim/optimizer.h"
+#include "test_support.h"
 
 namespace speedrun::test {
 namespace {
 
-bool have_device() {
-  static const bool yes = !query_cuda().devices.empty();
-  return yes;
-}
-
-uint64_t test_seed() {
-  static const uint64_t seed = [] {
-    const char* env = std::getenv("SPEEDRUN_TEST_SEED");
-    const uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-    std::printf("test_cuda_optim seed %llu (SPEEDRUN_TEST_SEED replays)\n", static_cast<unsigned long long>(s));
-    return s;
-  }();
-  return seed;
-}
+// One seed per process, printed once; each test derives its stream from it (seed + i).
+uint64_t optim_seed() { return process_seed("test_cuda_optim"); }
 
 
 struct Shape {
@@ -164,11 +153,11 @@ void expect_update_near(const std::vector<float>& before, const std::vector<floa
 class CudaOptimTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_device()) GTEST_SKIP() << "skipped: no CUDA device (" << query_cuda().no_device_reason << ")";
+    SKIP_WITHOUT_CUDA();
     cuda::set_poison_scratch(true);
   }
   void TearDown() override {
-    if (have_device()) cuda::set_poison_scratch(false);
+    if (have_cuda_device()) cuda::set_poison_scratch(false);
   }
 
   // Runs `steps` steps of the entry on both devices and compares every update. `capture`
@@ -177,7 +166,7 @@ class CudaOptimTest : public ::testing::Test {
   void compare(const config::OptimizerConfig& entry, TwinGroup& group, int steps, const Tolerance& tol,
                const CaptureFn& capture = nullptr, nlohmann::json* cpu_metrics = nullptr,
                nlohmann::json* gpu_metrics = nullptr) {
-    std::mt19937_64 rng(test_seed());
+    std::mt19937_64 rng(optim_seed());
     const auto comm = dist::make_local_communicator();
     auto cpu = optim::make_optimizer(entry, group.refs(Device::cpu), {comm.get()});
     auto gpu = optim::make_optimizer(entry, group.refs(Device::cuda), {comm.get()});
@@ -213,7 +202,7 @@ config::OptimizerConfig entry_of(config::OptimizerSettings settings, const std::
 }
 
 TEST_F(CudaOptimTest, AdamWMatchesCpu) {
-  std::mt19937_64 rng(test_seed() + 1);
+  std::mt19937_64 rng(optim_seed() + 1);
   // One element, odd sizes, a 3-D tensor and one spanning several 64 Ki-element chunks.
   TwinGroup group({{"a", {1}}, {"b", {37}}, {"c", {64, 33}}, {"d", {5, 7, 3}}, {"e", {2 * 65536 + 5}}}, rng);
   config::AdamWSettings s;
@@ -232,7 +221,7 @@ std::vector<Shape> matrix_shapes() {
 TEST_F(CudaOptimTest, MuonFp32MatchesCpu) {
   for (const bool nesterov : {true, false}) {
     SCOPED_TRACE(nesterov ? "nesterov" : "plain momentum");
-    std::mt19937_64 rng(test_seed() + 2);
+    std::mt19937_64 rng(optim_seed() + 2);
     TwinGroup group(matrix_shapes(), rng);
     config::MuonSettings s;
     s.nesterov = nesterov;
@@ -246,7 +235,7 @@ TEST_F(CudaOptimTest, MuonFp32MatchesCpu) {
 TEST_F(CudaOptimTest, MuonBf16MatchesCpuBf16Mode) {
   for (const std::string preset : {"cubic", "quintic"}) {
     SCOPED_TRACE(preset);
-    std::mt19937_64 rng(test_seed() + 3);
+    std::mt19937_64 rng(optim_seed() + 3);
     TwinGroup group(matrix_shapes(), rng);
     config::MuonSettings s;
     s.ns_preset = preset;
@@ -258,7 +247,7 @@ TEST_F(CudaOptimTest, MuonBf16MatchesCpuBf16Mode) {
 TEST_F(CudaOptimTest, RmnpMatchesCpu) {
   for (const bool nesterov : {true, false}) {
     SCOPED_TRACE(nesterov ? "nesterov" : "plain momentum");
-    std::mt19937_64 rng(test_seed() + 4);
+    std::mt19937_64 rng(optim_seed() + 4);
     std::vector<Shape> shapes = matrix_shapes();
     shapes.push_back({"wide", {3, 1000}});  // rows longer than the block: several elements per thread
     TwinGroup group(shapes, rng);
@@ -332,7 +321,7 @@ config::NewtonMuonSettings newton_muon_settings(double ridge) {
 TEST_F(CudaOptimTest, NewtonMuonMatchesCpuWithRefreshes) {
   for (const DType input : {DType::f32, DType::bf16}) {
     SCOPED_TRACE(std::string("captured inputs ") + dtype_name(input));
-    std::mt19937_64 rng(test_seed() + 5);
+    std::mt19937_64 rng(optim_seed() + 5);
     TwinGroup group(newton_muon_shapes(), rng);
     config::NewtonMuonSettings s = newton_muon_settings(0.2);
     // With bf16 inputs, mlp.proj is left to plain Muon: a group mixing preconditioned and
@@ -356,7 +345,7 @@ TEST_F(CudaOptimTest, NewtonMuonCholeskyFailureFallsBackToIdentity) {
   // A ridge below -1 makes C + r I indefinite (as tests/unit/test_newton_muon.cpp forces
   // it): every block fails on both sides and uses P = I, i.e. plain Muon on the raw
   // gradient; the device counts the failures without a host round-trip.
-  std::mt19937_64 rng(test_seed() + 6);
+  std::mt19937_64 rng(optim_seed() + 6);
   TwinGroup group(newton_muon_shapes(), rng);
   config::NewtonMuonSettings s = newton_muon_settings(-1.5);
   nlohmann::json cm, gm;

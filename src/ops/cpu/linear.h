@@ -6,7 +6,7 @@
 // EPYC the results differ between thread counts in the last bits. It is a property of
 // the library and the CPU, not a promise: a run is bitwise reproducible at a fixed
 // thread count on one machine; OPENBLAS_CORETYPE pins the kernels across CPU models.
-// tests/unit/test_ops_linear.cpp checks the agreement and reports which case holds.
+// tests/unit/ops/test_linear.cpp checks the agreement and reports which case holds.
 #pragma once
 
 #include <cblas.h>

@@ -1,0 +1,129 @@
+// Host entry points of the CUDA kernels, called by the ops layer (src/ops/<op>.cpp) for
+// tensors on Device::cuda. Plain C++: no CUDA header is included, so the ops layer includes
+// it in every build; a CPU-only build defines them in src/ops/ops_cuda_cpu_only.cpp as
+// functions that throw std::logic_error ("built without CUDA"), out of reach of any op.
+//
+// Types. `act` is the storage type of activations: DType::f32 or DType::bf16. Everything
+// else is fp32 whatever `act` is: RMSNorm gains and rstd, biases, the attention lse, the
+// rotary tables, per-row losses and every parameter gradient (dgains, db, dw, dtable).
+// Arithmetic is fp32 throughout (bf16 values are widened on load, rounded to nearest on
+// store). Pointers are device pointers; every launch goes to cuda::stream() and is
+// checked; nothing here synchronizes the device.
+//
+// Aliasing and accumulation follow ops.h exactly.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "core/tensor.h"
+#include "core/softcap.h"
+
+namespace speedrun::cuda {
+
+// --- activation: ReLU^2 and the residual add (kernels/ops/activation.cu) ------------------
+void relu2_forward(DType act, void* out, const void* x, int64_t n);
+void relu2_backward(DType act, void* dx, const void* dout, const void* x, int64_t n);
+void residual_forward(DType act, void* out, const void* a, const void* b, int64_t n);
+// dst += src
+void accumulate(DType act, void* dst, const void* src, int64_t n);
+
+// --- rmsnorm, QK-norm included (kernels/ops/rmsnorm.cu) --------------------------------------------
+// gains may be null. rstd (rows) f32.
+void rmsnorm_forward(DType act, void* out, float* rstd, const void* x, const float* gains, int64_t rows,
+                     int64_t channels, float eps);
+// dx may be null; dgains may be null (else += , deterministic).
+void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, const void* x, const float* gains,
+                      const float* rstd, int64_t rows, int64_t channels, bool accumulate_dx);
+
+// Which RMSNorm kernels the two calls above use. `legacy`: one warp per row, two passes over
+// the row, and the gains gradient as a separate column-sum pass. `fast`: one pass each, 16-byte
+// vector loads, a persistent grid, the gains gradient reduced in the same pass through a
+// (grid x C) f32 scratch (kernels/ops/rmsnorm.cu); used where C is a multiple of 16 / sizeof(act)
+// up to 1024 and x, out, dout, dx are 16-byte aligned, else the legacy kernels run.
+// The environment variable SPEEDRUN_RMSNORM=fast|legacy (read once, at the first call)
+// chooses; unset means legacy until the fast kernels have passed on a GPU; another value is
+// refused (std::invalid_argument).
+enum class RmsNormKernel { legacy, fast };
+RmsNormKernel rmsnorm_kernel();
+// Overrides the environment's choice (tests and dev/cuda/rmsnorm.cu compare both); returns
+// the previous rmsnorm_kernel(). Not synchronized with RMSNorm calls on other threads.
+RmsNormKernel set_rmsnorm_kernel(RmsNormKernel kernel);
+
+// --- rotary (kernels/ops/rotary.cu) -----------------------------------------------------------
+void rotary_forward(DType act, void* out, const void* x, const float* cos, const float* sin, int64_t batch,
+                    int64_t seq, int64_t heads, int64_t head_dim);
+void rotary_backward(DType act, void* dx, const void* dout, const float* cos, const float* sin, int64_t batch,
+                     int64_t seq, int64_t heads, int64_t head_dim);
+
+// --- embedding (kernels/ops/embedding.cu) -----------------------------------------------------
+// out (rows, channels) of type `act`; table (vocab, channels) of type `table_type`
+// (f32 master weights, or bf16). A token outside [0, vocab) gives a row of NaN.
+void embedding_forward(DType act, void* out, const int32_t* tokens, DType table_type, const void* table,
+                       int64_t rows, int64_t channels, int64_t vocab);
+// dtable (vocab, channels) f32 += rows of dout, deterministic: the tokens are sorted
+// stably (CUB radix sort), then each vocabulary row sums its tokens' rows in token order.
+// Tokens outside [0, vocab) are ignored.
+void embedding_backward(float* dtable, const int32_t* tokens, DType act, const void* dout, int64_t rows,
+                        int64_t channels, int64_t vocab);
+
+// --- cross-entropy with its soft cap (kernels/ops/cross_entropy.cu) --------------------------------
+void softcap_forward(DType act, void* out, const void* z, int64_t n, const SoftCap& cap);
+// losses (rows) f32; dz may be null or alias z. A target outside [0, vocab) gives a NaN loss
+// (and a NaN gradient row).
+void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, const int32_t* targets, int64_t rows,
+                           int64_t vocab, const SoftCap& cap, float grad_scale);
+
+// --- attention (kernels/ops/attention.cu) -----------------------------------------------------
+// q, k, v, out (B, T, H, D) of type `act`; lse (B, H, T) f32. head_dim 64 or 128.
+void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                       int64_t seq, int64_t heads, int64_t head_dim, float scale);
+void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                        const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
+                        int64_t head_dim, float scale);
+// The head dims the attention kernels are instantiated for.
+bool attention_supports_head_dim(int64_t head_dim);
+
+// bf16 attention runs on the tensor cores (kernels/ops/attention_tc.cu: mma.sync bf16 tiles,
+// fp32 accumulation and softmax statistics) unless the environment variable
+// SPEEDRUN_ATTENTION=simt is set (read once, at the first attention call), which selects
+// the fp32 CUDA-core kernels of kernels/ops/attention.cu; f32 attention always uses those.
+// Another value than "simt", "tc" or empty is refused (std::invalid_argument).
+enum class AttentionKernel { tensor_core, simt };
+// The kernels bf16 attention uses now: the override if one is set, else the environment's.
+AttentionKernel attention_kernel();
+// Overrides the environment's choice (tests compare both against the CPU); returns the
+// previous attention_kernel(). Not synchronized with attention calls on other threads.
+AttentionKernel set_attention_kernel(AttentionKernel kernel);
+// Whether attention_forward/backward with these (device) pointers goes to the tensor-core
+// kernels: act is bf16, attention_kernel() is tensor_core and every pointer is 16-byte
+// aligned (the tiles are loaded 8 elements at a time).
+bool use_tensor_core_attention(DType act, std::initializer_list<const void*> pointers);
+// The tensor-core kernels themselves (bf16 q, k, v, out, dout, dq, dk, dv; same shapes,
+// semantics and head dims as attention_forward/backward); called by those two.
+void attention_forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                          int64_t seq, int64_t heads, int64_t head_dim, float scale);
+void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                           const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                           int64_t heads, int64_t head_dim, float scale);
+
+// --- linear through cuBLASLt (kernels/ops/linear.cu) --------------------------------------------
+// y = x W^T (+ b): x (rows, in), w (out, in) of type `act`; y (rows, out) of type `out_type`
+// (`act`, or f32 for bf16 inputs: the LM head's logits); b f32 or null.
+void linear_forward(DType act, DType out_type, void* y, const void* x, const void* w, const float* b, int64_t rows,
+                    int64_t in, int64_t out);
+// dx = (or +=) dy W  (type act);  dw += dy^T x  (f32);  db += column sums of dy (f32).
+void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, const void* x, const void* w,
+                     int64_t rows, int64_t in, int64_t out, bool accumulate_dx);
+// The bias halves of the linear op, by kernel: y[r, c] += b[c] (y rows x cols), and
+// db[c] += sum_r dy[r, c], deterministic (fixed reduction order).
+void bias_add(DType act, void* y, const float* b, int64_t rows, int64_t cols);
+void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols);
+
+// --- convert (kernels/ops/convert.cu) --------------------------------------------------------------
+// dst = src elementwise between f32 and bf16 (round to nearest even), or a copy.
+void convert(DType dst_type, void* dst, DType src_type, const void* src, int64_t n);
+// Fills n elements of type `type` with a quiet NaN (tests poison outputs with it).
+void fill_nan(DType type, void* dst, int64_t n);
+
+}  // namespace speedrun::cuda

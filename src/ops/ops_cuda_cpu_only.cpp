@@ -1,0 +1,81 @@
+// The CUDA kernels' entry points (kernels/ops/ops_cuda.h) for binaries built without CUDA,
+// so that the ops layer's dispatch (src/ops/<op>.cpp) is the same code in both builds.
+// Nothing reaches them in such a binary: every op's CUDA branch starts with
+// detail::cuda_prelude, which throws std::logic_error there first. Should one be reached
+// anyway, it throws std::logic_error naming itself ("built without CUDA"). Compiled only
+// when the CUDA backend is not (CMakeLists.txt drops *_cpu_only.cpp from CUDA builds).
+#include <stdexcept>
+#include <string>
+
+#include "kernels/ops/ops_cuda.h"
+
+namespace speedrun::cuda {
+namespace {
+
+[[noreturn]] void no_cuda(const char* entry) {
+  throw std::logic_error(std::string("cuda::") + entry + ": this binary was built without CUDA");
+}
+
+}  // namespace
+
+void relu2_forward(DType, void*, const void*, int64_t) { no_cuda("relu2_forward"); }
+void relu2_backward(DType, void*, const void*, const void*, int64_t) { no_cuda("relu2_backward"); }
+void residual_forward(DType, void*, const void*, const void*, int64_t) { no_cuda("residual_forward"); }
+void accumulate(DType, void*, const void*, int64_t) { no_cuda("accumulate"); }
+void rmsnorm_forward(DType, void*, float*, const void*, const float*, int64_t, int64_t, float) {
+  no_cuda("rmsnorm_forward");
+}
+void rmsnorm_backward(DType, void*, float*, const void*, const void*, const float*, const float*, int64_t, int64_t,
+                      bool) {
+  no_cuda("rmsnorm_backward");
+}
+void rotary_forward(DType, void*, const void*, const float*, const float*, int64_t, int64_t, int64_t, int64_t) {
+  no_cuda("rotary_forward");
+}
+void rotary_backward(DType, void*, const void*, const float*, const float*, int64_t, int64_t, int64_t, int64_t) {
+  no_cuda("rotary_backward");
+}
+void embedding_forward(DType, void*, const int32_t*, DType, const void*, int64_t, int64_t, int64_t) {
+  no_cuda("embedding_forward");
+}
+void embedding_backward(float*, const int32_t*, DType, const void*, int64_t, int64_t, int64_t) {
+  no_cuda("embedding_backward");
+}
+void softcap_forward(DType, void*, const void*, int64_t, const SoftCap&) { no_cuda("softcap_forward"); }
+void softcap_cross_entropy(float*, DType, void*, const void*, const int32_t*, int64_t, int64_t, const SoftCap&,
+                           float) {
+  no_cuda("softcap_cross_entropy");
+}
+void attention_forward(DType, void*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t,
+                       int64_t, float) {
+  no_cuda("attention_forward");
+}
+void attention_backward(DType, void*, void*, void*, const void*, const void*, const void*, const void*, const void*,
+                        const float*, int64_t, int64_t, int64_t, int64_t, float) {
+  no_cuda("attention_backward");
+}
+bool attention_supports_head_dim(int64_t) { no_cuda("attention_supports_head_dim"); }
+AttentionKernel attention_kernel() { no_cuda("attention_kernel"); }
+AttentionKernel set_attention_kernel(AttentionKernel) { no_cuda("set_attention_kernel"); }
+bool use_tensor_core_attention(DType, std::initializer_list<const void*>) { no_cuda("use_tensor_core_attention"); }
+void attention_forward_tc(void*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t, int64_t,
+                          float) {
+  no_cuda("attention_forward_tc");
+}
+void attention_backward_tc(void*, void*, void*, const void*, const void*, const void*, const void*, const void*,
+                           const float*, int64_t, int64_t, int64_t, int64_t, float) {
+  no_cuda("attention_backward_tc");
+}
+void linear_forward(DType, DType, void*, const void*, const void*, const float*, int64_t, int64_t, int64_t) {
+  no_cuda("linear_forward");
+}
+void linear_backward(DType, void*, float*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t,
+                     bool) {
+  no_cuda("linear_backward");
+}
+void bias_add(DType, void*, const float*, int64_t, int64_t) { no_cuda("bias_add"); }
+void bias_grad(DType, float*, const void*, int64_t, int64_t) { no_cuda("bias_grad"); }
+void convert(DType, void*, DType, const void*, int64_t) { no_cuda("convert"); }
+void fill_nan(DType, void*, int64_t) { no_cuda("fill_nan"); }
+
+}  // namespace speedrun::cuda
