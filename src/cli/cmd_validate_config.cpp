@@ -26,13 +26,16 @@ Command add_validate_config_command(CLI::App& app) {
                                      "included");
   add_config_options(sub, opts->config, /*config_required=*/false);
   sub->add_flag("--reference", opts->reference, "print the reference of every config key (Markdown) and exit");
+  // CONFIG is required unless --reference is given: a usage error (exit 2, with the
+  // usage), raised while parsing like CLI11's own required-argument errors.
+  sub->callback([opts] {
+    if (opts->config.config.empty() && !opts->reference) throw CLI::RequiredError("config (or --reference)");
+  });
   return {sub, [opts] {
             if (opts->reference) {
               std::fputs(config::config_reference_markdown().c_str(), stdout);
               return;
             }
-            if (opts->config.config.empty())
-              throw UserError("validate-config: a config file is required (or --reference)");
             const config::RunConfig cfg = load_config(opts->config);
             // Parameter groups are checked too: every parameter in exactly one entry.
             const model::ParamLayout layout(cfg.model);

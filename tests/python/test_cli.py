@@ -57,6 +57,50 @@ class TestUsage(CliTestCase):
         r = run_speedrun("train")
         self.assertFailsWith(r, "config", code=2)
 
+    def test_every_command_missing_argument_and_unknown_flag(self):
+        # Every usage error, whatever the command, exits 2 and prints that command's usage
+        # to stderr, naming what is wrong (issue 12: validate-config without a config exited 1).
+        cfg = self.write_config(tiny_config("a", "b"))
+        cases = [
+            # (arguments, a fragment of the message)
+            (["train"], "config is required"),
+            (["bench"], "config is required"),
+            (["compare"], "configs is required"),
+            (["tokenize", "--out", self.tmp / "o"], "files is required"),
+            (["tokenize", cfg], "--out is required"),
+            (["validate-config"], "config (or --reference) is required"),
+            (["train", cfg, "--bogus"], "--bogus"),
+            (["bench", cfg, "--bogus"], "--bogus"),
+            (["compare", cfg, "--bogus"], "--bogus"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--bogus"], "--bogus"),
+            (["validate-config", cfg, "--bogus"], "--bogus"),
+            (["info", "--bogus"], "--bogus"),
+            (["bench", "--bogus"], "unknown argument --bogus"),  # named even though CONFIG is missing too
+            (["info", "extra"], "extra"),
+            (["train", cfg, "extra"], "extra"),
+            # Typed flags with values they cannot take.
+            (["train", cfg, "--device", "gpu"], "--device"),
+            (["bench", cfg, "--steps", "0"], "--steps"),
+            (["bench", cfg, "--steps", "many"], "--steps"),
+            (["bench", cfg, "--warmup", "-1"], "--warmup"),
+            (["compare", cfg, "--seeds", "0"], "--seeds"),
+            (["compare", cfg, "--target", "-1"], "--target: expected a loss > 0, got -1"),
+            (["compare", cfg, "--target", "low"], "--target"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--threads", "0"], "--threads"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--shard-tokens", "0"], "--shard-tokens"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--shard-tokens", str(2**31)], "--shard-tokens"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--val-tokens", "-1"], "--val-tokens"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--encoder", cfg], "--vocab"),
+        ]
+        for args, fragment in cases:
+            with self.subTest(args=" ".join(map(str, args))):
+                r = run_speedrun(*args)
+                self.assertFailsWith(r, fragment, "Usage:", code=2)
+                self.assertEqual(r.stdout, "")
+                usage = r.stderr[r.stderr.index("Usage:"):]
+                self.assertIn(args[0], usage.splitlines()[0])  # the command's own usage
+        self.assertFalse((self.tmp / "o").exists())  # nothing ran
+
     def test_no_subcommand(self):
         self.assertFailsWith(run_speedrun(), "subcommand", code=2)
 
