@@ -1,6 +1,7 @@
 """The command line: usage errors, info, validate-config, and train on tiny data —
 including every kind of bad input, each of which must give a clear message naming
 the file/key/value and a non-zero exit, never a crash."""
+import ctypes
 import json
 import os
 import random
@@ -116,6 +117,26 @@ class TestUsage(CliTestCase):
         for word in ("CUDA", "NCCL", "MPI", "BLAS", "OpenMP"):
             self.assertIn(word, r.stdout)
         self.assertTrue("no CUDA device:" in r.stdout or "CUDA devices:" in r.stdout, r.stdout)
+
+    def test_info_without_a_driver_says_so(self):
+        # On a machine without the NVIDIA driver the CUDA runtime reports
+        # cudaErrorInsufficientDriver ("CUDA driver version is insufficient"), which
+        # suggests there is one: info must say there is none.
+        try:
+            ctypes.CDLL("libcuda.so.1")
+            self.skipTest("skipped: this machine has an NVIDIA driver (libcuda.so.1 loads)")
+        except OSError:
+            pass
+        r = run_speedrun("info")
+        self.assertSucceeds(r)
+        if "CUDA    yes" not in r.stdout:
+            self.skipTest("skipped: built without CUDA")
+        self.assertIn("no NVIDIA driver,", r.stdout)
+        self.assertIn("no CUDA device: no NVIDIA driver is installed", r.stdout)
+        self.assertNotIn("insufficient", r.stdout)
+        self.assertNotIn("driver none", r.stdout)
+        r = run_speedrun("train", self.tiny(), "--device", "cuda")
+        self.assertFailsWith(r, "device cuda: no CUDA device: no NVIDIA driver is installed")
 
 
 class TestValidateConfig(CliTestCase):
