@@ -76,11 +76,8 @@ int main(int argc, char** argv) {
     for (const auto& command : commands)
       if (command.app->parsed()) command.run();
     return 0;
-  } catch (const speedrun::UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
+    std::fprintf(stderr, "%s\n", speedrun::failure_line(e).c_str());
     return 1;
   }
 }

@@ -2,8 +2,6 @@
 // statistics, table, CSV/JSON of every validation point, and plots. Rerunning the same
 // command reuses the runs that finished (matched by a hash of their resolved config)
 // and reruns the others.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -112,12 +110,9 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
     compare::take_summary(r, s);
     r.outcome = "ran";
     return;
-  } catch (const UserError& e) {
-    r.error = e.what();
   } catch (const std::exception& e) {
-    r.error = std::string("internal error: ") + e.what();
+    r.error = failure_message(e);
   }
-  if (isatty(STDOUT_FILENO)) std::fputs("\n", stdout);  // past a live progress line
   r.outcome = "failed";
   if (foreign_dir) return;
   // Keep the points the run logged before it failed, if this attempt wrote them.
