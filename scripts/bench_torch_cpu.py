@@ -28,6 +28,17 @@ def resolved_config(path, speedrun):
     return json.loads(out)
 
 
+def json_safe(x):
+    """JSON has no NaN or Infinity: a non-finite number is written as null, as speedrun does."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -107,9 +118,10 @@ def main():
           f"per micro-batch, optimizer {statistics.median(opt_ms):.2f} ms, training step {step:.2f} ms, "
           f"{tokens_per_s:.0f} tokens/s")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({
+        pathlib.Path(args.json).write_text(json.dumps(json_safe({
             "torch": torch.__version__, "threads": args.threads, "micro_batch_ms": statistics.median(fb_ms),
-            "optimizer_ms": statistics.median(opt_ms), "step_ms": step, "tokens_per_s": tokens_per_s}, indent=2))
+            "optimizer_ms": statistics.median(opt_ms), "step_ms": step, "tokens_per_s": tokens_per_s}),
+            indent=2, allow_nan=False))
 
 
 if __name__ == "__main__":

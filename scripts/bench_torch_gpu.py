@@ -125,6 +125,17 @@ def flops_per_token(vocab, layers, d, heads, head_dim, mlp_ratio, seq):
     return 6.0 * matmul + 6.0 * layers * seq * hd
 
 
+def json_safe(x):
+    """JSON has no NaN or Infinity: a non-finite number is written as null, as speedrun does."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -203,13 +214,13 @@ def main():
           f"{tokens_per_s:.0f} tokens/s, {flops / 1e6:.1f} MFLOP/token, {tflops:.3f} TFLOP/s achieved")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"framework": "pytorch", "torch": torch.__version__, "device": a.device, "device_name": name,
+            json.dump(json_safe({"framework": "pytorch", "torch": torch.__version__, "device": a.device, "device_name": name,
                        "dtype": a.dtype, "compiled": a.compile, "layers": a.layers, "d_model": a.dim,
                        "heads": a.heads, "head_dim": a.head_dim, "vocab": a.vocab, "seq": a.seq,
                        "micro_batch_seqs": a.batch, "micro_batch_tokens": tokens_per_micro, "timed": a.steps,
                        "warmup": a.warmup, "micro_batch_ms": ms, "micro_batch_ms_all": times,
-                       "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss},
-                      f, indent=2)
+                       "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss}),
+                      f, indent=2, allow_nan=False)
 
 
 if __name__ == "__main__":

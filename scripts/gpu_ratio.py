@@ -8,6 +8,7 @@ Refuses to compare runs of different shapes (micro-batch tokens or FLOPs per tok
 """
 import argparse
 import json
+import math
 import sys
 
 
@@ -21,6 +22,17 @@ def load(path, what):
         if not isinstance(j.get(key), (int, float)) or j[key] <= 0:
             sys.exit(f"gpu_ratio.py: {what} {path}: '{key}' is missing or not a positive number")
     return j
+
+
+def json_safe(x):
+    """JSON has no NaN or Infinity: a non-finite number is written as null, as speedrun does."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
 
 
 def main():
@@ -47,9 +59,9 @@ def main():
           + (f"; speedrun MFU {100 * ours['mfu']:.1f}%" if isinstance(ours.get("mfu"), (int, float)) else ""))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"ours_ms": ours["micro_batch_ms"], "theirs_ms": theirs["micro_batch_ms"], "ratio": ratio,
-                       "ours_device": ours.get("device_name"), "theirs_device": theirs.get("device_name")}, f,
-                      indent=2)
+            json.dump(json_safe({"ours_ms": ours["micro_batch_ms"], "theirs_ms": theirs["micro_batch_ms"],
+                                 "ratio": ratio, "ours_device": ours.get("device_name"),
+                                 "theirs_device": theirs.get("device_name")}), f, indent=2, allow_nan=False)
 
 
 if __name__ == "__main__":

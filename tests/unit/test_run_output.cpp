@@ -10,11 +10,14 @@
 #include <limits>
 #include <new>
 #include <sstream>
+
+#include <unistd.h>
 #include <string>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "compare/run_record.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "train/run_log.h"
@@ -108,6 +111,31 @@ TEST(RunLog, KeepsEarlyLinesAndTheLoggersMessages) {
   EXPECT_EQ(read_file(path),
             "header\ninfo: before the file: 1\na plain line\nwarning: after the file: 2\nstep:1/2 val_loss:1.00000\n");
   EXPECT_FALSE(std::filesystem::exists(dir / "other.txt"));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+namespace speedrun::test {
+namespace {
+
+// compare keeps a failed run's logged validation points; a diverged validation is
+// logged with "val_loss": null and a killed run may leave half a line: neither is a point.
+TEST(JsonOutput, LoggedValPointsSkipNullAndPartialLines) {
+  const auto dir = std::filesystem::temp_directory_path() / ("speedrun-valpoints-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream out(dir / "metrics.jsonl");
+    out << R"({"step":0,"train_time_s":0.0,"val_loss":10.5})" << "\n"
+        << R"({"lr_factor":1.0,"step":1,"train_loss":9.25,"train_time_s":0.5})" << "\n"
+        << R"({"step":2,"train_time_s":1.0,"val_loss":null})" << "\n"
+        << R"({"step":3,"train_time_s":1.5,"val_lo)";
+  }
+  const auto points = compare::read_logged_val_points(dir);
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].step, 0);
+  EXPECT_EQ(points[0].val_loss, 10.5);
   std::filesystem::remove_all(dir);
 }
 
