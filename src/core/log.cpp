@@ -16,7 +16,11 @@ namespace {
 // Forwards each message, formatted without colour, to the tee set by set_log_tee.
 class TeeSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  TeeSink() { set_formatter_(std::make_unique<spdlog::pattern_formatter>("%l: %v", spdlog::pattern_time_type::local, "")); }
+  TeeSink() { set_formatter_(plain_formatter()); }
+  // "level: message", no colour codes, no end of line (the tee's receiver adds it).
+  static std::unique_ptr<spdlog::formatter> plain_formatter() {
+    return std::make_unique<spdlog::pattern_formatter>("%l: %v", spdlog::pattern_time_type::local, "");
+  }
   void set_tee(std::function<void(const std::string&)> tee) {
     std::lock_guard<std::mutex> lock(mutex_);
     tee_ = std::move(tee);
@@ -48,7 +52,7 @@ void init_logging(Verbosity v) {
   auto logger = std::make_shared<spdlog::logger>("speedrun", spdlog::sinks_init_list{console, tee_sink()});
   logger->set_pattern("%^%l%$: %v");
   // The tee's lines carry no colour: its own formatter (set_pattern above formats every sink).
-  tee_sink()->set_formatter(std::make_unique<spdlog::pattern_formatter>("%l: %v", spdlog::pattern_time_type::local, ""));
+  tee_sink()->set_formatter(TeeSink::plain_formatter());
   logger->set_level(v == Verbosity::quiet ? spdlog::level::warn
                     : v == Verbosity::verbose ? spdlog::level::debug
                                               : spdlog::level::info);

@@ -148,7 +148,8 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
     const size_t attention = static_cast<size_t>(B * m.n_head * m.seq_len) * sizeof(float);
     const size_t cross_entropy =
         2 * static_cast<size_t>(m.padded_vocab_size) * sizeof(float) * static_cast<size_t>(omp_get_max_threads());
-    plan.items.push_back({"ops scratch (attention backward, cross-entropy rows)", attention + cross_entropy, true, true});
+    plan.items.push_back(
+        {"ops scratch (attention backward, cross-entropy rows)", attention + cross_entropy, true, true});
   }
   if (with_optimizer_state) {
     plan.items.push_back({"optimizer state", estimate_optimizer_state_bytes(cfg), true});

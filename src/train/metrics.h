@@ -1,5 +1,7 @@
 // Metrics as JSON lines (one object per line, flushed at once so that a crashed or
-// killed run keeps everything up to its last step), plus the plain-text log.
+// killed run keeps everything up to its last step), plus the plain-text log. A
+// non-finite number is written as null (nlohmann::json's dump does so): JSON has no
+// NaN or Infinity, and every line must load in a strict parser.
 #pragma once
 
 #include <cstdio>

@@ -252,7 +252,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     // gradients inside each optimizer's step (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss)) {
-      metrics.write_json({{"step", step + 1}, {"train_loss", train_loss}, {"train_time_s", training_time + seconds_since(t0)}});
+      metrics.write_json(
+          {{"step", step + 1}, {"train_loss", train_loss}, {"train_time_s", training_time + seconds_since(t0)}});
       throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
                                   "the learning rates or check the data",
                                   train_loss, step + 1));
@@ -294,7 +295,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
 
 std::vector<std::string> TrainSummary::status_lines(std::optional<double> target_val_loss) const {
   std::vector<std::string> lines;
-  lines.push_back(fmt::format("{}: {} steps, final val_loss {:.5f}, train_time {:.1f}s ({:.2f} ms/step, {:.0f} tokens/s)",
+  lines.push_back(fmt::format("{}: {} steps, final val_loss {:.5f}, train_time {:.1f}s ({:.2f} ms/step, {:.0f} "
+                              "tokens/s)",
                               status, steps_done, val.empty() ? 0.0 : val.back().val_loss, train_time_s, step_avg_ms,
                               tokens_per_s));
   if (target_val_loss) {

@@ -190,7 +190,8 @@ TEST(MemoryPlan, HostPlanRefusalNamesTheBytes) {
   } catch (const UserError& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("needs 4.00 GiB (4294967296 bytes) of host memory"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("only 2.00 GiB (2147483648 bytes) is available (MemAvailable 5.00 GiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only 2.00 GiB (2147483648 bytes) is available (MemAvailable 5.00 GiB"), std::string::npos)
+        << msg;
     EXPECT_NE(msg.find("parameters (f32, 1.0M)"), std::string::npos) << msg;  // by category
     EXPECT_NE(msg.find("model.n_layer"), std::string::npos) << msg;
   }

@@ -1,7 +1,9 @@
 // What a run writes for scripts and people: the validation line in the upstream
-// script's format, JSON without NaN or Infinity (null instead), the progress lines'
-// plain mode, the log's tee, and the error lines main() prints.
+// script's format, JSON without NaN or Infinity (null instead), the run log and the
+// logger's tee, and the error lines main() prints. (The progress lines' plain mode is
+// checked through pipes and mpirun in tests/python: test_cli.py, test_mpi.py.)
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -10,8 +12,6 @@
 #include <limits>
 #include <new>
 #include <sstream>
-
-#include <unistd.h>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -34,7 +34,8 @@ TEST(ValLine, Track3IsTrainGptSimplesFormat) {
   EXPECT_EQ(f({125, 3250, 4.586124, 19.2744, 154.1934}),
             "step:125/3250 val_loss:4.58612 train_time:19.274s step_avg:154.19ms");
   // Step 0: no step yet, the average is NaN and prints as Python prints it.
-  EXPECT_EQ(f({0, 3250, 10.825839, 0.0, std::nan("")}), "step:0/3250 val_loss:10.82584 train_time:0.000s step_avg:nanms");
+  EXPECT_EQ(f({0, 3250, 10.825839, 0.0, std::nan("")}),
+            "step:0/3250 val_loss:10.82584 train_time:0.000s step_avg:nanms");
   EXPECT_THROW(train::val_line_format("record26"), std::invalid_argument);  // not registered yet
 }
 
@@ -70,7 +71,8 @@ TEST(JsonOutput, SummaryWithNonFiniteValuesParsesStrictly) {
 }
 
 TEST(ErrorLines, OutOfMemoryIsAnErrorNotABug) {
-  EXPECT_EQ(failure_line(UserError("data.train_glob: no files match 'x'")), "error: data.train_glob: no files match 'x'");
+  EXPECT_EQ(failure_line(UserError("data.train_glob: no files match 'x'")),
+            "error: data.train_glob: no files match 'x'");
   EXPECT_EQ(failure_line(std::logic_error("bad rank")), "internal error: bad rank");
   const std::string oom = failure_line(std::bad_alloc());
   EXPECT_EQ(oom.rfind("error: out of memory: an allocation failed (std::bad_alloc)", 0), 0u) << oom;
