@@ -401,6 +401,35 @@ class TestTrain(CliTestCase):
         # The first and the last step at least (then at most one line per 10 s).
         self.assertTrue(progress[0].startswith("step:1/9 ") and progress[-1].startswith("step:9/9 "), progress)
 
+    def test_terminal_output_redraws_the_progress_line(self):
+        # The other side of the plain lines: on a terminal (a pseudo-terminal here) the
+        # progress line is redrawn in place, and every validation line still starts its own line.
+        import pty
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", str(self.tiny()), "--run-name", "tty"],
+                                    stdout=slave, stderr=subprocess.PIPE)
+            os.close(slave)
+            chunks = []
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            proc.wait(timeout=120)
+        finally:
+            os.close(master)
+        self.assertEqual(proc.returncode, 0)
+        text = b"".join(chunks).decode()
+        self.assertIn("\r\x1b[2Kstep:1/6 train_loss:", text)
+        lines = text.replace("\r\n", "\n").split("\n")
+        # What the terminal shows of each line: what follows its last "return, clear line".
+        val = [l.split("\r\x1b[2K")[-1] for l in lines if "val_loss:" in l]
+        self.assertEqual([UPSTREAM_VAL_LINE.match(l).group(1) for l in val], ["0", "3", "6"], text)
+
     def test_model_too_big_for_the_machine_is_refused_with_the_numbers(self):
         # Issue 12: these ended in "internal error: std::bad_alloc" or an OOM kill. Refused
         # before anything is allocated or created, naming the bytes needed (per category)
