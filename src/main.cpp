@@ -24,12 +24,13 @@ int usage_error(CLI::App& app, const CLI::ParseError& e) {
     if (subs.empty()) break;
     sub = target = subs.front();
   }
-  // CLI11 checks for a missing subcommand before it reports unrecognised arguments, so
-  // `speedrun --bogus` would only say "A subcommand is required": name the culprit too.
+  // CLI11 checks for a missing subcommand or positional before it reports unrecognised
+  // arguments, so `speedrun --bogus` or `speedrun bench --bogus` would only say "... is
+  // required": name the culprit too.
   std::string message = e.what();
-  if (const auto extras = app.remaining(); !extras.empty() && target == &app) {
+  const auto extras = app.remaining(/*recurse=*/true);
+  if (!extras.empty() && message.find(extras.front()) == std::string::npos)
     message = "unknown argument " + extras.front() + " (and " + message + ")";
-  }
   std::fprintf(stderr, "error: %s\n\n%s", message.c_str(), target->help().c_str());
   return 2;
 }
@@ -75,11 +76,8 @@ int main(int argc, char** argv) {
     for (const auto& command : commands)
       if (command.app->parsed()) command.run();
     return 0;
-  } catch (const speedrun::UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
+    std::fprintf(stderr, "%s\n", speedrun::failure_line(e).c_str());
     return 1;
   }
 }

@@ -17,13 +17,31 @@ static std::string cuda_version_string(int v) {
   return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
 }
 
+// Why cudaGetDeviceCount found no device, in words that match the cause. The runtime
+// reports a missing driver as cudaErrorInsufficientDriver ("CUDA driver version is
+// insufficient for CUDA runtime version"), which suggests a driver exists: only when one
+// does (driver version > 0) is it really too old.
+static std::string no_device_reason(cudaError_t err, bool have_driver, int driver, int runtime) {
+  const std::string code = err == cudaSuccess ? std::string() : std::string(" (") + cudaGetErrorName(err) + ")";
+  if (!have_driver) return "no NVIDIA driver is installed (libcuda.so.1 was not found)" + code;
+  if (err == cudaErrorInsufficientDriver)
+    return "the NVIDIA driver supports CUDA " + cuda_version_string(driver) + ", older than this binary's CUDA " +
+           cuda_version_string(runtime) + " runtime: update the driver" + code;
+  if (err == cudaErrorNoDevice || err == cudaSuccess)
+    return "the NVIDIA driver (CUDA " + cuda_version_string(driver) +
+           ") sees no CUDA device (is CUDA_VISIBLE_DEVICES set to an empty or wrong list?)" + code;
+  return std::string(cudaGetErrorString(err)) + code;
+}
+
 CudaStatus query_cuda() {
   CudaStatus s;
   s.built_with_cuda = true;
   int rt = 0;
   if (cudaRuntimeGetVersion(&rt) == cudaSuccess) s.runtime_version = cuda_version_string(rt);
+  // cudaDriverGetVersion gives 0 when no driver (libcuda.so.1) is installed.
   int drv = 0;
-  s.driver_version = (cudaDriverGetVersion(&drv) == cudaSuccess && drv > 0) ? cuda_version_string(drv) : "none";
+  const bool have_driver = cudaDriverGetVersion(&drv) == cudaSuccess && drv > 0;
+  s.driver_version = have_driver ? cuda_version_string(drv) : "none";
   int major = 0, minor = 0, patch = 0;
   if (cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
       cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
@@ -44,13 +62,9 @@ CudaStatus query_cuda() {
 
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    s.no_device_reason = std::string(cudaGetErrorString(err)) + " (" + cudaGetErrorName(err) + ")";
+  if (err != cudaSuccess || count == 0) {
+    s.no_device_reason = no_device_reason(err, have_driver, drv, rt);
     cudaGetLastError();  // clear the sticky error so later calls start clean
-    return s;
-  }
-  if (count == 0) {
-    s.no_device_reason = "the CUDA runtime reports 0 devices";
     return s;
   }
   for (int i = 0; i < count; ++i) {

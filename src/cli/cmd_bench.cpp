@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "build_info.h"
 #include "cli/bench_model_cuda.h"
@@ -19,6 +20,8 @@
 #include "core/cuda_info.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/format_bytes.h"
+#include "core/host_memory.h"
 #include "model/flops.h"
 #include "model/gpt.h"
 #include "model/precision.h"
@@ -26,6 +29,7 @@
 #include "dist/communicator.h"
 #include "optim/schedule.h"
 #include "train/device_choice.h"
+#include "train/memory_plan.h"
 
 namespace speedrun::cli {
 
@@ -78,8 +82,16 @@ void run_bench(const Options& o) {
   if (t.threads > 0) omp_set_num_threads(static_cast<int>(t.threads));
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = t.batch_tokens / micro_tokens;
+  const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
+  // Memory first, as train does: a model too big for this machine fails here, with the
+  // numbers, before any allocation (the bench's tokens are random: no data).
+  const train::MemoryPlan plan = train::plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+  const HostMemory host = query_host_memory();
+  train::check_host_plan_fits(plan, host);  // a refusal shows the plan itself
+  spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
+               plan.to_string(/*final_newline=*/false));
 
-  model::Gpt model(m, device, t.micro_batch_seqs, model::resolve_activation_dtype(t.activation_dtype, device));
+  model::Gpt model(m, device, t.micro_batch_seqs, activations);
   model.init_parameters(static_cast<uint64_t>(t.seed));
   const auto comm = dist::make_local_communicator();
   auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});

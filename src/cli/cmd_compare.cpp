@@ -2,8 +2,6 @@
 // statistics, table, CSV/JSON of every validation point, and plots. Rerunning the same
 // command reuses the runs that finished (matched by a hash of their resolved config)
 // and reruns the others.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -112,12 +110,9 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
     compare::take_summary(r, s);
     r.outcome = "ran";
     return;
-  } catch (const UserError& e) {
-    r.error = e.what();
   } catch (const std::exception& e) {
-    r.error = std::string("internal error: ") + e.what();
+    r.error = failure_message(e);
   }
-  if (isatty(STDOUT_FILENO)) std::fputs("\n", stdout);  // past a live progress line
   r.outcome = "failed";
   if (foreign_dir) return;
   // Keep the points the run logged before it failed, if this attempt wrote them.
@@ -132,8 +127,6 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
 }
 
 void run_comparison(const Options& o) {
-  if (o.seeds < 1) throw UserError(fmt::format("--seeds {}: expected an integer >= 1", o.seeds));
-  if (o.have_target && !(o.target > 0.0)) throw UserError(fmt::format("--target {}: expected a loss > 0", o.target));
   std::vector<ComparedConfig> configs = load_configs(o);
   const fs::path out_dir = fs::absolute(o.out.empty() ? default_out_dir(configs) : fs::path(o.out)).lexically_normal();
   ensure_writable_directory(out_dir);
@@ -241,8 +234,16 @@ Command add_compare_command(CLI::App& app) {
   sub->add_option("--seeds", o->seeds,
                   "seeds per config: train.seed + 0 .. train.seed + N-1 (they change the initialization only; "
                   "the data order is the same for every seed)")
+      ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
-  auto* target = sub->add_option("--target", o->target, "target validation loss (overrides train.target_val_loss)");
+  auto* target = sub->add_option("--target", o->target, "target validation loss (overrides train.target_val_loss)")
+                     ->check(CLI::Validator(
+                         [](std::string& v) {
+                           double x = 0.0;
+                           return CLI::detail::lexical_cast(v, x) && x > 0.0 ? std::string()
+                                                                              : "expected a loss > 0, got " + v;
+                         },
+                         "LOSS > 0"));
   sub->add_option("--set", o->sets, "override a key of every config (repeatable): --set train.steps=100")
       ->type_name("KEY=VALUE");
   sub->add_option("--out", o->out, "output directory (default: <train.out_dir>/compare-<a>-vs-<b>...)");

@@ -24,8 +24,9 @@ static void run_info() {
   std::printf("build features:\n");
   std::printf("  CUDA    %s", yes_no(SPEEDRUN_HAVE_CUDA).c_str());
   if (SPEEDRUN_HAVE_CUDA)
-    std::printf(" (runtime %s, driver %s, cuBLAS %s, cuSOLVER %s)", cuda.runtime_version.c_str(),
-                cuda.driver_version.c_str(), cuda.cublas_version.c_str(), cuda.cusolver_version.c_str());
+    std::printf(" (runtime %s, %s, cuBLAS %s, cuSOLVER %s)", cuda.runtime_version.c_str(),
+                cuda.driver_version == "none" ? "no NVIDIA driver" : ("driver " + cuda.driver_version).c_str(),
+                cuda.cublas_version.c_str(), cuda.cusolver_version.c_str());
   std::printf("\n  NCCL    %s", yes_no(SPEEDRUN_HAVE_NCCL).c_str());
   if (!cuda.nccl_version.empty()) std::printf(" (%s)", cuda.nccl_version.c_str());
   std::printf("\n  MPI     %s", yes_no(SPEEDRUN_HAVE_MPI).c_str());

@@ -51,16 +51,9 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// The option values themselves (counts, ranges, --encoder with --vocab) are checked by
+// CLI11 while parsing: a bad one is a usage error (exit 2). Here: the files.
 void check_options(const Options& o) {
-  if (o.inputs.empty()) throw UserError("tokenize: no input files given (usage: speedrun tokenize FILES... --out DIR)");
-  if (o.threads < 1) throw UserError("tokenize: --threads must be at least 1, got " + std::to_string(o.threads));
-  if (o.shard_tokens < 1 || o.shard_tokens > INT32_MAX)
-    throw UserError("tokenize: --shard-tokens must be between 1 and " + std::to_string(INT32_MAX) + " (the shard "
-                    "header's count is an int32), got " + std::to_string(o.shard_tokens));
-  if (o.val_tokens < 0)
-    throw UserError("tokenize: --val-tokens must be 0 or more, got " + std::to_string(o.val_tokens));
-  if (o.encoder.empty() != o.vocab.empty())
-    throw UserError("tokenize: --encoder and --vocab go together (give both, or neither for the default GPT-2 files)");
   // Every input is checked before anything is written, so that no input is left out
   // (or read twice) after shards already exist.
   std::map<std::pair<dev_t, ino_t>, std::string> seen;  // file identity -> first name given
@@ -186,17 +179,24 @@ Command add_tokenize_command(CLI::App& app) {
       "tokenize",
       "GPT-2-tokenize text files into .bin token shards: each file is one document, preceded by <|endoftext|>; the "
       "first documents (--val-tokens) form <prefix>_val_000000.bin, the rest <prefix>_train_000001.bin ...");
-  sub->add_option("files", opts->inputs, "input text files, one document each, in this order");
+  sub->add_option("files", opts->inputs, "input text files, one document each, in this order")->required();
   sub->add_option("--out", opts->out, "output directory (created if needed)")->required();
   sub->add_option("--prefix", opts->prefix, "shard file-name prefix (default: the output directory's name)");
-  sub->add_option("--shard-tokens", opts->shard_tokens, "most tokens per training shard")->capture_default_str();
+  // At most INT32_MAX: the shard header's token count is an int32.
+  sub->add_option("--shard-tokens", opts->shard_tokens, "most tokens per training shard")
+      ->check(CLI::Range(int64_t{1}, int64_t{INT32_MAX}))
+      ->capture_default_str();
   sub->add_option("--val-tokens", opts->val_tokens,
                   "tokens for the val shard: whole documents from the start until it has at least this many (0: no "
                   "val shard)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  sub->add_option("--encoder", opts->encoder, "encoder.json (default: the GPT-2 files in data/gpt2)");
-  sub->add_option("--vocab", opts->vocab, "vocab.bpe (with --encoder)");
+  auto* encoder = sub->add_option("--encoder", opts->encoder, "encoder.json (default: the GPT-2 files in data/gpt2)");
+  auto* vocab = sub->add_option("--vocab", opts->vocab, "vocab.bpe (with --encoder)");
+  encoder->needs(vocab);  // the two go together (or neither: the default GPT-2 files)
+  vocab->needs(encoder);
   sub->add_option("--threads", opts->threads, "tokenizer threads (default: all hardware threads)")
+      ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
   sub->add_flag("--force", opts->force, "replace existing <prefix>_*.bin files in the output directory");
   return {sub, [opts] { run_tokenize(*opts); }};

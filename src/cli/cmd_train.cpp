@@ -32,18 +32,7 @@ void run_train(const Options& o, const dist::Session& session) {
   opts.session = &session;
   const train::TrainSummary s = train::run_training(cfg, opts);
   if (session.rank() != 0) return;  // rank 0 reports the run
-  std::printf("%s: %lld steps, final val_loss %.5f, train_time %.1fs (%.2f ms/step, %.0f tokens/s)\n",
-              s.status.c_str(), static_cast<long long>(s.steps_done), s.val.empty() ? 0.0 : s.val.back().val_loss,
-              s.train_time_s, s.step_avg_ms, s.tokens_per_s);
-  if (cfg.train.target_val_loss) {
-    if (s.first_at_target)
-      std::printf("target %.4f first reached at step %lld (val_loss %.5f, train_time %.1fs)\n",
-                  *cfg.train.target_val_loss, static_cast<long long>(s.first_at_target->step),
-                  s.first_at_target->val_loss, s.first_at_target->train_time_s);
-    else
-      std::printf("target %.4f not reached\n", *cfg.train.target_val_loss);
-  }
-  std::printf("run directory: %s\n", s.run_dir.c_str());
+  for (const std::string& line : s.status_lines(cfg.train.target_val_loss)) std::printf("%s\n", line.c_str());
 }
 
 }  // namespace
@@ -66,11 +55,8 @@ Command add_train_command(CLI::App& app) {
             dist::Session session;
             try {
               run_train(*o, session);
-            } catch (const UserError& e) {
-              if (session.world() > 1) session.abort_job(std::string("error: ") + e.what());
-              throw;
             } catch (const std::exception& e) {
-              if (session.world() > 1) session.abort_job(std::string("internal error: ") + e.what());
+              if (session.world() > 1) session.abort_job(failure_line(e));
               throw;
             }
           }};

@@ -82,9 +82,11 @@ std::vector<train::ValPoint> read_logged_val_points(const fs::path& run_dir) {
   std::ifstream in(run_dir / "metrics.jsonl");
   std::string line;
   while (std::getline(in, line)) {
-    // A killed run may have left a partial last line: skip what does not parse.
+    // A killed run may have left a partial last line: skip what does not parse. A
+    // diverged validation is recorded with "val_loss": null: not a point either.
     const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("val_loss") && j.contains("step") && j.contains("train_time_s"))
+    if (j.is_object() && j.contains("val_loss") && j["val_loss"].is_number() && j.contains("step") &&
+        j.contains("train_time_s"))
       out.push_back(val_point(j));
   }
   return out;

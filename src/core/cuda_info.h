@@ -19,9 +19,9 @@ struct CudaDevice {
 struct CudaStatus {
   bool built_with_cuda = false;
   std::vector<CudaDevice> devices;
-  std::string no_device_reason;  // set when devices is empty
+  std::string no_device_reason;  // set when devices is empty: no driver, a driver too old, no device...
   std::string runtime_version;   // e.g. "13.0"
-  std::string driver_version;    // "none" without a driver
+  std::string driver_version;    // the CUDA version the driver supports; "none" without a driver
   std::string cublas_version, cusolver_version, nccl_version;
 };
 

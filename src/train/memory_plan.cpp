@@ -1,5 +1,7 @@
 #include "train/memory_plan.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <variant>
@@ -20,7 +22,7 @@ size_t MemoryPlan::total() const {
   return t;
 }
 
-std::string MemoryPlan::to_string() const {
+std::string MemoryPlan::to_string(bool final_newline) const {
   std::string out;
   char line[256];
   for (const MemoryItem& i : items) {
@@ -28,7 +30,7 @@ std::string MemoryPlan::to_string() const {
                   i.estimate ? "  (estimate)" : "");
     out += line;
   }
-  std::snprintf(line, sizeof line, "  %-58s %12s\n", "total", format_bytes(total()).c_str());
+  std::snprintf(line, sizeof line, "  %-58s %12s%s", "total", format_bytes(total()).c_str(), final_newline ? "\n" : "");
   return out + line;
 }
 
@@ -81,6 +83,46 @@ size_t estimate_optimizer_state_bytes(const config::RunConfig& cfg) {
   return floats * sizeof(float);
 }
 
+WorkBytes estimate_cpu_optimizer_work_bytes(const config::RunConfig& cfg) {
+  const model::ParamLayout layout(cfg.model);
+  const auto groups = optim::assign_parameters(cfg.optimizers, layout);
+  WorkBytes w;
+  for (size_t e = 0; e < cfg.optimizers.size(); ++e) {
+    const auto& settings = cfg.optimizers[e].settings;
+    const bool muon = std::holds_alternative<config::MuonSettings>(settings);
+    const bool newton_muon = std::holds_alternative<config::NewtonMuonSettings>(settings);
+    if (!muon && !newton_muon) continue;
+    size_t largest = 0, side = 0;
+    for (size_t i : groups[e]) {
+      const auto& p = layout.params()[i];
+      if (static_cast<size_t>(p.numel) <= largest || p.shape.size() != 2) continue;
+      largest = static_cast<size_t>(p.numel);
+      side = static_cast<size_t>(std::min(p.shape[0], p.shape[1]));
+    }
+    w.held += (newton_muon ? 3 : 2) * largest * sizeof(float);
+    w.transient += (2 * largest + 3 * side * side) * sizeof(float);
+    if (newton_muon) {
+      // Each preconditioned input's statistic keeps an n x n work matrix for its refresh.
+      const auto& m = cfg.model;
+      for (const std::string& point : std::get<config::NewtonMuonSettings>(settings).precondition) {
+        int64_t n = m.d_model;
+        if (point == "attn_proj") n = m.attn_dim();
+        if (point == "mlp_proj")
+          n = m.mlp_hidden() / std::max<int64_t>(1, std::get<config::NewtonMuonSettings>(settings).mlp_proj_blocks);
+        w.held += static_cast<size_t>(m.n_layer * n * n) * sizeof(float);
+      }
+    }
+  }
+  return w;
+}
+
+void add_data_item(MemoryPlan& plan, int64_t largest_train_shard_tokens, int64_t local_batch_tokens,
+                   int64_t local_val_tokens) {
+  const size_t bytes = 2 * static_cast<size_t>(largest_train_shard_tokens) * sizeof(uint16_t) +
+                       2 * static_cast<size_t>(local_batch_tokens + local_val_tokens) * sizeof(int32_t);
+  plan.items.push_back({"data (training shard x2, a batch, the validation set)", bytes, true, false});
+}
+
 MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activations, bool with_optimizer_state) {
   const auto& m = cfg.model;
   const int64_t B = cfg.train.micro_batch_seqs;
@@ -100,8 +142,35 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
     plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});
     plan.items.push_back({"kernel scratch (embedding sort, attention)", kernel_scratch_bytes(m, B), true});
   }
-  if (with_optimizer_state) plan.items.push_back({"optimizer state", estimate_optimizer_state_bytes(cfg), true});
+  if (device == Device::cpu) {
+    // The attention backward's row terms (B*H*T floats) and the cross-entropy's two
+    // vocabulary rows per thread.
+    const size_t attention = static_cast<size_t>(B * m.n_head * m.seq_len) * sizeof(float);
+    const size_t cross_entropy =
+        2 * static_cast<size_t>(m.padded_vocab_size) * sizeof(float) * static_cast<size_t>(omp_get_max_threads());
+    plan.items.push_back(
+        {"ops scratch (attention backward, cross-entropy rows)", attention + cross_entropy, true, true});
+  }
+  if (with_optimizer_state) {
+    plan.items.push_back({"optimizer state", estimate_optimizer_state_bytes(cfg), true});
+    if (device == Device::cpu) {
+      const WorkBytes work = estimate_cpu_optimizer_work_bytes(cfg);
+      if (work.held > 0) plan.items.push_back({"optimizer work buffers (update, orthogonalized)", work.held, true});
+      if (work.transient > 0)
+        plan.items.push_back({"Newton-Schulz iterates (during a step)", work.transient, true, true});
+    }
+  }
   return plan;
+}
+
+void check_host_plan_fits(const MemoryPlan& plan, const HostMemory& host) {
+  if (plan.total() <= host.available) return;
+  throw UserError("the run needs " + format_bytes(plan.total()) + " (" + std::to_string(plan.total()) +
+                  " bytes) of host memory but only " + format_bytes(host.available) + " (" +
+                  std::to_string(host.available) + " bytes) is available (" + host.limits +
+                  "); make the model smaller (model.n_layer, model.d_model, model.seq_len) or lower "
+                  "train.micro_batch_seqs (the activations scale with it). The plan:\n" +
+                  plan.to_string(/*final_newline=*/false));
 }
 
 void check_plan_fits(const MemoryPlan& plan, size_t free_bytes, size_t total_bytes) {
@@ -109,7 +178,7 @@ void check_plan_fits(const MemoryPlan& plan, size_t free_bytes, size_t total_byt
   throw UserError("the run needs " + format_bytes(plan.total()) + " of device memory but only " +
                   format_bytes(free_bytes) + " of " + format_bytes(total_bytes) +
                   " is free; lower train.micro_batch_seqs (the activations scale with it), or use "
-                  "train.activation_dtype = \"bf16\". The plan:\n" + plan.to_string());
+                  "train.activation_dtype = \"bf16\". The plan:\n" + plan.to_string(/*final_newline=*/false));
 }
 
 }  // namespace speedrun::train

@@ -1,8 +1,9 @@
-// The device memory a run needs, computed before anything is allocated, so that a run
-// that cannot fit says so up front (with the numbers) instead of failing at some
-// cudaMalloc midway. Pure arithmetic: the model's buffers are counted by the same carve
-// code that allocates them (Gpt::plan_*), so those lines are exact; workspaces and the
-// optimizer state are estimates, and say so.
+// The memory a run needs, computed before anything is allocated, so that a run that
+// cannot fit says so up front (with the numbers) instead of failing at some cudaMalloc
+// midway, or with a std::bad_alloc or the OOM killer on the CPU. Pure arithmetic: the
+// model's buffers are counted by the same carve code that allocates them (Gpt::plan_*),
+// so those lines are exact; workspaces, scratch and the optimizer state are estimates,
+// and say so. On CUDA the plan is the device's; on the CPU it is the host's, data included.
 #pragma once
 
 #include <cstddef>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "config/run_config.h"
+#include "core/host_memory.h"
 #include "core/tensor.h"
 
 namespace speedrun::train {
@@ -17,21 +19,43 @@ namespace speedrun::train {
 struct MemoryItem {
   std::string what;
   size_t bytes = 0;
-  bool estimate = false;  // not an exact count of what will be allocated
+  bool estimate = false;   // not an exact count of what will be allocated
+  bool transient = false;  // held only during a step (scratch), not for the whole run
 };
 
 struct MemoryPlan {
   std::vector<MemoryItem> items;
   size_t total() const;
-  // One line per item and a total, e.g. "  activations (bf16, 64 x 1024 tokens)  21.34 GiB".
-  std::string to_string() const;
+  // One line per item and a total, e.g. "  activations (bf16, 64 x 1024 tokens)  21.34 GiB",
+  // each ending with a newline (the last one too unless !final_newline).
+  std::string to_string(bool final_newline = true) const;
 };
 
 // What training (or the bench) of `cfg` on `device` with `activations` allocates:
 // parameters and gradients (f32), bf16 weight copies, the activation arena for one
-// micro-batch of train.micro_batch_seqs, on CUDA the cuBLASLt and kernel scratch
-// workspaces, and (with_optimizer_state) an estimate of the optimizers' state.
+// micro-batch of train.micro_batch_seqs (the head's logit chunk included), on CUDA the
+// cuBLASLt and kernel scratch workspaces, on the CPU the ops' scratch, and
+// (with_optimizer_state) an estimate of the optimizers' state and, on the CPU, of their
+// work buffers. For one process: with several, each holds a shard of the optimizer
+// state but adds communication buffers of about the same size.
 MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activations, bool with_optimizer_state);
+
+// The CPU optimizers' work buffers (for the largest matrix of each matrix-optimizer
+// entry): Muon's and Newton-Muon's update and orthogonalized update, Newton-Muon's
+// preconditioned gradient and each statistic's n x n work matrix (held between steps),
+// and the Newton-Schulz iterates (X and
+// the next X, of the matrix's size, and three r x r products, r its smaller side; held
+// during a step only). AdamW and RMNP need none. In bytes: {held, during a step}.
+struct WorkBytes {
+  size_t held = 0, transient = 0;
+};
+WorkBytes estimate_cpu_optimizer_work_bytes(const config::RunConfig& cfg);
+
+// The host memory of a rank's data: the training shard the loader holds (two while it
+// moves to the next: uint16 tokens), one local batch of int32 inputs and targets, and
+// its slice of the validation set (the same). Adds one line to `plan`.
+void add_data_item(MemoryPlan& plan, int64_t largest_train_shard_tokens, int64_t local_batch_tokens,
+                   int64_t local_val_tokens);
 
 // The optimizers' state as the config's entries describe it (AdamW: m and v; Muon and
 // RMNP: one momentum buffer; Newton-Muon: the momentum plus, per preconditioned input,
@@ -42,5 +66,9 @@ size_t estimate_optimizer_state_bytes(const config::RunConfig& cfg);
 // Throws UserError when plan.total() > free_bytes: how much was asked, how much is free
 // (of total), the plan itself, and what to change.
 void check_plan_fits(const MemoryPlan& plan, size_t free_bytes, size_t total_bytes);
+
+// The same for a CPU run's host plan against query_host_memory(): the bytes needed
+// (total and per line), the bytes available and which limits give them.
+void check_host_plan_fits(const MemoryPlan& plan, const HostMemory& host);
 
 }  // namespace speedrun::train

@@ -1,7 +1,9 @@
 // Metrics as JSON lines (one object per line, written at once so that a crashed or
 // killed run keeps everything up to its last step), plus the plain-text log. Each line
 // is one checked write (core/files.h AppendFile): a write error (a full disk) throws
-// UserError naming the file, and the file keeps whole lines only.
+// UserError naming the file, and the file keeps whole lines only. A non-finite number is
+// written as null (nlohmann::json's dump does so): JSON has no NaN or Infinity, and every
+// line must load in a strict parser.
 #pragma once
 
 #include <filesystem>

@@ -18,7 +18,11 @@ std::string format_duration(double s) {
   return fmt::format("{}h{:02d}m", total / 3600, static_cast<int>((total % 3600) / 60));
 }
 
-Progress::Progress(bool enabled) : enabled_(enabled), tty_(::isatty(STDOUT_FILENO) == 1) {}
+bool stdout_is_user_terminal(bool under_launcher) { return !under_launcher && ::isatty(STDOUT_FILENO) == 1; }
+
+Progress::Progress(bool enabled, bool live, LogLine log) : enabled_(enabled), live_(live), log_(std::move(log)) {}
+
+Progress::~Progress() { finish(); }
 
 void Progress::line(const std::string& text) {
   if (live_shown_) std::fputs("\r\033[2K", stdout);
@@ -26,6 +30,7 @@ void Progress::line(const std::string& text) {
   std::fputs(text.c_str(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
+  if (log_) log_(text);
 }
 
 void Progress::update(int64_t step, int64_t steps, double train_loss, double train_time_s, double tokens_per_s,
@@ -37,11 +42,19 @@ void Progress::update(int64_t step, int64_t steps, double train_loss, double tra
                   format_duration(eta_s));
   if (!label_.empty()) text = label_ + " " + text;
   if (eta_after_s_ >= 0) text += " all:" + format_duration(eta_s + eta_after_s_);
-  if (tty_) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool plain = !plain_shown_ || step == steps ||
+                     std::chrono::duration<double>(now - last_plain_).count() >= kPlainLineSeconds;
+  if (plain) {
+    plain_shown_ = true;
+    last_plain_ = now;
+    if (log_) log_(text);
+  }
+  if (live_) {
     std::fputs("\r\033[2K", stdout);
     std::fputs(text.c_str(), stdout);
     live_shown_ = true;
-  } else {
+  } else if (plain) {
     std::fputs(text.c_str(), stdout);
     std::fputc('\n', stdout);
   }

@@ -19,6 +19,7 @@
 #include "dist/session.h"
 #include "core/device_memory.h"
 #include "core/format_bytes.h"
+#include "core/host_memory.h"
 #include "model/gpt.h"
 #include "model/precision.h"
 #include "optim/capture_fan_out.h"
@@ -30,6 +31,8 @@
 #include "train/progress.h"
 #include "train/run_dir.h"
 #include "kernels/ops/ops_cuda.h"
+#include "train/run_log.h"
+#include "train/val_line.h"
 
 namespace speedrun::train {
 
@@ -105,9 +108,8 @@ void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
   }
 }
 
-}  // namespace
-
-TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts) {
+// The run itself; run_training below adds the log's record of a failure.
+TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLog& run_log) {
   const config::TrainConfig& t = cfg.train;
   const config::ModelConfig& m = cfg.model;
   const Device device = resolve_device(opts.device.value_or(t.device));
@@ -131,11 +133,13 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
       opts.session ? opts.session->make_communicator(device) : dist::make_local_communicator();
   const int rank = comm->rank(), world = comm->world();
   const bool writer = rank == 0;  // rank 0 alone writes the run directory and the console
-  if (opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi))
-    std::fprintf(stderr, "%s\n",
-                 dist::identity_line(opts.session->launch(), fmt::format("device {}, {} communicator", device_name(device),
-                                                                         comm->name()))
-                     .c_str());
+  const bool under_launcher = opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi);
+  if (under_launcher) {
+    const std::string identity = dist::identity_line(
+        opts.session->launch(), fmt::format("device {}, {} communicator", device_name(device), comm->name()));
+    std::fprintf(stderr, "%s\n", identity.c_str());
+    run_log.line(identity);
+  }
   if (t.batch_tokens % (static_cast<int64_t>(world) * t.micro_batch_seqs * m.seq_len) != 0)
     throw UserError(fmt::format("train.batch_tokens ({}) must be a multiple of processes x train.micro_batch_seqs x "
                                 "model.seq_len = {} x {} x {}, so that every rank runs whole micro-batches",
@@ -153,6 +157,22 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
         spdlog::warn("data.val_glob and data.train_glob both match {}: its tokens are validated on and trained on",
                      v.path.string());
     }
+  if (device == Device::cpu) {
+    // Everything the run will hold in host memory, data included, checked against what
+    // this process may still allocate before the first big allocation: a run that
+    // cannot fit fails now, naming the numbers, not with std::bad_alloc or the OOM killer.
+    MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    int64_t largest_shard = 0;
+    for (const auto& s : train_shards) largest_shard = std::max(largest_shard, s.num_tokens);
+    // A rank evaluates whole sequences, at most ceil(sequences / world) of them (loader.h).
+    const int64_t val_seqs = cfg.data.val_tokens / m.seq_len;
+    add_data_item(plan, largest_shard, t.batch_tokens / world, (val_seqs + world - 1) / world * m.seq_len);
+    const HostMemory host = query_host_memory();
+    check_host_plan_fits(plan, host);  // a refusal shows the plan itself
+    if (writer)
+      spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
+                   plan.to_string(/*final_newline=*/false));
+  }
   data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob"});
   loader.check_enough_for(t.steps);
   const data::Batch val =
@@ -166,10 +186,10 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     const MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
     size_t free_b = 0, total_b = 0;
     device_memory_info(&free_b, &total_b);
+    check_plan_fits(plan, free_b, total_b);  // a refusal shows the plan itself
     if (writer)
       spdlog::info("device memory plan ({} free of {}):\n{}", format_bytes(free_b), format_bytes(total_b),
-                   plan.to_string());
-    check_plan_fits(plan, free_b, total_b);
+                   plan.to_string(/*final_newline=*/false));
   }
   model::Gpt model(m, device, t.micro_batch_seqs, activations);
   model.init_parameters(static_cast<uint64_t>(t.seed));
@@ -177,14 +197,14 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
   model.weights_changed();  // in case an optimizer touched the parameters while setting up
 
   std::filesystem::path run_dir;
-  LineFile metrics, log;  // closed (writes are no-ops) on ranks other than 0
+  LineFile metrics;  // closed (writes are no-ops) on ranks other than 0
   if (writer) {
     run_dir = create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
     write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
     metrics.open(run_dir / "metrics.jsonl");
-    log.open(run_dir / "log.txt");
+    run_log.open(run_dir / "log.txt",
+                 fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
   }
-  log.write_line(fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
 
   const int64_t local_tokens = t.batch_tokens / world;
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
@@ -215,8 +235,11 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
                t.steps, t.batch_tokens, world, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device),
                omp_get_max_threads());
 
-  Progress progress(opts.progress && writer);
+  // On rank 0 alone; redrawn in place only on the user's terminal (train/progress.h).
+  Progress progress(opts.progress && writer, stdout_is_user_terminal(under_launcher),
+                    [&run_log](const std::string& line) { run_log.line(line); });
   progress.set_context(opts.progress_label, opts.eta_after_s);
+  const ValLineFormat val_line = val_line_format("track3");  // the one architecture so far
   TrainSummary summary;
   summary.run_dir = run_dir;
   summary.status = "completed";
@@ -241,13 +264,11 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
         throw std::logic_error(fmt::format("validation evaluated {} tokens, data.val_tokens is {}", evaluated,
                                            cfg.data.val_tokens));
       const double val_loss = sum_over_ranks(*comm, local.loss_sum) / evaluated;
+      // A non-finite loss is recorded too (JSON null: metrics.h) before the run stops.
+      metrics.write_json({{"step", step}, {"val_loss", val_loss}, {"train_time_s", training_time}});
       if (!std::isfinite(val_loss))
         throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
-      const std::string text = fmt::format("step:{}/{} val_loss:{:.5f} train_time:{:.3f}s step_avg:{:.2f}ms", step,
-                                           t.steps, val_loss, training_time, 1000.0 * step_avg);
-      if (writer) progress.line(text);
-      log.write_line(text);
-      metrics.write_json({{"step", step}, {"val_loss", val_loss}, {"train_time_s", training_time}});
+      if (writer) progress.line(val_line({step, t.steps, val_loss, training_time, 1000.0 * step_avg}));
       const ValPoint point{step, val_loss, training_time};
       summary.val.push_back(point);
       if (t.target_val_loss && !summary.first_at_target && val_loss <= *t.target_val_loss) {
@@ -277,10 +298,13 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
     // gradients inside each optimizer's step (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
-    if (!std::isfinite(train_loss))
+    if (!std::isfinite(train_loss)) {
+      metrics.write_json(
+          {{"step", step + 1}, {"train_loss", train_loss}, {"train_time_s", training_time + seconds_since(t0)}});
       throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
                                   "the learning rates or check the data",
                                   train_loss, step + 1));
+    }
     const double factor = optim::lr_factor(cfg.schedule, step, t.steps);
     for (auto& opt : optimizers) opt->step(step, factor);
     // The bf16 weight copies (if any) are remade from the updated masters at the next
@@ -312,10 +336,48 @@ TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts
     // a write error before this point must leave no summary behind.
     if (opts.save_params) save_parameters(model, run_dir / "params");
     metrics.sync();
-    log.sync();
     write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
   }
+  for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
+  run_log.sync();
   return summary;
+}
+
+}  // namespace
+
+std::vector<std::string> TrainSummary::status_lines(std::optional<double> target_val_loss) const {
+  std::vector<std::string> lines;
+  lines.push_back(fmt::format("{}: {} steps, final val_loss {:.5f}, train_time {:.1f}s ({:.2f} ms/step, {:.0f} "
+                              "tokens/s)",
+                              status, steps_done, val.empty() ? 0.0 : val.back().val_loss, train_time_s, step_avg_ms,
+                              tokens_per_s));
+  if (target_val_loss) {
+    if (first_at_target)
+      lines.push_back(fmt::format("target {:.4f} first reached at step {} (val_loss {:.5f}, train_time {:.1f}s)",
+                                  *target_val_loss, first_at_target->step, first_at_target->val_loss,
+                                  first_at_target->train_time_s));
+    else
+      lines.push_back(fmt::format("target {:.4f} not reached", *target_val_loss));
+  }
+  lines.push_back("run directory: " + run_dir.string());
+  return lines;
+}
+
+TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts) {
+  // Rank 0 keeps the log (the other ranks print only warnings and errors).
+  RunLog run_log(!opts.session || opts.session->rank() == 0);
+  try {
+    return train(cfg, opts, run_log);
+  } catch (const std::exception& e) {
+    // The reason a run failed, on disk with the rest of its story (when its run
+    // directory exists by then); the error itself goes on to main(), which prints it.
+    try {
+      run_log.line(failure_line(e));
+    } catch (const std::exception&) {
+      // log.txt itself cannot be written: the original error is the one to report.
+    }
+    throw;
+  }
 }
 
 }  // namespace speedrun::train

@@ -49,11 +49,15 @@ struct TrainSummary {
   std::vector<ValPoint> val;
   std::optional<ValPoint> first_at_target;
   nlohmann::json to_json() const;
+  // The final status as the console shows it (and log.txt records it): the status with
+  // the final loss and speed, whether the target was reached, the run directory.
+  std::vector<std::string> status_lines(std::optional<double> target_val_loss) const;
 };
 
 // Runs a whole training run and writes its run directory (rank 0 alone writes; the
-// other ranks' summaries have an empty run_dir). Throws UserError for bad input and
-// for a non-finite loss (naming the step).
+// other ranks' summaries have an empty run_dir). Throws UserError for bad input, for a
+// run that does not fit in memory (the plan's numbers) and for a non-finite loss
+// (naming the step); log.txt records the error when the run directory exists by then.
 TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts);
 
 }  // namespace speedrun::train

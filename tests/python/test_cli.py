@@ -1,10 +1,12 @@
 """The command line: usage errors, info, validate-config, and train on tiny data —
 including every kind of bad input, each of which must give a clear message naming
 the file/key/value and a non-zero exit, never a crash."""
+import ctypes
 import json
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -59,6 +61,50 @@ class TestUsage(CliTestCase):
         r = run_speedrun("train")
         self.assertFailsWith(r, "config", code=2)
 
+    def test_every_command_missing_argument_and_unknown_flag(self):
+        # Every usage error, whatever the command, exits 2 and prints that command's usage
+        # to stderr, naming what is wrong (issue 12: validate-config without a config exited 1).
+        cfg = self.write_config(tiny_config("a", "b"))
+        cases = [
+            # (arguments, a fragment of the message)
+            (["train"], "config is required"),
+            (["bench"], "config is required"),
+            (["compare"], "configs is required"),
+            (["tokenize", "--out", self.tmp / "o"], "files is required"),
+            (["tokenize", cfg], "--out is required"),
+            (["validate-config"], "config (or --reference) is required"),
+            (["train", cfg, "--bogus"], "--bogus"),
+            (["bench", cfg, "--bogus"], "--bogus"),
+            (["compare", cfg, "--bogus"], "--bogus"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--bogus"], "--bogus"),
+            (["validate-config", cfg, "--bogus"], "--bogus"),
+            (["info", "--bogus"], "--bogus"),
+            (["bench", "--bogus"], "unknown argument --bogus"),  # named even though CONFIG is missing too
+            (["info", "extra"], "extra"),
+            (["train", cfg, "extra"], "extra"),
+            # Typed flags with values they cannot take.
+            (["train", cfg, "--device", "gpu"], "--device"),
+            (["bench", cfg, "--steps", "0"], "--steps"),
+            (["bench", cfg, "--steps", "many"], "--steps"),
+            (["bench", cfg, "--warmup", "-1"], "--warmup"),
+            (["compare", cfg, "--seeds", "0"], "--seeds"),
+            (["compare", cfg, "--target", "-1"], "--target: expected a loss > 0, got -1"),
+            (["compare", cfg, "--target", "low"], "--target"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--threads", "0"], "--threads"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--shard-tokens", "0"], "--shard-tokens"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--shard-tokens", str(2**31)], "--shard-tokens"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--val-tokens", "-1"], "--val-tokens"),
+            (["tokenize", cfg, "--out", self.tmp / "o", "--encoder", cfg], "--vocab"),
+        ]
+        for args, fragment in cases:
+            with self.subTest(args=" ".join(map(str, args))):
+                r = run_speedrun(*args)
+                self.assertFailsWith(r, fragment, "Usage:", code=2)
+                self.assertEqual(r.stdout, "")
+                usage = r.stderr[r.stderr.index("Usage:"):]
+                self.assertIn(args[0], usage.splitlines()[0])  # the command's own usage
+        self.assertFalse((self.tmp / "o").exists())  # nothing ran
+
     def test_no_subcommand(self):
         self.assertFailsWith(run_speedrun(), "subcommand", code=2)
 
@@ -74,6 +120,26 @@ class TestUsage(CliTestCase):
         for word in ("CUDA", "NCCL", "MPI", "BLAS", "OpenMP"):
             self.assertIn(word, r.stdout)
         self.assertTrue("no CUDA device:" in r.stdout or "CUDA devices:" in r.stdout, r.stdout)
+
+    def test_info_without_a_driver_says_so(self):
+        # On a machine without the NVIDIA driver the CUDA runtime reports
+        # cudaErrorInsufficientDriver ("CUDA driver version is insufficient"), which
+        # suggests there is one: info must say there is none.
+        try:
+            ctypes.CDLL("libcuda.so.1")
+            self.skipTest("skipped: this machine has an NVIDIA driver (libcuda.so.1 loads)")
+        except OSError:
+            pass
+        r = run_speedrun("info")
+        self.assertSucceeds(r)
+        if "CUDA    yes" not in r.stdout:
+            self.skipTest("skipped: built without CUDA")
+        self.assertIn("no NVIDIA driver,", r.stdout)
+        self.assertIn("no CUDA device: no NVIDIA driver is installed", r.stdout)
+        self.assertNotIn("insufficient", r.stdout)
+        self.assertNotIn("driver none", r.stdout)
+        r = run_speedrun("train", self.tiny(), "--device", "cuda")
+        self.assertFailsWith(r, "device cuda: no CUDA device: no NVIDIA driver is installed")
 
 
 class TestValidateConfig(CliTestCase):
@@ -138,6 +204,31 @@ class TestValidateConfig(CliTestCase):
         cfg["optimizers"][1]["params"] = ["blocks.*.weight", "blocks.*.wieght"]
         self.assertFailsWith(run_speedrun("validate-config", self.write_config(cfg)),
                              "optimizers[1].params[1]: pattern 'blocks.*.wieght' matches no parameter")
+
+    def test_reports_memory_plans_and_data_that_is_not_there(self):
+        # The data globs match nothing: the config is valid (exit 0), with a warning that a
+        # run would fail; the CPU memory plan (and the CUDA one in a CUDA build) is printed.
+        p = self.write_config(tiny_config(str(self.tmp / "none_*.bin"), str(self.tmp / "nothing_*.bin")))
+        r = run_speedrun("validate-config", p)
+        self.assertSucceeds(r)
+        self.assertIn(f"warning: data.train_glob: no files match '{self.tmp / 'none_*.bin'}' (a run would fail)",
+                      r.stderr)
+        self.assertIn("warning: data.val_glob: no files match", r.stderr)
+        self.assertIn("host memory plan for --device cpu", r.stderr)
+        self.assertIn("parameters (f32,", r.stderr)
+        self.assertNotIn("data (training shard", r.stderr)  # no shards, no data line
+        json.loads(r.stdout)  # stdout is still the resolved config alone
+        # With data: the shards are counted and the data is in the plan.
+        cfg = self.tiny()
+        r = run_speedrun("validate-config", cfg)
+        self.assertSucceeds(r)
+        self.assertIn("data.train_glob: 1 shard(s), 2000 tokens", r.stderr)
+        self.assertIn("data (training shard x2, a batch, the validation set)", r.stderr)
+        self.assertNotIn("warning", r.stderr)
+        # A model this machine cannot hold: said, still a valid config.
+        r = run_speedrun("validate-config", cfg, "--set", "model.d_model=65536", "--set", "model.n_head=1024")
+        self.assertSucceeds(r)
+        self.assertRegex(r.stderr, r"warning: a CPU run would not fit on this machine: it needs [\d.]+ GiB \(\d+ bytes\)")
 
     def test_reference_is_current(self):
         r = run_speedrun("validate-config", "--reference")
@@ -376,6 +467,167 @@ class TestTrain(CliTestCase):
         cfg = self.tiny()
         r = run_speedrun("train", cfg, "--set", "optimizers[0].lr=1e38", "--set", "optimizers[1].lr=1e38")
         self.assertFailsWith(r, "at step", "diverged")
+
+    def test_divergence_leaves_strict_json_and_its_reason_in_the_log(self):
+        # A loss that overflows: the run stops (exit 1) naming the step; metrics.jsonl keeps
+        # every step up to it, the diverged one with null where the loss was not finite
+        # (JSON has no NaN/Infinity: a strict parser must accept every line), and log.txt
+        # ends with the error the console showed.
+        cfg = self.tiny()
+        r = run_speedrun("train", cfg, "--run-name", "div", "--set", "optimizers[0].lr=1e38",
+                         "--set", "optimizers[1].lr=1e38")
+        self.assertFailsWith(r, "diverged")
+        run = self.tmp / "runs" / "div"
+
+        def refuse(name):
+            raise ValueError(f"non-JSON constant {name}")
+
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(l, parse_constant=refuse) for l in lines]
+        last = records[-1]
+        self.assertIn("train_loss", last)
+        self.assertIsNone(last["train_loss"])  # the non-finite loss
+        self.assertTrue(all(isinstance(x["train_loss"], float) for x in records[:-1] if "train_loss" in x))
+        self.assertIn(f"at step {last['step']}", r.stderr)
+        self.assertFalse((run / "summary.json").exists())  # not a finished run
+        log = (run / "log.txt").read_text().splitlines()
+        error = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+        self.assertEqual(len(error), 1, r.stderr)
+        self.assertEqual(log[-1], error[0])
+
+    def test_log_holds_what_the_console_showed(self):
+        cfg = self.tiny()
+        r = run_speedrun("train", cfg, "--run-name", "r")
+        self.assertSucceeds(r)
+        log = (self.tmp / "runs" / "r" / "log.txt").read_text().splitlines()
+        self.assertTrue(log[0].startswith("speedrun "), log[0])  # version and command line
+        self.assertIn("--run-name r", log[0])
+        # Info lines (the memory plan, model, data), the console's stdout lines in order
+        # (progress as plain lines, validation, the final status), nothing else.
+        self.assertTrue(any(l.startswith("info: host memory plan") for l in log), log)
+        self.assertTrue(any(l.startswith("info: model: 1 layers") for l in log), log)
+        for line in r.stderr.splitlines():
+            if line.startswith(("info:", "warning:")):
+                self.assertIn(line, log)
+        stdout_lines = r.stdout.splitlines()
+        self.assertEqual([l for l in log if l.startswith(("step:", "completed", "target", "run directory"))],
+                         stdout_lines)
+        self.assertTrue(stdout_lines[-1].startswith("run directory: "), stdout_lines)
+        self.assertTrue(any(l.startswith("completed: 6 steps, final val_loss") for l in log), log)
+
+    def test_piped_output_has_plain_lines_only(self):
+        # stdout to a pipe (a file, mpirun's output): no carriage returns or escape codes,
+        # every line complete, every validation line on its own line.
+        r = run_speedrun("train", self.tiny(steps=9, val_every=3), "--run-name", "p")
+        self.assertSucceeds(r)
+        self.assertNotIn("\r", r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertTrue(r.stdout.endswith("\n"))
+        val = [l for l in r.stdout.splitlines() if re.match(r"^step:.*val_loss", l)]
+        self.assertEqual([UPSTREAM_VAL_LINE.match(l).group(1) for l in val], ["0", "3", "6", "9"], r.stdout)
+        progress = [l for l in r.stdout.splitlines() if "train_loss:" in l]
+        self.assertTrue(progress and all(l.startswith("step:") for l in progress), r.stdout)
+        # The first and the last step at least (then at most one line per 10 s).
+        self.assertTrue(progress[0].startswith("step:1/9 ") and progress[-1].startswith("step:9/9 "), progress)
+
+    def test_terminal_output_redraws_the_progress_line(self):
+        # The other side of the plain lines: on a terminal (a pseudo-terminal here) the
+        # progress line is redrawn in place, and every validation line still starts its own line.
+        import pty
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", str(self.tiny()), "--run-name", "tty"],
+                                    stdout=slave, stderr=subprocess.PIPE)
+            os.close(slave)
+            chunks = []
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            proc.wait(timeout=120)
+        finally:
+            os.close(master)
+        self.assertEqual(proc.returncode, 0)
+        text = b"".join(chunks).decode()
+        self.assertIn("\r\x1b[2Kstep:1/6 train_loss:", text)
+        lines = text.replace("\r\n", "\n").split("\n")
+        # What the terminal shows of each line: what follows its last "return, clear line".
+        val = [l.split("\r\x1b[2K")[-1] for l in lines if "val_loss:" in l]
+        self.assertEqual([UPSTREAM_VAL_LINE.match(l).group(1) for l in val], ["0", "3", "6"], text)
+
+    def test_model_too_big_for_the_machine_is_refused_with_the_numbers(self):
+        # Issue 12: these ended in "internal error: std::bad_alloc" or an OOM kill. Refused
+        # before anything is allocated or created, naming the bytes needed (per category)
+        # and the bytes available.
+        cfg = self.tiny()
+        d, heads, head_dim, layers, vocab = 65536, 1024, 16, 1, 50304
+        attn = heads * head_dim
+
+        def padded(n):  # each parameter view is 16-float aligned (model/param_layout.cpp)
+            return (n + 15) // 16 * 16
+
+        numel = 2 * padded(vocab * d) + padded(vocab) + 2 * padded(d) + layers * (
+            3 * (padded(attn * d) + padded(attn)) + padded(d * attn) + padded(d) + padded(4 * d * d) + padded(4 * d)
+            + padded(4 * d * d) + padded(d) + 2 * padded(d))
+        for command in ("train", "bench"):
+            with self.subTest(command=command):
+                t0 = time.monotonic()
+                r = run_speedrun(command, cfg, "--set", f"model.d_model={d}", "--set", f"model.n_head={heads}",
+                                 "--device", "cpu", "--run-name", "big") if command == "train" else \
+                    run_speedrun(command, cfg, "--set", f"model.d_model={d}", "--set", f"model.n_head={heads}",
+                                 "--device", "cpu")
+                seconds = time.monotonic() - t0
+                self.assertFailsWith(r, "of host memory but only", "is available (MemAvailable")
+                self.assertNotIn("bad_alloc", r.stderr)
+                m = re.search(r"needs [\d.]+ GiB \((\d+) bytes\) of host memory but only [\d.]+ [KMG]?i?B \((\d+) bytes\)",
+                              r.stderr)
+                self.assertIsNotNone(m, r.stderr)
+                needed, available = int(m.group(1)), int(m.group(2))
+                self.assertGreater(needed, available)
+                self.assertGreaterEqual(needed, 2 * 4 * numel)  # parameters and gradients at least
+                self.assertIn(f"parameters (f32, {numel / 1e6:.1f}M)", r.stderr)
+                self.assertIn(f"{4 * numel / 2**30:.2f} GiB", r.stderr)  # the parameters' line
+                self.assertLess(seconds, 20, "refused only after allocating?")
+                self.assertFalse((self.tmp / "runs" / "big").exists())
+
+    def test_deep_model_refused_under_a_memory_limit(self):
+        # model.n_layer=1000 on the quickstart model needs 11.3 GiB; under an 8 GiB data
+        # limit (ulimit -d, as a container's limit would be) it is refused up front.
+        quickstart = speedrun_testing.SOURCE_DIR / "configs" / "quickstart.json"
+        limit = 8 << 30
+
+        def limit_data():
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+        t0 = time.monotonic()
+        r = subprocess.run([str(speedrun_testing.SPEEDRUN_BIN), "train", str(quickstart), "--set",
+                            "model.n_layer=1000", "--out-dir", str(self.tmp / "runs"), "--device", "cpu"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_data,
+                           timeout=120)
+        self.assertFailsWith(r, "of host memory but only", "RLIMIT_DATA (VmData) 8.00 GiB")
+        needed = int(re.search(r"needs [\d.]+ GiB \((\d+) bytes\)", r.stderr).group(1))
+        self.assertGreater(needed, limit)
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertFalse((self.tmp / "runs").exists() and any((self.tmp / "runs").iterdir()))
+
+    def test_out_of_memory_elsewhere_is_an_error_not_a_bug(self):
+        # An allocation no plan covers (here: reading a 2 GiB input under a 1 GiB data
+        # limit) fails as an error naming the cause, not as "internal error".
+        big = self.tmp / "big.txt"
+        with open(big, "wb") as f:
+            f.truncate(2 << 30)  # sparse: no disk used
+
+        def limit_data():
+            resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
+
+        r = subprocess.run([str(speedrun_testing.SPEEDRUN_BIN), "tokenize", str(big), "--out", str(self.tmp / "o")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_data,
+                           timeout=120)
+        self.assertFailsWith(r, "error: out of memory: an allocation failed")
 
     def test_cuda_without_device_is_clear(self):
         r = run_speedrun("train", self.tiny(), "--device", "cuda")

@@ -260,7 +260,8 @@ class TestCompare(CompareTestCase):
         self.assertFalse((self.out / "runs").exists())
         r = self.compare(good, good)
         self.assertFailsWith(r, "same run config")
-        self.assertFailsWith(self.compare(good, seeds=0), "--seeds 0")
+        # A bad flag value is a usage error (exit 2, with the usage), like every other.
+        self.assertFailsWith(self.compare(good, seeds=0), "--seeds: Value 0 not in range", "Usage:", code=2)
 
     def test_plots_skipped_without_matplotlib(self):
         # A python3 in which `import matplotlib` fails.

@@ -23,6 +23,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -221,6 +222,43 @@ class TestValidationCoversEveryToken(MpiTestCase):
         self.assertIn(f"step:0/1 val_loss:{want[0][1]:.5f}", two.stdout)
         print(f"\nquickstart, 384 val tokens: step 0 val_loss {want[0][1]:.5f} (1 process), {got[0][1]:.5f} (2)",
               file=sys.stderr)
+
+
+class TestOutput(MpiTestCase):
+    def test_stdout_to_a_file_holds_plain_lines(self):
+        # Issue 12: under mpirun every rank's stdout is a pseudo-terminal, so the progress
+        # line's "\r\033[2K" landed in the file and validation lines were glued behind
+        # progress lines (grep '^step:.*val_loss' found 1 of 3).
+        cfg = self.write_config("muon")
+        out_file = self.tmp / "stdout.txt"
+        cmd = [MPIRUN, "--oversubscribe", "--bind-to", "none", "-np", "2", str(speedrun_testing.SPEEDRUN_BIN),
+               "train", str(cfg), "--run-name", "out"]
+        with open(out_file, "w") as out:
+            r = subprocess.run(cmd, env=dict(os.environ, **MPI_ENV), timeout=300, stdout=out, stderr=subprocess.PIPE,
+                               text=True)
+        text = out_file.read_text()
+        self.assertEqual(r.returncode, 0, text + r.stderr)
+        self.assertNotIn("\r", text)
+        self.assertNotIn("\x1b", text)
+        val = [l for l in text.splitlines() if re.match(r"^step:.*val_loss", l)]
+        upstream = re.compile(r"^step:(\d+)/6 val_loss:\d+\.\d{5} train_time:\d+\.\d{3}s step_avg:(nan|\d+\.\d{2})ms$")
+        self.assertEqual([upstream.match(l).group(1) for l in val], ["0", "3", "6"], text)
+        progress = [l for l in text.splitlines() if "train_loss:" in l]
+        self.assertTrue(progress and all(l.startswith("step:") for l in progress), text)
+        # The run's log.txt holds the same lines, and the final status.
+        log = (self.tmp / "runs" / "out" / "log.txt").read_text().splitlines()
+        self.assertEqual([l for l in log if "val_loss:" in l and l.startswith("step:")], val)
+        self.assertTrue(any(l.startswith("completed: 6 steps") for l in log), log)
+        self.assertTrue(any(l.startswith("speedrun rank 0/2") for l in log), log)  # rank 0's identity line
+
+    def test_failure_on_the_writing_rank_is_in_the_log(self):
+        cfg = self.write_config("muon")
+        r = mpirun(2, "train", cfg, "--run-name", "fail", "--no-progress",
+                   env={"SPEEDRUN_TEST_FAIL_RANK": "0", "SPEEDRUN_TEST_FAIL_STEP": "2"}, timeout=120)
+        self.assertNotEqual(r.returncode, 0)
+        log = (self.tmp / "runs" / "fail" / "log.txt").read_text().splitlines()
+        self.assertEqual(log[-1], "error: SPEEDRUN_TEST_FAIL_RANK: injected failure at step 2")
+        self.assertIn("rank 0: error: SPEEDRUN_TEST_FAIL_RANK: injected failure at step 2", r.stderr)
 
 
 class TestFailure(MpiTestCase):

@@ -3,14 +3,24 @@
 // they are checked against what a CPU model really allocates; the CUDA-only lines (bf16
 // activations, weight copies) against hand counts.
 #include <gtest/gtest.h>
+#include <malloc.h>
+#include <omp.h>
 
+#include <cstdio>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "config/run_config.h"
 #include "core/error.h"
+#include "core/host_memory.h"
+#include "dist/communicator.h"
 #include "model/gpt.h"
 #include "model/param_layout.h"
 #include "model/precision.h"
+#include "optim/capture_fan_out.h"
+#include "optim/optimizer.h"
+#include "test_ops_common.h"
 #include "train/memory_plan.h"
 
 namespace speedrun::test {
@@ -67,7 +77,140 @@ TEST(MemoryPlan, CpuLinesAreWhatTheModelAllocates) {
   EXPECT_EQ(gpt.weight_copy_bytes(), 0u);
   EXPECT_EQ(find_item(plan, "cuBLASLt"), nullptr);  // CUDA only
   EXPECT_EQ(find_item(plan, "optimizer state"), nullptr);
-  EXPECT_EQ(plan.total(), 2 * gpt.parameter_bytes() + gpt.activation_bytes());
+  // The CPU ops' scratch: the attention backward's B*H*T floats and two vocabulary rows
+  // per thread for the cross-entropy.
+  const auto& m = c.model;
+  const size_t scratch = static_cast<size_t>(3 * m.n_head * m.seq_len) * 4 +
+                         2 * static_cast<size_t>(m.padded_vocab_size) * 4 * static_cast<size_t>(omp_get_max_threads());
+  ASSERT_NE(find_item(plan, "ops scratch"), nullptr);
+  EXPECT_EQ(find_item(plan, "ops scratch")->bytes, scratch);
+  EXPECT_TRUE(find_item(plan, "ops scratch")->transient);
+  EXPECT_EQ(plan.total(), 2 * gpt.parameter_bytes() + gpt.activation_bytes() + scratch);
+}
+
+// What the heap holds: malloc's bytes in use, its mmapped chunks (large blocks) included.
+size_t heap_in_use() {
+  const struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// One training step of `c` on the CPU: the model, its optimizers, a forward-backward on
+// fresh random tokens and the optimizer step. Returns the heap bytes held afterwards
+// (measured while everything is still alive) beyond `before`.
+size_t bytes_held_by_a_step(const config::RunConfig& c, size_t before, std::vector<size_t>* state_bytes = nullptr) {
+  model::Gpt gpt(c.model, Device::cpu, c.train.micro_batch_seqs);
+  gpt.init_parameters(static_cast<uint64_t>(test_seed()));
+  const auto comm = dist::make_local_communicator();
+  auto optimizers = optim::build_optimizers(c.optimizers, gpt, {comm.get()});
+  const int64_t n = c.train.micro_batch_seqs * c.model.seq_len;
+  std::vector<int32_t> tokens(static_cast<size_t>(n)), targets(tokens.size());
+  std::mt19937 rng(static_cast<uint32_t>(test_seed()));
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(c.model.vocab_size - 1));
+  for (auto& t : tokens) t = id(rng);
+  for (auto& t : targets) t = id(rng);
+  gpt.zero_grad();
+  {
+    optim::CaptureFanOut capture(optimizers, 0);
+    gpt.forward_backward(tokens.data(), targets.data(), c.train.micro_batch_seqs, capture.sink());
+  }
+  for (auto& o : optimizers) o->step(0, 1.0);
+  gpt.weights_changed();
+  if (state_bytes)
+    for (const auto& o : optimizers) state_bytes->push_back(o->state_bytes());
+  return heap_in_use() - before;
+}
+
+// The CPU plan against what a run really holds: the heap's growth over building the
+// model and optimizers and running a step (after which every lazily sized buffer exists)
+// must equal the plan's lines that are held for the whole run (all but the transient
+// scratch), up to the bookkeeping of the objects themselves.
+TEST(MemoryPlan, CpuPlanIsWhatARunHolds) {
+  auto config_for = [](const char* matrix) {
+    config::RunConfig c = small_run(matrix);
+    c.model.vocab_size = 2000;
+    c.model.padded_vocab_size = 2048;
+    c.model.d_model = 128;
+    c.model.head_dim = 64;
+    c.model.seq_len = 64;
+    c.train.micro_batch_seqs = 4;
+    c.train.batch_tokens = 4 * 64;
+    // Newton-Muon preconditions (and holds its preconditioned gradient) from its first
+    // refresh on: make that the measured step.
+    if (auto* nm = std::get_if<config::NewtonMuonSettings>(&c.optimizers[1].settings)) nm->refresh_every = 1;
+    return c;
+  };
+  // Warm up once: OpenMP's thread pool, OpenBLAS and other one-time allocations.
+  bytes_held_by_a_step(config_for("newton_muon"), 0);
+  for (const char* matrix : {"muon", "newton_muon", "rmnp"}) {
+    SCOPED_TRACE(matrix);
+    const config::RunConfig c = config_for(matrix);
+    const size_t before = heap_in_use();
+    std::vector<size_t> state;
+    const size_t held = bytes_held_by_a_step(c, before, &state);
+
+    const train::MemoryPlan plan = train::plan_memory(c, Device::cpu, DType::f32, /*with_optimizer_state=*/true);
+    size_t planned = 0;
+    for (const auto& item : plan.items)
+      if (!item.transient) planned += item.bytes;
+    // The state estimate is the optimizers' own count in one process.
+    size_t state_sum = 0;
+    for (size_t b : state) state_sum += b;
+    EXPECT_EQ(find_item(plan, "optimizer state")->bytes, state_sum);
+    // Slack: the optimizer and model objects, vector headers, malloc's per-chunk
+    // bookkeeping and 64-byte rounding (about 2,000 allocations x 16-64 B). The smallest
+    // line that could be missing (the work buffers, 128 KiB) is larger.
+    const size_t slack = 96 << 10;
+    std::printf("%s: heap held %zu B, plan (held lines) %zu B, total %zu B\n", matrix, held, planned, plan.total());
+    EXPECT_LE(held, planned + slack);
+    EXPECT_GE(held + slack, planned);
+    // Negative control: without its work buffers (or its state) the plan would be caught.
+    const train::MemoryItem* work = find_item(plan, "optimizer work buffers");
+    if (std::string(matrix) != "rmnp") {
+      ASSERT_NE(work, nullptr);
+      EXPECT_GT(work->bytes, 2 * slack);
+    } else {
+      EXPECT_EQ(work, nullptr);  // RMNP updates in place
+    }
+    EXPECT_GT(state_sum, 2 * slack);
+  }
+}
+
+TEST(MemoryPlan, HostPlanRefusalNamesTheBytes) {
+  train::MemoryPlan plan;
+  plan.items.push_back({"parameters (f32, 1.0M)", size_t{3} << 30, false});
+  plan.items.push_back({"activations", size_t{1} << 30, false});
+  HostMemory host;
+  host.available = size_t{5} << 30;
+  host.limits = "MemAvailable 5.00 GiB of MemTotal 8.00 GiB";
+  EXPECT_NO_THROW(train::check_host_plan_fits(plan, host));
+  host.available = size_t{2} << 30;
+  try {
+    train::check_host_plan_fits(plan, host);
+    FAIL() << "no error";
+  } catch (const UserError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("needs 4.00 GiB (4294967296 bytes) of host memory"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only 2.00 GiB (2147483648 bytes) is available (MemAvailable 5.00 GiB"), std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("parameters (f32, 1.0M)"), std::string::npos) << msg;  // by category
+    EXPECT_NE(msg.find("model.n_layer"), std::string::npos) << msg;
+  }
+}
+
+TEST(HostMemory, ParsesProcAndCgroupFiles) {
+  const std::string meminfo = "MemTotal:       24680000 kB\nMemFree:  100 kB\nMemAvailable:   12345678 kB\n";
+  EXPECT_EQ(parse_kib_field(meminfo, "MemAvailable"), int64_t{12345678} * 1024);
+  EXPECT_EQ(parse_kib_field(meminfo, "MemTotal"), int64_t{24680000} * 1024);
+  EXPECT_EQ(parse_kib_field(meminfo, "Mem"), -1);  // a prefix is not a key
+  EXPECT_EQ(parse_kib_field(meminfo, "SwapTotal"), -1);
+  EXPECT_EQ(parse_cgroup_limit("max\n"), -1);
+  EXPECT_EQ(parse_cgroup_limit("12884901888\n"), int64_t{12884901888});
+  EXPECT_EQ(parse_cgroup_limit(""), -1);
+  // This machine: MemAvailable is always there, and nothing is more than it.
+  const HostMemory here = query_host_memory();
+  EXPECT_NE(here.limits.find("MemAvailable"), std::string::npos) << here.limits;
+  EXPECT_GT(here.available, 0u);
+  EXPECT_LE(here.available, here.total);
 }
 
 TEST(MemoryPlan, Bf16ActivationsAndWeightCopiesOnCuda) {
