@@ -25,9 +25,10 @@ struct ModelConfig {
   int64_t head_dim = 128;
   int64_t mlp_ratio = 4;
   int64_t seq_len = 1024;
-  // Upstream calls F.rms_norm without eps on bf16 activations, so the effective eps is
-  // bf16's machine epsilon 2^-7. We default to that value (see README, "Deviations").
-  double rmsnorm_eps = 0.0078125;
+  // Upstream calls F.rms_norm without eps on bf16 activations; PyTorch computes it in
+  // fp32 and (since pytorch#142848, January 2025) takes the default eps from fp32: its
+  // machine epsilon 2^-23 (../shared/specs/model-track3.md, "Forward").
+  double rmsnorm_eps = 0x1p-23;
   double attn_scale = 0.12;
   double rotary_base = 1024.0;
   std::string logit_softcap = "algebraic";  // algebraic: cap*z/sqrt(z^2+cap^2); sigmoid: cap*sigmoid(z/(T*sqrt(d)))
@@ -37,6 +38,10 @@ struct ModelConfig {
   // gradient and the optimizer state stay f32). bf16 rounds the table as upstream stores
   // it; CUDA only.
   std::string embedding_dtype = "f32";
+  // track3: the spec's init (proj zero, other weights N(0, 0.33/fan_in), biases zero).
+  // torch_default: the Adam baseline #2's (proj zero, other Linear weights and biases
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as torch.nn.Linear). See model/param_layout.h.
+  std::string init = "track3";
 
   int64_t mlp_hidden() const { return mlp_ratio * d_model; }
   int64_t attn_dim() const { return n_head * head_dim; }
@@ -54,7 +59,8 @@ struct ModelConfig {
     a.field("mlp_ratio", mlp_ratio, in_range<int64_t>(1, 64), "MLP hidden width = mlp_ratio * d_model");
     a.field("seq_len", seq_len, in_range<int64_t>(1, 1 << 20), "tokens per sequence (positions restart at 0)");
     a.field("rmsnorm_eps", rmsnorm_eps, greater_than(0.0),
-            "eps in rmsnorm; 2^-7 is upstream's effective value (F.rms_norm on bf16 without eps)");
+            "eps in rmsnorm; 2^-23 = 1.1920928955078125e-07 is upstream's effective value (F.rms_norm without eps "
+            "computes bf16 inputs in fp32 and takes fp32's machine epsilon)");
     a.field("attn_scale", attn_scale, greater_than(0.0), "softmax scale of q.k (0.12, not 1/sqrt(head_dim))");
     a.field("rotary_base", rotary_base, greater_than(1.0), "rotary frequencies (1/base)^(j/(head_dim/4-1))");
     a.field("logit_softcap", logit_softcap, one_of({"algebraic", "sigmoid", "none"}),
@@ -65,6 +71,10 @@ struct ModelConfig {
     a.field("embedding_dtype", embedding_dtype, one_of({"f32", "bf16"}),
             "precision the forward reads the embedding table in: f32, or bf16 (a bf16 copy of the f32 master table, "
             "refreshed after each optimizer step, as upstream stores the table in bf16; CUDA only)");
+    a.field("init", init, one_of({"track3", "torch_default"}),
+            "parameter init. Both: weights and biases named *proj* (attn.proj, mlp.proj, the head) zero, embedding "
+            "N(0,1), gains 1. track3: other weights N(0, 0.33/fan_in), other biases 0; torch_default (the Adam "
+            "baseline #2): other weights and biases uniform in +-1/sqrt(fan_in), PyTorch's nn.Linear default");
   }
 };
 

@@ -12,8 +12,9 @@ static int64_t product(const std::vector<int64_t>& shape) {
   return n;
 }
 
-void ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init) {
+void ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init, int64_t fan_in) {
   ParamSpec p;
+  p.fan_in = fan_in;
   p.numel = product(shape);
   p.offset = total_;
   p.name = std::move(name);
@@ -24,28 +25,35 @@ void ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init) {
   params_.push_back(std::move(p));
 }
 
+void ParamLayout::add_linear(const std::string& name, int64_t out, int64_t in, const std::string& init_rule) {
+  // Upstream zeroes every parameter whose name contains "proj" (attn.proj, mlp.proj and
+  // the head, which is named "proj") under both rules.
+  const bool proj = name.find("proj") != std::string::npos;
+  Init weight = Init::zeros, bias = Init::zeros;
+  if (!proj && init_rule == "torch_default") {
+    weight = bias = Init::uniform_fan_in;
+  } else if (!proj) {
+    weight = Init::normal_fan_in;
+  }
+  add(name + ".weight", {out, in}, weight, in);
+  add(name + ".bias", {out}, bias, in);
+}
+
 ParamLayout::ParamLayout(const config::ModelConfig& m) {
   const int64_t d = m.d_model, hd = m.attn_dim(), f = m.mlp_hidden(), v = m.padded_vocab_size;
-  // Upstream's rule: weights named *proj* start at zero (attn.proj, mlp.proj and the
-  // head, which is named "proj"), the embedding is N(0,1), other weights N(0, 0.33/fan_in).
+  if (m.init != "track3" && m.init != "torch_default")
+    throw std::invalid_argument("model.init '" + m.init + "' is neither track3 nor torch_default");
   add("embed.weight", {v, d}, Init::normal);
   for (int64_t l = 0; l < m.n_layer; ++l) {
     const std::string b = "blocks." + std::to_string(l) + ".";
-    for (const char* qkv : {"q", "k", "v"}) {
-      add(b + "attn." + qkv + ".weight", {hd, d}, Init::normal_fan_in);
-      add(b + "attn." + qkv + ".bias", {hd}, Init::zeros);
-    }
-    add(b + "attn.proj.weight", {d, hd}, Init::zeros);
-    add(b + "attn.proj.bias", {d}, Init::zeros);
-    add(b + "mlp.fc.weight", {f, d}, Init::normal_fan_in);
-    add(b + "mlp.fc.bias", {f}, Init::zeros);
-    add(b + "mlp.proj.weight", {d, f}, Init::zeros);
-    add(b + "mlp.proj.bias", {d}, Init::zeros);
+    for (const char* qkv : {"q", "k", "v"}) add_linear(b + "attn." + qkv, hd, d, m.init);
+    add_linear(b + "attn.proj", d, hd, m.init);
+    add_linear(b + "mlp.fc", f, d, m.init);
+    add_linear(b + "mlp.proj", d, f, m.init);
     add(b + "norm1.gains", {d}, Init::ones);
     add(b + "norm2.gains", {d}, Init::ones);
   }
-  add("proj.weight", {v, d}, Init::zeros);
-  add("proj.bias", {v}, Init::zeros);
+  add_linear("proj", v, d, m.init);
   add("norm1.gains", {d}, Init::ones);
   add("norm2.gains", {d}, Init::ones);
 }
@@ -81,15 +89,23 @@ uint64_t mix64(uint64_t x) {
 // Uniform in (0, 1] from the top 53 bits.
 double unit_open_closed(uint64_t bits) { return (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53; }
 
+// The key of parameter `p`'s stream of counter draws.
+uint64_t param_key(uint64_t seed, uint64_t p) { return mix64(seed ^ mix64(p + 0x632BE59BD9B4E019ull)); }
+
 // A standard normal for element `i` of parameter `p`: Box-Muller on two counter draws.
 double standard_normal(uint64_t seed, uint64_t p, uint64_t i) {
-  const uint64_t key = mix64(seed ^ mix64(p + 0x632BE59BD9B4E019ull));
+  const uint64_t key = param_key(seed, p);
   const uint64_t pair = i >> 1;
   const double u1 = unit_open_closed(mix64(key ^ (2 * pair)));
   const double u2 = unit_open_closed(mix64(key ^ (2 * pair + 1)));
   const double r = std::sqrt(-2.0 * std::log(u1));
   const double angle = 2.0 * std::numbers::pi * u2;
   return (i & 1) ? r * std::sin(angle) : r * std::cos(angle);
+}
+
+// Uniform in (-1, 1] for element `i` of parameter `p`: one counter draw.
+double symmetric_uniform(uint64_t seed, uint64_t p, uint64_t i) {
+  return 2.0 * unit_open_closed(mix64(param_key(seed, p) ^ i)) - 1.0;
 }
 
 }  // namespace
@@ -108,10 +124,19 @@ void initialize_parameters(const ParamLayout& layout, uint64_t seed, float* para
         break;
       case Init::normal:
       case Init::normal_fan_in: {
-        const double std = s.init == Init::normal ? 1.0 : std::sqrt(0.33 / static_cast<double>(s.shape.back()));
+        const double std = s.init == Init::normal ? 1.0 : std::sqrt(0.33 / static_cast<double>(s.fan_in));
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < s.numel; ++i)
           out[i] = static_cast<float>(std * standard_normal(seed, p, static_cast<uint64_t>(i)));
+        break;
+      }
+      case Init::uniform_fan_in: {
+        // u in (-1, 1], so values lie in (-bound, bound]; rounding to f32 is monotone and
+        // keeps them within f32(bound).
+        const double bound = 1.0 / std::sqrt(static_cast<double>(s.fan_in));
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < s.numel; ++i)
+          out[i] = static_cast<float>(bound * symmetric_uniform(seed, p, static_cast<uint64_t>(i)));
         break;
       }
     }

@@ -12,17 +12,25 @@
 
 namespace speedrun::model {
 
+// How a parameter starts (../shared/specs/model-track3.md, "Parameters"). The model's
+// `init` setting picks the rule for Linear parameters not named *proj*:
+//   track3:        weights normal_fan_in, biases zeros (the spec);
+//   torch_default: weights and biases uniform_fan_in (torch.nn.Linear's default, kept
+//                  by the Adam baseline #2).
+// Under both, everything named *proj* is zero, the embedding normal, the gains ones.
 enum class Init {
-  zeros,          // biases, and weights whose name contains "proj"
-  ones,           // RMSNorm gains
-  normal,         // N(0, 1): the embedding
-  normal_fan_in,  // N(0, 0.33 / fan_in): every other weight
+  zeros,           // parameters whose name contains "proj"; track3's other biases
+  ones,            // RMSNorm gains
+  normal,          // N(0, 1): the embedding
+  normal_fan_in,   // N(0, 0.33 / fan_in): track3's other weights
+  uniform_fan_in,  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch_default's other weights and biases
 };
 
 struct ParamSpec {
   std::string name;              // as PyTorch names it upstream, e.g. "blocks.3.attn.q.weight"
   std::vector<int64_t> shape;    // (out, in) for weights
   Init init = Init::zeros;
+  int64_t fan_in = 0;            // in-features of the Linear layer it belongs to (0: not a Linear)
   int64_t numel = 0;
   int64_t offset = 0;            // in elements, into the flat buffer
   bool is_matrix() const { return shape.size() == 2; }
@@ -42,12 +50,14 @@ class ParamLayout {
   static Tensor view(const ParamSpec& spec, float* base, Device device);
 
  private:
-  void add(std::string name, std::vector<int64_t> shape, Init init);
+  void add(std::string name, std::vector<int64_t> shape, Init init, int64_t fan_in = 0);
+  // A Linear layer `name` (out, in): its weight and bias, initialized per `init_rule`.
+  void add_linear(const std::string& name, int64_t out, int64_t in, const std::string& init_rule);
   std::vector<ParamSpec> params_;
   int64_t total_ = 0;
 };
 
-// Fills a flat f32 parameter buffer per the spec's initialization from `seed`.
+// Fills a flat f32 parameter buffer per each parameter's Init from `seed`.
 // Counter-based: every element's value depends only on (seed, parameter index,
 // element index), so the result is bitwise identical on any machine and thread count.
 void initialize_parameters(const ParamLayout& layout, uint64_t seed, float* params);

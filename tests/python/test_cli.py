@@ -161,6 +161,29 @@ class TestValidateConfig(CliTestCase):
         muon = [o for o in c["optimizers"] if o["type"] == "muon"][0]
         self.assertEqual((muon["weight_decay"], muon["momentum"], muon["ns_preset"]), (0.05, 0.95, "cubic"))
 
+    def test_shipped_configs_use_upstreams_rmsnorm_eps(self):
+        # F.rms_norm without eps on bf16 computes in fp32 with eps = fp32's machine epsilon.
+        for cfg in sorted((speedrun_testing.SOURCE_DIR / "configs").glob("*.json")):
+            self.assertEqual(json.loads(cfg.read_text())["model"]["rmsnorm_eps"], 2.0 ** -23, cfg.name)
+        r = run_speedrun("validate-config", self.write_config(tiny_config("a", "b")))
+        self.assertSucceeds(r)
+        self.assertEqual(json.loads(r.stdout)["model"]["rmsnorm_eps"], 1.1920928955078125e-07)
+
+    def test_track3_adamw_is_baseline_2(self):
+        r = run_speedrun("validate-config", speedrun_testing.SOURCE_DIR / "configs" / "track3-adamw.json")
+        self.assertSucceeds(r)
+        c = json.loads(r.stdout)
+        self.assertEqual(c["model"]["init"], "torch_default")
+        self.assertEqual((c["train"]["steps"], c["schedule"]["warmup_steps"]), (5625, 250))
+        # #2 validated every 125 steps only: no denser final phase.
+        self.assertEqual((c["train"]["val_every"], c["train"]["val_every_final"]), (125, 125))
+        self.assertEqual({o["type"] for o in c["optimizers"]}, {"adamw"})
+        # Every other shipped config keeps the spec's init.
+        for cfg in sorted((speedrun_testing.SOURCE_DIR / "configs").glob("*.json")):
+            if cfg.name != "track3-adamw.json":
+                r = run_speedrun("validate-config", cfg)
+                self.assertEqual(json.loads(r.stdout)["model"]["init"], "track3", cfg.name)
+
     def test_malformed_json(self):
         p = self.tmp / "bad.json"
         p.write_text('{\n  "train": {"steps": 10,}\n}\n')

@@ -237,6 +237,7 @@ class TestTrack3AgainstTorch(ReferenceChecks):
     def test_spec_initialization(self):
         ref = self.run_reference(seed=DRAWS["spec"])
         c = ref.cfg["model"]
+        self.assertEqual(c["init"], "track3")
         # The head is zero-initialized, so every logit is 0 and the loss is ln(V_padded).
         self.assertAlmostEqual(ref.meta["losses"][0] / ref.inputs[0].numel(), math.log(c["padded_vocab_size"]), places=5)
         for n in ref.names:
@@ -249,6 +250,36 @@ class TestTrack3AgainstTorch(ReferenceChecks):
                 std = 1.0 if n == "embed.weight" else math.sqrt(0.33 / p.shape[-1])
                 self.assertAlmostEqual(p.mean(), 0.0, delta=5 * std / math.sqrt(p.size))
                 self.assertAlmostEqual(p.std() / std, 1.0, delta=5 / math.sqrt(p.size) + 0.01, msg=n)
+        self.check_forward_and_gradients(ref)
+
+    def test_torch_default_initialization(self):
+        """model.init torch_default (the Adam baseline #2): everything named *proj* zero, other
+        Linear weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as torch.nn.Linear, the
+        embedding N(0, 1), gains 1; and the model computes with it as PyTorch does."""
+        ref = self.run_reference("--set", "model.init=torch_default", seed=DRAWS["spec"])
+        c = ref.cfg["model"]
+        self.assertEqual(c["init"], "torch_default")
+        uniform = 0
+        for n in ref.names:
+            p = ref.load("init", n)
+            if n.endswith("gains"):
+                np.testing.assert_array_equal(p, 1.0, err_msg=n)
+            elif "proj" in n:
+                np.testing.assert_array_equal(p, 0.0, err_msg=n)
+            elif n == "embed.weight":
+                self.assertAlmostEqual(p.mean(), 0.0, delta=5 / math.sqrt(p.size))
+                self.assertAlmostEqual(p.std(), 1.0, delta=5 / math.sqrt(p.size) + 0.01)
+            else:
+                # q, k, v and mlp.fc weights and biases: fan_in d_model. Bounds exact (f32 of the
+                # bound); mean and mean(x^2) within 5 standard errors (sd b/sqrt(3) and
+                # b^2 sqrt(4/45)); no element zero (the track3 rule leaves biases at 0).
+                uniform += 1
+                b = float(np.float32(1 / math.sqrt(c["d_model"])))
+                self.assertLessEqual(np.abs(p).max(), b, n)
+                self.assertEqual(np.count_nonzero(p == 0), 0, n)
+                self.assertLess(abs(p.mean()), 5 * b / math.sqrt(3 * p.size), n)
+                self.assertLess(abs((p * p).mean() - b * b / 3), 5 * b * b * math.sqrt(4 / 45 / p.size), n)
+        self.assertEqual(uniform, 8 * c["n_layer"])
         self.check_forward_and_gradients(ref)
 
     def test_perturbed_forward_gradients_and_steps(self):

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "config/run_config.h"
 #include "core/json_text.h"
@@ -49,6 +50,10 @@ TEST(ConfigParse, DefaultsAreTrack3) {
   EXPECT_EQ(c.model.d_model, 768);
   EXPECT_EQ(c.model.padded_vocab_size, 50304);
   EXPECT_DOUBLE_EQ(c.model.attn_scale, 0.12);
+  // fp32's machine epsilon: F.rms_norm's default eps on bf16 inputs (computed in fp32).
+  EXPECT_EQ(c.model.rmsnorm_eps, 1.1920928955078125e-07);
+  EXPECT_EQ(c.model.rmsnorm_eps, static_cast<double>(std::numeric_limits<float>::epsilon()));
+  EXPECT_EQ(c.model.init, "track3");
   EXPECT_EQ(c.train.batch_tokens, 524288);
   EXPECT_EQ(c.train.val_every, 125);
   EXPECT_DOUBLE_EQ(c.schedule.cooldown_frac, 0.7);
@@ -232,6 +237,16 @@ TEST(ConfigFile, PathsResolveAgainstConfigDirectory) {
   EXPECT_EQ(c.data.val_glob, (fs::current_path() / "v/*.bin").lexically_normal().string());
   fs::remove_all(dir);
   EXPECT_NE(error_of([&] { cfg::load_run_config(file); }).find("cannot read " + file.string()), std::string::npos);
+}
+
+TEST(ConfigParse, InitRule) {
+  json j = minimal();
+  j["model"]["init"] = "torch_default";
+  EXPECT_EQ(cfg::run_config_from_json(j, "x.json").model.init, "torch_default");
+  j["model"]["init"] = "kaiming";
+  EXPECT_NE(parse_error(j).find("model.init: expected a string one of \"track3\", \"torch_default\", got \"kaiming\""),
+            std::string::npos)
+      << parse_error(j);
 }
 
 TEST(ConfigParse, PrecisionSettings) {
