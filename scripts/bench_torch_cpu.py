@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 
-from atomic_write import write_json_atomically
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # however it is run (runpy too)
+from atomic_write import write_json_atomically  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "python"))

@@ -16,11 +16,13 @@ FLOP count is speedrun's (src/model/flops.h): 6 x matmul parameters + 6 L T (H D
 """
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
 
-from atomic_write import write_json_atomically
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # however it is run (runpy too)
+from atomic_write import write_json_atomically  # noqa: E402
 
 import torch
 import torch.nn as nn

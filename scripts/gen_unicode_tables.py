@@ -16,7 +16,8 @@ import os
 import sys
 import unicodedata
 
-from atomic_write import write_text_atomically
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # however it is run (runpy too)
+from atomic_write import write_text_atomically  # noqa: E402
 
 # White_Space is not exposed by unicodedata; it is a small, stable list (PropList.txt).
 # It has not changed since Unicode 6.3 (U+180E was removed then).

@@ -8,9 +8,11 @@ Refuses to compare runs of different shapes (micro-batch tokens or FLOPs per tok
 """
 import argparse
 import json
+import os
 import sys
 
-from atomic_write import write_json_atomically
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # however it is run (runpy too)
+from atomic_write import write_json_atomically  # noqa: E402
 
 
 def load(path, what):

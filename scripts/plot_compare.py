@@ -13,9 +13,11 @@ never left half-written under its name (write_atomically).
 import io
 import json
 import pathlib
+import os
 import sys
 
-from atomic_write import write_atomically
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # however it is run (runpy too)
+from atomic_write import write_atomically  # noqa: E402
 
 NO_MATPLOTLIB = 3
 

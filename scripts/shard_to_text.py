@@ -17,7 +17,8 @@ import pathlib
 import struct
 import sys
 
-from atomic_write import write_atomically
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # however it is run (runpy too)
+from atomic_write import write_atomically  # noqa: E402
 
 EOT = 50256
 SHARD_MAGIC = 20240520
