@@ -22,6 +22,8 @@ void relu2_forward(DType, void*, const void*, int64_t) { no_cuda("relu2_forward"
 void relu2_backward(DType, void*, const void*, const void*, int64_t) { no_cuda("relu2_backward"); }
 void residual_forward(DType, void*, const void*, const void*, int64_t) { no_cuda("residual_forward"); }
 void accumulate(DType, void*, const void*, int64_t) { no_cuda("accumulate"); }
+RmsNormKernel rmsnorm_kernel() { no_cuda("rmsnorm_kernel"); }
+RmsNormKernel set_rmsnorm_kernel(RmsNormKernel) { no_cuda("set_rmsnorm_kernel"); }
 void rmsnorm_forward(DType, void*, float*, const void*, const float*, int64_t, int64_t, float) {
   no_cuda("rmsnorm_forward");
 }

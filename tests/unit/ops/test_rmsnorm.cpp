@@ -2,6 +2,8 @@
 #include "cuda_op_case.h"
 #include "test_ops_common.h"
 
+#include "kernels/ops/ops_cuda.h"
+
 namespace speedrun::test {
 namespace {
 
@@ -234,9 +236,36 @@ TEST_F(OpsRmsNorm, RejectsBadArguments) {
 namespace speedrun::test {
 namespace {
 
+// Both kernel sets (kernels/ops/rmsnorm.cu: legacy, and the one-pass set that is opt-in until
+// it has passed on a GPU) run every case. Besides the small shapes, the one-pass set needs:
+// rows enough for its persistent grid to loop and for dgains to span many blocks (4099,
+// 20000), channel counts whose 16-byte vectors leave lanes masked (40, 200, 384, 520, 1024;
+// f32 1000), and its fallbacks to the legacy kernels (2048 channels; bf16 1000, not a
+// multiple of 8).
+constexpr std::initializer_list<cuda::RmsNormKernel> kRmsNormKernels = {cuda::RmsNormKernel::legacy,
+                                                                        cuda::RmsNormKernel::fast};
+
+const char* kernel_name(cuda::RmsNormKernel k) { return k == cuda::RmsNormKernel::fast ? "one-pass" : "legacy"; }
+
+// Selects a kernel set for one scope (the process-wide choice is restored after).
+class RmsNormKernelScope {
+ public:
+  explicit RmsNormKernelScope(cuda::RmsNormKernel k) : previous_(cuda::set_rmsnorm_kernel(k)) {}
+  ~RmsNormKernelScope() { cuda::set_rmsnorm_kernel(previous_); }
+  RmsNormKernelScope(const RmsNormKernelScope&) = delete;
+  RmsNormKernelScope& operator=(const RmsNormKernelScope&) = delete;
+
+ private:
+  cuda::RmsNormKernel previous_;
+};
+
 CUDA_OP_CASE(RmsNormMatchesCpu) {
-  for (bool with_gains : {true, false}) {
-    for_each_case<2>(kActs, {{1, 1}, {3, 5}, {9, 64}, {33, 100}, {130, 768}}, [&](DType t, std::array<int64_t, 2> shape) {
+  for (auto [kernel, with_gains] : {std::pair{cuda::RmsNormKernel::legacy, true}, {cuda::RmsNormKernel::legacy, false},
+                                    {cuda::RmsNormKernel::fast, true}, {cuda::RmsNormKernel::fast, false}}) {
+    const RmsNormKernelScope scope(kernel);
+    for_each_case<2>(kActs, {{1, 1}, {3, 5}, {9, 64}, {33, 100}, {130, 768}, {4099, 768}, {20000, 768}, {7, 40},
+                             {5, 200}, {3, 384}, {9, 520}, {2, 1024}, {6, 1000}, {3, 2048}},
+                     [&](DType t, std::array<int64_t, 2> shape) {
       const auto [rows, ch] = shape;
       const double eps = 1.0 / 128;
       const std::string gains = with_gains ? "g" : "";
@@ -267,13 +296,15 @@ CUDA_OP_CASE(RmsNormMatchesCpu) {
       expect_near("dx_acc", tol_dx);
       if (with_gains) expect_near("dg", kF32SumTol);
       else expect_near_rel("dgains untouched", device("dg"), wide(dg0), 0.0);
-    }, with_gains ? "gains" : "no gains");
+    }, std::string(with_gains ? "gains, " : "no gains, ") + kernel_name(kernel) + " kernels");
   }
 }
 
 // QK-norm is RMSNorm without gains over each head: the same kernels, rows of head_dim.
 CUDA_OP_CASE(QkNormMatchesCpu) {
-  for_each_case<3>(kActs, {{1, 1, 64}, {7, 3, 64}, {65, 6, 128}}, [&](DType t, std::array<int64_t, 3> shape) {
+  for (cuda::RmsNormKernel kernel : kRmsNormKernels) {
+  const RmsNormKernelScope scope(kernel);
+  for_each_case<3>(kActs, {{1, 1, 64}, {7, 3, 64}, {65, 6, 128}, {4099, 6, 128}}, [&](DType t, std::array<int64_t, 3> shape) {
     const auto [rows, heads, hd] = shape;
     const int64_t c = heads * hd;
     input("x", t, {rows, c});
@@ -286,7 +317,8 @@ CUDA_OP_CASE(QkNormMatchesCpu) {
     output("dx", t, {rows, c});
     run([&](const Side& s) { ops::qk_norm_backward(s["dx"], s["dout"], s["x"], s["rstd_ref"], hd); });
     expect_near("dx", t == DType::f32 ? kF32SumTol : kBf16One);
-  });
+  }, std::string(kernel_name(kernel)) + " kernels");
+  }
 }
 
 }  // namespace
