@@ -4,7 +4,7 @@ reason (noise-led AdamW elements), at the test's real shapes (reference-small.js
 perturbed initialization; with --sigmoid also the sigmoid-cap variant). Not a test itself
 (ctest runs test_*.py only): the record of docs/correctness.md was made with it.
 
-  /usr/bin/python3 tests/python/reference_draws.py [--draws N] [--until HH:MM (UTC)] [--sigmoid] [SEED...]
+  /usr/bin/python3 tests/python/reference_draws.py [--draws N] [--until HH:MM (UTC)] [--sigmoid] [SEED[:VARIANT]...]
 
 Prints one line per draw (seed, variant, pass/FAIL with the failed assertion) and a total."""
 import argparse
@@ -32,7 +32,7 @@ class Draws(ref_test.ReferenceChecks):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("seeds", nargs="*", type=int)
+    ap.add_argument("seeds", nargs="*", help="SEED or SEED:VARIANT (perturbed, sigmoid)")
     ap.add_argument("--draws", type=int, default=50)
     ap.add_argument("--until", help="stop starting draws after this UTC time (HH:MM)")
     ap.add_argument("--sigmoid", action="store_true", help="alternate the perturbed and sigmoid-cap variants")
@@ -43,13 +43,14 @@ def main():
         h, m = map(int, args.until.split(":"))
         now = datetime.datetime.now(datetime.timezone.utc)
         deadline = now.replace(hour=h, minute=m, second=0, microsecond=0)
-    seeds = list(args.seeds) or [int.from_bytes(os.urandom(4), "little") for _ in range(args.draws)]
+    seeds = list(args.seeds) or [str(int.from_bytes(os.urandom(4), "little")) for _ in range(args.draws)]
     passed = failed = 0
     for i, seed in enumerate(seeds):
         if deadline and datetime.datetime.now(datetime.timezone.utc) >= deadline:
             print(f"stopped at the deadline after {i} draws")
             break
-        variant = "sigmoid" if args.sigmoid and i % 2 else "perturbed"
+        seed, _, variant = seed.partition(":")
+        variant = variant or ("sigmoid" if args.sigmoid and i % 2 else "perturbed")
         case = Draws()
         start = time.time()
         with tempfile.TemporaryDirectory(prefix="speedrun-draws-") as tmp:
