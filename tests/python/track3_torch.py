@@ -244,20 +244,43 @@ class Rmnp:
 
 
 class AdamW:
-    """torch.optim.AdamW itself, with the schedule applied to the group's lr."""
+    """torch.optim.AdamW itself, with the schedule applied to the group's lr.
 
-    def __init__(self, params, entry):
-        self.e = entry
-        self.opt = torch.optim.AdamW(params, lr=entry["lr"], betas=tuple(entry["betas"]), eps=entry["eps"],
-                                     weight_decay=entry["weight_decay"])
+    bias_correction_offset != 0 is for the tests' negative control only: a deliberately wrong
+    AdamW (spelled out) whose bias corrections use step t + offset instead of t, the way an
+    off-by-one step count would; the comparison with our run must then fail."""
 
+    def __init__(self, params, entry, bias_correction_offset=0):
+        self.e, self.offset = entry, bias_correction_offset
+        if self.offset == 0:
+            self.opt = torch.optim.AdamW(params, lr=entry["lr"], betas=tuple(entry["betas"]), eps=entry["eps"],
+                                         weight_decay=entry["weight_decay"])
+        else:
+            self.params, self.t = params, 0
+            self.m = [torch.zeros_like(p) for p in params]
+            self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
     def step(self, step, factor):
-        for group in self.opt.param_groups:
-            group["lr"] = self.e["lr"] * factor
-        self.opt.step()
+        if self.offset == 0:
+            for group in self.opt.param_groups:
+                group["lr"] = self.e["lr"] * factor
+            self.opt.step()
+            return
+        lr, (b1, b2), eps, wd = self.e["lr"] * factor, self.e["betas"], self.e["eps"], self.e["weight_decay"]
+        self.t += 1
+        t = self.t + self.offset
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad
+            p.mul_(1 - lr * wd)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.addcdiv_(m / (1 - b1 ** t), (v / (1 - b2 ** t)).sqrt() + eps, value=-lr)
 
 
-def make_optimizer(entry, params, names=None):
+def make_optimizer(entry, params, names=None, adamw_bias_correction_offset=0):
     if entry["type"] == "newton_muon":
         return NewtonMuon(params, entry, names)
-    return {"adamw": AdamW, "muon": Muon, "rmnp": Rmnp}[entry["type"]](params, entry)
+    if entry["type"] == "adamw":
+        return AdamW(params, entry, adamw_bias_correction_offset)
+    return {"muon": Muon, "rmnp": Rmnp}[entry["type"]](params, entry)
