@@ -9,8 +9,10 @@ Random documents (a fresh seed each run, printed; SPEEDRUN_TOKENIZER_SEED reruns
 scripts (Latin, CJK, Cyrillic, Arabic, Devanagari, Hangul), emoji sequences (ZWJ sequences,
 skin tones, flags, keycaps), contractions ('s 't 're 've 'm 'll 'd, upper-case too, which
 GPT-2's regex does not treat as contractions), digits and long digit runs, whitespace runs
-(spaces, tabs, newlines, \\r\\n, Unicode spaces), punctuation, random code points, and
-special-token text. The text "<|endoftext|>" inside a document is ordinary text on both sides:
+(spaces, tabs, newlines, \\r\\n, Unicode spaces), punctuation, random code points (assigned
+or not), letters and numbers assigned after this Python's Unicode version (15.0 and 16.0 on
+Debian 12's Python 3.11: our tables and tiktoken 1.0.22 are Unicode 16.0), and special-token
+text. The text "<|endoftext|>" inside a document is ordinary text on both sides:
 speedrun's tokenizer never reads special tokens from text (src/data/tokenizer.h; `speedrun
 tokenize` puts the EOT id 50256 between documents itself), and tiktoken is called as
 encode(text, allowed_special=[], disallowed_special=[]), which is its encode_ordinary. So no
@@ -23,6 +25,7 @@ both id lists. A negative control shows the comparison fails on a perturbed id l
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -81,27 +84,40 @@ def tables_unicode_version():
     return text.split('kUnicodeVersion = "', 1)[1].split('"', 1)[0]
 
 
-# Code points assigned after our tables' Unicode version are a known, documented deviation
-# (src/data/unicode_tables.cpp; tiktoken 1.0.22's regex uses Unicode 16.0, see
-# test_letters_assigned_after_our_unicode_version), so random code points are drawn from those
-# assigned in our tables' version: Python's unicodedata when it is that version, else Unicode
-# 3.2's (unicodedata.ucd_3_2_0) where the category has not changed since.
-if unicodedata.unidata_version == tables_unicode_version():
-    def assigned(c):
-        return unicodedata.category(c) not in ("Cn", "Cs")  # surrogates are not scalar values
-else:  # pragma: no cover (Debian 12's Python has Unicode 14.0, the tables' version)
-    def assigned(c):
-        old = unicodedata.ucd_3_2_0.category(c)
-        return old not in ("Cn", "Cs") and old == unicodedata.category(c)
+def tables_letters_and_numbers():
+    """The code points our tables (src/data/unicode_tables.cpp) class as letter or number."""
+    text = (speedrun_testing.SOURCE_DIR / "src" / "data" / "unicode_tables.cpp").read_text()
+    out = set()
+    for name in ("kLetterRanges", "kNumberRanges"):
+        body = text.split(f"const CodePointRange {name}[] = {{", 1)[1].split("};", 1)[0]
+        for first, last in re.findall(r"\{0x([0-9A-F]+), 0x([0-9A-F]+)\}", body):
+            out.update(range(int(first, 16), int(last, 16) + 1))
+    return out
+
+
+def version_tuple(v):
+    return tuple(int(x) for x in v.split("."))
+
+
+# Letters and numbers assigned after this Python's unicodedata version, per our tables (Unicode
+# 16.0, tiktoken 1.0.22's version): on Debian 12's Python (Unicode 14.0) the 9,392 letters and
+# numbers new in Unicode 15.0 and 16.0, which tiktoken must class as we do. With a Python at
+# least as new as the tables, those assigned after Unicode 3.2 (unicodedata.ucd_3_2_0) instead.
+_old_ucd = (unicodedata if version_tuple(unicodedata.unidata_version) < version_tuple(tables_unicode_version())
+            else unicodedata.ucd_3_2_0)
+NEW_LETTERS_AND_NUMBERS = sorted(chr(cp) for cp in tables_letters_and_numbers()
+                                 if _old_ucd.category(chr(cp)) == "Cn")
 
 
 def random_code_point(rng):
-    """Any assigned scalar value (see above) of planes 0-3 and 14."""
+    """Any scalar value of planes 0-3 and 14, assigned or not (unassigned ones are "other" to
+    both sides, so code points new in Unicode 15.0/16.0 that are neither letters nor numbers
+    are among them too)."""
     while True:
-        c = chr(rng.choice((rng.randrange(0x20, 0x3000), rng.randrange(0x3000, 0x10000),
-                            rng.randrange(0x10000, 0x40000), rng.randrange(0xE0000, 0xE0200))))
-        if assigned(c):
-            return c
+        cp = rng.choice((rng.randrange(0x20, 0x3000), rng.randrange(0x3000, 0x10000),
+                         rng.randrange(0x10000, 0x40000), rng.randrange(0xE0000, 0xE0200)))
+        if not 0xD800 <= cp <= 0xDFFF:  # surrogates are not scalar values
+            return chr(cp)
 
 
 def word(rng, letters, marks=None, n=None):
@@ -115,7 +131,7 @@ def word(rng, letters, marks=None, n=None):
 
 def fragment(rng):
     """One random piece of a document, and the feature it exercises."""
-    kind = rng.randrange(14)
+    kind = rng.randrange(15)
     if kind == 0:
         w = word(rng, LATIN)
         return "latin", rng.choice([w, w.lower(), w.upper(), w.capitalize()])
@@ -147,6 +163,10 @@ def fragment(rng):
         return "special", rng.choice(SPECIAL_TEXT)
     if kind == 11:
         return "code_point", "".join(random_code_point(rng) for _ in range(rng.randint(1, 4)))
+    if kind == 13:  # where the class decides the pieces: contractions, digit runs, mixed words
+        w = word(rng, NEW_LETTERS_AND_NUMBERS, n=rng.randint(1, 4))
+        return "new_code_point", rng.choice([w, " " + w, w + rng.choice(CONTRACTIONS), "a" + w + "'d",
+                                             w + "123", word(rng, LATIN) + w + word(rng, LATIN)])
     if kind == 12:
         return "mixed_word", word(rng, LATIN + CYRILLIC + CJK[:50] + SCRIPT_DIGITS + ARABIC_MARKS + ["'", "_", "-"])
     return "latin", " " + word(rng, LATIN)
@@ -233,7 +253,7 @@ class TokenizerAgainstTiktoken(SpeedrunTestCase):
                 features[f] = features.get(f, 0) + 1
         # Every feature must be exercised (not a vacuous fuzz): each in at least 10% of documents.
         expected = {"latin", "cjk", "cyrillic", "arabic", "devanagari", "emoji", "contraction", "digits",
-                    "whitespace", "punctuation", "special", "code_point", "mixed_word"}
+                    "whitespace", "punctuation", "special", "code_point", "new_code_point", "mixed_word"}
         self.assertEqual(set(features), expected)
         for f, count in features.items():
             self.assertGreater(count, DOCUMENTS // 10, f"feature {f}")
@@ -262,22 +282,29 @@ class TokenizerAgainstTiktoken(SpeedrunTestCase):
     def test_known_ids(self):
         """The comparison's tiktoken side gives the documented ids (../shared/data/gpt2/
         reference_cases.json has "Hello world" -> [15496, 995]), special-token text is ordinary,
-        and U+13EEC is a letter to it (Unicode 16.0; see the expected failure below)."""
+        and U+13EEC is a letter to it (Unicode 16.0; see the test below)."""
         self.assertEqual(tiktoken_ids(["Hello world", "<|endoftext|>", "don't", "\U00013eec're"]),
                          [[15496, 995], [27, 91, 437, 1659, 5239, 91, 29], [9099, 470], [172, 241, 119, 105, 821]])
         self.assertEqual(self.speedrun_ids(["Hello world", "<|endoftext|>", "don't"]),
                          [[15496, 995], [27, 91, 437, 1659, 5239, 91, 29], [9099, 470]])
 
-    @unittest.expectedFailure
-    def test_letters_assigned_after_our_unicode_version(self):
-        """A known deviation, kept visible: U+13EEC (Egyptian Hieroglyphs Extended-A, a letter
-        since Unicode 16.0) is a letter to tiktoken 1.0.22 and "other" to our Unicode 14.0
-        tables, so "\U00013eec're" pre-tokenizes as [U+13EEC]['re] there and [U+13EEC'][re]
-        here. Expected (tiktoken): [172, 241, 119, 105, 821]; ours: [172, 241, 119, 105, 6, 260].
-        Regenerating the tables (scripts/gen_unicode_tables.py) from Unicode 16.0 data would
-        fix it; this test then passes and unittest reports an unexpected success."""
-        self.assertEqual(self.speedrun_ids(["\U00013eec're"]), [[172, 241, 119, 105, 821]])
-
+    def test_letters_and_numbers_new_in_unicode_15_and_16(self):
+        """Code points assigned after Unicode 14.0 (Debian 12's Python), where our tables were
+        once generated from, are letters/numbers to tiktoken 1.0.22 (Unicode 16.0) and to our
+        tables (Unicode 16.0, scripts/gen_unicode_tables.py). With Unicode 14.0 tables they were
+        "other", and each of these documents pre-tokenized differently (the ids in brackets,
+        from speedrun built with those tables): U+13EEC Egyptian hieroglyph (Lo, 16.0)
+        "\U00013eec're" [172, 241, 119, 105, 6, 260]; U+31350 CJK Extension H (Lo, 15.0) "'s"
+        [..., 6, 82]; U+11F04 Kawi letter (Lo, 15.0) "'ll" [..., 6, 297]; U+1E4F1 Nag Mundari
+        digit one (Nd, 15.0) and U+11BF1 Sunuwar digit one (Nd, 16.0) as "a<digit>'d" [..., 6, 67]."""
+        docs = ["\U00013eec're", "\U00031350's", "\U00011f04'll", "a\U0001e4f1'd", "a\U00011bf1'd"]
+        expected = [[172, 241, 119, 105, 821], [172, 109, 235, 238, 338], [172, 239, 120, 226, 1183],
+                    [64, 172, 252, 241, 109, 1549], [64, 172, 239, 107, 109, 1549]]
+        self.assertEqual(tiktoken_ids(docs), expected)
+        self.assertEqual(self.speedrun_ids(docs), expected)
+        self.assertEqual(tables_unicode_version(), "16.0.0")
+        for c in "\U00013eec\U00031350\U00011f04\U0001e4f1\U00011bf1":
+            self.assertIn(c, NEW_LETTERS_AND_NUMBERS)
 
 if __name__ == "__main__":
     reason = skip_reason()
