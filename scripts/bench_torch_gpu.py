@@ -88,7 +88,7 @@ def attention(q, k, v, scale):
 
 
 class Track3GPT(nn.Module):
-    def __init__(self, vocab, layers, d, heads, head_dim, mlp_ratio, seq, eps=2.0**-7, scale=0.12, base=1024.0,
+    def __init__(self, vocab, layers, d, heads, head_dim, mlp_ratio, seq, eps=2.0**-23, scale=0.12, base=1024.0,
                  cap=15.0):
         super().__init__()
         self.eps, self.scale, self.cap = eps, scale, cap

@@ -245,7 +245,8 @@ Command add_compare_command(CLI::App& app) {
                          },
                          "LOSS > 0"));
   sub->add_option("--set", o->sets, "override a key of every config (repeatable): --set train.steps=100")
-      ->type_name("KEY=VALUE");
+      ->type_name("KEY=VALUE")
+      ->check(key_value_form());
   sub->add_option("--out", o->out, "output directory (default: <train.out_dir>/compare-<a>-vs-<b>...)");
   sub->add_flag("--no-plots", o->no_plots, "do not draw the PNG plots");
   sub->add_flag("--no-progress", o->no_progress, "no per-step progress lines (validation lines still print)");

@@ -17,6 +17,11 @@ struct ConfigOptions {
 };
 
 // Adds the positional CONFIG and the repeatable --set KEY=VALUE.
+// CLI11 check of a --set value's form (KEY=VALUE, a non-empty key): a malformed one is a
+// usage error (exit 2, with the usage), like every other bad flag value. The key and the
+// value themselves are checked against the schema when the config is loaded.
+CLI::Validator key_value_form();
+
 void add_config_options(CLI::App* sub, ConfigOptions& opts, bool config_required = true);
 
 // Loads the config with every --set applied (throws UserError).

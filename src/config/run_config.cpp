@@ -256,7 +256,24 @@ RunConfig load_run_config(const fs::path& file, const std::vector<Override>& ove
   json raw = parse_json_text(read_text_file(file), file.string());
   if (!raw.is_object()) throw UserError(file.string() + ": expected a JSON object at the top level");
   const std::vector<std::string> set_keys = apply_overrides(raw, overrides);
-  RunConfig cfg = run_config_from_json(raw, file.string());
+  RunConfig cfg;
+  try {
+    cfg = run_config_from_json(raw, file.string());
+  } catch (const UserError& e) {
+    // A problem with a value that came from --set names the --set, not only the file
+    // (which may hold a valid value for that key).
+    std::istringstream lines(e.what());
+    std::string msg, line;
+    while (std::getline(lines, line)) {
+      if (!msg.empty()) msg += '\n';
+      msg += line;
+      const size_t start = line.find_first_not_of(' ');
+      for (const Override& o : overrides)
+        if (start != std::string::npos && line.compare(start, o.key.size() + 1, o.key + ":") == 0)
+          msg += " (from --set " + o.key + "=" + o.value + ")";
+    }
+    throw UserError(msg);
+  }
   if (cfg.name.empty()) cfg.name = file.stem().string();
   // Paths written in the file are relative to the file; paths given on the command
   // line are relative to where the command runs.

@@ -163,13 +163,21 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
   return plan;
 }
 
-void check_host_plan_fits(const MemoryPlan& plan, const HostMemory& host) {
-  if (plan.total() <= host.available) return;
-  throw UserError("the run needs " + format_bytes(plan.total()) + " (" + std::to_string(plan.total()) +
-                  " bytes) of host memory but only " + format_bytes(host.available) + " (" +
-                  std::to_string(host.available) + " bytes) is available (" + host.limits +
+void check_host_plan_fits(const MemoryPlan& plan, const HostMemory& host, int processes_on_node) {
+  // The available figure (MemAvailable, the cgroup) is the node's, shared by every rank on it.
+  const size_t ranks = static_cast<size_t>(std::max(1, processes_on_node));
+  const size_t needed = plan.total() * ranks;
+  if (needed <= host.available) return;
+  const std::string each =
+      ranks > 1 ? " (" + format_bytes(plan.total()) + " for each of the " + std::to_string(ranks) +
+                      " processes on this node)"
+                : "";
+  throw UserError("the run needs " + format_bytes(needed) + " (" + std::to_string(needed) + " bytes) of host memory" +
+                  each + " but only " + format_bytes(host.available) + " (" + std::to_string(host.available) +
+                  " bytes) is available (" + host.limits +
                   "); make the model smaller (model.n_layer, model.d_model, model.seq_len) or lower "
-                  "train.micro_batch_seqs (the activations scale with it). The plan:\n" +
+                  "train.micro_batch_seqs (the activations scale with it)" +
+                  (ranks > 1 ? ", or start fewer processes per node" : "") + ". The plan:\n" +
                   plan.to_string(/*final_newline=*/false));
 }
 

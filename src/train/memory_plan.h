@@ -68,7 +68,9 @@ size_t estimate_optimizer_state_bytes(const config::RunConfig& cfg);
 void check_plan_fits(const MemoryPlan& plan, size_t free_bytes, size_t total_bytes);
 
 // The same for a CPU run's host plan against query_host_memory(): the bytes needed
-// (total and per line), the bytes available and which limits give them.
-void check_host_plan_fits(const MemoryPlan& plan, const HostMemory& host);
+// (total and per line), the bytes available and which limits give them. The available
+// memory is the node's, so the plan counts once for each of `processes_on_node` ranks
+// (mpirun's local size) that hold it at the same time.
+void check_host_plan_fits(const MemoryPlan& plan, const HostMemory& host, int processes_on_node = 1);
 
 }  // namespace speedrun::train

@@ -168,7 +168,9 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     const int64_t val_seqs = cfg.data.val_tokens / m.seq_len;
     add_data_item(plan, largest_shard, t.batch_tokens / world, (val_seqs + world - 1) / world * m.seq_len);
     const HostMemory host = query_host_memory();
-    check_host_plan_fits(plan, host);  // a refusal shows the plan itself
+    // Every rank on this node holds its own copy of the plan at the same time.
+    const int on_node = opts.session ? std::max(1, opts.session->launch().local_size) : 1;
+    check_host_plan_fits(plan, host, on_node);  // a refusal shows the plan itself
     if (writer)
       spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
                    plan.to_string(/*final_newline=*/false));
@@ -336,10 +338,11 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     // a write error before this point must leave no summary behind.
     if (opts.save_params) save_parameters(model, run_dir / "params");
     metrics.sync();
-    write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
   }
+  // The final status goes into log.txt (and to disk) before summary.json too.
   for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
   run_log.sync();
+  if (writer) write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
   return summary;
 }
 

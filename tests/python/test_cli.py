@@ -95,6 +95,11 @@ class TestUsage(CliTestCase):
             (["tokenize", cfg, "--out", self.tmp / "o", "--shard-tokens", str(2**31)], "--shard-tokens"),
             (["tokenize", cfg, "--out", self.tmp / "o", "--val-tokens", "-1"], "--val-tokens"),
             (["tokenize", cfg, "--out", self.tmp / "o", "--encoder", cfg], "--vocab"),
+            # A --set that is not KEY=VALUE is a malformed flag value too (it exited 1).
+            (["train", cfg, "--set", "train.steps"], "expected KEY=VALUE, e.g. --set train.steps=100, got 'train.steps'"),
+            (["validate-config", cfg, "--set", "=3"], "expected KEY=VALUE"),
+            (["bench", cfg, "--set", "train.steps"], "expected KEY=VALUE"),
+            (["compare", cfg, "--set", "train.steps"], "expected KEY=VALUE"),
         ]
         for args, fragment in cases:
             with self.subTest(args=" ".join(map(str, args))):
@@ -306,9 +311,13 @@ class TestConfigMeansWhatItSays(CliTestCase):
                 self.assertFailsWith(run_speedrun("validate-config", p, "--set", f"train.steps={value}"),
                                      f"train.steps={value}" if value.startswith("92") else "train.steps: expected an "
                                      "integer in [1, 9.007199255e+15]")
+        # The value came from --set, not from the file: the error says so.
+        self.assertFailsWith(run_speedrun("validate-config", p, "--set", "train.steps=2.5"),
+                             "got 2.5 (from --set train.steps=2.5)")
         p.write_text(p.read_text().replace("1000.0", "2.5"))
-        self.assertFailsWith(run_speedrun("validate-config", p),
-                             "train.steps: expected an integer in [1, 9.007199255e+15], got 2.5")
+        r = run_speedrun("validate-config", p)
+        self.assertFailsWith(r, "train.steps: expected an integer in [1, 9.007199255e+15], got 2.5")
+        self.assertNotIn("from --set", r.stderr)
 
     def test_values_that_vanish_or_overflow_in_fp32(self):
         p = self.write_config(tiny_config("a", "b"))

@@ -197,6 +197,28 @@ TEST(MemoryPlan, HostPlanRefusalNamesTheBytes) {
   }
 }
 
+// The node's memory is shared by every rank on it (mpirun -np 2 on one machine): a plan
+// that fits once must also fit as many times as there are processes on the node.
+TEST(MemoryPlan, HostPlanCountsEveryProcessOnTheNode) {
+  train::MemoryPlan plan;
+  plan.items.push_back({"parameters (f32, 1.0M)", size_t{3} << 30, false});
+  HostMemory host;
+  host.available = size_t{5} << 30;
+  host.limits = "MemAvailable 5.00 GiB of MemTotal 8.00 GiB";
+  EXPECT_NO_THROW(train::check_host_plan_fits(plan, host, 1));
+  try {
+    train::check_host_plan_fits(plan, host, 2);
+    FAIL() << "no error for 2 x 3 GiB in 5 GiB";
+  } catch (const UserError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("needs 6.00 GiB (6442450944 bytes) of host memory (3.00 GiB for each of the 2 processes on "
+                       "this node)"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("start fewer processes per node"), std::string::npos) << msg;
+  }
+}
+
 TEST(HostMemory, ParsesProcAndCgroupFiles) {
   const std::string meminfo = "MemTotal:       24680000 kB\nMemFree:  100 kB\nMemAvailable:   12345678 kB\n";
   EXPECT_EQ(parse_kib_field(meminfo, "MemAvailable"), int64_t{12345678} * 1024);
