@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
+#include "data/loader.h"
 #include "data/shard.h"
 #include "model/param_layout.h"
 #include "model/precision.h"
@@ -108,7 +109,25 @@ Command add_validate_config_command(CLI::App& app) {
                            cfg.optimizers[e].type.c_str(), groups[e].size(), static_cast<double>(numel) / 1e6);
             }
             const auto train_shards = report_glob(cfg.data.train_glob, "data.train_glob");
-            report_glob(cfg.data.val_glob, "data.val_glob");
+            if (!train_shards.empty()) {
+              // Enough batches for train.steps, as the run checks at start (one process;
+              // the global batch is the same for any number).
+              try {
+                data::TrainLoader::check_data(train_shards,
+                                              {cfg.train.batch_tokens, 0, 1, cfg.model.vocab_size, cfg.data.epochs,
+                                               "data.train_glob"},
+                                              cfg.train.steps);
+              } catch (const UserError& e) {
+                spdlog::warn("{} (a run would fail)", e.what());
+              }
+            }
+            const auto val_shards = report_glob(cfg.data.val_glob, "data.val_glob");
+            int64_t val_available = 0;
+            for (const auto& s : val_shards) val_available += s.num_tokens;
+            if (!val_shards.empty() && val_available < cfg.data.val_tokens + 1)
+              spdlog::warn("data.val_glob: data.val_tokens = {} needs {} tokens but the shard(s) hold {} (a run would "
+                           "fail)",
+                           cfg.data.val_tokens, cfg.data.val_tokens + 1, val_available);
             report_memory(cfg, train_shards);
             std::fprintf(stderr, "%s: ok\n", opts->config.config.c_str());
           }};

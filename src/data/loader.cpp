@@ -12,6 +12,39 @@ static int64_t batches_in_shard(int64_t length, int64_t b) {
   return (length - b - 2) / b + 1;
 }
 
+TrainLoader::PassCount TrainLoader::count_pass(const std::vector<ShardInfo>& shards, const LoaderOptions& opts) {
+  PassCount c;
+  for (const ShardInfo& s : shards) {
+    const int64_t k = batches_in_shard(s.num_tokens, opts.batch_tokens);
+    c.batches += k;
+    c.unread_tokens += s.num_tokens - k * opts.batch_tokens;
+    if (k == 0) c.skipped.push_back(s);
+  }
+  if (c.batches == 0) {
+    int64_t largest = 0;
+    for (const ShardInfo& s : shards) largest = std::max(largest, s.num_tokens);
+    throw UserError(opts.what + ": no shard holds more than train.batch_tokens + 1 = " +
+                    std::to_string(opts.batch_tokens + 1) + " tokens (the largest has " + std::to_string(largest) +
+                    "); lower train.batch_tokens or use larger shards");
+  }
+  return c;
+}
+
+void TrainLoader::check_passes(int64_t batches_per_epoch, size_t shards, const LoaderOptions& opts, int64_t steps) {
+  // Compared in passes, not batches: batches_per_epoch * epochs may overflow int64.
+  const int64_t passes_needed = (steps + batches_per_epoch - 1) / batches_per_epoch;
+  if (passes_needed > opts.epochs)
+    throw UserError(opts.what + ": the run needs " + std::to_string(steps) + " batches of " +
+                    std::to_string(opts.batch_tokens) + " tokens but " + std::to_string(shards) +
+                    " shard(s) yield " + std::to_string(batches_per_epoch) + " per pass and data.epochs is " +
+                    std::to_string(opts.epochs) + "; raise data.epochs to at least " +
+                    std::to_string(passes_needed) + " or lower train.steps");
+}
+
+void TrainLoader::check_data(const std::vector<ShardInfo>& shards, const LoaderOptions& opts, int64_t steps) {
+  check_passes(count_pass(shards, opts).batches, shards.size(), opts, steps);
+}
+
 TrainLoader::TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts)
     : shards_(std::move(shards)), opts_(std::move(opts)) {
   if (opts_.world < 1 || opts_.rank < 0 || opts_.rank >= opts_.world) throw std::logic_error("bad rank/world");
@@ -19,32 +52,15 @@ TrainLoader::TrainLoader(std::vector<ShardInfo> shards, LoaderOptions opts)
     throw UserError("train.batch_tokens (" + std::to_string(opts_.batch_tokens) +
                     ") must be divisible by the number of processes (" + std::to_string(opts_.world) + ")");
   local_tokens_ = opts_.batch_tokens / opts_.world;
-  for (const ShardInfo& s : shards_) {
-    const int64_t k = batches_in_shard(s.num_tokens, opts_.batch_tokens);
-    batches_per_epoch_ += k;
-    tokens_unread_per_epoch_ += s.num_tokens - k * opts_.batch_tokens;
-    if (k == 0) skipped_shards_.push_back(s);
-  }
-  if (batches_per_epoch_ == 0) {
-    int64_t largest = 0;
-    for (const ShardInfo& s : shards_) largest = std::max(largest, s.num_tokens);
-    throw UserError(opts_.what + ": no shard holds more than train.batch_tokens + 1 = " +
-                    std::to_string(opts_.batch_tokens + 1) + " tokens (the largest has " + std::to_string(largest) +
-                    "); lower train.batch_tokens or use larger shards");
-  }
+  PassCount c = count_pass(shards_, opts_);
+  batches_per_epoch_ = c.batches;
+  tokens_unread_per_epoch_ = c.unread_tokens;
+  skipped_shards_ = std::move(c.skipped);
   load_shard(0);
 }
 
 void TrainLoader::check_enough_for(int64_t steps) const {
-  // Compared in passes, not batches: batches_per_epoch * epochs may overflow int64.
-  const int64_t passes_needed = (steps + batches_per_epoch_ - 1) / batches_per_epoch_;
-  if (passes_needed > opts_.epochs)
-    throw UserError(opts_.what + ": the run needs " + std::to_string(steps) + " batches of " +
-                    std::to_string(opts_.batch_tokens) + " tokens but " + std::to_string(shards_.size()) +
-                    " shard(s) yield " + std::to_string(batches_per_epoch_) + " per pass and data.epochs is " +
-                    std::to_string(opts_.epochs) + "; raise data.epochs to at least " +
-                    std::to_string(passes_needed) +
-                    " or lower train.steps");
+  check_passes(batches_per_epoch_, shards_.size(), opts_, steps);
 }
 
 void TrainLoader::load_shard(size_t index) {

@@ -50,6 +50,11 @@ class TrainLoader {
   // data holds in data.epochs passes.
   void check_enough_for(int64_t steps) const;
 
+  // The same checks as constructing a loader and check_enough_for(steps) (no shard holds
+  // a batch; too few batches for `steps`), from the shards' headers alone: nothing is
+  // read. For validate-config.
+  static void check_data(const std::vector<ShardInfo>& shards, const LoaderOptions& opts, int64_t steps);
+
   // The next batch of this rank. Throws UserError when the data is exhausted.
   void next(Batch& out);
 
@@ -58,6 +63,14 @@ class TrainLoader {
   int64_t position() const { return pos_; }
 
  private:
+  struct PassCount {
+    int64_t batches = 0;        // batches one pass yields
+    int64_t unread_tokens = 0;  // tokens of one pass that are never an input
+    std::vector<ShardInfo> skipped;
+  };
+  // Throws UserError when no shard holds a batch.
+  static PassCount count_pass(const std::vector<ShardInfo>& shards, const LoaderOptions& opts);
+  static void check_passes(int64_t batches_per_epoch, size_t shards, const LoaderOptions& opts, int64_t steps);
   void load_shard(size_t index);
 
   std::vector<ShardInfo> shards_;

@@ -253,6 +253,16 @@ class TestValidateConfig(CliTestCase):
         self.assertIn("data.train_glob: 1 shard(s), 2000 tokens", r.stderr)
         self.assertIn("data (training shard x2, a batch, the validation set)", r.stderr)
         self.assertNotIn("warning", r.stderr)
+        # Too few batches for train.steps, too few tokens for data.val_tokens: found from the
+        # shard headers (a new user's validate-config said ok, then train refused).
+        too_much = ["--set", "train.steps=100000", "--set", "data.val_tokens=64000"]
+        r = run_speedrun("validate-config", cfg, *too_much)
+        self.assertSucceeds(r)
+        self.assertIn("warning: data.train_glob: the run needs 100000 batches of", r.stderr)
+        self.assertIn("raise data.epochs to at least", r.stderr)
+        self.assertIn("warning: data.val_glob: data.val_tokens = 64000 needs 64001 tokens but the shard(s) hold", r.stderr)
+        t = run_speedrun("train", cfg, *too_much, "--no-progress")
+        self.assertFailsWith(t, "data.train_glob: the run needs 100000 batches of")
         # A model this machine cannot hold: said, still a valid config.
         r = run_speedrun("validate-config", cfg, "--set", "model.d_model=65536", "--set", "model.n_head=1024")
         self.assertSucceeds(r)
