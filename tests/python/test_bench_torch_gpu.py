@@ -13,7 +13,8 @@ import speedrun_testing
 SCRIPT = speedrun_testing.SOURCE_DIR / "scripts" / "bench_torch_gpu.py"
 RATIO = speedrun_testing.SOURCE_DIR / "scripts" / "gpu_ratio.py"
 TINY = ["--device", "cpu", "--layers", "2", "--dim", "64", "--heads", "2", "--head-dim", "32", "--seq", "64",
-        "--batch", "2", "--vocab", "256", "--steps", "2", "--warmup", "1", "--threads", "1"]
+        "--batch", "2", "--vocab", "256", "--steps", "2", "--warmup", "1", "--threads", "1", "--step-steps", "1",
+        "--micro-batches", "2"]
 
 
 def run(*args):
@@ -34,6 +35,14 @@ class BenchTorchGpuOnCpu(unittest.TestCase):
                     self.assertGreater(j[key], 0, key)
                 self.assertEqual(j["micro_batch_tokens"], 2 * 64)
                 self.assertEqual(len(j["micro_batch_ms_all"]), 2)
+                # A whole step (2 micro-batches + Muon/AdamW) takes longer than one micro-batch.
+                self.assertGreater(j["step_ms"], min(j["micro_batch_ms_all"]))
+                self.assertEqual(len(j["step_ms_all"]), 1)
+                self.assertIn("whole step:", r.stdout)
+                # The attention kernel is named (this CPU torch may have no SDPA at all).
+                names = set(j["attention_backend"].split(" ")[0].split("+"))
+                self.assertTrue(names <= {"flash", "efficient", "math", "cudnn", "explicit"}, j["attention_backend"])
+                self.assertIn("attention backend (profiler):", r.stdout)
                 # speedrun's count for this shape: 6 (L (4 d hd + 2 d f) + d V) + 6 L T hd.
                 self.assertEqual(j["flops_per_token"], 6 * (2 * (4 * 64 * 64 + 2 * 64 * 256) + 64 * 256) +
                                  6 * 2 * 64 * 64)
@@ -42,6 +51,9 @@ class BenchTorchGpuOnCpu(unittest.TestCase):
         r = run(SCRIPT, *TINY, "--layers", "0")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--layers must be >= 1", r.stderr)
+        r = run(SCRIPT, *TINY, "--micro-batches", "0")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--micro-batches >= 1", r.stderr)
         r = run(SCRIPT, *TINY, "--head-dim", "30")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("multiple of 4", r.stderr)
@@ -57,6 +69,15 @@ class BenchTorchGpuOnCpu(unittest.TestCase):
             r = run(RATIO, ours, theirs, "--json", pathlib.Path(d) / "ratio.json")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("ratio ours / theirs (ms): 0.500", r.stdout)
+            self.assertIn("whole step (2 micro-batches + optimizers)", r.stdout)
+            self.assertIn("ratio 1.000", r.stdout)  # the same step_ms on both sides
+            ours.write_text(json.dumps({**j, "micro_batches_per_step": 8}))
+            r = run(RATIO, ours, theirs)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("different steps", r.stderr)
+            ours.write_text(json.dumps({**j, "micro_batch_ms": j["micro_batch_ms"] / 2, "activation_dtype": "bf16",
+                                        "mfu": 0.5}))
+            r = run(RATIO, ours, theirs, "--json", pathlib.Path(d) / "ratio.json")
             self.assertAlmostEqual(json.loads((pathlib.Path(d) / "ratio.json").read_text())["ratio"], 0.5)
             ours.write_text(json.dumps({**j, "micro_batch_tokens": 7}))
             r = run(RATIO, ours, theirs)
