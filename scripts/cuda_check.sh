@@ -23,7 +23,10 @@
 # main JSON results and the gpu-mini comparison table: at most 8 files. Without OUT everything
 # stays in build/cuda-check/.
 #
-#   scripts/cuda_check.sh [--dry-run] [--compare] [--sanitize-all] [--no-torch] [--no-train]
+#   scripts/cuda_check.sh [--dry-run] [--compare] [--sanitize-all] [--no-tests] [--no-sanitizer]
+#                         [--no-torch] [--no-train]
+# (--no-* skip sections 2-3, 4, 6, 7: to split the work over two device calls if one would run
+# past the tool's 10-minute limit per command.)
 #
 # --dry-run runs nothing on a GPU: it checks the bundle (unpacks it, lists missing libraries)
 # or the build tree and prints every command with its time limit (tests/python/
@@ -33,7 +36,7 @@
 # (s, 300), PYTHON (python3). Exit status 1 when any step failed.
 set -u
 cd "$(dirname "$0")/.."
-dry=0 compare=0 sanitize_all=0 torch=1 train=1
+dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry=1 ;;
@@ -41,7 +44,9 @@ for arg in "$@"; do
     --sanitize-all) sanitize_all=1 ;;
     --no-torch) torch=0 ;;
     --no-train) train=0 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --no-tests) tests_on=0 ;;
+    --no-sanitizer) sanitizer=0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "cuda_check.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -120,6 +125,7 @@ if [ "$dry" != 1 ]; then
 fi
 
 # ---- 2. CUDA tests ---------------------------------------------------------------------------
+if [ "$tests_on" = 1 ]; then
 section "CUDA tests (default kernels)"
 # Test names, not files: CudaOpsTest cases live in tests/unit/ops/test_<op>.cpp, CudaModel in
 # test_cuda_model.cpp, CudaOptimTest in test_cuda_optim.cpp.
@@ -156,8 +162,10 @@ for name in attention_flash rmsnorm; do
   step "dev_$name" "$bench_timeout" "$devdir/dev_$name"
   [ "$dry" = 1 ] || grep -E '^(dev_|validation|checks|device-to-device|op |forward|backward|QK|target)' "$work/dev_$name.log"
 done
+fi
 
 # ---- 4. sanitizers on the new kernels ----------------------------------------------------------
+if [ "$sanitizer" = 1 ]; then
 section "compute-sanitizer"
 if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
   for tool in memcheck racecheck; do
@@ -170,6 +178,7 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
 else
   echo "compute-sanitizer: not on PATH (skipped)"
+fi
 fi
 
 # ---- 5. benches ------------------------------------------------------------------------------
