@@ -184,6 +184,8 @@ def sdpa_backend(step, device):
         "_scaled_dot_product_attention_math": "math",
         "_flash_attention_forward": "flash",
         "_efficient_attention_forward": "efficient",
+        "flash_fwd_kernel": "flash",  # CUDA kernel names, should a compiled graph hide the aten op
+        "fmha_cutlassF": "efficient",
     }
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device == "cuda":

@@ -3,7 +3,8 @@
 #   1. a short learning-rate sweep: each configs/gpu-mini-*.json with its block-matrix
 #      optimizer's lr (optimizers[3].lr) at 0.5x, 1x and 2x the config's, one seed each, in one
 #      `speedrun compare --device cuda` (12 runs, one at a time);
-#   2. the comparison itself: the four configs x 2 seeds (Muon first: the t-tests' reference),
+#   2. each config's optimizer step alone (`bench --optimizers-only`: the per-step optimizer cost);
+#   3. the comparison itself: the four configs x 2 seeds (Muon first: the t-tests' reference),
 #      `speedrun compare --device cuda --seeds 2` (8 runs), with its table, t-tests and plots.
 # Everything is written under DIR (default ${OUT:-build/gpu-compare}/gpu-compare): sweep/ and
 # compare/ are speedrun compare's own output directories; summary lines go to stdout.
@@ -73,6 +74,14 @@ PY
     || status=1
   echo "gpu_compare: sweep rc=$status in $((SECONDS - start)) s: $dir/sweep/comparison.md"
 fi
+
+# The optimizers' own cost per step at this size (the table's "optimizer ms/step" column).
+for c in "${configs[@]}"; do
+  name="$(basename "$c" .json)"
+  run "$speedrun" bench "$c" --optimizers-only --device cuda --steps 10 --warmup 3 --json "$dir/bench-optim-$name.json" \
+    >"$dir/bench-optim-$name.log" 2>&1 || { status=1; echo "gpu_compare: bench --optimizers-only $name failed"; }
+  [ "$dry" = 1 ] && cat "$dir/bench-optim-$name.log"
+done
 
 start=$SECONDS
 run "$speedrun" compare "${configs[@]}" --device cuda --seeds "$seeds" --out "$dir/compare" --no-progress || status=1
