@@ -83,6 +83,24 @@ step() {
   return $rc
 }
 section() { echo; echo "== $* ($((SECONDS - t_start)) s so far)"; }
+# finish STATUS: what comes back from the device tool (at most 8 files): summary.txt, the main
+# JSON results, and everything else packed into one archive; then waits for tee and exits.
+finish() {
+  section "done: status $1"
+  if [ "$work" != "$final" ]; then
+    for f in bench_kernels.json bench_kernels_flash_fast.json bench_speedrun.json bench_torch_compiled.json \
+             ratio_bench_speedrun.json; do
+      [ -f "$work/$f" ] && cp "$work/$f" "$final/"
+    done
+    [ -f "$work/gpu-compare/compare/comparison.md" ] && cp "$work/gpu-compare/compare/comparison.md" \
+      "$final/gpu_mini_comparison.md"
+    tar -C "$work" -czf "$final/cuda-check.tar.gz" . 2>/dev/null && rm -rf "$work" \
+      || echo "could not pack $work into $final/cuda-check.tar.gz (the logs stay there)"
+  fi
+  exec >&- 2>&-
+  wait "$tee_pid" 2>/dev/null
+  exit "$1"
+}
 
 # ---- 1. binaries ---------------------------------------------------------------------------
 section "binaries"
@@ -92,16 +110,16 @@ tests="$build/tests/speedrun_tests"
 devdir="$build/dev/cuda"
 if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   bundle="$(mktemp -d /tmp/speedrun-bundle.XXXXXX)"
-  tar -C "$bundle" -xJf "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" || { echo "cannot unpack $SPEEDRUN_PREBUILT/gpu-bundle.tar.xz"; exit 1; }
+  tar -C "$bundle" -xJf "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" || { echo "cannot unpack $SPEEDRUN_PREBUILT/gpu-bundle.tar.xz"; finish 1; }
   export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   speedrun="$bundle/speedrun"
   tests="$bundle/speedrun_tests"
   devdir="$bundle"
   echo "bundle: $(du -sh "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" | cut -f1) packed; $(cat "$bundle/COMMIT" 2>/dev/null || echo 'commit unknown')"
 else
-  step configure 600 cmake --preset default || { tail -20 "$work/configure.log"; exit 1; }
+  step configure 600 cmake --preset default || { tail -20 "$work/configure.log"; finish 1; }
   step build 900 cmake --build --preset default -j "$jobs" --target speedrun speedrun_tests dev_cuda \
-    || { tail -40 "$work/build.log"; exit 1; }
+    || { tail -40 "$work/build.log"; finish 1; }
 fi
 for bin in "$speedrun" "$tests" "$devdir/dev_attention_flash" "$devdir/dev_rmsnorm"; do
   if [ ! -x "$bin" ]; then
@@ -116,7 +134,7 @@ done
 # The binaries start here (no GPU needed), and every test filter below names existing tests
 # (a renamed test would otherwise pass as "0 tests").
 echo "speedrun --version: $("$speedrun" --version 2>&1 | head -1)"
-"$tests" --gtest_list_tests >"$work/test-list.log" 2>&1 || { echo "speedrun_tests does not start:"; tail -5 "$work/test-list.log"; exit 1; }
+"$tests" --gtest_list_tests >"$work/test-list.log" 2>&1 || { echo "speedrun_tests does not start:"; tail -5 "$work/test-list.log"; finish 1; }
 filter_matches() { "$tests" --gtest_list_tests --gtest_filter="$1" 2>/dev/null | grep -c '^  '; }
 if [ "$dry" != 1 ]; then
   "$speedrun" info >"$work/info.log" 2>&1
@@ -238,19 +256,4 @@ if [ "$compare" = 1 ]; then
   fi
 fi
 
-section "done: status $status"
-# What comes back from the device tool: summary.txt, the main JSON results, and everything
-# else packed into one archive (at most 8 files come back).
-if [ "$work" != "$final" ]; then
-  for f in bench_kernels.json bench_kernels_flash_fast.json bench_speedrun.json bench_torch_compiled.json \
-           ratio_bench_speedrun.json; do
-    [ -f "$work/$f" ] && cp "$work/$f" "$final/"
-  done
-  [ -f "$work/gpu-compare/compare/comparison.md" ] && cp "$work/gpu-compare/compare/comparison.md" \
-    "$final/gpu_mini_comparison.md"
-  tar -C "$work" -czf "$final/cuda-check.tar.gz" . 2>/dev/null && rm -rf "$work" \
-    || echo "could not pack $work into $final/cuda-check.tar.gz (the logs stay there)"
-fi
-exec >&- 2>&-
-wait "$tee_pid" 2>/dev/null
-exit $status
+finish "$status"

@@ -33,6 +33,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/error.h"
 #include "kernels/ops/attention_common.cuh"
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
@@ -419,7 +420,7 @@ AttentionKernel kernel_from_environment() {
   if (v.empty() || v == "tc") return AttentionKernel::tensor_core;
   if (v == "simt") return AttentionKernel::simt;
   if (v == "flash") return AttentionKernel::flash;
-  throw std::invalid_argument("SPEEDRUN_ATTENTION=" + v + ": expected simt, tc, flash or nothing");
+  throw UserError("SPEEDRUN_ATTENTION=" + v + ": expected simt, tc, flash or nothing (environment variable)");
 }
 
 // -1: no override; else an AttentionKernel.

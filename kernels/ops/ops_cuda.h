@@ -43,7 +43,7 @@ void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, cons
 // up to 1024 and x, out, dout, dx are 16-byte aligned, else the legacy kernels run.
 // The environment variable SPEEDRUN_RMSNORM=fast|legacy (read once, at the first call)
 // chooses; unset means legacy until the fast kernels have passed on a GPU; another value is
-// refused (std::invalid_argument).
+// refused (UserError, naming the variable: exit status 1).
 enum class RmsNormKernel { legacy, fast };
 RmsNormKernel rmsnorm_kernel();
 // Overrides the environment's choice (tests and dev/cuda/rmsnorm.cu compare both); returns
@@ -92,7 +92,7 @@ bool attention_supports_head_dim(int64_t head_dim);
 // pipelining, ldmatrix, one backward kernel with dQ accumulated by fp32 atomics, so dq is not
 // bitwise reproducible; it takes B T H D floats of cuda::workspace()). f32 attention always
 // uses the CUDA-core kernels. Another value than "simt", "tc", "flash" or empty is refused
-// (std::invalid_argument).
+// (UserError, naming the variable: exit status 1).
 enum class AttentionKernel { tensor_core, simt, flash };
 // The kernels bf16 attention uses now: the override if one is set, else the environment's.
 AttentionKernel attention_kernel();

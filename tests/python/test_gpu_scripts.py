@@ -84,6 +84,26 @@ class GpuCompareDryRun(speedrun_testing.SpeedrunTestCase):
         self.assertIn("unknown option --bogus", r.stderr)
 
 
+class KernelChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
+    def test_a_bad_attention_kernel_is_refused_before_a_run(self):
+        if "CUDA    yes" not in run_speedrun("info").stdout:
+            self.skipTest("skipped: a build without CUDA never reads SPEEDRUN_ATTENTION")
+        config = speedrun_testing.SOURCE_DIR / "configs" / "quickstart.json"
+        # validate-config reports device problems beside the device's plan (the config itself
+        # is valid); a CUDA run stops there with exit 1 (train and bench plan before anything).
+        r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": "flahs"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("--device cuda: SPEEDRUN_ATTENTION=flahs: expected simt, tc, flash or nothing", r.stderr)
+        self.assertNotIn("internal error", r.stderr)
+        self.assertNotIn("device memory plan for --device cuda", r.stderr)
+        for good in ("flash", "tc", "simt", ""):  # the negative control: accepted values pass
+            r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": good})
+            self.assertEqual(r.returncode, 0, f"{good!r}: {r.stderr}")
+        # With flash selected the plan counts its dQ workspace.
+        r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": "flash"})
+        self.assertIn("kernel scratch (embedding sort, flash attention dQ)", r.stdout + r.stderr)
+
+
 class BenchKernelsWithoutCuda(speedrun_testing.SpeedrunTestCase):
     def test_refused_clearly(self):
         if "CUDA devices:" in run_speedrun("info").stdout:
