@@ -126,9 +126,13 @@ class Track3GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
 
 
-def newton_schulz5(g, steps=5, eps=1e-7):
-    """Muon's quintic Newton-Schulz in bf16 (Keller Jordan's coefficients, as upstream)."""
-    a, b, c = 3.4445, -4.7750, 2.0315
+# Newton-Schulz presets as speedrun's ns_preset (src/config/run_config.h): (a, b, c) x steps.
+NS_PRESETS = {"cubic": ((2.0, -1.5, 0.5), 12), "quintic": ((3.4445, -4.7750, 2.0315), 5)}
+
+
+def newton_schulz(g, preset="cubic", eps=1e-7):
+    """Muon's Newton-Schulz in bf16: X <- a X + (b A + c A^2) X with A = X X^T."""
+    (a, b, c), steps = NS_PRESETS[preset]
     x = g.bfloat16()
     tall = x.size(0) > x.size(1)
     if tall:
@@ -142,11 +146,13 @@ def newton_schulz5(g, steps=5, eps=1e-7):
 
 class Muon(torch.optim.Optimizer):
     """Muon as upstream applies it to the blocks' matrices: momentum 0.95 with Nesterov, the
-    update orthogonalized by 5 quintic Newton-Schulz iterations in bf16, scaled by
-    sqrt(max(1, rows / cols)). One matrix at a time (upstream batches them across ranks)."""
+    update orthogonalized by Newton-Schulz in bf16 (configs/track3-muon.json's cubic x 12 by
+    default), scaled by sqrt(max(1, rows / cols)). One matrix at a time (upstream batches
+    them across ranks)."""
 
-    def __init__(self, params, lr=0.05, momentum=0.95):
+    def __init__(self, params, lr=0.05, momentum=0.95, preset="cubic"):
         super().__init__(params, dict(lr=lr, momentum=momentum))
+        self.preset = preset
 
     @torch.no_grad()
     def step(self):
@@ -159,11 +165,11 @@ class Muon(torch.optim.Optimizer):
                     state["m"] = torch.zeros_like(p.grad)
                 m = state["m"]
                 m.lerp_(p.grad, 1 - group["momentum"])
-                u = newton_schulz5(p.grad.lerp(m, group["momentum"]))
+                u = newton_schulz(p.grad.lerp(m, group["momentum"]), self.preset)
                 p.add_(u.to(p.dtype), alpha=-group["lr"] * max(1.0, p.size(0) / p.size(1)) ** 0.5)
 
 
-def make_optimizers(model):
+def make_optimizers(model, preset):
     """Track 3's split: Muon for the blocks' 2-D weights, AdamW for the embedding, the head and
     every 1-D parameter (gains, biases)."""
     matrices = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
@@ -171,7 +177,7 @@ def make_optimizers(model):
     rest = [p for p in model.parameters() if id(p) not in ids]
     fused = {"fused": True} if rest[0].is_cuda else {}  # torch 1.13's AdamW has no `fused`
     adamw = torch.optim.AdamW(rest, lr=0.008, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, **fused)
-    return [Muon(matrices), adamw]
+    return [Muon(matrices, preset=preset), adamw]
 
 
 def sdpa_backend(step, device):
@@ -227,6 +233,8 @@ def main():
                     help="timed whole optimizer steps (after one untimed): --micro-batches forward+backward "
                          "passes, then Muon on the blocks' matrices and AdamW on the rest; 0: none")
     ap.add_argument("--micro-batches", type=int, default=8, help="micro-batches per step (Track 3: 8)")
+    ap.add_argument("--ns", default="cubic", choices=sorted(NS_PRESETS),
+                    help="Muon's Newton-Schulz preset (configs/track3-muon.json: cubic, 12 iterations)")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
     for name in ("layers", "dim", "heads", "head_dim", "mlp_ratio", "vocab", "seq", "batch", "steps"):
@@ -294,7 +302,7 @@ def main():
     # A whole training step: the micro-batches' gradients accumulate, then the optimizers step.
     step_times = []
     if a.step_steps > 0:
-        optimizers = make_optimizers(model)
+        optimizers = make_optimizers(model, a.ns)
 
         def whole_step():
             for _ in range(a.micro_batches):
@@ -335,7 +343,7 @@ def main():
         print(f"peak memory: {peak / 2**30:.2f} GiB allocated, {peak_reserved / 2**30:.2f} GiB reserved "
               f"(forward+backward)" + (f"; {step_peak / 2**30:.2f} GiB allocated over whole steps" if step_peak else ""))
     if step_ms is not None:
-        print(f"whole step: {step_ms:.3f} ms ({a.micro_batches} micro-batches + Muon/AdamW; median of "
+        print(f"whole step: {step_ms:.3f} ms ({a.micro_batches} micro-batches + Muon ({a.ns} NS)/AdamW; median of "
               f"{a.step_steps} after 1 warm-up)")
     if a.json:
         write_json_atomically(a.json, {"framework": "pytorch", "torch": torch.__version__, "device": a.device, "device_name": name,
@@ -346,7 +354,7 @@ def main():
                        "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss,
                        "attention_backend": backend, "peak_allocated_bytes": peak,
                        "peak_reserved_bytes": peak_reserved, "micro_batches_per_step": a.micro_batches,
-                       "step_ms": step_ms, "step_ms_all": step_times, "step_peak_allocated_bytes": step_peak})
+                       "step_ms": step_ms, "ns_preset": a.ns, "step_ms_all": step_times, "step_peak_allocated_bytes": step_peak})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,34 @@ def run(*args):
                           text=True, timeout=600)
 
 
+def load_script_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_torch_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TorchMuonOfTheSideBySide(unittest.TestCase):
+    def test_newton_schulz_orthogonalizes(self):
+        # The whole-step timing's Muon must do Muon's work: its update has every singular value
+        # near 1 (cubic, 12 iterations, converges; quintic's coefficients trade that for speed
+        # and leave them in about [0.7, 1.2]), from inputs whose singular values spread widely.
+        import torch
+        b = load_script_module()
+        torch.manual_seed(1234)
+        for shape in ((64, 32), (32, 64), (96, 48)):  # not square: no near-zero singular value
+            g = torch.randn(*shape)
+            s_in = torch.linalg.svdvals(g)
+            self.assertLess(float(s_in.min() / s_in.max()), 0.5)  # the check is not vacuous
+            for preset, lo, hi in (("cubic", 0.97, 1.03), ("quintic", 0.5, 1.3)):
+                out = b.newton_schulz(g, preset).float()
+                self.assertEqual(tuple(out.shape), shape)
+                s = torch.linalg.svdvals(out)
+                self.assertGreater(float(s.min()), lo, (shape, preset))
+                self.assertLess(float(s.max()), hi, (shape, preset))
+
+
 class BenchTorchGpuOnCpu(unittest.TestCase):
     def test_tiny_run_writes_positive_figures(self):
         with tempfile.TemporaryDirectory() as d:
