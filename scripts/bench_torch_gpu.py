@@ -12,7 +12,8 @@ FLOP count is speedrun's (src/model/flops.h): 6 x matmul parameters + 6 L T (H D
 Also reports which attention kernel SDPA picked (flash, cuDNN, efficient, math: read from the
 profiler's op names), the peak memory (torch.cuda.max_memory_allocated) and, with
 --step-steps, whole training steps: --micro-batches forward+backward passes, then Muon
-(bf16 quintic Newton-Schulz) on the blocks' matrices and fused AdamW on the rest.
+(bf16 Newton-Schulz, track3-muon's cubic x 12 by default) on the blocks' matrices and
+fused AdamW on the rest.
 Self-contained: torch and the standard library (it runs on the lent GPU machine as is).
 
     scripts/bench_torch_gpu.py                      # Track 3: 12 x 768, seq 1024, 64 sequences, CUDA
