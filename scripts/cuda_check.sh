@@ -23,10 +23,11 @@
 # main JSON results and the gpu-mini comparison table: at most 8 files. Without OUT everything
 # stays in build/cuda-check/.
 #
-#   scripts/cuda_check.sh [--dry-run] [--compare] [--sanitize-all] [--no-tests] [--no-sanitizer]
-#                         [--no-torch] [--no-train]
-# (--no-* skip sections 2-3, 4, 6, 7: to split the work over two device calls if one would run
-# past the tool's 10-minute limit per command.)
+#   scripts/cuda_check.sh [--dry-run] [--compare | --compare-only] [--sanitize-all] [--no-tests]
+#                         [--no-sanitizer] [--no-bench] [--no-torch] [--no-train]
+# (--no-* skip sections 2-3, 4, 5, 6, 7: to split the work over device calls, each within the
+# tool's 10-minute limit per command; --compare-only: the binaries and section 8 alone, which
+# by estimate takes about 6 minutes: a call of its own.)
 #
 # --dry-run runs nothing on a GPU: it checks the bundle (unpacks it, lists missing libraries)
 # or the build tree and prints every command with its time limit (tests/python/
@@ -36,7 +37,7 @@
 # (s, 300), PYTHON (python3). Exit status 1 when any step failed.
 set -u
 cd "$(dirname "$0")/.."
-dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1
+dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1 bench=1
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry=1 ;;
@@ -46,7 +47,9 @@ for arg in "$@"; do
     --no-train) train=0 ;;
     --no-tests) tests_on=0 ;;
     --no-sanitizer) sanitizer=0 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --no-bench) bench=0 ;;
+    --compare-only) compare=1 tests_on=0 sanitizer=0 bench=0 torch=0 train=0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "cuda_check.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -200,6 +203,7 @@ fi
 fi
 
 # ---- 5. benches ------------------------------------------------------------------------------
+if [ "$bench" = 1 ]; then
 section "benches: kernel table, micro-batch and whole step, optimizers"
 track3=configs/track3-muon.json
 step bench-kernels "$bench_timeout" "$speedrun" bench "$track3" --kernels --device cuda --steps 10 --warmup 3 \
@@ -217,6 +221,7 @@ for c in track3-muon track3-newton-muon track3-rmnp; do
   step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
     --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"
 done
+fi
 
 # ---- 6. the PyTorch side-by-side ------------------------------------------------------------------
 if [ "$torch" = 1 ]; then
