@@ -304,6 +304,8 @@ def main():
     step_times = []
     if a.step_steps > 0:
         optimizers = make_optimizers(model, a.ns)
+        if cuda:  # the steps' own peak: optimizer state and all
+            torch.cuda.reset_peak_memory_stats(dev)
 
         def whole_step():
             for _ in range(a.micro_batches):
