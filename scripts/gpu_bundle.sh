@@ -5,7 +5,9 @@
 # every shared library they need that is not part of the CUDA toolkit or the C runtime into
 # gpu-bundle/ (ignored by git), ready to carry. There, `SPEEDRUN_PREBUILT=gpu-bundle
 # scripts/cuda_check.sh` uses them instead of building. The binaries must already be built
-# (cmake --build --preset default, and --target dev_cuda for the drivers).
+# (cmake --build --preset default, and --target dev_cuda for the drivers). The bundle records
+# the commit it was built from (COMMIT, printed by cuda_check.sh); the script fails when the
+# bundle and the working tree together exceed the 64 MiB a device run may carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=gpu-bundle
@@ -27,5 +29,27 @@ fi
 ldd build/speedrun build/tests/speedrun_tests "${drivers[@]}" | awk '/=> \//{print $3}' | sort -u |
   grep -v -E '/cuda|lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|z|udev)\.so' |
   while read -r lib; do cp -L "$lib" "$out/lib/"; done
+# The binaries carry the commit of the last cmake configure (build_info.h), not of the build:
+# say so when it is not HEAD, since the bench JSON records it.
+built="$(build/speedrun --version 2>/dev/null | sed -n 's/.*(\([0-9a-f]*\)).*/\1/p')"
+head="$(git rev-parse HEAD 2>/dev/null || true)"
+if [ -n "$built" ] && [ "${head#"$built"}" = "$head" ]; then
+  echo "gpu_bundle: warning: the binaries say commit $built, HEAD is ${head:0:12}: run \`cmake --preset default\`" \
+    "and rebuild so that the bench JSON names the right commit (COMMIT in the bundle names HEAD)" >&2
+fi
+echo "$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" \
+  >"$out/COMMIT"
 tar -C "$out" -cJf "$out.tar.xz" . && rm -rf "$out" && mkdir "$out" && mv "$out.tar.xz" "$out/"
 echo "gpu_bundle: $(du -h "$out/gpu-bundle.tar.xz" | cut -f1) in $out/gpu-bundle.tar.xz"
+# The device tool carries at most 64 MiB: the bundle plus the working tree that travels
+# (tracked files and untracked ones git does not ignore).
+bundle_bytes=$(stat -c %s "$out/gpu-bundle.tar.xz")
+tree_bytes=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r stat -c %s 2>/dev/null |
+  awk '{s += $1} END {print s + 0}')
+total=$((bundle_bytes + tree_bytes))
+echo "gpu_bundle: bundle $((bundle_bytes >> 20)) MiB + working tree $((tree_bytes >> 20)) MiB = $((total >> 20)) MiB" \
+  "of the 64 MiB a device run may carry"
+if [ "$total" -gt $((64 << 20)) ]; then
+  echo "gpu_bundle: too large to carry (64 MiB at most)" >&2
+  exit 1
+fi

@@ -43,7 +43,7 @@ void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, cons
 // up to 1024 and x, out, dout, dx are 16-byte aligned, else the legacy kernels run.
 // The environment variable SPEEDRUN_RMSNORM=fast|legacy (read once, at the first call)
 // chooses; unset means legacy until the fast kernels have passed on a GPU; another value is
-// refused (std::invalid_argument).
+// refused (UserError, naming the variable: exit status 1).
 enum class RmsNormKernel { legacy, fast };
 RmsNormKernel rmsnorm_kernel();
 // Overrides the environment's choice (tests and dev/cuda/rmsnorm.cu compare both); returns
@@ -86,19 +86,28 @@ bool attention_supports_head_dim(int64_t head_dim);
 
 // bf16 attention runs on the tensor cores (kernels/ops/attention_tc.cu: mma.sync bf16 tiles,
 // fp32 accumulation and softmax statistics) unless the environment variable
-// SPEEDRUN_ATTENTION=simt is set (read once, at the first attention call), which selects
-// the fp32 CUDA-core kernels of kernels/ops/attention.cu; f32 attention always uses those.
-// Another value than "simt", "tc" or empty is refused (std::invalid_argument).
-enum class AttentionKernel { tensor_core, simt };
+// SPEEDRUN_ATTENTION (read once, at the first attention call) says otherwise: `simt` selects
+// the fp32 CUDA-core kernels of kernels/ops/attention.cu, `flash` the FlashAttention-2-class
+// kernels of kernels/ops/attention_flash.cu (opt-in until they have passed on a GPU: cp.async
+// pipelining, ldmatrix, one backward kernel with dQ accumulated by fp32 atomics, so dq is not
+// bitwise reproducible; it takes B T H D floats of cuda::workspace()). f32 attention always
+// uses the CUDA-core kernels. Another value than "simt", "tc", "flash" or empty is refused
+// (UserError, naming the variable: exit status 1).
+enum class AttentionKernel { tensor_core, simt, flash };
 // The kernels bf16 attention uses now: the override if one is set, else the environment's.
 AttentionKernel attention_kernel();
-// Overrides the environment's choice (tests compare both against the CPU); returns the
+// Overrides the environment's choice (tests compare each against the CPU); returns the
 // previous attention_kernel(). Not synchronized with attention calls on other threads.
 AttentionKernel set_attention_kernel(AttentionKernel kernel);
 // Whether attention_forward/backward with these (device) pointers goes to the tensor-core
 // kernels: act is bf16, attention_kernel() is tensor_core and every pointer is 16-byte
 // aligned (the tiles are loaded 8 elements at a time).
 bool use_tensor_core_attention(DType act, std::initializer_list<const void*> pointers);
+// Whether they go to the flash kernels: act is bf16, attention_kernel() is flash and every
+// pointer is 16-byte aligned (cp.async and ldmatrix move 16 bytes). When flash is selected
+// but a pointer is not aligned, the call falls back to the CUDA-core kernels and the first
+// such call in the process says so on stderr.
+bool use_flash_attention(DType act, std::initializer_list<const void*> pointers);
 // The tensor-core kernels themselves (bf16 q, k, v, out, dout, dq, dk, dv; same shapes,
 // semantics and head dims as attention_forward/backward); called by those two.
 void attention_forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,

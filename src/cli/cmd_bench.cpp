@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "build_info.h"
+#include "cli/bench_kernels.h"
 #include "cli/bench_model_cuda.h"
 #include "cli/bench_optimizers.h"
 #include "cli/commands.h"
@@ -40,6 +41,7 @@ struct Options {
   int steps = 5, warmup = 1;
   std::string device, json_out;
   bool optimizers_only = false;
+  bool kernels = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -65,6 +67,16 @@ Device optimizer_bench_device(const std::string& requested) {
 }
 
 void run_bench(const Options& o) {
+  if (o.kernels) {
+    // Before the config is read: in a build without CUDA nothing else can be said.
+    if (!SPEEDRUN_HAVE_CUDA)
+      throw UserError("bench --kernels times the CUDA kernels and needs a build with CUDA: this binary was built "
+                      "without CUDA");
+    if (!o.device.empty() && o.device != "cuda" && o.device != "auto")
+      throw UserError("bench --kernels times the CUDA kernels: --device " + o.device + " is not possible (use cuda)");
+    bench_kernels(load_config(o.config), o.steps, o.warmup, o.json_out);
+    return;
+  }
   const config::RunConfig cfg = load_config(o.config);
   if (o.optimizers_only) {
     bench_optimizers(cfg, o.steps, o.warmup, o.json_out,
@@ -162,9 +174,14 @@ Command add_bench_command(CLI::App& app) {
   sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
   sub->add_option("--device", o->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_option("--json", o->json_out, "also write the figures to this JSON file");
+  auto* kernels = sub->add_flag(
+      "--kernels", o->kernels,
+      "CUDA only: a per-op table of one micro-batch's forward+backward at the config's shapes (ms, TFLOP/s or GB/s, "
+      "% of the GEMM ceiling or copy bandwidth measured in the same run) and its sum against the whole micro-batch");
   sub->add_flag("--optimizers-only", o->optimizers_only,
                 "time only the optimizer steps, on random gradients: ordinary steps, and Newton-Muon's capture of "
-                "one micro-batch and its refresh steps");
+                "one micro-batch and its refresh steps")
+      ->excludes(kernels);
   return {sub, [o] { run_bench(*o); }};
 }
 

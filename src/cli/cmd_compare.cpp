@@ -18,6 +18,7 @@
 #include "compare/run_record.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "train/device_choice.h"
 #include "train/progress.h"
 
 namespace speedrun::cli {
@@ -36,6 +37,7 @@ struct Options {
   double target = 0.0;
   bool have_target = false;
   std::string out;
+  std::string device;  // empty: each config's train.device
   bool no_plots = false, no_progress = false;
 };
 
@@ -50,6 +52,7 @@ std::vector<ComparedConfig> load_configs(const Options& o) {
       c.file = file;
       c.cfg = load_config({file, o.sets});
       if (o.have_target) c.cfg.train.target_val_loss = o.target;
+      if (!o.device.empty()) c.cfg.train.device = o.device;
       configs.push_back(std::move(c));
     } catch (const UserError& e) {
       ++bad;
@@ -127,6 +130,15 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
 }
 
 void run_comparison(const Options& o) {
+  // Before anything is loaded or run: a binary without CUDA, or a machine without a device,
+  // would otherwise fail every run one by one with the same message.
+  if (o.device == "cuda") {
+    try {
+      train::resolve_device("cuda");
+    } catch (const UserError& e) {
+      throw UserError(std::string("compare --device cuda: ") + e.what());
+    }
+  }
   std::vector<ComparedConfig> configs = load_configs(o);
   const fs::path out_dir = fs::absolute(o.out.empty() ? default_out_dir(configs) : fs::path(o.out)).lexically_normal();
   ensure_writable_directory(out_dir);
@@ -248,6 +260,10 @@ Command add_compare_command(CLI::App& app) {
       ->type_name("KEY=VALUE")
       ->check(key_value_form());
   sub->add_option("--out", o->out, "output directory (default: <train.out_dir>/compare-<a>-vs-<b>...)");
+  sub->add_option("--device", o->device,
+                  "run every config on this device (overrides train.device): cpu, cuda or auto; the runs go one "
+                  "at a time, in this process")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_flag("--no-plots", o->no_plots, "do not draw the PNG plots");
   sub->add_flag("--no-progress", o->no_progress, "no per-step progress lines (validation lines still print)");
   return {sub, [o, target] {

@@ -124,8 +124,7 @@ struct Gpt::Activations {
     rstd_f = take32({N});
     hf = take({N, d});
     losses = take32({N});
-    const int64_t chunk_bytes = device == Device::cuda ? kHeadChunkBytesCuda : kHeadChunkBytesCpu;
-    chunk_rows = std::clamp<int64_t>(chunk_bytes / (V * 4), 1, N);
+    chunk_rows = Gpt::head_chunk_rows(m, device, B);
     logits = take32({chunk_rows, V});
     if (act != DType::f32) dlogits_act = take({chunk_rows, V});
     rope_cos = take32({T, m.head_dim / 2});
@@ -195,6 +194,11 @@ size_t Gpt::plan_activation_bytes(const config::ModelConfig& cfg, Device device,
   Activations plan(device);  // an Arena that is never allocated only counts
   plan.carve(cfg, max_batch_seqs, device, activations);
   return plan.arena.bytes();
+}
+
+int64_t Gpt::head_chunk_rows(const config::ModelConfig& cfg, Device device, int64_t batch_seqs) {
+  const int64_t chunk_bytes = device == Device::cuda ? kHeadChunkBytesCuda : kHeadChunkBytesCpu;
+  return std::clamp<int64_t>(chunk_bytes / (cfg.padded_vocab_size * 4), 1, batch_seqs * cfg.seq_len);
 }
 
 size_t Gpt::plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations) {

@@ -101,6 +101,9 @@ class Gpt {
   static size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
                                       DType activations);
   static size_t plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations);
+  // Rows of the LM head's logit chunk (the head and the loss run over the micro-batch's
+  // B * seq_len rows in chunks of this many: 64 MiB of f32 logits on the CPU, 512 MiB on CUDA).
+  static int64_t head_chunk_rows(const config::ModelConfig& cfg, Device device, int64_t batch_seqs);
 
  private:
   struct Activations;

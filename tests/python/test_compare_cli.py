@@ -325,6 +325,28 @@ class TestCompare(CompareTestCase):
         self.assertFalse((self.out / "val_loss_vs_time.png").exists())
         self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
 
+    def test_device_overrides_every_config(self):
+        # --device cpu: every run's resolved config says cpu, whatever its file said.
+        a = self.write_config(tiny_config("a", device="auto"), "a.json")
+        b = self.write_config(tiny_config("b", muon_lr=0.03, device="cuda"), "b.json")
+        r = self.compare(a, b, seeds=1, extra=("--device", "cpu"))
+        self.assertSucceeds(r)
+        for run in self.results()["runs"]:
+            resolved = json.loads((pathlib.Path(run["run_dir"]) / "config.json").read_text())
+            self.assertEqual(resolved["train"]["device"], "cpu", run["run_dir"])
+        self.assertFailsWith(self.compare(a, "--device", "gpu"), "--device", code=2)
+
+    def test_device_cuda_without_one_is_refused_before_anything_runs(self):
+        info = run_speedrun("info").stdout
+        if "CUDA devices:" in info:
+            self.skipTest("skipped: this machine has a CUDA device")
+        a = self.write_config(tiny_config("a"), "a.json")
+        r = self.compare(a, seeds=1, extra=("--device", "cuda"))
+        # A CUDA build without a device, or a build without CUDA: either way said once, exit 1.
+        self.assertFailsWith(r, "compare --device cuda: device cuda: ")
+        self.assertRegex(r.stderr, r"(no CUDA device|this binary was built without CUDA)")
+        self.assertFalse((self.out / "runs").exists())
+
     def test_usage(self):
         self.assertFailsWith(run_speedrun("compare"), "configs", code=2)
         r = run_speedrun("compare", "--help")

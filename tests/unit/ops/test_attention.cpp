@@ -1,4 +1,6 @@
 // ops::attention_forward / attention_backward (causal, lse-based, no T x T matrix).
+#include <cstdlib>
+
 #include "cuda_op_case.h"
 #include "test_ops_common.h"
 
@@ -235,17 +237,28 @@ struct AttentionKernelScope {
   AttentionKernelScope& operator=(const AttentionKernelScope&) = delete;
 };
 
-// f32 runs on the CUDA-core kernels (attention.cu); bf16 on both: the tensor-core kernels
-// (attention_tc.cu, the default) and the CUDA-core ones (SPEEDRUN_ATTENTION=simt).
+// f32 runs on the CUDA-core kernels (attention.cu); bf16 on all three: the tensor-core
+// kernels (attention_tc.cu, the default), the CUDA-core ones (SPEEDRUN_ATTENTION=simt) and the
+// FlashAttention-2-class ones (attention_flash.cu, SPEEDRUN_ATTENTION=flash: forward query
+// tiles of 128, backward key tiles of 128, so every shape below but T = 130 and 200 is a
+// single partial tile, and those two cross a tile edge off the tile multiple). The flash dq is
+// summed by fp32 atomics in another order than the CPU's: the same bf16 tolerance holds, its
+// one rounding to bf16 dominating.
 CUDA_OP_CASE(AttentionMatchesCpu) {
   struct Variant {
     DType t;
     cuda::AttentionKernel kernel;
     const char* name;
   };
+  // With SPEEDRUN_ATTENTION set (scripts/cuda_check.sh's runs of one kernel, under the
+  // sanitizers too), only the bf16 variant it names runs; unset, all four.
+  const char* env = std::getenv("SPEEDRUN_ATTENTION");
+  const std::string only = env ? env : "";
   for (const Variant& variant : {Variant{DType::f32, cuda::AttentionKernel::simt, "simt"},
-                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tensor cores"},
-                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"}}) {
+                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tc"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::flash, "flash"}}) {
+    if (!only.empty() && (variant.t != DType::bf16 || only != variant.name)) continue;
     const AttentionKernelScope scope(variant.kernel);
     for_each_case<4>({variant.t}, {{1, 1, 1, 64}, {2, 37, 3, 64}, {1, 64, 2, 128}, {2, 130, 2, 128}, {1, 200, 1, 64}},
                      [&](DType t, std::array<int64_t, 4> shape) {
@@ -283,6 +296,28 @@ CUDA_OP_CASE(AttentionMatchesCpu) {
     }, variant.name);
   }
 }
+
+// The flash kernels are chosen only for bf16 with every pointer 16-byte aligned; an
+// unaligned pointer falls back (to the CUDA-core kernels) instead of reaching cp.async.
+// Host arithmetic on pointer values: runs in a CUDA build without a device.
+#if SPEEDRUN_HAVE_CUDA
+TEST(CudaAttentionDispatch, FlashOnlyForAlignedBf16) {
+  alignas(16) static char buffer[64];
+  const void* aligned = buffer;
+  const void* odd = buffer + 2;  // a bf16 element further: aligned to 2, not 16
+  const AttentionKernelScope flash(cuda::AttentionKernel::flash);
+  EXPECT_TRUE(cuda::use_flash_attention(DType::bf16, {aligned, buffer + 16, buffer + 48}));
+  EXPECT_FALSE(cuda::use_flash_attention(DType::bf16, {aligned, odd}));
+  EXPECT_FALSE(cuda::use_flash_attention(DType::f32, {aligned}));
+  EXPECT_FALSE(cuda::use_tensor_core_attention(DType::bf16, {aligned}));  // flash, not tc, was chosen
+  {
+    const AttentionKernelScope tc(cuda::AttentionKernel::tensor_core);
+    EXPECT_FALSE(cuda::use_flash_attention(DType::bf16, {aligned}));
+    EXPECT_TRUE(cuda::use_tensor_core_attention(DType::bf16, {aligned}));  // negative control: the scope works
+  }
+  EXPECT_EQ(cuda::attention_kernel(), cuda::AttentionKernel::flash);
+}
+#endif
 
 CUDA_OP_CASE(RefusesWhatItDoesNotSupport) {
   std::vector<float> x(2 * 3 * 1 * 32);
