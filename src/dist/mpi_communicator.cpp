@@ -1,9 +1,11 @@
 // The MPI communicator: collectives on host buffers over a duplicate of
-// MPI_COMM_WORLD (so that no other MPI traffic can interleave with ours).
+// MPI_COMM_WORLD (so that no other MPI traffic can interleave with ours). The
+// non-blocking collectives are MPI-3's MPI_Iallreduce and MPI_Ireduce_scatter_block.
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "build_info.h"
 #include "dist/communicator.h"
@@ -35,6 +37,26 @@ int int_count(int64_t n, const char* op) {
 
 // MPI counts are ints: in-place reductions and broadcasts of larger buffers go in chunks.
 constexpr int64_t kChunk = int64_t{1} << 30;
+
+// Outstanding MPI requests. Destroying one waits: its buffers may not be reused before.
+class MpiRequest final : public Request {
+ public:
+  explicit MpiRequest(std::vector<MPI_Request> requests) : requests_(std::move(requests)) {}
+  ~MpiRequest() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) wait();
+  }
+  bool test() override {
+    int done = 0;
+    MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE);
+    return done != 0;
+  }
+  void wait() override { MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE); }
+
+ private:
+  std::vector<MPI_Request> requests_;
+};
 
 class MpiCommunicator final : public Communicator {
  public:
@@ -87,6 +109,28 @@ class MpiCommunicator final : public Communicator {
   }
 
   void barrier() override { MPI_Barrier(comm_); }
+
+  std::unique_ptr<Request> start_all_reduce_sum(Tensor t) override {
+    const MPI_Datatype type = mpi_type(t, "start_all_reduce_sum");
+    char* p = static_cast<char*>(t.ptr);
+    const size_t elem = dtype_size(t.dtype);
+    std::vector<MPI_Request> requests;
+    for (int64_t done = 0, n = t.numel(); done < n; done += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, n - done));
+      requests.emplace_back();
+      MPI_Iallreduce(MPI_IN_PLACE, p + done * elem, count, type, MPI_SUM, comm_, &requests.back());
+    }
+    return std::make_unique<MpiRequest>(std::move(requests));
+  }
+
+  std::unique_ptr<Request> start_reduce_scatter_sum(const Tensor& send, Tensor recv) override {
+    const MPI_Datatype type = mpi_type(send, "start_reduce_scatter_sum");
+    check_sizes(recv, send, "start_reduce_scatter_sum");
+    std::vector<MPI_Request> requests(1);
+    MPI_Ireduce_scatter_block(send.ptr, recv.ptr, int_count(recv.numel(), "start_reduce_scatter_sum"), type, MPI_SUM,
+                              comm_, &requests[0]);
+    return std::make_unique<MpiRequest>(std::move(requests));
+  }
 
  private:
   // `big` must hold world * numel(small) elements of the same dtype.
