@@ -56,11 +56,25 @@ double collective_timeout_s() {
   return v;
 }
 
+// GPU `local_rank` of the node. More ranks than GPUs on a node is an error naming both,
+// unless NCCL_MULTI_RANK_GPU_ENABLE=1 asks NCCL (2.30 and later) to let ranks share GPUs:
+// then rank i takes GPU i mod count.
+int device_for(int local_rank) {
+  int count = 0;
+  check_cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (local_rank < count) return local_rank;
+  const char* share = std::getenv("NCCL_MULTI_RANK_GPU_ENABLE");
+  if (share != nullptr && std::string(share) == "1" && count > 0) return local_rank % count;
+  throw std::runtime_error("nccl communicator: local rank " + std::to_string(local_rank) + " but this node has " +
+                           std::to_string(count) + " GPU(s): start at most one rank per GPU (or, sharing GPUs, "
+                           "SPEEDRUN_COMMUNICATOR=mpi, or NCCL_MULTI_RANK_GPU_ENABLE=1 with NCCL >= 2.30)");
+}
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<Communicator> host, int local_rank)
       : host_(std::move(host)), timeout_s_(collective_timeout_s()) {
-    check_cuda(cudaSetDevice(local_rank), ("cudaSetDevice(" + std::to_string(local_rank) + ")").c_str());
+    check_cuda(cudaSetDevice(device_for(local_rank)), ("cudaSetDevice for local rank " + std::to_string(local_rank)).c_str());
     ncclUniqueId id{};
     if (host_->rank() == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     // The host communicator moves f32/f64 only: each byte of the id travels as an

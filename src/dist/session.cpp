@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -108,12 +109,26 @@ Session::~Session() {
 #endif
 }
 
+std::string communicator_choice() {
+  const char* text = std::getenv("SPEEDRUN_COMMUNICATOR");
+  const std::string choice = text == nullptr || *text == '\0' ? "auto" : text;
+  if (choice != "auto" && choice != "mpi" && choice != "nccl")
+    throw UserError("SPEEDRUN_COMMUNICATOR='" + choice + "': expected auto, mpi or nccl");
+  return choice;
+}
+
 std::unique_ptr<Communicator> Session::make_communicator(Device device) const {
-  if (launch_.world == 1) return make_local_communicator();  // also under mpirun -np 1
+  const std::string choice = communicator_choice();
+  if (choice == "nccl" && device != Device::cuda)
+    throw UserError("SPEEDRUN_COMMUNICATOR=nccl needs the CUDA device (this run is on " +
+                    std::string(device_name(device)) + ")");
+  // One process: no communication (also under mpirun -np 1), unless NCCL is asked for
+  // (the GPU check that NCCL starts and changes nothing: scripts/cuda_check.sh).
+  if (launch_.world == 1 && !(choice == "nccl" && mpi_started_)) return make_local_communicator();
   std::unique_ptr<Communicator> mpi = make_mpi_communicator();
   check_same_on_all_ranks(*mpi, binary_identity(), "speedrun binary (" + binary_identity() + " on this rank)",
                           "every node must run the same build of speedrun (the same commit, built the same way)");
-  if (device == Device::cuda) return make_nccl_communicator(std::move(mpi), launch_.local_rank);
+  if (device == Device::cuda && choice != "mpi") return make_nccl_communicator(std::move(mpi), launch_.local_rank);
   return mpi;
 }
 
@@ -133,9 +148,11 @@ std::string binary_identity() {
          std::to_string(SPEEDRUN_HAVE_MPI) + ")";
 }
 
-std::string device_label(Device device, const LaunchInfo& launch) {
+std::string device_label(Device device, const LaunchInfo& launch, const std::string& communicator) {
   if (device != Device::cuda) return device_name(device);
-  return "cuda:" + std::to_string(launch.world > 1 ? launch.local_rank : 0);
+  // Only the NCCL communicator selects a GPU (its local rank's); otherwise the process
+  // stays on the default device 0.
+  return "cuda:" + std::to_string(communicator == "nccl" ? launch.local_rank : 0);
 }
 
 void check_same_on_all_ranks(Communicator& comm, const std::string& text, const std::string& what,

@@ -29,7 +29,10 @@ class Session {
   int world() const { return launch_.world; }
 
   // Local for one process; MPI for the CPU backend; NCCL (with MPI for host buffers)
-  // for CUDA. With several processes it first checks that every rank runs the same
+  // for CUDA. SPEEDRUN_COMMUNICATOR overrides the choice: "mpi" on CUDA stages device
+  // buffers through the host (several ranks sharing one GPU, which NCCL refuses); "nccl"
+  // makes NCCL even for one process under mpirun; "auto" (default) as above. Another
+  // value, or "nccl" off CUDA, is a UserError. With several processes it first checks that every rank runs the same
   // binary (binary_identity), before NCCL starts: UserError naming the ranks that differ.
   std::unique_ptr<Communicator> make_communicator(Device device) const;
 
@@ -53,7 +56,7 @@ void check_same_on_all_ranks(Communicator& comm, const std::string& text, const 
 std::string binary_identity();
 
 // The device this rank computes on, for its identity line: "cpu", or "cuda:<i>" (GPU i of
-// the node: the local rank with several processes, as the NCCL communicator selects).
-std::string device_label(Device device, const LaunchInfo& launch);
+// the node: the local rank under the NCCL communicator, which selects it; else 0).
+std::string device_label(Device device, const LaunchInfo& launch, const std::string& communicator);
 
 }  // namespace speedrun::dist

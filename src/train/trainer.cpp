@@ -137,7 +137,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const bool under_launcher = opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi);
   if (under_launcher) {
     const std::string identity = dist::identity_line(
-        opts.session->launch(), fmt::format("device {}, {} communicator", dist::device_label(device, opts.session->launch()), comm->name()));
+        opts.session->launch(), fmt::format("device {}, {} communicator", dist::device_label(device, opts.session->launch(), comm->name()), comm->name()));
     std::fprintf(stderr, "%s\n", identity.c_str());
     run_log.line(identity);
   }

@@ -334,6 +334,16 @@ class TestFailure(MpiTestCase):
                            env=full_env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.assertSucceeds(r)
 
+    def test_bad_communicator_choice_is_refused(self):
+        cfg = self.write_config("muon")
+        for value, fragment in (("gloo", "SPEEDRUN_COMMUNICATOR='gloo': expected auto, mpi or nccl"),
+                                ("nccl", "SPEEDRUN_COMMUNICATOR=nccl needs the CUDA device")):
+            with self.subTest(value=value):
+                r = mpirun(2, "train", cfg, "--no-progress", "--device", "cpu", env={"SPEEDRUN_COMMUNICATOR": value},
+                           timeout=120)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(fragment, r.stderr)
+
     def test_torchrun_variables_without_mpirun(self):
         cfg = self.write_config("muon")
         r = run_speedrun("train", cfg, env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
