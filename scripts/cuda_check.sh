@@ -7,7 +7,8 @@
 # dev_rmsnorm's and dev_attention_flash's checks against fp64 references and their timing tables), the optimizer
 # benchmark on the three Track 3 configs, the GPU side-by-side (speedrun bench on Track 3 with --device cuda, the same model in PyTorch:
 # scripts/bench_torch_gpu.py, eager and compiled, and their ratio: scripts/gpu_ratio.py),
-# short training runs on CUDA, and compute-sanitizer when present. Logs and JSON figures go
+# short training runs on CUDA, the multi-rank cases on the one GPU (mpirun: NCCL vs one process,
+# 2 ranks per GPU, a killed rank; NO_MPI=1 skips them), and compute-sanitizer when present. Logs and JSON figures go
 # to ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches;
 # SPEEDRUN_PREBUILT=DIR uses binaries packed by scripts/gpu_bundle.sh instead of building
 # (for GPU machines without the Debian build dependencies); GROUP_TIMEOUT (seconds, 600)
@@ -28,6 +29,13 @@ if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   speedrun="$bundle/speedrun"
   tests="$bundle/speedrun_tests"
+  if [ -x "$bundle/ompi/bin/mpirun" ] && ! command -v mpirun >/dev/null; then
+    # The bundle's relocated Open MPI runtime (scripts/gpu_bundle.sh).
+    export PATH="$bundle/ompi/bin:$PATH" OPAL_PREFIX="$bundle/ompi"
+    export PMIX_PREFIX="$bundle/ompi/lib/x86_64-linux-gnu/pmix2"
+    export PMIX_MCA_mca_base_component_path="$bundle/ompi/lib/x86_64-linux-gnu/pmix2/lib/pmix"
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$bundle/ompi/deps"
+  fi
   devdir="$bundle"
   # The CTest suite needs the build tree: only the GPU groups and the benches run.
   NO_CTEST=1
