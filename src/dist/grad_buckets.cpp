@@ -52,6 +52,7 @@ void GradBucketer::launch(Collective& c) {
 void GradBucketer::gradient_final(size_t index) {
   if (index >= reported_.size())
     throw std::logic_error("grad bucketer: parameter index " + std::to_string(index) + " out of range");
+  if (collectives_.empty()) return;  // nothing registered: no step would ever reset the reports
   if (reported_[index])
     throw std::logic_error("grad bucketer: parameter " + std::to_string(index) + " reported final twice in one step");
   reported_[index] = true;
@@ -63,6 +64,7 @@ void GradBucketer::gradient_final(size_t index) {
   // Let MPI advance what is in flight while the backward goes on.
   for (size_t k = 0; k < outstanding_.size();) {
     if (collectives_[outstanding_[k]].request->test()) {
+      ++completed_;
       outstanding_[k] = outstanding_.back();
       outstanding_.pop_back();
     } else {
@@ -77,6 +79,7 @@ void GradBucketer::wait(size_t id) {
   if (!waiting_) {
     waiting_ = true;
     started_in_backward_ = started_;
+    completed_in_backward_ = completed_;
   }
   launch(c);
   c.request->wait();
@@ -92,7 +95,7 @@ void GradBucketer::next_step() {
   }
   reported_.assign(reported_.size(), false);
   outstanding_.clear();
-  waited_ = started_ = 0;
+  waited_ = started_ = completed_ = 0;
   waiting_ = false;
 }
 

@@ -63,6 +63,9 @@ class GradBucketer final : public model::GradReadySink {
   // How many of the last step's collectives started before the first wait() of that step:
   // during the backward (the overlap the step got).
   size_t started_in_backward() const { return started_in_backward_; }
+  // How many of them had also completed before that wait (seen by the polls at each
+  // report): communication that ran while the backward computed.
+  size_t completed_in_backward() const { return completed_in_backward_; }
 
  private:
   struct Collective {
@@ -79,6 +82,7 @@ class GradBucketer final : public model::GradReadySink {
   std::vector<bool> reported_;
   std::vector<Collective> collectives_;
   size_t waited_ = 0, started_ = 0, started_in_backward_ = 0;
+  size_t completed_ = 0, completed_in_backward_ = 0;  // seen complete by the polls
   bool waiting_ = false;  // a wait() happened in this step: the backward is over
   std::vector<size_t> outstanding_;  // started, not yet seen complete
   Fault fault_;

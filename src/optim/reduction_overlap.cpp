@@ -1,5 +1,6 @@
 #include "optim/reduction_overlap.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <spdlog/spdlog.h>
@@ -8,7 +9,11 @@
 
 namespace speedrun::optim {
 
-size_t grad_bucket_bytes(double bucket_mb) { return static_cast<size_t>(std::llround(bucket_mb * 1048576.0)); }
+size_t grad_bucket_bytes(double bucket_mb) {
+  // A positive size, however small, means buckets (of one parameter each), never "off".
+  if (!(bucket_mb > 0.0)) return 0;
+  return std::max<size_t>(1, static_cast<size_t>(std::llround(bucket_mb * 1048576.0)));
+}
 
 std::unique_ptr<dist::GradBucketer> overlap_gradient_reduction(std::vector<std::unique_ptr<Optimizer>>& optimizers,
                                                                size_t n_params, int world, double bucket_mb) {

@@ -11,7 +11,8 @@
 
 namespace speedrun::optim {
 
-// train.grad_bucket_mb in bytes (MiB, as PyTorch DDP's bucket_cap_mb); 0 stays 0.
+// train.grad_bucket_mb in bytes (MiB, as PyTorch DDP's bucket_cap_mb); 0 stays 0, any
+// positive size is at least 1 byte.
 size_t grad_bucket_bytes(double bucket_mb);
 
 // The bucketer to pass to the model's backward on each step's last micro-batch, every

@@ -331,7 +331,9 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       if (nlohmann::json extra = optimizers[e]->metrics(); !extra.is_null())
         record["optimizers[" + std::to_string(e) + "]"] = std::move(extra);
     if (overlap)
-      record["grad_overlap"] = {{"collectives", overlap->collectives()}, {"started_in_backward", overlap->started_in_backward()}};
+      record["grad_overlap"] = {{"collectives", overlap->collectives()},
+                                {"started_in_backward", overlap->started_in_backward()},
+                                {"completed_in_backward", overlap->completed_in_backward()}};
     metrics.write_json(record);
   }
   progress.finish();

@@ -15,6 +15,7 @@
 
 #include "dist/grad_buckets.h"
 #include "model/gpt.h"
+#include "optim/reduction_overlap.h"
 #include "test_support.h"
 
 namespace speedrun::test {
@@ -33,6 +34,13 @@ TEST(GradBuckets, AssignmentExamples) {
   // 0: one bucket of everything (no overlap).
   EXPECT_EQ(dist::assign_buckets({4, 4, 4}, 0), (Buckets{{0, 1, 2}}));
   EXPECT_EQ(dist::assign_buckets({}, 8), Buckets{});
+}
+
+TEST(GradBuckets, BucketSizeInBytes) {
+  EXPECT_EQ(optim::grad_bucket_bytes(0.0), 0u);                    // off
+  EXPECT_EQ(optim::grad_bucket_bytes(25.0), size_t{25} << 20);      // MiB, as PyTorch DDP
+  EXPECT_EQ(optim::grad_bucket_bytes(0.001), 1049u);                // rounded to the nearest byte
+  EXPECT_EQ(optim::grad_bucket_bytes(1e-12), 1u);                   // positive never means off
 }
 
 TEST(GradBuckets, AssignmentCoversEveryParameterOnceWithinTheCap) {
@@ -108,6 +116,44 @@ TEST(GradBuckets, CollectivesStartWhenTheirLastGradientIsFinal) {
   }
   EXPECT_THROW(b.gradient_final(5), std::logic_error);
   EXPECT_THROW(b.add({7}, starter(log, "x")), std::logic_error);
+}
+
+// A request that completes at its second poll.
+class SlowRequest final : public dist::Request {
+ public:
+  bool test() override { return ++polls_ >= 2; }
+  void wait() override {}
+
+ private:
+  int polls_ = 0;
+};
+
+TEST(GradBuckets, CountsCollectivesCompletedDuringTheBackward) {
+  dist::GradBucketer b(4);
+  auto slow = [] { return std::unique_ptr<dist::Request>(new SlowRequest); };
+  const size_t a = b.add({0}, slow), c = b.add({1}, slow), d = b.add({3}, slow);
+  for (int step = 0; step < 2; ++step) {
+    b.gradient_final(0);  // a starts, first poll
+    b.gradient_final(1);  // c starts; a's second poll: complete
+    b.gradient_final(2);  // c's second poll: complete
+    b.gradient_final(3);  // d starts, first poll only
+    b.wait(a);
+    b.wait(c);
+    b.wait(d);
+    EXPECT_EQ(b.started_in_backward(), 3u);
+    EXPECT_EQ(b.completed_in_backward(), 2u);
+  }
+}
+
+TEST(GradBuckets, NothingRegisteredIgnoresReports) {
+  // Optimizers that register nothing (they reduce in step()): the reports of every step
+  // are accepted, none counts twice.
+  dist::GradBucketer b(2);
+  for (int step = 0; step < 3; ++step) {
+    b.gradient_final(0);
+    b.gradient_final(1);
+  }
+  EXPECT_EQ(b.collectives(), 0u);
 }
 
 TEST(GradBuckets, DeliberateFaults) {
