@@ -51,8 +51,8 @@ class Communicator {
   virtual void broadcast(Tensor t, int root) = 0;
   virtual void barrier() = 0;
 
-  // Non-blocking forms of all_reduce_sum and reduce_scatter_sum, same buffers and
-  // results. The defaults run the blocking collective and return a completed request
+  // Non-blocking forms of all_reduce_sum, reduce_scatter_sum and all_gather, same
+  // buffers and results. The defaults run the blocking collective and return a completed request
   // (the local communicator: nothing to overlap).
   virtual std::unique_ptr<Request> start_all_reduce_sum(Tensor t) {
     all_reduce_sum(t);
@@ -60,6 +60,10 @@ class Communicator {
   }
   virtual std::unique_ptr<Request> start_reduce_scatter_sum(const Tensor& send, Tensor recv) {
     reduce_scatter_sum(send, recv);
+    return completed_request();
+  }
+  virtual std::unique_ptr<Request> start_all_gather(const Tensor& send, Tensor recv) {
+    all_gather(send, recv);
     return completed_request();
   }
 };

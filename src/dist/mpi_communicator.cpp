@@ -1,6 +1,7 @@
 // The MPI communicator: collectives on host buffers over a duplicate of
 // MPI_COMM_WORLD (so that no other MPI traffic can interleave with ours). The
-// non-blocking collectives are MPI-3's MPI_Iallreduce and MPI_Ireduce_scatter_block.
+// non-blocking collectives are MPI-3's MPI_Iallreduce, MPI_Ireduce_scatter_block and
+// MPI_Iallgather.
 //
 // Device buffers (CUDA runs with SPEEDRUN_COMMUNICATOR=mpi: several ranks sharing one
 // GPU, where NCCL refuses) are staged through host copies: copied to the host after the
@@ -181,6 +182,19 @@ class MpiCommunicator final : public Communicator {
     std::vector<MPI_Request> requests(1);
     MPI_Ireduce_scatter_block(send.ptr, recv.ptr, int_count(recv.numel(), "start_reduce_scatter_sum"), type, MPI_SUM,
                               comm_, &requests[0]);
+    return std::make_unique<MpiRequest>(std::move(requests));
+  }
+
+  std::unique_ptr<Request> start_all_gather(const Tensor& send, Tensor recv) override {
+    if (send.device != Device::cpu || recv.device != Device::cpu) {
+      all_gather(send, recv);
+      return completed_request();
+    }
+    const MPI_Datatype type = mpi_type(send, "start_all_gather");
+    check_sizes(send, recv, "start_all_gather");
+    const int n = int_count(send.numel(), "start_all_gather");
+    std::vector<MPI_Request> requests(1);
+    MPI_Iallgather(send.ptr, n, type, recv.ptr, n, type, comm_, &requests[0]);
     return std::make_unique<MpiRequest>(std::move(requests));
   }
 

@@ -108,10 +108,7 @@ class NcclCommunicator final : public Communicator {
 
   void all_gather(const Tensor& send, Tensor recv) override {
     if (send.device == Device::cpu) return host_->all_gather(send, recv);
-    begin();
-    check_nccl(ncclAllGather(send.ptr, recv.ptr, static_cast<size_t>(send.numel()), nccl_type(send), comm_, comm_stream_),
-               "ncclAllGather");
-    finish(end());
+    finish(start_all_gather(send, recv));
   }
 
   void reduce_scatter_sum(const Tensor& send, Tensor recv) override {
@@ -143,6 +140,14 @@ class NcclCommunicator final : public Communicator {
     check_nccl(ncclReduceScatter(send.ptr, recv.ptr, static_cast<size_t>(recv.numel()), nccl_type(send), ncclSum,
                                  comm_, comm_stream_),
                "ncclReduceScatter");
+    return end();
+  }
+
+  std::unique_ptr<Request> start_all_gather(const Tensor& send, Tensor recv) override {
+    if (send.device == Device::cpu) return host_->start_all_gather(send, recv);
+    begin();
+    check_nccl(ncclAllGather(send.ptr, recv.ptr, static_cast<size_t>(send.numel()), nccl_type(send), comm_, comm_stream_),
+               "ncclAllGather");
     return end();
   }
 

@@ -83,6 +83,9 @@ class AdamW final : public Optimizer {
       return;
     }
     const int64_t world = comm_->world();
+    // Overlapped: each bucket's all-gather runs while the next buckets update; all are
+    // waited for at the end. Otherwise each is blocking, as before the overlap existed.
+    std::vector<std::unique_ptr<dist::Request>> gathers;
     for (Bucket& b : buckets_) {
       reduced(b);
       // Update the parameters' pieces that fall in [lo, hi), then put the updated piece
@@ -96,13 +99,20 @@ class AdamW final : public Optimizer {
         update(s, p, b.piece.data() + at, m_.data() + b.state + at, v_.data() + b.state + at, e - a);
         std::memcpy(b.piece.data() + at, p, static_cast<size_t>(e - a) * sizeof(float));
       }
-      comm_->all_gather(Tensor::of(b.piece.data(), {b.shard}), Tensor::of(b.flat.data(), {world * b.shard}));
-      for (size_t j = 0; j < b.params.size(); ++j) {
-        const ParamRef& pr = params_[b.params[j]];
-        std::memcpy(pr.param.ptr, b.flat.data() + b.offset[j], pr.param.bytes());
+      const Tensor piece = Tensor::of(b.piece.data(), {b.shard}), flat = Tensor::of(b.flat.data(), {world * b.shard});
+      if (bucketer_ != nullptr) {
+        gathers.push_back(comm_->start_all_gather(piece, flat));
+        continue;
       }
+      comm_->all_gather(piece, flat);
+      unpack(b);
+    }
+    for (size_t i = 0; i < gathers.size(); ++i) {
+      gathers[i]->wait();
+      unpack(buckets_[i]);
     }
   }
+
 
   size_t state_bytes() const override {
     if (device_) return device_->state_bytes();
@@ -198,6 +208,14 @@ class AdamW final : public Optimizer {
     comm_->reduce_scatter_sum(send, recv);
   }
 
+  // Copies the gathered flat buffer back into the bucket's parameters (host).
+  void unpack(const Bucket& b) {
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      const ParamRef& pr = params_[b.params[j]];
+      std::memcpy(pr.param.ptr, b.flat.data() + b.offset[j], pr.param.bytes());
+    }
+  }
+
   // The device path: the same buckets and shards, with device buffers. One process: the
   // kernel reads the gradients in place. Several: each bucket's gradients are copied
   // (device to device) into its flat buffer and reduce-scattered into its piece buffer,
@@ -227,6 +245,7 @@ class AdamW final : public Optimizer {
     const int64_t world = comm_->world();
     for (Bucket& b : buckets_) reduced(b);
     device_->step(s);
+    std::vector<std::unique_ptr<dist::Request>> gathers;  // overlapped: all started, then waited
     for (Bucket& b : buckets_) {
       float* flat = b.flat_dev.as<float>();
       float* piece = b.piece_dev.as<float>();
@@ -235,11 +254,26 @@ class AdamW final : public Optimizer {
         const int64_t a = std::max(b.lo, b.offset[j]), e = std::min(b.hi, b.offset[j] + pr.param.numel());
         if (a < e) cuda::copy_device_async(piece + (a - b.lo), pr.param.data<float>() + (a - b.offset[j]), e - a);
       }
-      comm_->all_gather(Tensor::of(piece, {b.shard}, Device::cuda), Tensor::of(flat, {world * b.shard}, Device::cuda));
-      for (size_t j = 0; j < b.params.size(); ++j) {
-        const ParamRef& pr = params_[b.params[j]];
-        cuda::copy_device_async(pr.param.data<float>(), flat + b.offset[j], pr.param.numel());
+      const Tensor piece_t = Tensor::of(piece, {b.shard}, Device::cuda);
+      const Tensor flat_t = Tensor::of(flat, {world * b.shard}, Device::cuda);
+      if (bucketer_ != nullptr) {
+        gathers.push_back(comm_->start_all_gather(piece_t, flat_t));
+        continue;
       }
+      comm_->all_gather(piece_t, flat_t);
+      unpack_device(b);
+    }
+    for (size_t i = 0; i < gathers.size(); ++i) {
+      gathers[i]->wait();  // the compute stream waits; the copies follow it
+      unpack_device(buckets_[i]);
+    }
+  }
+
+  void unpack_device(Bucket& b) {
+    float* flat = b.flat_dev.as<float>();
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      const ParamRef& pr = params_[b.params[j]];
+      cuda::copy_device_async(pr.param.data<float>(), flat + b.offset[j], pr.param.numel());
     }
   }
 

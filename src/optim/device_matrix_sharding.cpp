@@ -75,21 +75,38 @@ void DeviceMatrixSharding::reduce() {
 void DeviceMatrixSharding::gather() {
   const int64_t world = comm_->world();
   const size_t rank = static_cast<size_t>(comm_->rank());
-  for (const Round& r : rounds_) {
+  // Attached: every round's all-gather is started (into its send buffer, free once its
+  // reduce-scatter completed) before any is waited for, so the host never blocks per round.
+  std::vector<std::unique_ptr<dist::Request>> gathers;
+  for (Round& r : rounds_) {
     // This rank's contribution: its updated matrix (or its block's stale contents as padding
     // when the round has no matrix for it, which nobody reads).
     if (rank < r.count) {
       const Tensor& p = params_[order_[r.base + rank]].param;
       cuda::copy_device_async(r.mine.as<float>(), p.data<float>(), p.numel());
     }
+    if (bucketer_ != nullptr) {
+      gathers.push_back(comm_->start_all_gather(Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda),
+                                                Tensor::of(r.send.as<float>(), {world * r.width}, Device::cuda)));
+      continue;
+    }
     float* gathered = gathered_.as<float>();
     comm_->all_gather(Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda),
                       Tensor::of(gathered, {world * r.width}, Device::cuda));
-    for (size_t j = 0; j < r.count; ++j) {
-      if (j == rank) continue;
-      const Tensor& p = params_[order_[r.base + j]].param;
-      cuda::copy_device_async(p.data<float>(), gathered + static_cast<int64_t>(j) * r.width, p.numel());
-    }
+    scatter_gathered(r, gathered);
+  }
+  for (size_t i = 0; i < gathers.size(); ++i) {
+    gathers[i]->wait();  // the compute stream waits; the copies below follow it
+    scatter_gathered(rounds_[i], rounds_[i].send.as<float>());
+  }
+}
+
+void DeviceMatrixSharding::scatter_gathered(const Round& r, const float* gathered) const {
+  const size_t rank = static_cast<size_t>(comm_->rank());
+  for (size_t j = 0; j < r.count; ++j) {
+    if (j == rank) continue;
+    const Tensor& p = params_[order_[r.base + j]].param;
+    cuda::copy_device_async(p.data<float>(), gathered + static_cast<int64_t>(j) * r.width, p.numel());
   }
 }
 

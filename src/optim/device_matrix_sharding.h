@@ -13,7 +13,8 @@
 //
 // Overlap (attach): as MatrixSharding::attach, each round's reduce-scatter starts on the
 // communication stream once its matrices' gradients are final, from a send buffer of its
-// own; reduce() then only orders the compute stream after every round's collective.
+// own; reduce() then only orders the compute stream after every round's collective, and
+// gather() starts every round's all-gather before waiting for any.
 #pragma once
 
 #include <cstddef>
@@ -60,6 +61,8 @@ class DeviceMatrixSharding {
   // Packs the round's local gradients into `send` (world x width, zero-padded) and
   // returns the reduce-scatter's send and receive tensors.
   std::pair<Tensor, Tensor> pack(const Round& r, float* send) const;
+  // Copies the other ranks' updated matrices of round r out of its gathered blocks.
+  void scatter_gathered(const Round& r, const float* gathered) const;
   const std::vector<ParamRef>& params_;
   dist::Communicator* comm_;
   std::vector<size_t> order_;

@@ -63,6 +63,9 @@ void MatrixSharding::step(const std::function<void(size_t, const float*)>& updat
     return;
   }
   const size_t rank = static_cast<size_t>(comm_->rank());
+  // Attached: each round's all-gather starts after its update and runs while the next
+  // rounds update (as upstream's Muon gathers asynchronously); all are waited at the end.
+  std::vector<std::unique_ptr<dist::Request>> gathers;
   for (Round& r : rounds_) {
     const int64_t width = r.width;
     const auto w = static_cast<size_t>(width);
@@ -84,13 +87,29 @@ void MatrixSharding::step(const std::function<void(size_t, const float*)>& updat
       update(k, recv->data());
       std::memcpy(recv->data(), params_[k].param.ptr, params_[k].param.bytes());
     }
+    if (bucketer_ != nullptr) {
+      // Into the round's send buffer: its reduce-scatter has completed, and the next
+      // step's packing comes after this step's waits.
+      gathers.push_back(comm_->start_all_gather(Tensor::of(recv->data(), {width}),
+                                                Tensor::of(r.send.data(), {static_cast<int64_t>(world * w)})));
+      continue;
+    }
     gathered_.resize(world * w);
     comm_->all_gather(Tensor::of(recv->data(), {width}), Tensor::of(gathered_.data(), {static_cast<int64_t>(world * w)}));
-    for (size_t j = 0; j < r.count; ++j) {
-      if (j == rank) continue;
-      const Tensor& p = params_[order_[r.base + j]].param;
-      std::memcpy(p.ptr, gathered_.data() + j * w, p.bytes());
-    }
+    scatter_gathered(r, gathered_.data());
+  }
+  for (size_t i = 0; i < gathers.size(); ++i) {
+    gathers[i]->wait();
+    scatter_gathered(rounds_[i], rounds_[i].send.data());
+  }
+}
+
+void MatrixSharding::scatter_gathered(const Round& r, const float* gathered) const {
+  const size_t rank = static_cast<size_t>(comm_->rank()), w = static_cast<size_t>(r.width);
+  for (size_t j = 0; j < r.count; ++j) {
+    if (j == rank) continue;
+    const Tensor& p = params_[order_[r.base + j]].param;
+    std::memcpy(p.ptr, gathered + j * w, p.bytes());
   }
 }
 

@@ -12,8 +12,10 @@
 // Overlap (attach): each round's reduce-scatter is registered with a GradBucketer and
 // starts as soon as the round's matrices' gradients are final, from a send buffer of
 // its own (world x the round's width: about one more copy of the group's gradients);
-// step() waits for it before the round's update. The collective and its buffers' layout
-// are those of the blocking path, so the sums are the same.
+// step() waits for it before the round's update; the round's all-gather then starts
+// non-blocking (into its send buffer) and runs during the next rounds' updates. The
+// collectives and their buffers' layout are those of the blocking path, so the sums are
+// the same.
 #pragma once
 
 #include <cstddef>
@@ -54,6 +56,8 @@ class MatrixSharding {
   };
   // Block j of `send` (world x width): this rank's local gradient of the round's j-th matrix.
   void pack(const Round& r, std::vector<float>& send) const;
+  // Copies the other ranks' updated matrices of round r out of its gathered blocks.
+  void scatter_gathered(const Round& r, const float* gathered) const;
 
   const std::vector<ParamRef>& params_;
   dist::Communicator* comm_;

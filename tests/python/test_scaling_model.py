@@ -49,7 +49,11 @@ class TestArithmetic(unittest.TestCase):
         self.assertAlmostEqual(r["hidden_ms"], 0.5)
         self.assertAlmostEqual(r["all_gather_ms"], 2.0)
         self.assertAlmostEqual(r["optimizer_ms"], 0.4)
-        self.assertAlmostEqual(r["step_ms_overlap"], 3.0 + 1.5 + 2.0 + 0.4)
+        # In the step: 0.2 ms of update each. The vector's gather 0.2 -> 0.7, the round's
+        # (after its update at 0.4, the link busy until 0.7) 0.7 -> 2.2: 1.8 ms after the
+        # last update ends at 0.4.
+        self.assertAlmostEqual(r["exposed_all_gather_ms"], 1.8)
+        self.assertAlmostEqual(r["step_ms_overlap"], 3.0 + 1.5 + 0.4 + 1.8)
         self.assertAlmostEqual(r["step_ms_no_overlap"], 3.0 + 2.0 + 2.0 + 0.4)
 
     def test_track3_bytes(self):
