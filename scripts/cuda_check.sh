@@ -15,7 +15,9 @@
 #      and the optimizer benchmark on the Track 3 configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
 #      peak memory, whole steps) and scripts/gpu_ratio.py;
-#   7. short training runs on CUDA (the quickstart in f32 and bf16);
+#   7. short training runs on CUDA (the quickstart in f32 and bf16), then several ranks on the
+#      one GPU (scripts/cuda_mpi_check.sh: mpirun -np 1 with NCCL vs one process, 2 ranks per
+#      GPU with every optimizer, a killed rank);
 #   8. with --compare: scripts/gpu_compare.sh (the gpu-mini LR sweep and optimizer comparison).
 # Output: ${OUT:-build/cuda-check}. The device tool brings back at most 8 files from $OUT, so
 # when OUT is set the logs are written to a scratch folder and packed into
@@ -24,8 +26,8 @@
 # stays in build/cuda-check/.
 #
 #   scripts/cuda_check.sh [--dry-run] [--compare | --compare-only] [--sanitize-all] [--no-tests]
-#                         [--no-sanitizer] [--no-bench] [--no-torch] [--no-train]
-# (--no-* skip sections 2-3, 4, 5, 6, 7: to split the work over device calls, each within the
+#                         [--no-sanitizer] [--no-bench] [--no-torch] [--no-train] [--no-mpi]
+# (--no-* skip sections 2-3, 4, 5, 6, 7, 7's multi-rank cases: to split the work over device calls, each within the
 # tool's 10-minute limit per command; --compare-only: the binaries and section 8 alone, which
 # by estimate takes about 6 minutes: a call of its own.)
 #
@@ -37,7 +39,7 @@
 # (s, 300), PYTHON (python3). Exit status 1 when any step failed.
 set -u
 cd "$(dirname "$0")/.."
-dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1 bench=1
+dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1 bench=1 mpi=1
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry=1 ;;
@@ -45,11 +47,12 @@ for arg in "$@"; do
     --sanitize-all) sanitize_all=1 ;;
     --no-torch) torch=0 ;;
     --no-train) train=0 ;;
+    --no-mpi) mpi=0 ;;
     --no-tests) tests_on=0 ;;
     --no-sanitizer) sanitizer=0 ;;
     --no-bench) bench=0 ;;
-    --compare-only) compare=1 tests_on=0 sanitizer=0 bench=0 torch=0 train=0 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    --compare-only) compare=1 tests_on=0 sanitizer=0 bench=0 torch=0 train=0 mpi=0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "cuda_check.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -118,6 +121,13 @@ if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
   speedrun="$bundle/speedrun"
   tests="$bundle/speedrun_tests"
   devdir="$bundle"
+  if [ -x "$bundle/ompi/bin/mpirun" ] && ! command -v mpirun >/dev/null; then
+    # The bundle's relocated Open MPI runtime (scripts/gpu_bundle.sh), for section 7's ranks.
+    export PATH="$bundle/ompi/bin:$PATH" OPAL_PREFIX="$bundle/ompi"
+    export PMIX_PREFIX="$bundle/ompi/lib/x86_64-linux-gnu/pmix2"
+    export PMIX_MCA_mca_base_component_path="$bundle/ompi/lib/x86_64-linux-gnu/pmix2/lib/pmix"
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$bundle/ompi/deps"
+  fi
   echo "bundle: $(du -sh "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" | cut -f1) packed; $(cat "$bundle/COMMIT" 2>/dev/null || echo 'commit unknown')"
 else
   step configure 600 cmake --preset default || { tail -20 "$work/configure.log"; finish 1; }
@@ -248,6 +258,13 @@ if [ "$train" = 1 ]; then
       --out-dir "$runs" --run-name "quickstart-$act" --no-progress --set train.activation_dtype=$act
     [ "$dry" = 1 ] || grep -E 'val_loss' "$work/train-quickstart-$act.log" | sed -n '1p;$p'
   done
+fi
+
+# ---- 7b. several ranks on the one GPU (issue 16) ---------------------------------------------
+if [ "$mpi" = 1 ]; then
+  section "several ranks on one GPU (scripts/cuda_mpi_check.sh)"
+  step mpi-checks 420 scripts/cuda_mpi_check.sh "$speedrun" "$work/mpi"
+  [ "$dry" = 1 ] || cat "$work/mpi/mpi-summary.log" 2>/dev/null
 fi
 
 # ---- 8. the gpu-mini optimizer comparison ------------------------------------------------------

@@ -110,6 +110,7 @@ struct TrainConfig {
   std::string activation_dtype = "auto";  // auto: bf16 on CUDA, f32 on the CPU
   int64_t threads = 0;
   std::string out_dir = "runs";
+  double grad_bucket_mb = 25.0;  // MiB per overlapped gradient collective (0: after the backward)
 
   template <class A>
   void bind(A& a) {
@@ -134,6 +135,10 @@ struct TrainConfig {
             "and optimizer state are f32 always. auto: bf16 on CUDA, f32 on the CPU; bf16 is CUDA only");
     a.field("threads", threads, in_range<int64_t>(0, 4096), "CPU threads (0: all cores)");
     a.field("out_dir", out_dir, non_empty_string(), "runs are written to out_dir/<run name>/");
+    a.field("grad_bucket_mb", grad_bucket_mb, in_range(0.0, 1048576.0),
+            "several ranks: MiB of gradients per reduction bucket, each reduced as soon as the last micro-batch's "
+            "backward has finished it, overlapped with the rest (25 as PyTorch DDP); 0 reduces everything after "
+            "the backward (docs/distributed.md)");
   }
 };
 

@@ -28,6 +28,7 @@
 
 #include "config/run_config.h"
 #include "core/buffer.h"
+#include "model/grad_ready_sink.h"
 #include "model/param_layout.h"
 #include "ops/ops.h"
 
@@ -85,8 +86,10 @@ class Gpt {
 
   // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward.
   // tokens/targets: B*seq_len host int32 (on CUDA copied to the device). Gradients are
-  // added to grads().
-  double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr);
+  // added to grads(). `ready`, passed on a step's last micro-batch only, hears each
+  // parameter's index (layout order) as soon as the backward has finished its gradient.
+  double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
+                          GradReadySink* ready = nullptr);
   // The summed loss only (validation).
   double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B);
   // The capped logits (B*seq_len, padded_vocab_size) into `out` (tests, debugging).
@@ -115,7 +118,7 @@ class Gpt {
   void forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink);
   // Head + loss over row chunks; with `backward`, also the head's gradients and dhf.
   double head_loss(const Tensor& targets, int64_t B, bool backward);
-  void backward_trunk(const Tensor& tokens, int64_t B);
+  void backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready);
   // The weight a product or the embedding reads: its bf16 copy when there is one, else the
   // f32 master. Parameter gradients always go to grad(index).
   Tensor weight(size_t index) const;

@@ -77,6 +77,13 @@ class Muon final : public Optimizer {
 
   const char* type() const override { return "muon"; }
 
+  void overlap_reduction(dist::GradBucketer& bucketer) override {
+    if (device_sharding_)
+      device_sharding_->attach(bucketer);
+    else
+      sharding_.attach(bucketer);
+  }
+
   void step(int64_t step, double lr_factor) override {
     if (device_) {
       device_sharding_->reduce();

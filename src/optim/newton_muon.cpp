@@ -99,6 +99,13 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
 
   const char* type() const override { return "newton_muon"; }
 
+  void overlap_reduction(dist::GradBucketer& bucketer) override {
+    if (device_sharding_)
+      device_sharding_->attach(bucketer);
+    else
+      sharding_.attach(bucketer);
+  }
+
   bool refresh_step(int64_t step) const { return (step + 1) % settings_.refresh_every == 0; }
 
   model::LayerInputSink* capture_sink(int64_t step) override {

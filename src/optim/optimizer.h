@@ -5,6 +5,12 @@
 // a sum over the global batch's tokens) in whatever form its sharding needs
 // (reduce-scatter for AdamW's ZeRO-1 shards and the matrix optimizers' round-robin),
 // so no gradient is reduced twice. Afterwards every rank holds the same parameters.
+//
+// Overlap (dist/grad_buckets.h, docs/distributed.md): when train.grad_bucket_mb > 0 and
+// several ranks run, the trainer hands each optimizer a GradBucketer through
+// overlap_reduction() before the first step; the optimizer registers there the same
+// collectives step() would issue (split into buckets), which then start during the
+// backward of the step's last micro-batch, and step() waits on them instead.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +23,7 @@
 #include "config/run_config.h"
 #include "core/tensor.h"
 #include "dist/communicator.h"
+#include "dist/grad_buckets.h"
 #include "model/gpt.h"
 
 namespace speedrun::optim {
@@ -26,11 +33,16 @@ struct ParamRef {
   std::string name;
   Tensor param;
   Tensor grad;
+  size_t index = 0;  // in the model's ParamLayout: the index GradReadySink reports
 };
 
 // What an optimizer may use besides its parameters.
 struct OptimizerContext {
   dist::Communicator* comm = nullptr;  // never null; the local communicator in one process
+  // Target bytes of one gradient collective (train.grad_bucket_mb); 0: one collective per
+  // group as without overlap. AdamW splits its ZeRO-1 shards by it; the matrix
+  // optimizers' unit is one round of `world` matrices whatever its value.
+  size_t grad_bucket_bytes = 0;
 };
 
 class Optimizer {
@@ -49,6 +61,10 @@ class Optimizer {
   // Counters for the step's metrics record (e.g. Newton-Muon's Cholesky fallbacks);
   // null when there are none.
   virtual nlohmann::json metrics() const { return nullptr; }
+  // Registers this group's gradient collectives with `bucketer` (see the top of this
+  // file); afterwards step() waits on them there. Called at most once, before the first
+  // step, with several ranks only. The default registers nothing: step() reduces itself.
+  virtual void overlap_reduction(dist::GradBucketer& bucketer) {}
 };
 
 // Creates the optimizer of config entry `entry` over `params` (the registry: one line

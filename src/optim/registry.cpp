@@ -32,7 +32,7 @@ std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<confi
   std::vector<std::unique_ptr<Optimizer>> optimizers;
   for (size_t e = 0; e < entries.size(); ++e) {
     std::vector<ParamRef> refs;
-    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i)});
+    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i), i});
     optimizers.push_back(make_optimizer(entries[e], std::move(refs), context));
   }
   return optimizers;

@@ -33,6 +33,13 @@ class Rmnp final : public Optimizer {
 
   const char* type() const override { return "rmnp"; }
 
+  void overlap_reduction(dist::GradBucketer& bucketer) override {
+    if (device_sharding_)
+      device_sharding_->attach(bucketer);
+    else
+      sharding_.attach(bucketer);
+  }
+
   void step(int64_t, double lr_factor) override {
     const float mu = static_cast<float>(settings_.momentum);
     const float eps = static_cast<float>(settings_.eps);

@@ -24,6 +24,7 @@
 #include "model/precision.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
+#include "optim/reduction_overlap.h"
 #include "optim/schedule.h"
 #include "train/device_choice.h"
 #include "train/memory_plan.h"
@@ -136,7 +137,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const bool under_launcher = opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi);
   if (under_launcher) {
     const std::string identity = dist::identity_line(
-        opts.session->launch(), fmt::format("device {}, {} communicator", device_name(device), comm->name()));
+        opts.session->launch(), fmt::format("device {}, {} communicator", dist::device_label(device, opts.session->launch(), comm->name()), comm->name()));
     std::fprintf(stderr, "%s\n", identity.c_str());
     run_log.line(identity);
   }
@@ -195,7 +196,11 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   }
   model::Gpt model(m, device, t.micro_batch_seqs, activations);
   model.init_parameters(static_cast<uint64_t>(t.seed));
-  auto optimizers = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
+  auto optimizers =
+      optim::build_optimizers(cfg.optimizers, model, {comm.get(), optim::grad_bucket_bytes(t.grad_bucket_mb)});
+  // Non-null: the gradient collectives start during the last micro-batch's backward.
+  const auto overlap =
+      optim::overlap_gradient_reduction(optimizers, model.layout().params().size(), world, t.grad_bucket_mb);
   model.weights_changed();  // in case an optimizer touched the parameters while setting up
 
   std::filesystem::path run_dir;
@@ -296,9 +301,9 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink());
+                                         t.micro_batch_seqs, capture.sink(), k + 1 == micro_steps ? overlap.get() : nullptr);
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
-    // gradients inside each optimizer's step (see optim/optimizer.h).
+    // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss)) {
       metrics.write_json(
@@ -325,6 +330,10 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     for (size_t e = 0; e < optimizers.size(); ++e)
       if (nlohmann::json extra = optimizers[e]->metrics(); !extra.is_null())
         record["optimizers[" + std::to_string(e) + "]"] = std::move(extra);
+    if (overlap)
+      record["grad_overlap"] = {{"collectives", overlap->collectives()},
+                                {"started_in_backward", overlap->started_in_backward()},
+                                {"completed_in_backward", overlap->completed_in_backward()}};
     metrics.write_json(record);
   }
   progress.finish();
