@@ -30,7 +30,7 @@ namespace {
 
 struct Options {
   std::string checkpoint, data, device = "auto";
-  int64_t tokens = 0, threads = 0;
+  int64_t tokens = 0, threads = 0, batch_seqs = 0;
   bool json = false;
 };
 
@@ -59,7 +59,7 @@ void run_eval(const Options& o) {
                                 "last target); lower --tokens",
                                 o.data, shards.size(), available, tokens, tokens + 1));
   set_cpu_threads(o.threads, cfg.train.threads);
-  const int64_t micro = cfg.train.micro_batch_seqs;
+  const int64_t micro = o.batch_seqs > 0 ? o.batch_seqs : cfg.train.micro_batch_seqs;
   const int64_t seqs = tokens / m.seq_len;
   build_model(cm, device, micro, activations);  // as the trainer sizes it: the same head chunks
   const data::Batch val = data::load_validation_set(shards, tokens, m.seq_len, 0, 1, m.vocab_size, "--data");
@@ -112,6 +112,10 @@ Command add_eval_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_option("--threads", o->threads, "CPU threads (default: the run's train.threads, 0 = all cores)")
       ->check(CLI::Range(0, 4096));
+  sub->add_option("--batch-seqs", o->batch_seqs,
+                  "sequences per forward (default: the run's train.micro_batch_seqs, which reproduces its val_loss "
+                  "exactly; fewer need less memory and may differ in the last bits)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   sub->add_flag("--json", o->json, "print one JSON object (val_loss, tokens, shards, checkpoint, step)");
   return {sub, [o] { run_eval(*o); }};
 }

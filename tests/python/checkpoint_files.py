@@ -7,7 +7,8 @@ trainer writing checkpoints:
     speedrun.config = the resolved config (the run directory's config.json), speedrun.step
 
 write_checkpoint_from_params() makes one from what `speedrun train --save-params` leaves
-(config.json, params/<name>.npy, summary.json's step count)."""
+(config.json, params/<name>.npy, summary.json's step count); run as a script it does
+that for the run directories it is given."""
 import json
 import os
 import pathlib
@@ -96,3 +97,15 @@ def random_params(model, rng, head_scale=3.0):
 def test_seed():
     """Fresh on every run; SPEEDRUN_TEST_SEED replays one (printed by the caller)."""
     return int(os.environ.get("SPEEDRUN_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+
+
+if __name__ == "__main__":
+    # python3 tests/python/checkpoint_files.py RUN_DIR...: the checkpoint of each finished
+    # `speedrun train --save-params` run (until `train` writes checkpoints itself).
+    if len(sys.argv) < 2:
+        sys.exit("usage: checkpoint_files.py RUN_DIR... (runs trained with --save-params)")
+    for run in sys.argv[1:]:
+        try:
+            print(write_checkpoint_from_params(run))
+        except (OSError, KeyError, ValueError) as e:
+            sys.exit(f"error: {run}: {e}")

@@ -130,6 +130,12 @@ class TestEval(CheckpointTestCase):
         self.assertSucceeds(r)
         self.assertRegex(r.stdout, r"^val_loss \d+\.\d{6} on 64 tokens of ")
         self.assertAlmostEqual(float(r.stdout.split()[1]), summary["final_val_loss"], places=6)
+        # One sequence per forward: the same losses summed in another grouping, equal to rounding.
+        r = run_speedrun("eval", run_dir, "--data", val_glob, "--json", "--batch-seqs", "1", "--device", "cpu")
+        self.assertSucceeds(r)
+        one = json.loads(r.stdout)
+        self.assertEqual(one["micro_batch_seqs"], 1)
+        self.assertAlmostEqual(one["val_loss"], summary["final_val_loss"], delta=1e-6 * summary["final_val_loss"])
         # Other tokens: the first 32 only, a different value.
         r = run_speedrun("eval", run_dir, "--data", val_glob, "--json", "--tokens", "32", "--device", "cpu")
         self.assertSucceeds(r)
