@@ -41,7 +41,9 @@ void run_eval(const Options& o) {
   const config::ModelConfig& m = cfg.model;
   // The run's settings that shape the computation: its activation dtype on this device, its
   // micro-batch (the grouping of the sequences, and the order of the sum).
-  const DType activations = model::resolve_activation_dtype(cfg.train.activation_dtype, device);
+  // (A CUDA run's bf16 activations are read as f32 on the CPU, which has no other.)
+  const DType activations =
+      device == Device::cpu ? DType::f32 : model::resolve_activation_dtype(cfg.train.activation_dtype, device);
   if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
     throw UserError(fmt::format("model.head_dim = {} of {}: the CUDA attention kernels support head_dim 64 and 128; "
                                 "use --device cpu",

@@ -113,12 +113,17 @@ Command add_sample_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("sample", "generate text from a checkpoint (a .safetensors file or a run directory)");
   sub->add_option("checkpoint", o->checkpoint, "checkpoint file, or a run directory (its newest checkpoint)")->required();
   sub->add_option("--prompt", o->prompt, "text to continue (empty: start from <|endoftext|>)")->required();
-  sub->add_option("--tokens", o->tokens, "tokens to generate")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_option("--tokens", o->tokens, "tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("--temperature", o->temperature, "softmax temperature; 0 = greedy (the most likely token)")
+      ->capture_default_str()
       ->check(CLI::Range(0.0, 1e6));
   sub->add_option("--top-k", o->top_k, "draw from the k most likely tokens only (0: all)")
+      ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
-  sub->add_option("--seed", o->seed, "seed of the draws: the same seed gives the same text");
+  sub->add_option("--seed", o->seed, "seed of the draws: the same seed gives the same text")
+      ->capture_default_str();
   sub->add_option("--device", o->device, "auto or cpu (cuda is refused: the decoder runs on the CPU)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_option("--threads", o->threads, "CPU threads (default: the run's train.threads, 0 = all cores)")
