@@ -187,6 +187,15 @@ class TestPytorchInterop(speedrun_testing.SpeedrunTestCase):
         self.assertEqual(int(meta["speedrun.step"]), 7)
         model_cfg = json.loads(meta["speedrun.config"])["model"]
         self.assertEqual(model_cfg, resolved["model"])
+        # The reader checks what it reads: a flipped byte fails the CRC, a cut file the layout.
+        data = path.read_bytes()
+        flipped, cut = self.tmp / "flipped.safetensors", self.tmp / "cut.safetensors"
+        flipped.write_bytes(data[:-5] + bytes([data[-5] ^ 1]) + data[-4:])
+        cut.write_bytes(data[:len(data) // 2])
+        with self.assertRaisesRegex(safetensors_numpy.SafetensorsError, f"{flipped}: tensor norm2.gains is corrupted"):
+            safetensors_numpy.read_safetensors(flipped)
+        with self.assertRaisesRegex(safetensors_numpy.SafetensorsError, f"{cut}: not a complete safetensors file"):
+            safetensors_numpy.read_safetensors(cut)
         context, ours, prompt_len = self.our_logits(path)
         params = {k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in tensors.items()}
         ref = track3_torch.Track3GPT(model_cfg, params).logits(torch.from_numpy(context)[None]).squeeze(0).numpy()
