@@ -65,6 +65,12 @@ void run_sample(const Options& o) {
                       "') is not below model.vocab_size = " + std::to_string(m.vocab_size) + " of " +
                       cm.path.string());
 
+  // --logits-out keeps every step's logits in memory until the end: bound it.
+  const double logits_bytes = 4.0 * static_cast<double>(o.tokens) * static_cast<double>(m.padded_vocab_size);
+  if (!o.logits_out.empty() && logits_bytes > double(1ull << 32))
+    throw UserError("--logits-out with --tokens " + std::to_string(o.tokens) + " would hold " +
+                    std::to_string(static_cast<long long>(logits_bytes / (1 << 20))) +
+                    " MiB of logits (more than 4 GiB); generate fewer tokens");
   model::SamplingOptions so;
   so.tokens = o.tokens;
   so.temperature = o.temperature;

@@ -232,6 +232,9 @@ class TestSample(CheckpointTestCase):
                 self.assertFailsWith(run_speedrun("sample", *args), fragment, code=2)
         self.assertFailsWith(run_speedrun("sample", ckpt, "--prompt", "x", "--device", "cuda"),
                              "sample runs on the CPU", "--device cpu")
+        self.assertFailsWith(run_speedrun("sample", ckpt, "--prompt", "x", "--tokens", "30000", "--logits-out",
+                                          self.tmp / "l.npy"), "--logits-out", "more than 4 GiB")
+        self.assertFalse((self.tmp / "l.npy").exists())
         small = self.random_checkpoint(self.tmp / "small.safetensors", vocab_size=300, padded_vocab_size=320)
         self.assertFailsWith(run_speedrun("sample", small, "--prompt", "Hello world", "--device", "cpu"),
                              "--prompt", "token 15496 ('Hello')", "model.vocab_size = 300", str(small))
