@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
       speedrun::cli::add_train_command(app),
       speedrun::cli::add_bench_command(app),
       speedrun::cli::add_compare_command(app),
+      speedrun::cli::add_sample_command(app),
+      speedrun::cli::add_eval_command(app),
       speedrun::cli::add_validate_config_command(app),
       speedrun::cli::add_info_command(app),
       speedrun::cli::add_tokenize_command(app),

@@ -65,6 +65,8 @@ class Gpt {
   Device device() const { return device_; }
   DType activation_dtype() const { return act_dtype_; }
   int64_t max_batch_seqs() const { return max_batch_seqs_; }
+  // The logit cap the head applies (model.logit_softcap, logit_cap, sigmoid_temperature).
+  const ops::SoftCap& softcap() const { return softcap_; }
 
   // Flat buffers (layout().total_numel() floats each).
   float* params() { return params_.as<float>(); }

@@ -67,6 +67,13 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out, const Tensor& lse, double scale);
 
+// Inference against cached keys (model/kv_cache.h): q, out (B, n, H, D) are the queries of
+// the last n of S positions, k, v (B, S, H, D) the keys and values of all S (n <= S); query
+// i, at position S - n + i, attends keys 0..S - n + i. No lse is kept (no backward). Per
+// query the same arithmetic as attention_forward: with equal inputs, equal bits. CPU only
+// (std::logic_error on CUDA tensors): `speedrun sample` runs on the CPU.
+void attention_decode(Tensor out, const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+
 // --- ReLU^2 ---------------------------------------------------------------------------------
 // out = relu(x)^2 (out may alias x only in the forward of inference).
 void relu2_forward(Tensor out, const Tensor& x);

@@ -220,6 +220,52 @@ TEST_F(OpsAttention, RejectsBadArguments) {
                               "attention_backward");
 }
 
+// attention_decode: the queries of the last n of S positions against all S keys give the
+// same bits as those rows of the full causal forward (the same arithmetic per query), for
+// every split of S into a prefill and decode steps, across a key block boundary (64).
+// Negative control: the same queries taken one position early differ.
+TEST_F(OpsAttention, DecodeEqualsForwardRows) {
+  const Dims d{2, 70, 3, 16};
+  auto shape = [&](auto& buf, int64_t seq) { return view(buf, {d.batch, seq, d.heads, d.head_dim}); };
+  const std::vector<float> q = cast<float>(uniform(d.numel())), k = cast<float>(uniform(d.numel(), -2, 2)),
+                           v = cast<float>(uniform(d.numel()));
+  std::vector<float> full(d.numel()), lse(d.batch * d.heads * d.seq);
+  ops::attention_forward(shape(full, d.seq), view(lse, {d.batch, d.heads, d.seq}), shape(q, d.seq), shape(k, d.seq),
+                         shape(v, d.seq), 0.12);
+  // (B, S, H, D) prefix of a (B, T, H, D) tensor: copies positions [from, to) of every batch row.
+  auto positions = [&](const std::vector<float>& x, int64_t from, int64_t to) {
+    std::vector<float> out;
+    for (int64_t b = 0; b < d.batch; ++b)
+      out.insert(out.end(), x.begin() + d.at(b, from, 0), x.begin() + d.at(b, to, 0));
+    return out;
+  };
+  for (const auto& [S, n] : Shapes<2>{{1, 1}, {5, 1}, {64, 1}, {65, 1}, {70, 1}, {70, 6}, {70, 70}, {66, 3}}) {
+    SCOPED_TRACE("S = " + std::to_string(S) + ", n = " + std::to_string(n));
+    const std::vector<float> qn = positions(q, S - n, S), ks = positions(k, 0, S), vs = positions(v, 0, S);
+    std::vector<float> out(qn.size());
+    ops::attention_decode(shape(out, n), shape(qn, n), shape(ks, S), shape(vs, S), 0.12);
+    expect_bitwise_equal("out", out, positions(full, S - n, S));
+    if (S - n >= 1) {  // the same queries placed one position early see one key fewer
+      const std::vector<float> early = positions(full, S - n - 1, S - 1);
+      EXPECT_NE(0, std::memcmp(out.data(), early.data(), out.size() * sizeof(float)));
+      std::vector<float> shifted(qn.size());
+      ops::attention_decode(shape(shifted, n), shape(qn, n), shape(ks, S - 1), shape(vs, S - 1), 0.12);
+      EXPECT_NE(0, std::memcmp(out.data(), shifted.data(), out.size() * sizeof(float)));
+    }
+  }
+  std::vector<float> o(2 * 3 * 4 * 8);
+  EXPECT_INVALID_ARGUMENT(ops::attention_decode(view(o, {2, 3, 4, 8}), view(q, {2, 3, 4, 8}), view(k, {2, 2, 4, 8}),
+                                                view(v, {2, 2, 4, 8}), 0.12),
+                          "attention_decode", "k", "S >= 3");
+  EXPECT_INVALID_ARGUMENT(ops::attention_decode(view(o, {2, 3, 4, 8}), view(q, {2, 3, 4, 8}), view(k, {2, 5, 4, 8}),
+                                                view(v, {2, 4, 4, 8}), 0.12),
+                          "attention_decode", "v");
+  EXPECT_CUDA_NOT_IMPLEMENTED(ops::attention_decode(on_cuda(view(o, {2, 3, 4, 8})), on_cuda(view(q, {2, 3, 4, 8})),
+                                                    on_cuda(view(k, {2, 5, 4, 8})), on_cuda(view(v, {2, 5, 4, 8})),
+                                                    0.12),
+                              "attention_decode");
+}
+
 }  // namespace
 }  // namespace speedrun::test
 
