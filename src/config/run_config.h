@@ -83,6 +83,7 @@ struct DataConfig {
   std::string val_glob;
   int64_t val_tokens = 10485760;  // 20 x 524288
   int64_t epochs = 1;
+  bool align_to_bos = false;  // record #26's document-aligned training sequences (data/loader.h)
 
   template <class A>
   void bind(A& a) {
@@ -93,6 +94,10 @@ struct DataConfig {
             "validation tokens (a multiple of seq_len); every one is evaluated, each process taking whole sequences");
     a.field("epochs", epochs, at_least<int64_t>(1),
             "passes over the training shards before the run stops with 'training data exhausted' (1 = upstream)");
+    a.field("align_to_bos", align_to_bos, any<bool>(),
+            "record #26's training loader: every training sequence of model.seq_len (+1) tokens starts at a document "
+            "start (token 50256), sequences at least seq_len apart, found by upstream's rule in a window of 2 x "
+            "train.batch_tokens; false: contiguous slices (Track 3). Validation is contiguous either way");
   }
 };
 
