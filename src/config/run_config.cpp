@@ -225,6 +225,11 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
         errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
                    "must be >= 1 when momentum_warmup_start is set");
     }
+    if (const auto* rm = std::get_if<RmnpSettings>(&o.settings)) {
+      if (rm->momentum_warmup_start && rm->momentum_warmup_steps == 0)
+        errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
+                   "must be >= 1 when momentum_warmup_start is set");
+    }
   }
 }
 

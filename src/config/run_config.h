@@ -188,7 +188,8 @@ struct MuonSettings {
     a.field("momentum", momentum, fp32_below_one(), "mu of buf = mu*buf + (1-mu)*G");
     a.field("nesterov", nesterov, any<bool>(), "update with (1-mu)*G + mu*buf instead of buf");
     a.field("momentum_warmup_start", momentum_warmup_start, optional_of(fp32_below_one()),
-            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps");
+            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps: mu(step) = (1 - f) start + "
+            "f momentum, f = min(step / momentum_warmup_steps, 1), step 0-based (record #26: 0.85 over 300 steps)");
     a.field("momentum_warmup_steps", momentum_warmup_steps, at_least<int64_t>(0), "length of the momentum warm-up");
     a.field("ns_preset", ns_preset, one_of({"cubic", "quintic"}),
             "Newton-Schulz coefficients: cubic (2, -1.5, 0.5) x 12 steps, quintic (3.4445, -4.7750, 2.0315) x 5");
@@ -240,12 +241,18 @@ struct RmnpSettings {
   double momentum = 0.95;
   bool nesterov = true;
   double eps = 1e-12;
+  std::optional<double> momentum_warmup_start;  // Muon's warm-up rule (optim/momentum_warmup.h); not in the paper
+  int64_t momentum_warmup_steps = 0;
 
   template <class A>
   void bind(A& a) {
     a.field("momentum", momentum, fp32_below_one(), "mu of buf = mu*buf + G");
     a.field("nesterov", nesterov, any<bool>(), "update with G + mu*buf instead of buf");
     a.field("eps", eps, positive_f32(), "rows are divided by max(||row||_2, eps) (in fp32)");
+    a.field("momentum_warmup_start", momentum_warmup_start, optional_of(fp32_below_one()),
+            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps (Muon's rule in record "
+            "#26; not part of RMNP's paper)");
+    a.field("momentum_warmup_steps", momentum_warmup_steps, at_least<int64_t>(0), "length of the momentum warm-up");
   }
 };
 
