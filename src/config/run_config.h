@@ -164,11 +164,17 @@ struct AdamWSettings {
   static constexpr const char* type = "adamw";
   std::vector<double> betas = {0.9, 0.999};
   double eps = 1e-8;
+  // Where eps goes (optim/adamw.h): "v_hat", torch.optim.AdamW's sqrt(v / (1 - b2^t)) + eps;
+  // "v", record #26's DistAdam: sqrt(v) + eps, the step scaled by sqrt(1 - b2^t) / (1 - b1^t).
+  std::string eps_placement = "v_hat";
 
   template <class A>
   void bind(A& a) {
     a.field("betas", betas, each(fp32_below_one(), 2), "(beta1, beta2) as torch.optim.AdamW");
-    a.field("eps", eps, positive_f32(), "added to sqrt(v_hat) (in fp32)");
+    a.field("eps", eps, positive_f32(), "added to sqrt(v_hat) or sqrt(v) (see eps_placement; in fp32)");
+    a.field("eps_placement", eps_placement, one_of({"v_hat", "v"}),
+            "v_hat: p -= lr/(1-b1^t) m / (sqrt(v/(1-b2^t)) + eps), torch.optim.AdamW (Track 3); v: p -= lr "
+            "sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps), record #26's DistAdam (the same update but for eps)");
   }
 };
 

@@ -198,3 +198,95 @@ TEST(Record26Momentum, RmnpWarmupConfig) {
         << e.what();
   }
 }
+
+namespace {
+
+// Runs `steps` AdamW steps of `entry_json` on a 1-D parameter of 64 (record #26's
+// `scalars`) and a 6 x 5 matrix, with gradients of magnitude ~`grad_scale`; returns the
+// parameters after each step and the gradients used.
+struct AdamRun {
+  std::vector<std::vector<float>> params;  // initial values, updated in place
+  std::vector<std::vector<std::vector<float>>> grads;  // [step][param]
+};
+AdamRun run_adamw(const json& entry_json, int steps, double grad_scale, std::mt19937_64& rng) {
+  config::OptimizerConfig entry;
+  config::Errors errors;
+  config::JsonReader r(entry_json, "", errors);
+  config::read_optimizer_entry(r, entry);
+  r.finish();
+  EXPECT_TRUE(errors.empty());
+  AdamRun run;
+  const std::vector<std::vector<int64_t>> shapes = {{64}, {6, 5}};
+  run.params = {random_values(64, rng), random_values(30, rng)};
+  std::vector<std::vector<float>> g = {std::vector<float>(64), std::vector<float>(30)};
+  std::vector<optim::ParamRef> refs = {
+      {"scalars", Tensor::of(run.params[0].data(), {64}), Tensor::of(g[0].data(), {64})},
+      {"m", Tensor::of(run.params[1].data(), {6, 5}), Tensor::of(g[1].data(), {6, 5})}};
+  auto comm = dist::make_local_communicator();
+  auto opt = optim::make_optimizer(entry, refs, {comm.get()});
+  for (int step = 0; step < steps; ++step) {
+    for (auto& gi : g) {
+      const auto fresh = random_values(gi.size(), rng, -grad_scale, grad_scale);
+      std::copy(fresh.begin(), fresh.end(), gi.begin());
+    }
+    run.grads.push_back(g);
+    opt->step(step, 1.0);
+  }
+  return run;
+}
+
+// The reference trajectory in double: torch.optim.AdamW (eps on v_hat) or DistAdam (eps on v).
+std::vector<std::vector<double>> adam_reference(const std::vector<std::vector<double>>& start,
+                                                const std::vector<std::vector<std::vector<float>>>& grads, double lr,
+                                                double b1, double b2, double eps, bool eps_on_v) {
+  std::vector<std::vector<double>> p = start, m, v;
+  for (const auto& x : p) m.emplace_back(x.size(), 0.0), v.emplace_back(x.size(), 0.0);
+  for (size_t step = 0; step < grads.size(); ++step) {
+    const double t = static_cast<double>(step + 1), bias1 = 1 - std::pow(b1, t), bias2 = 1 - std::pow(b2, t);
+    for (size_t k = 0; k < p.size(); ++k)
+      for (size_t i = 0; i < p[k].size(); ++i) {
+        const double g = grads[step][k][i];
+        m[k][i] = b1 * m[k][i] + (1 - b1) * g;
+        v[k][i] = b2 * v[k][i] + (1 - b2) * g * g;
+        if (eps_on_v)
+          p[k][i] -= lr * (std::sqrt(bias2) / bias1) * m[k][i] / (std::sqrt(v[k][i]) + eps);
+        else
+          p[k][i] -= lr / bias1 * m[k][i] / (std::sqrt(v[k][i] / bias2) + eps);
+      }
+  }
+  return p;
+}
+
+}  // namespace
+
+// Record #26's Adam groups: betas (0.8, 0.95), eps 1e-10, no weight decay, bias-corrected,
+// eps on sqrt(v) as DistAdam; a 1-D parameter of 64 (scalars) and a matrix in one group.
+// Gradients of ~1e-9 make sqrt(v) comparable to eps, so the two placements differ
+// visibly: each placement matches its own double reference and not the other's.
+TEST(Record26Adam, EpsPlacementMatchesDistAdamAndTorch) {
+  const uint64_t seed = test::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (const char* placement : {"v", "v_hat"}) {
+    std::mt19937_64 rng(seed);
+    const json entry = {{"type", "adamw"}, {"params", {"*"}}, {"lr", 0.04}, {"betas", {0.8, 0.95}},
+                        {"eps", 1e-10},   {"eps_placement", placement}};
+    std::mt19937_64 rng_copy = rng;
+    const AdamRun run = run_adamw(entry, 4, 2e-10, rng);
+    // The starting values: the same draws again.
+    const std::vector<std::vector<double>> start = {
+        [&] { auto v = random_values(64, rng_copy); return std::vector<double>(v.begin(), v.end()); }(),
+        [&] { auto v = random_values(30, rng_copy); return std::vector<double>(v.begin(), v.end()); }()};
+    const bool on_v = std::string(placement) == "v";
+    const auto same = adam_reference(start, run.grads, 0.04, 0.8, 0.95, 1e-10, on_v);
+    const auto other = adam_reference(start, run.grads, 0.04, 0.8, 0.95, 1e-10, !on_v);
+    double err = 0, gap = 0;
+    for (size_t k = 0; k < same.size(); ++k)
+      for (size_t i = 0; i < same[k].size(); ++i) {
+        err = std::max(err, std::fabs(run.params[k][i] - same[k][i]));
+        gap = std::max(gap, std::fabs(run.params[k][i] - other[k][i]));
+      }
+    // Parameters of order 1 moved by up to 4 x 0.04 in f32: a few ulps of 2^-24.
+    EXPECT_LT(err, 1e-6) << placement;
+    EXPECT_GT(gap, 1e-3) << placement;  // the placements are told apart
+  }
+}
