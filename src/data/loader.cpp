@@ -90,24 +90,32 @@ void TrainLoader::check_enough_for(int64_t steps) {
     int64_t found = 0, unread = 0;
     std::vector<ShardInfo> skipped;
     bool stopped = false;  // `steps` batches found before the pass ended
-    std::vector<uint16_t> owned;
-    for (size_t k = 0; k < shards_.size() && !stopped; ++k) {
-      // The shard the loader holds (the first, before any batch) is not read twice.
-      const bool held = k == shard_ && pos_ == 0 && batches_served_ == 0;
-      if (!held) owned = read_shard(shards_[k].path, opts_.vocab_size);
-      const std::vector<uint16_t>& tokens = held ? tokens_ : owned;
-      const int64_t length = static_cast<int64_t>(tokens.size());
-      int64_t pos = 0, in_shard = 0;
-      while (pos + span + 1 < length) {
-        if (found >= steps) {
-          stopped = true;
-          break;
+    // One shard in memory at a time, as the run's host memory plan counts: the loader's
+    // own shard is let go during the scan and read again after it.
+    const size_t held = shard_;
+    std::vector<uint16_t>().swap(tokens_);
+    std::vector<uint16_t> tokens;
+    try {
+      for (size_t k = 0; k < shards_.size() && !stopped; ++k) {
+        std::vector<uint16_t>().swap(tokens);
+        tokens = read_shard(shards_[k].path, opts_.vocab_size);
+        const int64_t length = static_cast<int64_t>(tokens.size());
+        int64_t pos = 0, in_shard = 0;
+        while (pos + span + 1 < length) {
+          if (found >= steps) {
+            stopped = true;
+            break;
+          }
+          pos += aligned_batch(tokens, pos, k).span;
+          ++in_shard, ++found;
         }
-        pos += aligned_batch(tokens, pos, k).span;
-        ++in_shard, ++found;
+        unread += length - in_shard * opts_.batch_tokens;
+        if (in_shard == 0) skipped.push_back(shards_[k]);
       }
-      unread += length - in_shard * opts_.batch_tokens;
-      if (in_shard == 0) skipped.push_back(shards_[k]);
+    } catch (const UserError&) {
+      std::vector<uint16_t>().swap(tokens);
+      tokens_ = read_shard(shards_[held].path, opts_.vocab_size);  // the loader stays usable
+      throw;
     }
     if (!stopped) {
       // The whole pass was read: its count is exact.
@@ -116,6 +124,8 @@ void TrainLoader::check_enough_for(int64_t steps) {
       skipped_shards_ = std::move(skipped);
       batches_exact_ = true;
     }
+    std::vector<uint16_t>().swap(tokens);
+    tokens_ = read_shard(shards_[held].path, opts_.vocab_size);  // pos_ and the counters are untouched
   }
   check_passes(batches_per_epoch_, batches_exact_, shards_.size(), opts_, steps);
 }

@@ -251,6 +251,15 @@ TEST(LoaderAligned, SequencesStartAtDocumentsAcrossRanksAndShards) {
   int64_t total = 0;
   for (const auto& d : data) total += static_cast<int64_t>(d.size());
   EXPECT_EQ(counted.tokens_unread_per_epoch(), total - static_cast<int64_t>(expected.size()) * b);
+  {
+    // The scan (which lets the loader's shard go and reads it again) leaves the stream at
+    // its start: the first batch is still the first expected one.
+    Batch after_scan;
+    counted.next(after_scan);
+    ASSERT_EQ(after_scan.inputs.size(), static_cast<size_t>(b));
+    for (size_t j = 0; j < expected[0].starts.size(); ++j)
+      EXPECT_EQ(after_scan.inputs[j * seq_len + 1], data[expected[0].shard][expected[0].starts[j] + 1]);
+  }
   const std::string e = error_of([&] { counted.check_enough_for(static_cast<int64_t>(expected.size()) + 1); });
   EXPECT_NE(e.find("yield " + std::to_string(expected.size()) + " document-aligned batches per pass"),
             std::string::npos)
