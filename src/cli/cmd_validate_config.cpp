@@ -115,7 +115,7 @@ Command add_validate_config_command(CLI::App& app) {
               try {
                 data::TrainLoader::check_data(train_shards,
                                               {cfg.train.batch_tokens, 0, 1, cfg.model.vocab_size, cfg.data.epochs,
-                                               "data.train_glob"},
+                                               "data.train_glob", cfg.data.align_to_bos, cfg.model.seq_len},
                                               cfg.train.steps);
               } catch (const UserError& e) {
                 spdlog::warn("{} (a run would fail)", e.what());

@@ -188,6 +188,10 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
   if (c.data.val_tokens % m.seq_len != 0)
     errors.add("data.val_tokens", "must be a multiple of model.seq_len = " + std::to_string(m.seq_len) + ", got " +
                                       std::to_string(c.data.val_tokens));
+  // Aligned sequences start at the document token 50256 (data/loader.h).
+  if (c.data.align_to_bos && m.vocab_size <= 50256)
+    errors.add("data.align_to_bos", "sequences start at the document token 50256, which model.vocab_size = " +
+                                        std::to_string(m.vocab_size) + " excludes (ids must be below it)");
   if (t.stop_at_target && !t.target_val_loss)
     errors.add("train.stop_at_target", "is true but train.target_val_loss is not set");
   if (c.optimizers.empty()) errors.add("optimizers", "at least one optimizer entry is required");
@@ -218,6 +222,11 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
     }
     if (const MuonSettings* mu = muon_settings_of(o.settings)) {
       if (mu->momentum_warmup_start && mu->momentum_warmup_steps == 0)
+        errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
+                   "must be >= 1 when momentum_warmup_start is set");
+    }
+    if (const auto* rm = std::get_if<RmnpSettings>(&o.settings)) {
+      if (rm->momentum_warmup_start && rm->momentum_warmup_steps == 0)
         errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
                    "must be >= 1 when momentum_warmup_start is set");
     }

@@ -32,6 +32,7 @@ class AdamW final : public Optimizer {
       : lr_(entry.lr), wd_(entry.weight_decay), comm_(context.comm), params_(std::move(params)) {
     const auto& s = std::get<config::AdamWSettings>(entry.settings);
     beta1_ = s.betas[0], beta2_ = s.betas[1], eps_ = s.eps;
+    eps_on_v_ = s.eps_placement == "v";
     const bool on_cuda = group_device(params_, "adamw") == Device::cuda;
     int64_t state = 0;
     if (comm_->world() == 1) {
@@ -71,7 +72,10 @@ class AdamW final : public Optimizer {
     s.b1 = static_cast<float>(beta1_), s.b2 = static_cast<float>(beta2_);
     s.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1_, t)));
     s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2_, t)));
-    s.eps = static_cast<float>(eps_);
+    // eps_placement "v" (DistAdam): m / (sqrt(v) + eps) * sqrt(bc2) equals
+    // m / (sqrt(v)/sqrt(bc2) + eps/sqrt(bc2)): the torch form with eps / sqrt(bc2), so the
+    // CPU loop and the CUDA kernel serve both with the same scalars.
+    s.eps = static_cast<float>(eps_on_v_ ? eps_ / std::sqrt(1.0 - std::pow(beta2_, t)) : eps_);
     if (device_) {
       device_step({s.decay, s.b1, s.b2, s.step_size, s.bc2_sqrt, s.eps});
       return;
@@ -289,6 +293,7 @@ class AdamW final : public Optimizer {
   }
 
   double lr_, wd_, beta1_ = 0.9, beta2_ = 0.999, eps_ = 1e-8;
+  bool eps_on_v_ = false;  // eps_placement "v" (record #26's DistAdam)
   dist::Communicator* comm_;
   std::vector<ParamRef> params_;
   std::vector<int64_t> offset_;  // one process: of each parameter in the state buffers

@@ -7,14 +7,13 @@
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
+#include "optim/momentum_warmup.h"
 #include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
 
 double muon_momentum(const config::MuonSettings& s, int64_t step) {
-  if (!s.momentum_warmup_start || s.momentum_warmup_steps <= 0) return s.momentum;
-  const double frac = std::min(1.0, static_cast<double>(step) / static_cast<double>(s.momentum_warmup_steps));
-  return (1.0 - frac) * *s.momentum_warmup_start + frac * s.momentum;
+  return warmed_up_momentum(s.momentum, s.momentum_warmup_start, s.momentum_warmup_steps, step);
 }
 
 MuonMatrixUpdate::MuonMatrixUpdate(const config::MuonSettings& s) : settings_(s), ns_(newton_schulz_spec(s)) {}

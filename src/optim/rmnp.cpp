@@ -7,6 +7,7 @@
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
+#include "optim/momentum_warmup.h"
 #include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
@@ -40,8 +41,10 @@ class Rmnp final : public Optimizer {
       sharding_.attach(bucketer);
   }
 
-  void step(int64_t, double lr_factor) override {
-    const float mu = static_cast<float>(settings_.momentum);
+  void step(int64_t step, double lr_factor) override {
+    // The step's momentum (the warm-up when configured), on the CPU and the device alike.
+    const float mu = static_cast<float>(
+        warmed_up_momentum(settings_.momentum, settings_.momentum_warmup_start, settings_.momentum_warmup_steps, step));
     const float eps = static_cast<float>(settings_.eps);
     const bool nesterov = settings_.nesterov;
     const double lr = lr_ * lr_factor;

@@ -176,7 +176,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
                    plan.to_string(/*final_newline=*/false));
   }
-  data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob"});
+  data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob",
+                                          cfg.data.align_to_bos, m.seq_len});
   loader.check_enough_for(t.steps);
   const data::Batch val =
       data::load_validation_set(val_shards, cfg.data.val_tokens, m.seq_len, rank, world, m.vocab_size);
@@ -223,20 +224,23 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
                static_cast<double>(model.activation_bytes()) / (1ull << 30));
   int64_t val_available = 0;
   for (const auto& s : val_shards) val_available += s.num_tokens;
-  spdlog::info("data: {} train shard(s), {} tokens, {} batches per pass; validation: the first {} of {} tokens in {} "
+  spdlog::info("data: {} train shard(s), {} tokens, {}{} batches per pass{}; validation: the first {} of {} tokens in {} "
                "shard(s), {} sequence(s) over {} process(es)",
-               train_shards.size(), train_tokens, loader.batches_per_epoch(), cfg.data.val_tokens, val_available,
+               train_shards.size(), train_tokens, loader.batches_per_epoch_exact() ? "" : "at most ",
+               loader.batches_per_epoch(), cfg.data.align_to_bos ? " (document-aligned)" : "", cfg.data.val_tokens,
+               val_available,
                val_shards.size(), cfg.data.val_tokens / m.seq_len, world);
   // Upstream's loader leaves each shard's tail out (see data/loader.h); say how much.
-  if (loader.tokens_unread_per_epoch() > 0)
-    spdlog::info("data: {} of {} training tokens per pass are never an input: each shard's tail after its last batch "
-                 "(upstream's rule: a batch is read only while train.batch_tokens + 2 tokens are left)",
-                 loader.tokens_unread_per_epoch(), train_tokens);
+  const char* min_tokens_rule = cfg.data.align_to_bos ? "2 x train.batch_tokens + 2" : "train.batch_tokens + 2";
+  if (loader.tokens_unread_per_epoch() > 0 && loader.batches_per_epoch_exact())
+    spdlog::info("data: {} of {} training tokens per pass are never an input: each shard's tail after its last batch{} "
+                 "(upstream's rule: a batch is read only while {} tokens are left)",
+                 loader.tokens_unread_per_epoch(), train_tokens,
+                 cfg.data.align_to_bos ? " and the tokens between document-aligned sequences" : "", min_tokens_rule);
   if (writer)
     for (const auto& s : loader.skipped_shards())
-      spdlog::warn("data.train_glob: {} holds {} tokens, fewer than train.batch_tokens + 2 = {}: no batch is read "
-                   "from it",
-                   s.path.string(), s.num_tokens, t.batch_tokens + 2);
+      spdlog::warn("data.train_glob: {} holds {} tokens, fewer than {} = {}: no batch is read from it",
+                   s.path.string(), s.num_tokens, min_tokens_rule, loader.min_shard_tokens());
   spdlog::info("training: {} steps of {} tokens ({} process(es) x {} micro-batch(es) of {} x {}), device {}, {} "
                "threads per process",
                t.steps, t.batch_tokens, world, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device),

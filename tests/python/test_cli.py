@@ -505,6 +505,28 @@ class TestTrain(CliTestCase):
         self.assertSucceeds(run_speedrun("train", cfg, "--set", "data.epochs=40", "--set", "train.steps=40",
                                          "--no-progress"))
 
+    def test_align_to_bos_trains_on_documents_and_refuses_data_without(self):
+        # data.align_to_bos (record #26's loader): sequences start at document starts. Short
+        # documents (at most 15 tokens, seq_len 16): the run trains and says so.
+        cfg = self.tiny()
+        rng = random.Random()
+        docs = []
+        while len(docs) < 2000:
+            docs += [50256] + [rng.randrange(50256) for _ in range(rng.randrange(15))]
+        write_shard(self.tmp / "data" / "t_train_000001.bin", docs[:2000])
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--no-progress")
+        self.assertSucceeds(r)
+        self.assertIn("(document-aligned)", r.stdout + r.stderr)
+        # Random ids hold (almost surely) no document start: a clear error before training.
+        self.make_data()
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true")
+        self.assertFailsWith(r, "t_train_000001.bin: data.align_to_bos needs 4 document starts (token 50256)")
+        self.assertNotIn("val_loss", r.stdout)
+        # A vocabulary without the document token is a config error.
+        r = run_speedrun("validate-config", cfg, "--set", "data.align_to_bos=true", "--set", "model.vocab_size=50000",
+                         "--set", "model.padded_vocab_size=50048")
+        self.assertFailsWith(r, "data.align_to_bos", "model.vocab_size = 50000")
+
     def test_divergence_is_reported_with_step(self):
         cfg = self.tiny()
         r = run_speedrun("train", cfg, "--set", "optimizers[0].lr=1e38", "--set", "optimizers[1].lr=1e38")
