@@ -15,6 +15,7 @@
 #include "core/host_memory.h"
 #include "data/loader.h"
 #include "data/shard.h"
+#include "model/device_support.h"
 #include "model/param_layout.h"
 #include "model/precision.h"
 #include "optim/param_groups.h"
@@ -66,6 +67,12 @@ void report_memory(const config::RunConfig& cfg, const std::vector<data::ShardIn
     }
   } catch (const UserError& e) {
     std::fprintf(stderr, "--device cpu: %s\n", e.what());
+  }
+  if (!SPEEDRUN_HAVE_CUDA && cfg.train.device != "cuda") return;
+  try {
+    model::check_model_runs_on(cfg.model, Device::cuda);
+  } catch (const UserError& e) {
+    spdlog::warn("{} (a CUDA run would fail)", e.what());
   }
   if (!SPEEDRUN_HAVE_CUDA) return;
   try {
