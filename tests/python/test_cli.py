@@ -70,7 +70,7 @@ class TestUsage(CliTestCase):
             (["train"], "config is required"),
             (["bench"], "config is required"),
             (["compare"], "configs is required"),
-            (["tokenize", "--out", self.tmp / "o"], "files is required"),
+            (["tokenize", "--out", self.tmp / "o"], "inputs is required"),
             (["tokenize", cfg], "--out is required"),
             (["validate-config"], "config (or --reference) is required"),
             (["train", cfg, "--bogus"], "--bogus"),
