@@ -19,6 +19,7 @@
 #include "model/param_layout.h"
 #include "model/precision.h"
 #include "optim/param_groups.h"
+#include "train/device_choice.h"
 #include "train/memory_plan.h"
 
 namespace speedrun::cli {
@@ -68,11 +69,15 @@ void report_memory(const config::RunConfig& cfg, const std::vector<data::ShardIn
   } catch (const UserError& e) {
     std::fprintf(stderr, "--device cpu: %s\n", e.what());
   }
-  if (!SPEEDRUN_HAVE_CUDA && cfg.train.device != "cuda") return;
-  try {
-    model::check_model_runs_on(cfg.model, Device::cuda);
-  } catch (const UserError& e) {
-    spdlog::warn("{} (a CUDA run would fail)", e.what());
+  // A run of this config on CUDA (train.device cuda, or auto with a device here) would
+  // refuse a model the kernels cannot run.
+  const std::string& device = cfg.train.device;
+  if (device == "cuda" || (device == "auto" && train::resolve_device("auto") == Device::cuda)) {
+    try {
+      model::check_model_runs_on(cfg.model, Device::cuda);
+    } catch (const UserError& e) {
+      spdlog::warn("{} (a CUDA run would fail)", e.what());
+    }
   }
   if (!SPEEDRUN_HAVE_CUDA) return;
   try {

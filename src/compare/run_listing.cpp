@@ -69,13 +69,17 @@ std::optional<T> number_at(const json& j, const char* a, const char* b = nullptr
   return v->get<T>();
 }
 
-// The device from log.txt's "training: ... device cpu, 2 threads per process" line, and
-// its last error line (a failed run's reason), if any.
+// The device from log.txt's "training: ... device cpu, 2 threads per process" line (absent
+// under --quiet: then the command line's --device, in the log's first line), and its last
+// error line (a failed run's reason), if any.
 void read_log(const fs::path& path, RunInfo& run, std::string& last_error) {
   std::ifstream in(path);
   static const std::regex device_re(R"(^info: training: .*, device (\w+),)");
+  static const std::regex flag_re(R"( --device[ =](cpu|cuda)\b)");
   std::smatch m;
-  for (std::string line; std::getline(in, line);) {
+  bool first = true;
+  for (std::string line; std::getline(in, line); first = false) {
+    if (first && std::regex_search(line, m, flag_re)) run.device = m[1];
     if (std::regex_search(line, m, device_re)) run.device = m[1];
     if (line.rfind("error: ", 0) == 0 || line.rfind("internal error: ", 0) == 0) last_error = line;
   }
