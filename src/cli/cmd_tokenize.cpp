@@ -108,6 +108,7 @@ class TokenizeProgress {
   explicit TokenizeProgress(int64_t total_bytes) : total_(total_bytes), live_(::isatty(STDERR_FILENO) == 1) {}
   void update(int64_t bytes, int64_t documents, double seconds, bool last) {
     if (total_ >= 0 ? total_ <= kProgressBytes : bytes <= kProgressBytes) return;
+    if (spdlog::get_level() > spdlog::level::info) return;  // --quiet
     if (!live_ && !last && printed_ && seconds - last_print_ < 10.0) return;
     printed_ = true;
     last_print_ = seconds;

@@ -152,6 +152,9 @@ class TokenizeInputsTest(SpeedrunTestCase):
         progress = [l for l in r.stderr.splitlines() if l.startswith("tokenize: ") and " MB (" in l]
         self.assertTrue(progress, r.stderr)
         self.assertRegex(progress[-1], r"^tokenize: \d+\.\d of \d+\.\d MB \(100%\), 2 documents, \d+\.\d MB/s, ETA ")
+        r = run_speedrun("tokenize", small, big, "--out", self.tmp / "o-quiet", "-q")  # --quiet: none
+        self.assertSucceeds(r)
+        self.assertNotIn(" MB (", r.stderr)
         # Under the threshold: no progress lines (negative control).
         r = run_speedrun("tokenize", small, "--out", self.tmp / "o2")
         self.assertSucceeds(r)
