@@ -20,8 +20,9 @@ constexpr int kNoMatplotlib = 3;
 
 std::vector<fs::path> script_candidates(const std::string& name) {
   std::vector<fs::path> out;
-  // SPEEDRUN_PLOT_SCRIPT names plot_compare.py; its siblings are found beside it.
-  if (const char* s = std::getenv("SPEEDRUN_PLOT_SCRIPT"); s && *s) out.push_back(fs::path(s).parent_path() / name);
+  // SPEEDRUN_PLOT_SCRIPT names plot_compare.py; its siblings (plot_runs.py) are beside it.
+  if (const char* s = std::getenv("SPEEDRUN_PLOT_SCRIPT"); s && *s)
+    out.push_back(name == "plot_compare.py" ? fs::path(s) : fs::path(s).parent_path() / name);
   for (fs::path& p : project_file_candidates(fs::path("scripts") / name)) out.push_back(std::move(p));
   return out;
 }

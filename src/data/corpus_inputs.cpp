@@ -85,7 +85,7 @@ std::vector<CorpusInput> expand_corpus_inputs(const std::vector<std::string>& ar
 
   auto add_file = [&](const fs::path& path, const std::string& shown) {
     const std::string s = path.string();
-    if (options.jsonl_field.empty() && (ends_with(s, ".jsonl") || ends_with(s, ".jsonl.txt") || ends_with(s, ".ndjson")))
+    if (options.jsonl_field.empty() && (ends_with(s, ".jsonl") || ends_with(s, ".ndjson")))
       throw UserError("tokenize: input " + shown + " looks like JSON Lines: pass --jsonl-field KEY (the key holding "
                       "each document's text), or rename it if it is plain text");
     std::error_code ec;
