@@ -250,7 +250,7 @@ Command add_tokenize_command(CLI::App& app) {
       sub->add_option("--val-tokens", opts->val_tokens,
                       "tokens of the val shard <prefix>_val_000000.bin: whole documents from the start until it has "
                       "at least this many; 0: no val shard (default: about a tenth of the input, at most 10485760; "
-                      "none for a single-document input)")
+                      "from standard input the first document; none for a single-document input)")
           ->check(CLI::NonNegativeNumber);
   auto* encoder = sub->add_option("--encoder", opts->encoder, "encoder.json (default: the GPT-2 files in data/gpt2)");
   auto* vocab = sub->add_option("--vocab", opts->vocab, "vocab.bpe (with --encoder)");
