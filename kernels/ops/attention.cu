@@ -340,8 +340,6 @@ dim3 tile_grid(int64_t seq, int64_t batch_heads) { return attention_tile_grid(se
 
 }  // namespace
 
-bool attention_supports_head_dim(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
-
 void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
                        int64_t seq, int64_t heads, int64_t head_dim, float scale) {
   if (batch * seq * heads <= 0) return;

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
+#include <string>
 
 #include "core/tensor.h"
 #include "core/softcap.h"
@@ -81,8 +83,26 @@ void attention_forward(DType act, void* out, float* lse, const void* q, const vo
 void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                         const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
                         int64_t head_dim, float scale);
-// The head dims the attention kernels are instantiated for.
-bool attention_supports_head_dim(int64_t head_dim);
+// The head dims the attention kernels are instantiated for: the one list that every check
+// (the trainer, bench, validate-config, compare, the op's own check) and every message
+// naming the supported dims is derived from. It must match the kernels' dispatch on
+// head_dim (kernels/ops/attention.cu, attention_tc.cu, attention_flash.cu).
+inline constexpr int64_t kAttentionHeadDims[] = {64, 128};
+constexpr bool attention_supports_head_dim(int64_t head_dim) {
+  for (const int64_t d : kAttentionHeadDims)
+    if (d == head_dim) return true;
+  return false;
+}
+// kAttentionHeadDims as a phrase for messages: "64 and 128".
+inline std::string attention_head_dims_text() {
+  std::string text;
+  const size_t n = std::size(kAttentionHeadDims);
+  for (size_t i = 0; i < n; ++i) {
+    if (i > 0) text += i + 1 == n ? " and " : ", ";
+    text += std::to_string(kAttentionHeadDims[i]);
+  }
+  return text;
+}
 
 // bf16 attention runs on the tensor cores (kernels/ops/attention_tc.cu: mma.sync bf16 tiles,
 // fp32 accumulation and softmax statistics) unless the environment variable

@@ -23,6 +23,7 @@
 #include "core/files.h"
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
+#include "model/device_support.h"
 #include "model/flops.h"
 #include "model/gpt.h"
 #include "model/precision.h"
@@ -86,7 +87,11 @@ void run_bench(const Options& o) {
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
-  const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
+  // A model the CUDA kernels cannot run is refused first, device or not.
+  const std::string requested = o.device.empty() ? t.device : o.device;
+  if (requested == "cuda") model::check_model_runs_on(m, Device::cuda);
+  const Device device = train::resolve_device(requested);
+  model::check_model_runs_on(m, device);
   if (device == Device::cuda) {
     bench_model_cuda(cfg, o.steps, o.warmup, o.json_out);
     return;
@@ -170,10 +175,13 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "bench", "time training steps of a config's model on random tokens: ms/step, tokens/s, FLOP/s");
   add_config_options(sub, o->config);
-  sub->add_option("--steps", o->steps, "timed steps (the median is reported); on CUDA, timed micro-batches")->check(CLI::Range(1, 100000));
-  sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
-  sub->add_option("--device", o->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  sub->add_option("--json", o->json_out, "also write the figures to this JSON file");
+  sub->add_option("--steps", o->steps, "timed steps (the median is reported); on CUDA, timed micro-batches")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000))->capture_default_str();
+  sub->add_option("--device", o->device, "auto, cpu or cuda (default: the config's train.device)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  sub->add_option("--json", o->json_out, "also write the figures to this JSON file (default: none)");
   auto* kernels = sub->add_flag(
       "--kernels", o->kernels,
       "CUDA only: a per-op table of one micro-batch's forward+backward at the config's shapes (ms, TFLOP/s or GB/s, "

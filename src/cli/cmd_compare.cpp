@@ -16,8 +16,10 @@
 #include "compare/report.h"
 #include "compare/run_plan.h"
 #include "compare/run_record.h"
+#include "compare/val_coverage.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "model/device_support.h"
 #include "train/device_choice.h"
 #include "train/progress.h"
 
@@ -53,6 +55,15 @@ std::vector<ComparedConfig> load_configs(const Options& o) {
       c.cfg = load_config({file, o.sets});
       if (o.have_target) c.cfg.train.target_val_loss = o.target;
       if (!o.device.empty()) c.cfg.train.device = o.device;
+      // A model the CUDA kernels cannot run would fail every one of its runs: say so now.
+      const std::string& device = c.cfg.train.device;
+      if (device == "cuda" || (device == "auto" && train::resolve_device("auto") == Device::cuda)) {
+        try {
+          model::check_model_runs_on(c.cfg.model, Device::cuda);
+        } catch (const UserError& e) {
+          throw UserError(file + ": " + e.what());
+        }
+      }
       configs.push_back(std::move(c));
     } catch (const UserError& e) {
       ++bad;
@@ -143,6 +154,10 @@ void run_comparison(const Options& o) {
   const fs::path out_dir = fs::absolute(o.out.empty() ? default_out_dir(configs) : fs::path(o.out)).lexically_normal();
   ensure_writable_directory(out_dir);
   const std::vector<PlannedRun> plan = compare::plan_runs(configs, o.seeds, out_dir / "runs");
+  // Before anything runs: a config that validates too rarely gives no curve to compare.
+  for (const ComparedConfig& c : configs)
+    if (const std::string w = compare::too_few_validations_warning(c.label, c.cfg.train); !w.empty())
+      spdlog::warn("{}", w);
 
   // Which runs finished earlier: known up front, so the ETA counts only what will run.
   std::vector<RunResult> results(plan.size());

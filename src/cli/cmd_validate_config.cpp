@@ -15,9 +15,11 @@
 #include "core/host_memory.h"
 #include "data/loader.h"
 #include "data/shard.h"
+#include "model/device_support.h"
 #include "model/param_layout.h"
 #include "model/precision.h"
 #include "optim/param_groups.h"
+#include "train/device_choice.h"
 #include "train/memory_plan.h"
 
 namespace speedrun::cli {
@@ -66,6 +68,16 @@ void report_memory(const config::RunConfig& cfg, const std::vector<data::ShardIn
     }
   } catch (const UserError& e) {
     std::fprintf(stderr, "--device cpu: %s\n", e.what());
+  }
+  // A run of this config on CUDA (train.device cuda, or auto with a device here) would
+  // refuse a model the kernels cannot run.
+  const std::string& device = cfg.train.device;
+  if (device == "cuda" || (device == "auto" && train::resolve_device("auto") == Device::cuda)) {
+    try {
+      model::check_model_runs_on(cfg.model, Device::cuda);
+    } catch (const UserError& e) {
+      spdlog::warn("{} (a CUDA run would fail)", e.what());
+    }
   }
   if (!SPEEDRUN_HAVE_CUDA) return;
   try {

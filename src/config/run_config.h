@@ -348,8 +348,10 @@ json parse_json_text(const std::string& text, const std::string& filename);
 // given twice is a UserError naming both (as a key repeated in a file is).
 std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides);
 
-// Validates raw JSON into a RunConfig (field checks plus cross-field checks).
-RunConfig run_config_from_json(const json& raw, const std::string& where);
+// Validates raw JSON into a RunConfig (field checks plus cross-field checks). Throws
+// UserError listing every problem, each naming its key path, and its line in `where`
+// when `line_of` knows it.
+RunConfig run_config_from_json(const json& raw, const std::string& where, const Errors::LineOf& line_of = {});
 
 // The resolved config as JSON (every key, defaults included).
 json to_json(const RunConfig& cfg);

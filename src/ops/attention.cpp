@@ -31,7 +31,8 @@ void check_attention(const Checker& check, const Tensor& q, std::initializer_lis
 
 void check_cuda_head_dim(const Checker& check, const Tensor& q) {
   if (!cuda::attention_supports_head_dim(q.dims[3])) {
-    check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim 64 and 128");
+    check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim " +
+               cuda::attention_head_dims_text());
   }
 }
 

@@ -20,6 +20,7 @@
 #include "core/device_memory.h"
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
+#include "model/device_support.h"
 #include "model/gpt.h"
 #include "model/precision.h"
 #include "optim/capture_fan_out.h"
@@ -31,7 +32,6 @@
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
-#include "kernels/ops/ops_cuda.h"
 #include "train/run_log.h"
 #include "train/val_line.h"
 
@@ -119,10 +119,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   model::resolve_embedding_dtype(m, device);
   // The CUDA attention is compiled for a few head widths only; say so before anything
   // is read or allocated rather than at the first forward.
-  if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
-    throw UserError(fmt::format("model.head_dim = {}: the CUDA attention kernels support head_dim 64 and 128 (the "
-                                "CPU backend any multiple of 4)",
-                                m.head_dim));
+  model::check_model_runs_on(m, device);
   if (t.threads > 0) {
     omp_set_num_threads(static_cast<int>(t.threads));
   } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
@@ -148,6 +145,9 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   // Before anything else: every rank must train the same thing.
   nlohmann::json resolved = config::to_json(cfg);
   dist::check_same_on_all_ranks(*comm, resolved.dump() + "|device=" + device_name(device), "resolved config");
+  // A run directory that exists is refused before anything else is printed (the memory plan).
+  const std::string run_name = opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name;
+  if (writer) check_run_dir_free(t.out_dir, run_name, opts.force);
   // Data first: bad paths or too little data fail before anything is allocated.
   auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
   auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
@@ -207,7 +207,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   std::filesystem::path run_dir;
   LineFile metrics;  // closed (writes are no-ops) on ranks other than 0
   if (writer) {
-    run_dir = create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
+    run_dir = create_run_dir(t.out_dir, run_name, opts.force);
     write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
     metrics.open(run_dir / "metrics.jsonl");
     run_log.open(run_dir / "log.txt",

@@ -70,7 +70,7 @@ class TestUsage(CliTestCase):
             (["train"], "config is required"),
             (["bench"], "config is required"),
             (["compare"], "configs is required"),
-            (["tokenize", "--out", self.tmp / "o"], "files is required"),
+            (["tokenize", "--out", self.tmp / "o"], "inputs is required"),
             (["tokenize", cfg], "--out is required"),
             (["validate-config"], "config (or --reference) is required"),
             (["train", cfg, "--bogus"], "--bogus"),
@@ -110,11 +110,37 @@ class TestUsage(CliTestCase):
                 self.assertIn(args[0], usage.splitlines()[0])  # the command's own usage
         self.assertFalse((self.tmp / "o").exists())  # nothing ran
 
+    def test_usage_names_the_program_and_suggests(self):
+        # Issue 19's trial: the usage after an error lacked "speedrun", and CLI11 listed
+        # unexpected arguments in reverse order without a suggestion.
+        cfg = self.write_config(tiny_config("a", "b"))
+        r = run_speedrun("bench", cfg, "--stpes", "3")
+        self.assertFailsWith(r, "error: unknown argument --stpes 3 (did you mean --steps?)", code=2)
+        self.assertIn("Usage: speedrun bench [OPTIONS] config", r.stderr)
+        r = run_speedrun("train", cfg, "--bogus", "extra")
+        self.assertFailsWith(r, "unknown argument --bogus extra", code=2)
+        r = run_speedrun("train", cfg, "extra", "--bogus")
+        self.assertFailsWith(r, "unexpected argument extra (speedrun train takes config); unknown argument --bogus "
+                                "(speedrun train has no such option)", code=2)
+        self.assertIn("Usage: speedrun train", r.stderr)
+        r = run_speedrun("trian", cfg)
+        self.assertFailsWith(r, "unknown command trian (did you mean train?)", "Usage: speedrun [OPTIONS] SUBCOMMAND",
+                             code=2)
+        r = run_speedrun("tokenize", "--out", self.tmp / "o", "--jsonl-feild", "text", cfg)
+        self.assertFailsWith(r, "did you mean --jsonl-field?", code=2)
+
+    def test_bench_help_shows_its_defaults(self):
+        r = run_speedrun("bench", "--help")
+        self.assertSucceeds(r)
+        self.assertRegex(r.stdout, r"--steps INT:INT in \[1 - 100000\]=5")
+        self.assertRegex(r.stdout, r"--warmup INT:INT in \[0 - 100000\]=1")
+        self.assertIn("default: the config's train.device", r.stdout)
+
     def test_no_subcommand(self):
         self.assertFailsWith(run_speedrun(), "subcommand", code=2)
 
     def test_every_command_has_help(self):
-        for cmd in ("train", "bench", "compare", "tokenize", "info", "validate-config"):
+        for cmd in ("train", "bench", "compare", "tokenize", "info", "validate-config", "runs", "plot"):
             r = run_speedrun(cmd, "--help")
             self.assertSucceeds(r)
             self.assertIn("Usage", r.stdout)
@@ -464,6 +490,36 @@ class TestTrain(CliTestCase):
         self.assertFailsWith(run_speedrun("train", cfg, "--run-name", "mine", "--force"), "not a speedrun run directory")
         self.assertEqual((other / "notes.txt").read_text(), "precious")
         self.assertFailsWith(run_speedrun("train", cfg, "--run-name", "../x"), "plain directory name")
+
+    def test_existing_run_directory_is_refused_before_the_memory_plan(self):
+        # Issue 19's trial: the memory plan was printed, then the run refused.
+        cfg = self.tiny()
+        self.assertSucceeds(run_speedrun("train", cfg, "--run-name", "r", "--no-progress"))
+        r = run_speedrun("train", cfg, "--run-name", "r", "--no-progress")
+        self.assertFailsWith(r, "run directory", "already exists")
+        self.assertNotIn("memory plan", r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("memory plan", run_speedrun("train", cfg, "--run-name", "r2", "--no-progress").stderr)
+
+    def test_cuda_head_dim_is_checked_wherever_a_cuda_run_is_planned(self):
+        # The list comes from the kernels (cuda::kAttentionHeadDims): 64 and 128 today.
+        cfg = self.tiny()  # head_dim 16: the CPU runs it, the CUDA kernels do not
+        message = "model.head_dim = 16: the CUDA attention kernels support head_dim 64 and 128"
+        self.assertFailsWith(run_speedrun("bench", cfg, "--device", "cuda"), message)
+        r = run_speedrun("validate-config", cfg, "--set", "train.device=cuda")
+        self.assertSucceeds(r)
+        self.assertIn(f"warning: {message}", r.stderr)
+        self.assertIn("(a CUDA run would fail)", r.stderr)
+        r = run_speedrun("compare", cfg, "--set", "train.device=cuda", "--out", self.tmp / "cmp", "--no-plots")
+        self.assertFailsWith(r, f"{cfg}: {message}", "nothing was run")
+        self.assertFalse((self.tmp / "cmp" / "runs").exists())
+        # Negative control: a listed width passes the check (and then needs a device here).
+        r = run_speedrun("bench", cfg, "--device", "cuda", "--set", "model.head_dim=64", "--set", "model.n_head=1",
+                         "--set", "model.d_model=64")
+        self.assertNotIn("model.head_dim", r.stderr)
+        r = run_speedrun("validate-config", cfg, "--set", "train.device=cpu")  # a CPU run: no warning
+        self.assertSucceeds(r)
+        self.assertNotIn("head_dim", r.stderr)
 
     def test_unwritable_output_directory(self):
         blocker = self.tmp / "file"
