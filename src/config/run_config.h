@@ -110,6 +110,8 @@ struct TrainConfig {
   std::string activation_dtype = "auto";  // auto: bf16 on CUDA, f32 on the CPU
   int64_t threads = 0;
   std::string out_dir = "runs";
+  int64_t checkpoint_every = 0;  // steps; 0: only at the end and on SIGINT/SIGTERM
+  int64_t keep_checkpoints = 0;  // 0: all
 
   template <class A>
   void bind(A& a) {
@@ -134,6 +136,10 @@ struct TrainConfig {
             "and optimizer state are f32 always. auto: bf16 on CUDA, f32 on the CPU; bf16 is CUDA only");
     a.field("threads", threads, in_range<int64_t>(0, 4096), "CPU threads (0: all cores)");
     a.field("out_dir", out_dir, non_empty_string(), "runs are written to out_dir/<run name>/");
+    a.field("checkpoint_every", checkpoint_every, at_least<int64_t>(0),
+            "write a checkpoint every this many steps to <run dir>/checkpoints/ (0: off); one is always written at "
+            "the end of a run and on SIGINT/SIGTERM (docs/checkpoints.md)");
+    a.field("keep_checkpoints", keep_checkpoints, at_least<int64_t>(0), "keep the newest this many checkpoints (0: all)");
   }
 };
 

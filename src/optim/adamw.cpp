@@ -6,6 +6,7 @@
 
 #include "core/buffer.h"
 #include "optim/device_path.h"
+#include "optim/optimizer_state.h"
 #include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
@@ -89,6 +90,54 @@ class AdamW final : public Optimizer {
   size_t state_bytes() const override {
     if (device_) return device_->state_bytes();
     return 2 * m_.size() * sizeof(float);
+  }
+
+  // "<param>.exp_avg" and "<param>.exp_avg_sq" (torch's names) per parameter, whole: the
+  // ranks' shards are all-gathered (padding dropped), so the state does not depend on the
+  // number of ranks.
+  std::vector<StateTensor> export_state() override {
+    const int64_t mine = hi_ - lo_;
+    const Device device = device_ ? Device::cuda : Device::cpu;
+    std::vector<float> m = device_ ? to_host(device_->first_moment().data<float>(), mine, device) : m_;
+    std::vector<float> v = device_ ? to_host(device_->second_moment().data<float>(), mine, device) : v_;
+    if (comm_->world() > 1) {
+      const int64_t world = comm_->world();
+      for (std::vector<float>* x : {&m, &v}) {
+        std::vector<float> send(static_cast<size_t>(shard_), 0.0f), all(static_cast<size_t>(world * shard_));
+        std::copy(x->begin(), x->end(), send.begin());
+        comm_->all_gather(Tensor::of(send.data(), {shard_}), Tensor::of(all.data(), {world * shard_}));
+        all.resize(static_cast<size_t>(total_));
+        *x = std::move(all);
+      }
+    }
+    std::vector<StateTensor> out;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const auto a = m.begin() + offset_[k], b = a + params_[k].param.numel();
+      const auto c = v.begin() + offset_[k], d = c + params_[k].param.numel();
+      out.push_back(f32_state(params_[k].name + ".exp_avg", shape_of(params_[k].param), {a, b}));
+      out.push_back(f32_state(params_[k].name + ".exp_avg_sq", shape_of(params_[k].param), {c, d}));
+    }
+    return out;
+  }
+
+  void import_state(const StateSource& source) override {
+    std::vector<float> m(static_cast<size_t>(hi_ - lo_)), v(m.size()), whole;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const int64_t n = params_[k].param.numel();
+      const int64_t a = std::max(lo_, offset_[k]), b = std::min(hi_, offset_[k] + n);
+      whole.resize(static_cast<size_t>(n));
+      for (auto [name, dst] : {std::pair{".exp_avg", &m}, std::pair{".exp_avg_sq", &v}}) {
+        source.read_f32(params_[k].name + name, shape_of(params_[k].param), whole.data());
+        if (a < b) std::copy(whole.begin() + (a - offset_[k]), whole.begin() + (b - offset_[k]), dst->begin() + (a - lo_));
+      }
+    }
+    if (device_) {
+      from_host(device_->first_moment().data<float>(), m.data(), hi_ - lo_, Device::cuda);
+      from_host(device_->second_moment().data<float>(), v.data(), hi_ - lo_, Device::cuda);
+      return;
+    }
+    m_ = std::move(m);
+    v_ = std::move(v);
   }
 
  private:
