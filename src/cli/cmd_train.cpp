@@ -74,7 +74,8 @@ Command add_train_command(CLI::App& app) {
   // CONFIG is required unless --resume gives one.
   sub->callback([sub, o] {
     if (o->config.config.empty() && o->resume.empty())
-      throw CLI::RequiredError("config (a run config, or --resume RUN_DIR|CHECKPOINT)");
+      throw CLI::RequiredError("config is required (a run config, or --resume RUN_DIR|CHECKPOINT)",
+                               CLI::ExitCodes::RequiredError);
   });
   return {sub, [o] {
             // Under mpirun every rank runs this; MPI starts here and stops when the

@@ -79,6 +79,21 @@ void prune_checkpoints(const std::filesystem::path& dir, int64_t keep) {
   }
 }
 
+int remove_checkpoint_temporaries(const std::filesystem::path& dir) {
+  int removed = 0;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return 0;
+  std::vector<std::filesystem::path> doomed;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+    if (is_atomic_temporary(entry.path().filename())) doomed.push_back(entry.path());
+  for (const auto& p : doomed) {
+    std::filesystem::remove(p, ec);
+    if (ec) throw UserError("cannot remove " + p.string() + ": " + ec.message());
+    ++removed;
+  }
+  return removed;
+}
+
 void save_checkpoint(const std::filesystem::path& path, bool writer, const nlohmann::json& resolved_config, int world,
                      model::Gpt& model, const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers,
                      const TrainState& state) {

@@ -40,6 +40,11 @@ std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const st
 // Removes all but the newest `keep` checkpoints of `dir` (keep = 0: removes none).
 void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
 
+// Removes the hidden temporaries (core/files.h is_atomic_temporary) that writers killed
+// mid-write left in `dir`; called when a run resumes (its earlier process is gone).
+// Returns how many were removed.
+int remove_checkpoint_temporaries(const std::filesystem::path& dir);
+
 // Collective: every rank calls it at the same step (the optimizers gather their state).
 // Rank `writer` alone writes `path`; the parameters are the same on every rank.
 void save_checkpoint(const std::filesystem::path& path, bool writer, const nlohmann::json& resolved_config, int world,

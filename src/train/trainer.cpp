@@ -292,6 +292,9 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
   run_log.sync();
   if (writer) write_text_file_atomic(r.run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  // An interrupted run exits non-zero on every rank, and mpirun kills the job when one
+  // rank does: none leaves before rank 0 has written everything.
+  if (world > 1) comm->barrier();
   return summary;
 }
 
@@ -436,6 +439,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
                                   "<run dir>/config.json)",
                                   opts.resume_from.string()));
     truncate_metrics(run_dir / "metrics.jsonl", state.step);
+    if (const int n = remove_checkpoint_temporaries(checkpoint_dir(run_dir)); n > 0)
+      spdlog::info("removed {} partial checkpoint(s) that a killed process left in {}", n, checkpoint_dir(run_dir).string());
     std::error_code ec;
     std::filesystem::remove(run_dir / "summary.json", ec);
     if (ec) throw UserError("cannot remove " + (run_dir / "summary.json").string() + ": " + ec.message());

@@ -218,32 +218,40 @@ class TestKillNine(CheckpointTestCase):
         """SIGKILL at random moments of a run that checkpoints every step: after each kill
         every file under a checkpoint's name is whole (all CRCs), and resuming from the
         newest one, again and again, ends bitwise equal to the uninterrupted run."""
-        cfg = self.config(40, checkpoint_every=1, keep_checkpoints=3, val_every=5)
+        cfg = self.config(80, checkpoint_every=1, keep_checkpoints=3, val_every=5)
         want = self.uninterrupted(cfg)
         run = self.tmp / "runs" / "run"
         rng = random.Random(int(os.environ.get("SPEEDRUN_TEST_SEED", "4")))
-        kills = 0
+        kills, temporaries = 0, set()
         for attempt in range(8):
             ckpts = sorted((run / "checkpoints").glob("step_*.safetensors")) if run.exists() else []
             args = ["--resume", run] if ckpts else [cfg, "--run-name", "run", "--force"]
-            proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", *map(str, args), "--no-progress"],
-                                    env=dict(os.environ, **ENV), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            with open(self.tmp / "stderr.txt", "w") as err:
+                proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", *map(str, args),
+                                         "--no-progress"], env=dict(os.environ, **ENV), stdout=subprocess.DEVNULL,
+                                        stderr=err)
             time.sleep(rng.uniform(0.05, 0.6))
             if proc.poll() is not None:
-                self.assertEqual(proc.returncode, 0, proc.stderr.read())
+                self.assertEqual(proc.returncode, 0, (self.tmp / "stderr.txt").read_text())
                 break
             proc.kill()
             proc.wait()
             kills += 1
+            temporaries.update(p.name for p in (run / "checkpoints").glob(".*")
+                               if speedrun_testing.TEMPORARY_NAME.match(p.name))
             for path in (run / "checkpoints").glob("step_*.safetensors"):
                 read_checkpoint(path)  # whole, or it would not be under this name
-            self.assertLessEqual(len(list((run / "checkpoints").glob("step_*.safetensors"))), 3)
+            # keep_checkpoints 3: a kill between a write and the removal of the oldest leaves 4.
+            self.assertLessEqual(len(list((run / "checkpoints").glob("step_*.safetensors"))), 4)
         self.assertGreater(kills, 0)
         if not (run / "summary.json").exists():
             self.assertSucceeds(run_speedrun("train", "--resume", run, "--no-progress", env=ENV))
-        self.assertSucceeds(run_speedrun("train", "--resume", run / "checkpoints" / "step_000039.safetensors",
+        self.assertSucceeds(run_speedrun("train", "--resume", run / "checkpoints" / "step_000079.safetensors",
                                          "--save-params", "--no-progress", env=ENV))
-        print(f"\nkill -9: {kills} kill(s)", file=sys.stderr)
+        # The resumes removed what the killed writers left.
+        self.assertEqual([p.name for p in (run / "checkpoints").glob(".*")], [])
+        print(f"\nkill -9: {kills} kill(s), {len(temporaries)} left a checkpoint's temporary (killed mid-write)",
+              file=sys.stderr)
         self.assertSameRun(run, want)
 
 
@@ -287,6 +295,34 @@ class TestMpiResume(CheckpointTestCase):
         got = load_params(one)
         for name, w in load_params(want).items():
             np.testing.assert_allclose(got[name], w, rtol=1e-4, atol=2e-5, err_msg=name)
+
+    def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step(self):
+        cfg = self.config(300, val_every=100)
+        want = self.uninterrupted(cfg, "np2-straight", launcher=mpirun2)
+        proc = subprocess.Popen([MPIRUN, "--oversubscribe", "--bind-to", "none", "-np", "2",
+                                 str(speedrun_testing.SPEEDRUN_BIN), "train", str(cfg), "--run-name", "run",
+                                 "--no-progress"], env=dict(os.environ, **MPI_ENV), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        run = self.tmp / "runs" / "run"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            m = run / "metrics.jsonl"
+            if m.exists() and m.read_text().count("train_loss") >= 5:
+                break
+            time.sleep(0.01)
+        ranks = subprocess.run(["pgrep", "-P", str(proc.pid)], stdout=subprocess.PIPE, text=True).stdout.split()
+        self.assertEqual(len(ranks), 2, ranks)
+        os.kill(int(ranks[-1]), signal.SIGTERM)  # one rank only: the other learns it at the step's end
+        out, err = proc.communicate(timeout=120)
+        self.assertNotEqual(proc.returncode, 0, err)
+        summary = json.loads((run / "summary.json").read_text())
+        self.assertEqual(summary["status"], "interrupted")
+        step = summary["steps"]
+        self.assertLess(step, 300, "the run ended before the signal: lengthen it")
+        self.assertEqual(metrics(run)[-1]["step"], step)
+        r = mpirun2("train", "--resume", run, "--save-params", "--no-progress")
+        self.assertSucceeds(r)
+        self.assertSameRun(run, want)
 
 
 if __name__ == "__main__":

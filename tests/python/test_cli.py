@@ -719,7 +719,7 @@ class TestFilesCompleteOrAbsent(CliTestCase):
             self.assertEqual(a.shape, reference[name].shape, name)
             self.assertTrue(np.array_equal(a, reference[name]), name)
         for name in os.listdir(run):
-            self.assertTrue(name in ("config.json", "metrics.jsonl", "log.txt", "summary.json", "params")
+            self.assertTrue(name in ("config.json", "metrics.jsonl", "log.txt", "summary.json", "params", "checkpoints")
                             or speedrun_testing.TEMPORARY_NAME.match(name), name)
         if (run / "summary.json").exists():
             summary = json.loads((run / "summary.json").read_text())
