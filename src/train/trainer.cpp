@@ -141,163 +141,8 @@ void checkpoint(Run& r, const TrainState& state) {
 
 // The loop, from `state` (step 0 of a fresh run, or a checkpoint's) to the end of the
 // run, an interruption (SIGINT/SIGTERM) or a target stop; writes the end of the run
-// (final checkpoint, parameters, status, summary.json).
-TrainSummary run_loop(Run& r, TrainState& state) {
-  const config::RunConfig& cfg = r.cfg;
-  const config::TrainConfig& t = cfg.train;
-  const config::ModelConfig& m = cfg.model;
-  const TrainOptions& opts = r.opts;
-  RunLog& run_log = r.run_log;
-  dist::Communicator* comm = &r.comm;
-  model::Gpt& model = r.model;
-  auto& optimizers = r.optimizers;
-  data::TrainLoader& loader = r.loader;
-  const data::Batch& val = r.val;
-  LineFile& metrics = r.metrics;
-  const bool writer = r.writer;
-  const int rank = comm->rank(), world = comm->world();
-  const int64_t local_tokens = t.batch_tokens / world;
-  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
-  const int64_t micro_steps = local_tokens / micro_tokens;
-  const StopSignals stop_signals;  // SIGINT/SIGTERM: stop after the step in progress
-  int stop_signal = 0;
-
-  // On rank 0 alone; redrawn in place only on the user's terminal (train/progress.h).
-  Progress progress(opts.progress && writer, stdout_is_user_terminal(r.under_launcher),
-                    [&run_log](const std::string& line) { run_log.line(line); });
-  progress.set_context(opts.progress_label, opts.eta_after_s);
-  const ValLineFormat val_line = val_line_format("track3");  // the one architecture so far
-  TrainSummary summary;
-  summary.run_dir = r.run_dir;
-  summary.status = "completed";
-  double& training_time = state.train_time_s;
-  data::Batch batch;
-  auto t0 = Clock::now();
-  for (int64_t step = state.step; step <= t.steps; ++step) {
-    // --- validation (clock stopped) ---
-    const int64_t val_freq =
-        static_cast<double>(step) / static_cast<double>(t.steps) < 1.0 - t.val_final_frac ? t.val_every : t.val_every_final;
-    if (step == t.steps || step % val_freq == 0) {
-      const double before = state.val.empty() ? 0.0 : state.val.back().train_time_s;
-      training_time += seconds_since(t0);
-      const double step_avg =
-          step > 0 ? (training_time - before) / static_cast<double>(step - state.last_val_step) : std::nan("");
-      state.last_val_step = step;
-      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len);
-      // The divisor is the number of tokens evaluated over all ranks, which must be every
-      // token data.val_tokens asked for (counts below 2^53 add exactly in double).
-      const double evaluated = sum_over_ranks(*comm, static_cast<double>(local.tokens));
-      if (evaluated != static_cast<double>(cfg.data.val_tokens))
-        throw std::logic_error(fmt::format("validation evaluated {} tokens, data.val_tokens is {}", evaluated,
-                                           cfg.data.val_tokens));
-      const double val_loss = sum_over_ranks(*comm, local.loss_sum) / evaluated;
-      // A non-finite loss is recorded too (JSON null: metrics.h) before the run stops.
-      metrics.write_json({{"step", step}, {"val_loss", val_loss}, {"train_time_s", training_time}});
-      if (!std::isfinite(val_loss))
-        throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
-      if (writer) progress.line(val_line({step, t.steps, val_loss, training_time, 1000.0 * step_avg}));
-      const ValPoint point{step, val_loss, training_time};
-      state.val.push_back(point);
-      if (t.target_val_loss && !state.first_at_target && val_loss <= *t.target_val_loss) {
-        state.first_at_target = point;
-        if (t.stop_at_target && step < t.steps) {
-          state.finished_status = "stopped_at_target";
-          break;
-        }
-      }
-      t0 = Clock::now();
-    }
-    if (step == t.steps) {
-      state.finished_status = "completed";
-      break;
-    }
-
-    // --- one optimizer step over the global batch ---
-    dist::maybe_fail_for_test(rank, step + 1);
-    loader.next(batch);
-    model.zero_grad();
-    optim::CaptureFanOut capture(optimizers, step);
-    double loss_sum = 0.0;
-    for (int64_t k = 0; k < micro_steps; ++k)
-      loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink());
-    // The loss is a SUM over the global batch: the loss is summed over ranks here, the
-    // gradients inside each optimizer's step (see optim/optimizer.h).
-    const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
-    if (!std::isfinite(train_loss)) {
-      metrics.write_json(
-          {{"step", step + 1}, {"train_loss", train_loss}, {"train_time_s", training_time + seconds_since(t0)}});
-      throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
-                                  "the learning rates or check the data",
-                                  train_loss, step + 1));
-    }
-    const double factor = optim::lr_factor(cfg.schedule, step, t.steps);
-    for (auto& opt : optimizers) opt->step(step, factor);
-    // The bf16 weight copies (if any) are remade from the updated masters at the next
-    // forward, validation included.
-    model.weights_changed();
-
-    const double elapsed = training_time + seconds_since(t0);
-    const double tokens_per_s = static_cast<double>(t.batch_tokens) * static_cast<double>(step + 1) / elapsed;
-    const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(t.steps - step - 1);
-    progress.update(step + 1, t.steps, train_loss, elapsed, tokens_per_s, eta);
-    nlohmann::json record = {{"step", step + 1},
-                             {"train_loss", train_loss},
-                             {"lr_factor", factor},
-                             {"train_time_s", elapsed},
-                             {"tokens_per_s", tokens_per_s}};
-    for (size_t e = 0; e < optimizers.size(); ++e)
-      if (nlohmann::json extra = optimizers[e]->metrics(); !extra.is_null())
-        record["optimizers[" + std::to_string(e) + "]"] = std::move(extra);
-    metrics.write_json(record);
-    state.step = step + 1;
-    state.loader = loader.save_position();
-    state.loader_shard_file = loader.shard_path(state.loader.shard).filename().string();
-
-    // --- checkpoint (clock stopped): every train.checkpoint_every steps, and when a
-    // signal asks the run to stop; all ranks stop at the same step (rank 0's decision).
-    // A signal at the last step lets the run end as usual (final validation, checkpoint).
-    const bool signalled =
-        world > 1 ? sum_over_ranks(*comm, StopSignals::received()) > 0 : StopSignals::received() != 0;
-    const bool stop = signalled && state.step < t.steps;
-    if (stop || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 && state.step < t.steps)) {
-      training_time += seconds_since(t0);
-      checkpoint(r, state);
-      t0 = Clock::now();
-    }
-    if (stop) {
-      stop_signal = StopSignals::received() != 0 ? StopSignals::received() : SIGTERM;  // another rank's signal
-      break;
-    }
-  }
-  progress.finish();
-  if (stop_signal == 0) checkpoint(r, state);  // the end of the run: always
-  summary.status = stop_signal ? "interrupted" : state.finished_status;
-  summary.signal = stop_signal;
-  summary.steps_done = state.step;
-  summary.val = state.val;
-  summary.first_at_target = state.first_at_target;
-  summary.train_time_s = training_time;
-  summary.step_avg_ms = summary.steps_done > 0 ? 1000.0 * training_time / static_cast<double>(summary.steps_done) : 0.0;
-  summary.tokens_per_s =
-      training_time > 0 ? static_cast<double>(t.batch_tokens) * static_cast<double>(summary.steps_done) / training_time : 0.0;
-  if (writer) {
-    // summary.json last, once every other output is complete on disk: a run directory
-    // whose summary exists is a finished run (speedrun compare reuses it), so a kill or
-    // a write error before this point must leave no summary behind.
-    if (opts.save_params) save_parameters(model, r.run_dir / "params");
-    metrics.sync();
-  }
-  // The final status goes into log.txt (and to disk) before summary.json too.
-  for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
-  run_log.sync();
-  if (writer) write_text_file_atomic(r.run_dir / "summary.json", summary.to_json().dump(2) + "\n");
-  // An interrupted run exits non-zero on every rank, and mpirun kills the job when one
-  // rank does: none leaves before rank 0 has written everything.
-  if (world > 1) comm->barrier();
-  return summary;
-}
-
+// (final checkpoint, parameters, status, summary.json). Defined after train().
+TrainSummary run_loop(Run& r, TrainState& state);
 
 // The run itself; run_training below adds the log's record of a failure.
 TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLog& run_log) {
@@ -488,6 +333,165 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
 
   Run run{cfg, opts, run_log, *comm, model, optimizers, loader, val, metrics, run_dir, resolved, writer, under_launcher};
   return run_loop(run, state);
+}
+
+// The loop, from `state` (step 0 of a fresh run, or a checkpoint's) to the end of the
+// run, an interruption (SIGINT/SIGTERM) or a target stop; writes the end of the run
+// (final checkpoint, parameters, status, summary.json).
+TrainSummary run_loop(Run& r, TrainState& state) {
+  const config::RunConfig& cfg = r.cfg;
+  const config::TrainConfig& t = cfg.train;
+  const config::ModelConfig& m = cfg.model;
+  const TrainOptions& opts = r.opts;
+  RunLog& run_log = r.run_log;
+  dist::Communicator* comm = &r.comm;
+  model::Gpt& model = r.model;
+  auto& optimizers = r.optimizers;
+  data::TrainLoader& loader = r.loader;
+  const data::Batch& val = r.val;
+  LineFile& metrics = r.metrics;
+  const bool writer = r.writer;
+  const int rank = comm->rank(), world = comm->world();
+  const int64_t local_tokens = t.batch_tokens / world;
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
+  const int64_t micro_steps = local_tokens / micro_tokens;
+  const StopSignals stop_signals;  // SIGINT/SIGTERM: stop after the step in progress
+  int stop_signal = 0;
+
+  // On rank 0 alone; redrawn in place only on the user's terminal (train/progress.h).
+  Progress progress(opts.progress && writer, stdout_is_user_terminal(r.under_launcher),
+                    [&run_log](const std::string& line) { run_log.line(line); });
+  progress.set_context(opts.progress_label, opts.eta_after_s);
+  const ValLineFormat val_line = val_line_format("track3");  // the one architecture so far
+  TrainSummary summary;
+  summary.run_dir = r.run_dir;
+  summary.status = "completed";
+  double& training_time = state.train_time_s;
+  data::Batch batch;
+  auto t0 = Clock::now();
+  for (int64_t step = state.step; step <= t.steps; ++step) {
+    // --- validation (clock stopped) ---
+    const int64_t val_freq =
+        static_cast<double>(step) / static_cast<double>(t.steps) < 1.0 - t.val_final_frac ? t.val_every : t.val_every_final;
+    if (step == t.steps || step % val_freq == 0) {
+      const double before = state.val.empty() ? 0.0 : state.val.back().train_time_s;
+      training_time += seconds_since(t0);
+      const double step_avg =
+          step > 0 ? (training_time - before) / static_cast<double>(step - state.last_val_step) : std::nan("");
+      state.last_val_step = step;
+      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len);
+      // The divisor is the number of tokens evaluated over all ranks, which must be every
+      // token data.val_tokens asked for (counts below 2^53 add exactly in double).
+      const double evaluated = sum_over_ranks(*comm, static_cast<double>(local.tokens));
+      if (evaluated != static_cast<double>(cfg.data.val_tokens))
+        throw std::logic_error(fmt::format("validation evaluated {} tokens, data.val_tokens is {}", evaluated,
+                                           cfg.data.val_tokens));
+      const double val_loss = sum_over_ranks(*comm, local.loss_sum) / evaluated;
+      // A non-finite loss is recorded too (JSON null: metrics.h) before the run stops.
+      metrics.write_json({{"step", step}, {"val_loss", val_loss}, {"train_time_s", training_time}});
+      if (!std::isfinite(val_loss))
+        throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
+      if (writer) progress.line(val_line({step, t.steps, val_loss, training_time, 1000.0 * step_avg}));
+      const ValPoint point{step, val_loss, training_time};
+      state.val.push_back(point);
+      if (t.target_val_loss && !state.first_at_target && val_loss <= *t.target_val_loss) {
+        state.first_at_target = point;
+        if (t.stop_at_target && step < t.steps) {
+          state.finished_status = "stopped_at_target";
+          break;
+        }
+      }
+      t0 = Clock::now();
+    }
+    if (step == t.steps) {
+      state.finished_status = "completed";
+      break;
+    }
+
+    // --- one optimizer step over the global batch ---
+    dist::maybe_fail_for_test(rank, step + 1);
+    loader.next(batch);
+    model.zero_grad();
+    optim::CaptureFanOut capture(optimizers, step);
+    double loss_sum = 0.0;
+    for (int64_t k = 0; k < micro_steps; ++k)
+      loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
+                                         t.micro_batch_seqs, capture.sink());
+    // The loss is a SUM over the global batch: the loss is summed over ranks here, the
+    // gradients inside each optimizer's step (see optim/optimizer.h).
+    const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
+    if (!std::isfinite(train_loss)) {
+      metrics.write_json(
+          {{"step", step + 1}, {"train_loss", train_loss}, {"train_time_s", training_time + seconds_since(t0)}});
+      throw UserError(fmt::format("training loss is {} at step {} (before its update); the run diverged — lower "
+                                  "the learning rates or check the data",
+                                  train_loss, step + 1));
+    }
+    const double factor = optim::lr_factor(cfg.schedule, step, t.steps);
+    for (auto& opt : optimizers) opt->step(step, factor);
+    // The bf16 weight copies (if any) are remade from the updated masters at the next
+    // forward, validation included.
+    model.weights_changed();
+
+    const double elapsed = training_time + seconds_since(t0);
+    const double tokens_per_s = static_cast<double>(t.batch_tokens) * static_cast<double>(step + 1) / elapsed;
+    const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(t.steps - step - 1);
+    progress.update(step + 1, t.steps, train_loss, elapsed, tokens_per_s, eta);
+    nlohmann::json record = {{"step", step + 1},
+                             {"train_loss", train_loss},
+                             {"lr_factor", factor},
+                             {"train_time_s", elapsed},
+                             {"tokens_per_s", tokens_per_s}};
+    for (size_t e = 0; e < optimizers.size(); ++e)
+      if (nlohmann::json extra = optimizers[e]->metrics(); !extra.is_null())
+        record["optimizers[" + std::to_string(e) + "]"] = std::move(extra);
+    metrics.write_json(record);
+    state.step = step + 1;
+    state.loader = loader.save_position();
+    state.loader_shard_file = loader.shard_path(state.loader.shard).filename().string();
+
+    // --- checkpoint (clock stopped): every train.checkpoint_every steps, and when a
+    // signal asks the run to stop; all ranks stop at the same step (rank 0's decision).
+    // A signal at the last step lets the run end as usual (final validation, checkpoint).
+    const bool signalled =
+        world > 1 ? sum_over_ranks(*comm, StopSignals::received()) > 0 : StopSignals::received() != 0;
+    const bool stop = signalled && state.step < t.steps;
+    if (stop || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 && state.step < t.steps)) {
+      training_time += seconds_since(t0);
+      checkpoint(r, state);
+      t0 = Clock::now();
+    }
+    if (stop) {
+      stop_signal = StopSignals::received() != 0 ? StopSignals::received() : SIGTERM;  // another rank's signal
+      break;
+    }
+  }
+  progress.finish();
+  if (stop_signal == 0) checkpoint(r, state);  // the end of the run: always
+  summary.status = stop_signal ? "interrupted" : state.finished_status;
+  summary.signal = stop_signal;
+  summary.steps_done = state.step;
+  summary.val = state.val;
+  summary.first_at_target = state.first_at_target;
+  summary.train_time_s = training_time;
+  summary.step_avg_ms = summary.steps_done > 0 ? 1000.0 * training_time / static_cast<double>(summary.steps_done) : 0.0;
+  summary.tokens_per_s =
+      training_time > 0 ? static_cast<double>(t.batch_tokens) * static_cast<double>(summary.steps_done) / training_time : 0.0;
+  if (writer) {
+    // summary.json last, once every other output is complete on disk: a run directory
+    // whose summary exists is a finished run (speedrun compare reuses it), so a kill or
+    // a write error before this point must leave no summary behind.
+    if (opts.save_params) save_parameters(model, r.run_dir / "params");
+    metrics.sync();
+  }
+  // The final status goes into log.txt (and to disk) before summary.json too.
+  for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
+  run_log.sync();
+  if (writer) write_text_file_atomic(r.run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  // An interrupted run exits non-zero on every rank, and mpirun kills the job when one
+  // rank does: none leaves before rank 0 has written everything.
+  if (world > 1) comm->barrier();
+  return summary;
 }
 
 }  // namespace
