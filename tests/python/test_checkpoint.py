@@ -223,14 +223,25 @@ class TestKillNine(CheckpointTestCase):
         run = self.tmp / "runs" / "run"
         rng = random.Random(int(os.environ.get("SPEEDRUN_TEST_SEED", "4")))
         kills, temporaries = 0, set()
-        for attempt in range(8):
-            ckpts = sorted((run / "checkpoints").glob("step_*.safetensors")) if run.exists() else []
-            args = ["--resume", run] if ckpts else [cfg, "--run-name", "run", "--force"]
+
+        def newest():
+            steps = [int(p.name[5:11]) for p in (run / "checkpoints").glob("step_*.safetensors")] \
+                if (run / "checkpoints").exists() else []
+            return max(steps, default=-1)
+
+        for attempt in range(6):
+            start = newest()
+            args = ["--resume", run] if start >= 0 else [cfg, "--run-name", "run", "--force"]
             with open(self.tmp / "stderr.txt", "w") as err:
                 proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", *map(str, args),
                                          "--no-progress"], env=dict(os.environ, **ENV), stdout=subprocess.DEVNULL,
                                         stderr=err)
-            time.sleep(rng.uniform(0.05, 0.6))
+            # Once this process has written a checkpoint of its own (however slow its
+            # start on a loaded machine), a random moment within the next few steps.
+            deadline = time.time() + 120
+            while proc.poll() is None and newest() <= start and time.time() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is not None:
                 self.assertEqual(proc.returncode, 0, (self.tmp / "stderr.txt").read_text())
                 break
