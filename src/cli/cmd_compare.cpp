@@ -4,6 +4,7 @@
 // and reruns the others.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 
@@ -121,6 +122,12 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
     opts.progress_label = label;
     opts.eta_after_s = eta_after;
     const train::TrainSummary s = train::run_training(plan.cfg, opts);
+    if (s.signal != 0) {
+      // Ctrl-C or SIGTERM: the run wrote its checkpoint and summary ("interrupted", which
+      // a later compare reruns); the comparison ends here, as the signal asked.
+      std::fflush(nullptr);
+      std::exit(128 + s.signal);
+    }
     compare::take_summary(r, s);
     r.outcome = "ran";
     return;

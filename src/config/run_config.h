@@ -116,6 +116,8 @@ struct TrainConfig {
   int64_t threads = 0;
   std::string out_dir = "runs";
   double grad_bucket_mb = 25.0;  // MiB per overlapped gradient collective (0: after the backward)
+  int64_t checkpoint_every = 0;  // steps; 0: only at the end and on SIGINT/SIGTERM
+  int64_t keep_checkpoints = 0;  // 0: all
 
   template <class A>
   void bind(A& a) {
@@ -144,6 +146,10 @@ struct TrainConfig {
             "several ranks: MiB of gradients per reduction bucket, each reduced as soon as the last micro-batch's "
             "backward has finished it, overlapped with the rest (25 as PyTorch DDP); 0 reduces everything after "
             "the backward (docs/distributed.md)");
+    a.field("checkpoint_every", checkpoint_every, at_least<int64_t>(0),
+            "write a checkpoint every this many steps to <run dir>/checkpoints/ (0: off); one is always written at "
+            "the end of a run and on SIGINT/SIGTERM (docs/checkpoints.md)");
+    a.field("keep_checkpoints", keep_checkpoints, at_least<int64_t>(0), "keep the newest this many checkpoints (0: all)");
   }
 };
 

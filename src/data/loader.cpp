@@ -151,6 +151,19 @@ void TrainLoader::load_shard(size_t index) {
   tokens_ = read_shard(shards_[index].path, opts_.vocab_size);
 }
 
+void TrainLoader::seek(const Position& p) {
+  if (p.shard >= shards_.size() || p.epoch < 1 || p.epoch > opts_.epochs || p.offset < 0 ||
+      p.offset > shards_[p.shard].num_tokens || p.batches_served < 0)
+    throw UserError(opts_.what + ": cannot continue at shard " + std::to_string(p.shard) + ", offset " +
+                    std::to_string(p.offset) + ", epoch " + std::to_string(p.epoch) + ": there are " +
+                    std::to_string(shards_.size()) + " shard(s) and data.epochs is " + std::to_string(opts_.epochs) +
+                    " (did the training shards change since the checkpoint?)");
+  if (p.shard != shard_) load_shard(p.shard);
+  pos_ = p.offset;
+  epoch_ = p.epoch;
+  batches_served_ = p.batches_served;
+}
+
 void TrainLoader::next(Batch& out) {
   const int64_t b = opts_.batch_tokens;
   // Advance past shards whose remaining tokens cannot hold a batch (as upstream; a

@@ -83,6 +83,22 @@ class TrainLoader {
   // The next batch of this rank. Throws UserError when the data is exhausted.
   void next(Batch& out);
 
+  // Where the loader stands between batches: what a checkpoint saves so that a resumed
+  // run reads the batches the uninterrupted run would have read.
+  struct Position {
+    size_t shard = 0;            // index into the sorted shards
+    int64_t offset = 0;          // global token offset of the next batch in that shard
+    int64_t epoch = 1;           // 1-based pass over the shards
+    int64_t batches_served = 0;  // batches read so far (error messages)
+  };
+  Position save_position() const { return {shard_, pos_, epoch_, batches_served_}; }
+  // Continues from `p` (read from a checkpoint). Throws UserError naming `p`'s values when
+  // they are not a place this loader can be (no such shard or epoch, offset past the
+  // shard's end), e.g. because the shards changed since the checkpoint.
+  void seek(const Position& p);
+  // The file of shard `index` (checkpoints record the current one's name).
+  const std::filesystem::path& shard_path(size_t index) const { return shards_.at(index).path; }
+
   int64_t epoch() const { return epoch_; }
   size_t shard_index() const { return shard_; }
   int64_t position() const { return pos_; }

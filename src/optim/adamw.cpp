@@ -7,6 +7,7 @@
 
 #include "core/buffer.h"
 #include "optim/device_path.h"
+#include "optim/optimizer_state.h"
 #include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
@@ -43,6 +44,7 @@ class AdamW final : public Optimizer {
     } else {
       state = build_buckets(context.grad_bucket_bytes, on_cuda);
     }
+    state_elems_ = state;
     if (on_cuda) {
       build_device();
       return;
@@ -121,6 +123,76 @@ class AdamW final : public Optimizer {
   size_t state_bytes() const override {
     if (device_) return device_->state_bytes();
     return 2 * m_.size() * sizeof(float);
+  }
+
+  // "<param>.exp_avg" and "<param>.exp_avg_sq" (torch's names) per parameter, whole: each
+  // bucket's shards are all-gathered (padding dropped), so the state does not depend on
+  // the number of ranks or the bucket size.
+  std::vector<StateTensor> export_state() override {
+    const Device device = device_ ? Device::cuda : Device::cpu;
+    const std::vector<float> m = device_ ? to_host(device_->first_moment().data<float>(), state_elems_, device) : m_;
+    const std::vector<float> v = device_ ? to_host(device_->second_moment().data<float>(), state_elems_, device) : v_;
+    // Each parameter's moments in parameter order.
+    std::vector<std::vector<float>> pm(params_.size()), pv(params_.size());
+    if (comm_->world() == 1) {
+      for (size_t k = 0; k < params_.size(); ++k) {
+        const auto at = static_cast<std::ptrdiff_t>(offset_[k]), n = static_cast<std::ptrdiff_t>(params_[k].param.numel());
+        pm[k].assign(m.begin() + at, m.begin() + at + n);
+        pv[k].assign(v.begin() + at, v.begin() + at + n);
+      }
+    } else {
+      const int64_t world = comm_->world();
+      for (const Bucket& b : buckets_)
+        for (auto [x, out] : {std::pair{&m, &pm}, std::pair{&v, &pv}}) {
+          // Rank r's piece is [r * shard, ...) of the bucket's flat space: the gathered
+          // buffer holds element i of the flat space at i.
+          std::vector<float> send(static_cast<size_t>(b.shard), 0.0f), all(static_cast<size_t>(world * b.shard));
+          std::copy(x->begin() + b.state, x->begin() + b.state + (b.hi - b.lo), send.begin());
+          comm_->all_gather(Tensor::of(send.data(), {b.shard}), Tensor::of(all.data(), {world * b.shard}));
+          for (size_t j = 0; j < b.params.size(); ++j) {
+            const auto at = static_cast<std::ptrdiff_t>(b.offset[j]);
+            (*out)[b.params[j]].assign(all.begin() + at, all.begin() + at + params_[b.params[j]].param.numel());
+          }
+        }
+    }
+    std::vector<StateTensor> out;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      out.push_back(f32_state(params_[k].name + ".exp_avg", shape_of(params_[k].param), std::move(pm[k])));
+      out.push_back(f32_state(params_[k].name + ".exp_avg_sq", shape_of(params_[k].param), std::move(pv[k])));
+    }
+    return out;
+  }
+
+  // Each rank takes the pieces of the whole moments that it keeps (its shard of every
+  // bucket), so the source may come from any number of ranks.
+  void import_state(const StateSource& source) override {
+    std::vector<float> m(static_cast<size_t>(state_elems_)), v(m.size()), whole;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const int64_t n = params_[k].param.numel();
+      whole.resize(static_cast<size_t>(n));
+      for (auto [name, dst] : {std::pair{".exp_avg", &m}, std::pair{".exp_avg_sq", &v}}) {
+        source.read_f32(params_[k].name + name, shape_of(params_[k].param), whole.data());
+        if (comm_->world() == 1) {
+          std::copy(whole.begin(), whole.end(), dst->begin() + offset_[k]);
+          continue;
+        }
+        for (const Bucket& b : buckets_)
+          for (size_t j = 0; j < b.params.size(); ++j) {
+            if (b.params[j] != k) continue;
+            const int64_t a = std::max(b.lo, b.offset[j]), e = std::min(b.hi, b.offset[j] + n);
+            if (a < e)
+              std::copy(whole.begin() + (a - b.offset[j]), whole.begin() + (e - b.offset[j]),
+                        dst->begin() + b.state + (a - b.lo));
+          }
+      }
+    }
+    if (device_) {
+      from_host(device_->first_moment().data<float>(), m.data(), state_elems_, Device::cuda);
+      from_host(device_->second_moment().data<float>(), v.data(), state_elems_, Device::cuda);
+      return;
+    }
+    m_ = std::move(m);
+    v_ = std::move(v);
   }
 
  private:
@@ -299,6 +371,7 @@ class AdamW final : public Optimizer {
   std::vector<int64_t> offset_;  // one process: of each parameter in the state buffers
   std::vector<Bucket> buckets_;  // several processes
   std::vector<float> m_, v_;     // moments of this rank's elements
+  int64_t state_elems_ = 0;     // moments kept by this rank (the elements of m_ and v_, or on the device)
   std::unique_ptr<cuda::AdamWDevice> device_;  // set when the group lives on CUDA
   dist::GradBucketer* bucketer_ = nullptr;     // set by overlap_reduction
 };

@@ -38,6 +38,8 @@ class MatrixSharding {
 
   // Whether this rank updates parameter k (so needs optimizer state for it).
   bool owns(size_t k) const { return owner_[k] == comm_->rank(); }
+  // The rank that updates parameter k (DeviceMatrixSharding assigns the same).
+  int owner(size_t k) const { return owner_[k]; }
 
   // Calls update(k, grad) for every parameter k this rank owns, `grad` its gradient
   // summed over ranks (rows x cols, row-major); update writes params[k].param in place.

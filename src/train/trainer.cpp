@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 
 #include <spdlog/fmt/fmt.h>
@@ -27,11 +28,14 @@
 #include "optim/optimizer.h"
 #include "optim/reduction_overlap.h"
 #include "optim/schedule.h"
+#include "train/checkpoint.h"
 #include "train/device_choice.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
+#include "train/stop_signal.h"
+#include "train/train_state.h"
 #include "train/run_log.h"
 #include "train/val_line.h"
 
@@ -109,6 +113,39 @@ void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
   }
 }
 
+// Everything the loop uses, set up by train() (a fresh run and a resume alike).
+struct Run {
+  const config::RunConfig& cfg;
+  const TrainOptions& opts;
+  RunLog& run_log;
+  dist::Communicator& comm;
+  model::Gpt& model;
+  std::vector<std::unique_ptr<optim::Optimizer>>& optimizers;
+  data::TrainLoader& loader;
+  const data::Batch& val;
+  LineFile& metrics;
+  const std::filesystem::path& run_dir;
+  const nlohmann::json& resolved;
+  bool writer;
+  bool under_launcher;
+  dist::GradBucketer* overlap;  // non-null: gradient collectives start in the last micro-batch's backward
+};
+
+// A checkpoint of `state` (collective), then the old ones beyond train.keep_checkpoints go.
+void checkpoint(Run& r, const TrainState& state) {
+  const auto path = checkpoint_path(r.run_dir, state.step);
+  save_checkpoint(path, r.writer, r.resolved, r.comm.world(), r.model, r.optimizers, state);
+  if (r.writer) {
+    prune_checkpoints(checkpoint_dir(r.run_dir), r.cfg.train.keep_checkpoints);
+    r.run_log.line(fmt::format("checkpoint {} (step {})", path.string(), state.step));
+  }
+}
+
+// The loop, from `state` (step 0 of a fresh run, or a checkpoint's) to the end of the
+// run, an interruption (SIGINT/SIGTERM) or a target stop; writes the end of the run
+// (final checkpoint, parameters, status, summary.json). Defined after train().
+TrainSummary run_loop(Run& r, TrainState& state);
+
 // The run itself; run_training below adds the log's record of a failure.
 TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLog& run_log) {
   const config::TrainConfig& t = cfg.train;
@@ -147,7 +184,27 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   dist::check_same_on_all_ranks(*comm, resolved.dump() + "|device=" + device_name(device), "resolved config");
   // A run directory that exists is refused before anything else is printed (the memory plan).
   const std::string run_name = opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name;
-  if (writer) check_run_dir_free(t.out_dir, run_name, opts.force);
+  if (writer && opts.resume_from.empty()) check_run_dir_free(t.out_dir, run_name, opts.force);
+  // A resume continues the checkpoint's run: its model, data and optimizer settings must
+  // be the checkpoint's (train/checkpoint.h resume_safe_keys: what may change).
+  std::optional<Checkpoint> resume;
+  TrainState state;  // where the run starts: step 0, or the checkpoint's state
+  if (!opts.resume_from.empty()) {
+    resume.emplace(Checkpoint::open(opts.resume_from));
+    state = resume->state();
+    if (!state.finished_status.empty())
+      throw UserError(fmt::format("{}: the run ended at step {} ({}); there is nothing to resume",
+                                  opts.resume_from.string(), state.step, state.finished_status));
+    const std::vector<std::string> differ = config_differences(resume->config(), resolved);
+    if (!differ.empty()) {
+      std::string keys;
+      for (const std::string& k : differ) keys += (keys.empty() ? "" : ", ") + k;
+      throw UserError(fmt::format("{}: cannot resume with another model, data or optimizer setting; these keys differ "
+                                  "from the checkpoint's config: {} (keys that may change: validation and "
+                                  "checkpoint cadence, target, threads)",
+                                  opts.resume_from.string(), keys));
+    }
+  }
   // Data first: bad paths or too little data fail before anything is allocated.
   auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
   auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
@@ -204,9 +261,46 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       optim::overlap_gradient_reduction(optimizers, model.layout().params().size(), world, t.grad_bucket_mb);
   model.weights_changed();  // in case an optimizer touched the parameters while setting up
 
+  // Where the run's state comes from: a fresh start, or the checkpoint (parameters,
+  // optimizers, loader, clock and validation history); the loop below is the same.
+  if (resume) {
+    if (state.step >= t.steps) throw std::logic_error("an unfinished checkpoint at or past train.steps");
+    resume->load_parameters(model);
+    resume->load_optimizers(optimizers);
+    if (loader.shard_path(std::min(state.loader.shard, train_shards.size() - 1)).filename().string() !=
+        state.loader_shard_file)
+      throw UserError(fmt::format("{}: the checkpoint's loader stands in shard {} ({}), which data.train_glob now "
+                                  "names differently; the training shards changed since the checkpoint",
+                                  opts.resume_from.string(), state.loader.shard, state.loader_shard_file));
+    loader.seek(state.loader);
+    if (resume->world_size() != world && writer)
+      spdlog::warn("{} was written by {} process(es), this run has {}: the optimizer state is re-sharded and the "
+                   "gradient sums are reduced in another order, so the run will not be bitwise the one that {} "
+                   "process(es) would continue",
+                   opts.resume_from.string(), resume->world_size(), world, resume->world_size());
+  }
+
   std::filesystem::path run_dir;
   LineFile metrics;  // closed (writes are no-ops) on ranks other than 0
-  if (writer) {
+  if (writer && resume) {
+    // The checkpoint's own run directory, continued: metrics after the checkpoint's step
+    // are cut (no duplicates), the summary of an earlier end goes until this run ends.
+    run_dir = std::filesystem::absolute(opts.resume_from).parent_path().parent_path();
+    if (!std::filesystem::exists(run_dir / "config.json"))
+      throw UserError(fmt::format("{}: not in a run directory (<run dir>/checkpoints/step_*.safetensors with "
+                                  "<run dir>/config.json)",
+                                  opts.resume_from.string()));
+    truncate_metrics(run_dir / "metrics.jsonl", state.step);
+    if (const int n = remove_checkpoint_temporaries(checkpoint_dir(run_dir)); n > 0)
+      spdlog::info("removed {} partial checkpoint(s) that a killed process left in {}", n, checkpoint_dir(run_dir).string());
+    std::error_code ec;
+    std::filesystem::remove(run_dir / "summary.json", ec);
+    if (ec) throw UserError("cannot remove " + (run_dir / "summary.json").string() + ": " + ec.message());
+    metrics.open(run_dir / "metrics.jsonl");
+    run_log.open(run_dir / "log.txt",
+                 fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
+    run_log.line(fmt::format("resumed from {} at step {}", opts.resume_from.string(), state.step));
+  } else if (writer) {
     run_dir = create_run_dir(t.out_dir, run_name, opts.force);
     write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
     metrics.open(run_dir / "metrics.jsonl");
@@ -218,6 +312,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = local_tokens / micro_tokens;
   spdlog::info("run directory {}", run_dir.string());
+  if (resume) spdlog::info("resuming from {} at step {}", opts.resume_from.string(), state.step);
   spdlog::info("model: {} layers, d={}, {}x{} heads, vocab {} (padded {}), {:.1f}M parameters, {:.2f} GiB activations",
                m.n_layer, m.d_model, m.n_head, m.head_dim, m.vocab_size, m.padded_vocab_size,
                static_cast<double>(model.layout().total_numel()) / 1e6,
@@ -246,27 +341,56 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
                t.steps, t.batch_tokens, world, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device),
                omp_get_max_threads());
 
+  Run run{cfg,     opts,    run_log, *comm,    model,  optimizers,    loader,
+          val,     metrics, run_dir, resolved, writer, under_launcher, overlap.get()};
+  return run_loop(run, state);
+}
+
+// The loop, from `state` (step 0 of a fresh run, or a checkpoint's) to the end of the
+// run, an interruption (SIGINT/SIGTERM) or a target stop; writes the end of the run
+// (final checkpoint, parameters, status, summary.json).
+TrainSummary run_loop(Run& r, TrainState& state) {
+  const config::RunConfig& cfg = r.cfg;
+  const config::TrainConfig& t = cfg.train;
+  const config::ModelConfig& m = cfg.model;
+  const TrainOptions& opts = r.opts;
+  RunLog& run_log = r.run_log;
+  dist::Communicator* comm = &r.comm;
+  model::Gpt& model = r.model;
+  auto& optimizers = r.optimizers;
+  data::TrainLoader& loader = r.loader;
+  const data::Batch& val = r.val;
+  LineFile& metrics = r.metrics;
+  const bool writer = r.writer;
+  dist::GradBucketer* const overlap = r.overlap;
+  const int rank = comm->rank(), world = comm->world();
+  const int64_t local_tokens = t.batch_tokens / world;
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
+  const int64_t micro_steps = local_tokens / micro_tokens;
+  const StopSignals stop_signals;  // SIGINT/SIGTERM: stop after the step in progress
+  int stop_signal = 0;
+
   // On rank 0 alone; redrawn in place only on the user's terminal (train/progress.h).
-  Progress progress(opts.progress && writer, stdout_is_user_terminal(under_launcher),
+  Progress progress(opts.progress && writer, stdout_is_user_terminal(r.under_launcher),
                     [&run_log](const std::string& line) { run_log.line(line); });
   progress.set_context(opts.progress_label, opts.eta_after_s);
   const ValLineFormat val_line = val_line_format("track3");  // the one architecture so far
   TrainSummary summary;
-  summary.run_dir = run_dir;
+  summary.run_dir = r.run_dir;
   summary.status = "completed";
-  double training_time = 0.0;
-  int64_t last_val_step = 0;
+  double& training_time = state.train_time_s;
   data::Batch batch;
   auto t0 = Clock::now();
-  for (int64_t step = 0; step <= t.steps; ++step) {
+  for (int64_t step = state.step; step <= t.steps; ++step) {
     // --- validation (clock stopped) ---
     const int64_t val_freq =
         static_cast<double>(step) / static_cast<double>(t.steps) < 1.0 - t.val_final_frac ? t.val_every : t.val_every_final;
     if (step == t.steps || step % val_freq == 0) {
-      const double since = seconds_since(t0);
-      const double step_avg = step > 0 ? since / static_cast<double>(step - last_val_step) : std::nan("");
-      last_val_step = step;
-      training_time += since;
+      const double before = state.val.empty() ? 0.0 : state.val.back().train_time_s;
+      training_time += seconds_since(t0);
+      const double step_avg =
+          step > 0 ? (training_time - before) / static_cast<double>(step - state.last_val_step) : std::nan("");
+      state.last_val_step = step;
       const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len);
       // The divisor is the number of tokens evaluated over all ranks, which must be every
       // token data.val_tokens asked for (counts below 2^53 add exactly in double).
@@ -281,19 +405,18 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
         throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
       if (writer) progress.line(val_line({step, t.steps, val_loss, training_time, 1000.0 * step_avg}));
       const ValPoint point{step, val_loss, training_time};
-      summary.val.push_back(point);
-      if (t.target_val_loss && !summary.first_at_target && val_loss <= *t.target_val_loss) {
-        summary.first_at_target = point;
+      state.val.push_back(point);
+      if (t.target_val_loss && !state.first_at_target && val_loss <= *t.target_val_loss) {
+        state.first_at_target = point;
         if (t.stop_at_target && step < t.steps) {
-          summary.status = "stopped_at_target";
-          summary.steps_done = step;
+          state.finished_status = "stopped_at_target";
           break;
         }
       }
       t0 = Clock::now();
     }
     if (step == t.steps) {
-      summary.steps_done = step;
+      state.finished_status = "completed";
       break;
     }
 
@@ -305,7 +428,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink(), k + 1 == micro_steps ? overlap.get() : nullptr);
+                                         t.micro_batch_seqs, capture.sink(), k + 1 == micro_steps ? overlap : nullptr);
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
     // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
@@ -339,8 +462,33 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
                                 {"started_in_backward", overlap->started_in_backward()},
                                 {"completed_in_backward", overlap->completed_in_backward()}};
     metrics.write_json(record);
+    state.step = step + 1;
+    state.loader = loader.save_position();
+    state.loader_shard_file = loader.shard_path(state.loader.shard).filename().string();
+
+    // --- checkpoint (clock stopped): every train.checkpoint_every steps, and when a
+    // signal asks the run to stop; all ranks stop at the same step (rank 0's decision).
+    // A signal at the last step lets the run end as usual (final validation, checkpoint).
+    const bool signalled =
+        world > 1 ? sum_over_ranks(*comm, StopSignals::received()) > 0 : StopSignals::received() != 0;
+    const bool stop = signalled && state.step < t.steps;
+    if (stop || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 && state.step < t.steps)) {
+      training_time += seconds_since(t0);
+      checkpoint(r, state);
+      t0 = Clock::now();
+    }
+    if (stop) {
+      stop_signal = StopSignals::received() != 0 ? StopSignals::received() : SIGTERM;  // another rank's signal
+      break;
+    }
   }
   progress.finish();
+  if (stop_signal == 0) checkpoint(r, state);  // the end of the run: always
+  summary.status = stop_signal ? "interrupted" : state.finished_status;
+  summary.signal = stop_signal;
+  summary.steps_done = state.step;
+  summary.val = state.val;
+  summary.first_at_target = state.first_at_target;
   summary.train_time_s = training_time;
   summary.step_avg_ms = summary.steps_done > 0 ? 1000.0 * training_time / static_cast<double>(summary.steps_done) : 0.0;
   summary.tokens_per_s =
@@ -349,13 +497,16 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     // summary.json last, once every other output is complete on disk: a run directory
     // whose summary exists is a finished run (speedrun compare reuses it), so a kill or
     // a write error before this point must leave no summary behind.
-    if (opts.save_params) save_parameters(model, run_dir / "params");
+    if (opts.save_params) save_parameters(model, r.run_dir / "params");
     metrics.sync();
   }
   // The final status goes into log.txt (and to disk) before summary.json too.
   for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
   run_log.sync();
-  if (writer) write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  if (writer) write_text_file_atomic(r.run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  // An interrupted run exits non-zero on every rank, and mpirun kills the job when one
+  // rank does: none leaves before rank 0 has written everything.
+  if (world > 1) comm->barrier();
   return summary;
 }
 

@@ -207,7 +207,8 @@ class TestCompare(CompareTestCase):
         os.remove(os.path.join(runs[1]["run_dir"], "summary.json"))
         foreign = runs[2]["run_dir"]
         for f in os.listdir(foreign):
-            os.remove(os.path.join(foreign, f))
+            path = os.path.join(foreign, f)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # checkpoints/ is a directory
         with open(os.path.join(foreign, "notes.txt"), "w") as f:
             f.write("precious")
         r = self.compare(a, seeds=3)
