@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/npy.h"
 #include "data/tokenizer.h"
+#include "data/utf8_stream.h"
 #include "model/generate.h"
 #include "model/kv_cache.h"
 
@@ -81,18 +82,22 @@ void run_sample(const Options& o) {
   spdlog::info("sampling {} tokens from {} (step {}): temperature {}, top-k {}, seed {}, context {} tokens", o.tokens,
                cm.path.string(), cm.step, o.temperature, o.top_k, o.seed, m.seq_len);
 
-  // Plain output streams the text as it is drawn: the prompt, then each token's bytes.
-  auto print_token = [&](int32_t id) {
-    const std::string& bytes = tok.token_bytes(static_cast<uint16_t>(id));
-    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+  // Plain output streams the text as it is drawn: the prompt, then each token's bytes,
+  // as valid UTF-8 (a character split over tokens is printed when complete; bytes that
+  // are not UTF-8 become U+FFFD, as tiktoken's decode does: data/utf8_stream.h).
+  data::Utf8Stream text;
+  auto print_text = [](const std::string& s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
   };
+  auto print_token = [&](int32_t id) { print_text(text.push(tok.token_bytes(static_cast<uint16_t>(id)))); };
   if (!o.json) {
     std::fputs(o.prompt.c_str(), stdout);
     std::fflush(stdout);
   }
   const model::Generation g =
       model::generate(decoder, prompt, so, !o.logits_out.empty(), o.json ? std::function<void(int32_t)>() : print_token);
+  if (!o.json) print_text(text.finish());
   const double tokens_per_s = g.seconds > 0 ? static_cast<double>(g.tokens.size()) / g.seconds : 0.0;
   if (!o.logits_out.empty())
     write_npy(o.logits_out, Tensor::of(g.logits.data(), {static_cast<int64_t>(g.tokens.size()), m.padded_vocab_size}));
