@@ -23,7 +23,7 @@
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
 #include "model/flops.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "model/precision.h"
 #include "optim/optimizer.h"
 #include "dist/communicator.h"
@@ -91,7 +91,8 @@ void run_bench(const Options& o) {
   spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
                plan.to_string(/*final_newline=*/false));
 
-  model::Gpt model(m, device, t.micro_batch_seqs, activations);
+  const std::unique_ptr<model::Model> model_of_arch = model::make_model(m, device, t.micro_batch_seqs, activations);
+  model::Model& model = *model_of_arch;
   model.init_parameters(static_cast<uint64_t>(t.seed));
   const auto comm = dist::make_local_communicator();
   auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
@@ -113,7 +114,7 @@ void run_bench(const Options& o) {
     double fb = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k) {
       const auto f0 = Clock::now();
-      model.forward_backward(inputs.data(), targets.data(), t.micro_batch_seqs);
+      model.forward_backward(inputs.data(), targets.data(), t.micro_batch_seqs, nullptr, {0, t.steps});
       fb += ms_since(f0);
     }
     const auto o0 = Clock::now();

@@ -20,7 +20,7 @@
 #include "core/device_memory.h"
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "model/precision.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
@@ -74,14 +74,15 @@ struct ValSum {
   double loss_sum = 0.0;
   int64_t tokens = 0;
 };
-ValSum evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
+ValSum evaluate(model::Model& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len,
+                model::RunPosition at) {
   const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
   if (seqs * seq_len != static_cast<int64_t>(val.inputs.size()))
     throw std::logic_error("validation slice is not a whole number of sequences");
   ValSum out;
   for (int64_t s = 0; s < seqs; s += micro_seqs) {
     const int64_t b = std::min(micro_seqs, seqs - s);
-    out.loss_sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b);
+    out.loss_sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b, at);
     out.tokens += b * seq_len;
   }
   return out;
@@ -90,7 +91,7 @@ ValSum evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, i
 // Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values);
 // on CUDA each is copied to the host first. Each file is written atomically (write_npy),
 // so a kill leaves complete files only; the caller writes summary.json after them.
-void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
+void save_parameters(model::Model& model, const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw UserError("cannot create " + dir.string() + ": " + ec.message());
@@ -116,6 +117,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   // Precision settings the device cannot honour fail before anything is read or allocated.
   const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
   model::resolve_embedding_dtype(m, device);
+  model::check_arch_supported(m, device);  // record26 is CPU only for now
   // The CUDA attention is compiled for a few head widths only; say so before anything
   // is read or allocated rather than at the first forward.
   if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
@@ -193,7 +195,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       spdlog::info("device memory plan ({} free of {}):\n{}", format_bytes(free_b), format_bytes(total_b),
                    plan.to_string(/*final_newline=*/false));
   }
-  model::Gpt model(m, device, t.micro_batch_seqs, activations);
+  const std::unique_ptr<model::Model> model_of_arch = model::make_model(m, device, t.micro_batch_seqs, activations);
+  model::Model& model = *model_of_arch;
   model.init_parameters(static_cast<uint64_t>(t.seed));
   auto optimizers = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
   model.weights_changed();  // in case an optimizer touched the parameters while setting up
@@ -258,7 +261,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       const double step_avg = step > 0 ? since / static_cast<double>(step - last_val_step) : std::nan("");
       last_val_step = step;
       training_time += since;
-      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len);
+      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len, {step, t.steps});
       // The divisor is the number of tokens evaluated over all ranks, which must be every
       // token data.val_tokens asked for (counts below 2^53 add exactly in double).
       const double evaluated = sum_over_ranks(*comm, static_cast<double>(local.tokens));
@@ -296,7 +299,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink());
+                                         t.micro_batch_seqs, capture.sink(), {step, t.steps});
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
     // gradients inside each optimizer's step (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
