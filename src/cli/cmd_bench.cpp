@@ -75,6 +75,7 @@ void run_bench(const Options& o) {
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
   const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
+  model::check_arch_supported(m, device);  // record26 is CPU only for now
   if (device == Device::cuda) {
     bench_model_cuda(cfg, o.steps, o.warmup, o.json_out);
     return;

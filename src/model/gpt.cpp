@@ -140,7 +140,10 @@ struct Gpt::Activations {
 };
 
 Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, DType activations)
-    : cfg_(cfg), layout_(cfg), device_(device), max_batch_seqs_(max_batch_seqs), act_dtype_(activations) {
+    : cfg_(cfg), layout_(track3_layout(cfg)), device_(device), max_batch_seqs_(max_batch_seqs), act_dtype_(activations) {
+  if (cfg.arch != "track3")
+    throw std::invalid_argument("model::Gpt implements model.arch track3, not '" + cfg.arch +
+                                "' (make models through model/registry.h)");
   if (activations != DType::f32 && !(activations == DType::bf16 && device == Device::cuda))
     throw UserError(std::string("activation dtype ") + dtype_name(activations) + " on " + device_name(device) +
                     ": the model stores activations in f32, or in bf16 on CUDA");

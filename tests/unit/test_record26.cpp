@@ -15,6 +15,7 @@
 #include "dist/communicator.h"
 #include "model/record26.h"
 #include "model/registry.h"
+#include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
 #include "test_support.h"
 #include "train/memory_plan.h"
@@ -254,6 +255,59 @@ TEST(Record26, MuonUpdatesQkvAsThreeMatrices) {
   EXPECT_GT(norm[0], 0.0);
   EXPECT_NEAR(norm[1] / norm[0], 1.0, 0.1);
   EXPECT_NEAR(norm[2] / norm[0], 1.0, 0.1);
+}
+
+// Newton-Muon and RMNP run on record26 too: Newton-Muon's capture points are the inputs of
+// qkv_w (each of its three matrices), attn.c_proj, mlp.c_fc and mlp.c_proj; layer 7 has only
+// the MLP's.
+TEST(Record26, NewtonMuonAndRmnpRunOnItsMatrices) {
+  config::RunConfig c;
+  c.model = tiny_record26();
+  config::OptimizerConfig adam, nm, rmnp;
+  adam.type = "adamw";
+  adam.select_settings("adamw");
+  adam.params = {"embed.weight", "value_embeds.*", "lm_head.weight", "scalars"};
+  adam.lr = 0.01;
+  nm.type = "newton_muon";
+  nm.select_settings("newton_muon");
+  nm.params = {"blocks.*.attn.*", "blocks.*.mlp.c_fc.weight"};
+  nm.lr = 0.02;
+  std::get<config::NewtonMuonSettings>(nm.settings).refresh_every = 1;
+  rmnp.type = "rmnp";
+  rmnp.select_settings("rmnp");
+  rmnp.params = {"blocks.*.mlp.c_proj.weight"};
+  rmnp.lr = 0.01;
+  c.optimizers = {adam, nm, rmnp};
+  model::Record26 model(c.model, Device::cpu, 1);
+  model.init_parameters(9);
+  const auto comm = dist::make_local_communicator();
+  auto opts = optim::build_optimizers(c.optimizers, model, {comm.get()});
+  std::mt19937_64 rng(test_seed());
+  std::uniform_int_distribution<int32_t> tok(0, 96);
+  std::vector<int32_t> x(c.model.seq_len), y(c.model.seq_len);
+  const std::vector<float> before(model.params(), model.params() + model.layout().total_numel());
+  // The zero-initialized head and projections pass gradients back one stage per step: the
+  // head moves at step 0, the projections at step 1, qkv_w and c_fc at step 2.
+  for (int64_t step = 0; step < 3; ++step) {
+    for (auto& t : x) t = tok(rng);
+    for (auto& t : y) t = tok(rng);
+    model.zero_grad();
+    optim::CaptureFanOut capture(opts, step);
+    ASSERT_NE(capture.sink(), nullptr);
+    model.forward_backward(x.data(), y.data(), 1, capture.sink(), {step, 10});
+    for (auto& o : opts) o->step(step, 1.0);
+  }
+  const nlohmann::json m = opts[1]->metrics();
+  EXPECT_EQ(m["refreshes"], 3) << m.dump();
+  EXPECT_EQ(m["cholesky_failures"], 0) << m.dump();
+  for (const char* name : {"blocks.0.attn.qkv_w", "blocks.6.attn.c_proj.weight", "blocks.7.mlp.c_fc.weight",
+                           "blocks.7.mlp.c_proj.weight"}) {
+    const auto& spec = model.layout().find(name);
+    double moved = 0;
+    for (int64_t i = 0; i < spec.numel; ++i)
+      moved = std::max(moved, std::fabs(double(model.params()[spec.offset + i]) - before[spec.offset + i]));
+    EXPECT_GT(moved, 0.0) << name;
+  }
 }
 
 TEST(Record26, ConfigValidationNamesTheKey) {
