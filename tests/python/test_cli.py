@@ -3,6 +3,7 @@ including every kind of bad input, each of which must give a clear message namin
 the file/key/value and a non-zero exit, never a crash."""
 import ctypes
 import json
+import math
 import os
 import random
 import re
@@ -145,6 +146,50 @@ class TestUsage(CliTestCase):
         self.assertNotIn("driver none", r.stdout)
         r = run_speedrun("train", self.tiny(), "--device", "cuda")
         self.assertFailsWith(r, "device cuda: no CUDA device: no NVIDIA driver is installed")
+
+
+class TestRecord26(CliTestCase):
+    """model.arch record26 end to end through the CLI (the model itself: test_reference_record26.py)."""
+
+    def record26_config(self):
+        cfg = tiny_config(*self.make_data(train_tokens=4000, val_tokens=300), out_dir=str(self.tmp / "runs"))
+        cfg["model"] = {"arch": "record26", "n_layer": 6, "d_model": 32, "n_head": 2, "head_dim": 16, "seq_len": 32,
+                        "attn_block_size": 8, "window_tokens": 24, "window_pattern": "LSSSSL",
+                        "logit_softcap": "sigmoid", "logit_cap": 30}
+        cfg["train"].update({"batch_tokens": 64, "micro_batch_seqs": 2})
+        cfg["data"]["val_tokens"] = 64
+        cfg["optimizers"] = [
+            {"type": "adamw", "params": ["embed.weight", "value_embeds.*", "lm_head.weight", "scalars"], "lr": 0.01,
+             "betas": [0.8, 0.95], "eps": 1e-10},
+            {"type": "muon", "params": ["blocks.*"], "lr": 0.02, "momentum_warmup_start": 0.85,
+             "momentum_warmup_steps": 3, "ns_preset": "quintic"},
+        ]
+        return self.write_config(cfg)
+
+    def test_trains_on_the_cpu_with_upstreams_parameter_names(self):
+        r = run_speedrun("train", self.record26_config(), "--device", "cpu", "--run-name", "r26", "--save-params",
+                         "--no-progress")
+        self.assertSucceeds(r)
+        run = self.tmp / "runs" / "r26"
+        summary = json.loads((run / "summary.json").read_text())
+        self.assertEqual(summary["status"], "completed")
+        self.assertTrue(all(math.isfinite(v["val_loss"]) for v in summary["val"]))
+        names = {p.stem for p in (run / "params").glob("*.npy")}
+        self.assertIn("blocks.0.attn.qkv_w", names)
+        self.assertIn("value_embeds.2.weight", names)
+        self.assertIn("scalars", names)
+        self.assertIn("lm_head.weight", names)
+        self.assertNotIn("proj.weight", names)
+
+    def test_cuda_is_refused_clearly(self):
+        r = run_speedrun("validate-config", self.record26_config())
+        self.assertSucceeds(r)
+        self.assertIn("model.arch = record26 is not yet on CUDA", r.stderr)
+
+    def test_bad_window_pattern_names_the_key(self):
+        cfg = json.loads(self.record26_config().read_text())
+        cfg["model"]["window_pattern"] = "LSL"
+        self.assertFailsWith(run_speedrun("validate-config", self.write_config(cfg)), "model.window_pattern")
 
 
 class TestValidateConfig(CliTestCase):
