@@ -9,6 +9,12 @@ matmul inputs, fp32 logits and loss, as upstream), F.scaled_dot_product_attentio
 causal mask when the torch has it, optional torch.compile. Random tokens, SUM loss.
 Times each micro-batch with torch.cuda.Event after warm-up and reports the median; the
 FLOP count is speedrun's (src/model/flops.h): 6 x matmul parameters + 6 L T (H D).
+Also reports which attention kernel SDPA picked (flash, cuDNN, efficient, math: read from the
+profiler's op names), the peak memory (torch.cuda.max_memory_allocated) and, with
+--step-steps, whole training steps: --micro-batches forward+backward passes, then Muon
+(bf16 Newton-Schulz, track3-muon's cubic x 12 by default) on the blocks' matrices and
+fused AdamW on the rest.
+Self-contained: torch and the standard library (it runs on the lent GPU machine as is).
 
     scripts/bench_torch_gpu.py                      # Track 3: 12 x 768, seq 1024, 64 sequences, CUDA
     scripts/bench_torch_gpu.py --compile --json torch.json
@@ -121,6 +127,86 @@ class Track3GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
 
 
+# Newton-Schulz presets as speedrun's ns_preset (src/config/run_config.h): (a, b, c) x steps.
+NS_PRESETS = {"cubic": ((2.0, -1.5, 0.5), 12), "quintic": ((3.4445, -4.7750, 2.0315), 5)}
+
+
+def newton_schulz(g, preset="cubic", eps=1e-7):
+    """Muon's Newton-Schulz in bf16: X <- a X + (b A + c A^2) X with A = X X^T."""
+    (a, b, c), steps = NS_PRESETS[preset]
+    x = g.bfloat16()
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x / (x.norm() + eps)
+    for _ in range(steps):
+        m = x @ x.T
+        x = a * x + (b * m + c * m @ m) @ x
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon as upstream applies it to the blocks' matrices: momentum 0.95 with Nesterov, the
+    update orthogonalized by Newton-Schulz in bf16 (configs/track3-muon.json's cubic x 12 by
+    default), scaled by sqrt(max(1, rows / cols)). One matrix at a time (upstream batches
+    them across ranks)."""
+
+    def __init__(self, params, lr=0.05, momentum=0.95, preset="cubic"):
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+        self.preset = preset
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "m" not in state:
+                    state["m"] = torch.zeros_like(p.grad)
+                m = state["m"]
+                m.lerp_(p.grad, 1 - group["momentum"])
+                u = newton_schulz(p.grad.lerp(m, group["momentum"]), self.preset)
+                p.add_(u.to(p.dtype), alpha=-group["lr"] * max(1.0, p.size(0) / p.size(1)) ** 0.5)
+
+
+def make_optimizers(model, preset):
+    """Track 3's split: Muon for the blocks' 2-D weights, AdamW for the embedding, the head and
+    every 1-D parameter (gains, biases)."""
+    matrices = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
+    ids = {id(p) for p in matrices}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    fused = {"fused": True} if rest[0].is_cuda else {}  # torch 1.13's AdamW has no `fused`
+    adamw = torch.optim.AdamW(rest, lr=0.008, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, **fused)
+    return [Muon(matrices, preset=preset), adamw]
+
+
+def sdpa_backend(step, device):
+    """Which attention kernel one micro-batch ran, read from the profiler's op names
+    (torch.backends.cuda only says which backends are allowed, not which one was picked)."""
+    names = {
+        "_scaled_dot_product_flash_attention": "flash",
+        "_scaled_dot_product_cudnn_attention": "cudnn",
+        "_scaled_dot_product_efficient_attention": "efficient",
+        "_scaled_dot_product_attention_math": "math",
+        "_flash_attention_forward": "flash",
+        "_efficient_attention_forward": "efficient",
+        "flash_fwd_kernel": "flash",  # CUDA kernel names, should a compiled graph hide the aten op
+        "fmha_cutlassF": "efficient",
+    }
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    seen = sorted({backend for e in prof.key_averages() for op, backend in names.items() if op in e.key})
+    if seen:
+        return "+".join(seen)
+    return "explicit softmax (no SDPA in this torch)" if not hasattr(F, "scaled_dot_product_attention") else "unknown"
+
+
 def flops_per_token(vocab, layers, d, heads, head_dim, mlp_ratio, seq):
     """speedrun's count (src/model/flops.h): 6 per matmul parameter + 6 L T (H D)."""
     hd, f = heads * head_dim, mlp_ratio * d
@@ -144,6 +230,12 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="timed micro-batches (the median is reported)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed micro-batches first (compilation included)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--step-steps", type=int, default=3,
+                    help="timed whole optimizer steps (after one untimed): --micro-batches forward+backward "
+                         "passes, then Muon on the blocks' matrices and AdamW on the rest; 0: none")
+    ap.add_argument("--micro-batches", type=int, default=8, help="micro-batches per step (Track 3: 8)")
+    ap.add_argument("--ns", default="cubic", choices=sorted(NS_PRESETS),
+                    help="Muon's Newton-Schulz preset (configs/track3-muon.json: cubic, 12 iterations)")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
     for name in ("layers", "dim", "heads", "head_dim", "mlp_ratio", "vocab", "seq", "batch", "steps"):
@@ -151,6 +243,8 @@ def main():
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     if a.warmup < 0:
         ap.error(f"--warmup must be >= 0, got {a.warmup}")
+    if a.step_steps < 0 or a.micro_batches < 1:
+        ap.error(f"--step-steps must be >= 0 and --micro-batches >= 1, got {a.step_steps}, {a.micro_batches}")
     if a.head_dim % 4:
         ap.error(f"--head-dim must be a multiple of 4 (half-truncated rotary), got {a.head_dim}")
     if a.device == "cuda" and not torch.cuda.is_available():
@@ -175,6 +269,9 @@ def main():
         loss.backward()  # gradients accumulate in fp32 .grad, as over micro-batches
         return loss
 
+    cuda = a.device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     times = []
     for i in range(a.warmup + a.steps):
         if a.device == "cuda":
@@ -194,6 +291,46 @@ def main():
     if not math.isfinite(loss):
         sys.exit(f"bench_torch_gpu.py: the loss is {loss}")
 
+    # Peak memory of the forward+backward runs above (allocated by tensors; reserved adds the
+    # caching allocator's slack). Our side reports the device memory in use (cudaMemGetInfo).
+    peak = torch.cuda.max_memory_allocated(dev) if cuda else None
+    peak_reserved = torch.cuda.max_memory_reserved(dev) if cuda else None
+    try:  # a profiler that fails must not cost the timings above
+        backend = sdpa_backend(fwd_bwd, a.device)
+    except Exception as e:  # noqa: BLE001
+        backend = f"unknown (profiler failed: {type(e).__name__}: {e})"
+
+    # A whole training step: the micro-batches' gradients accumulate, then the optimizers step.
+    step_times = []
+    if a.step_steps > 0:
+        optimizers = make_optimizers(model, a.ns)
+        if cuda:  # the steps' own peak: optimizer state and all
+            torch.cuda.reset_peak_memory_stats(dev)
+
+        def whole_step():
+            for _ in range(a.micro_batches):
+                fwd_bwd()
+            for opt in optimizers:
+                opt.step()
+            model.zero_grad(set_to_none=False)
+
+        for i in range(1 + a.step_steps):
+            t0 = time.perf_counter()
+            if cuda:
+                start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                whole_step()
+                stop.record()
+                stop.synchronize()
+                ms_step = start.elapsed_time(stop)
+            else:
+                whole_step()
+                ms_step = 1000.0 * (time.perf_counter() - t0)
+            if i >= 1:
+                step_times.append(ms_step)
+    step_ms = statistics.median(step_times) if step_times else None
+    step_peak = torch.cuda.max_memory_allocated(dev) if cuda and step_times else None
+
     ms = statistics.median(times)
     tokens_per_micro = a.batch * a.seq
     tokens_per_s = tokens_per_micro / (ms / 1000.0)
@@ -204,13 +341,23 @@ def main():
           f"seq {a.seq}, micro-batch {a.batch} x {a.seq} tokens, {a.dtype}{' compiled' if a.compile else ''}")
     print(f"forward+backward: {ms:.3f} ms per micro-batch (median of {a.steps} after {a.warmup} warm-up), "
           f"{tokens_per_s:.0f} tokens/s, {flops / 1e6:.1f} MFLOP/token, {tflops:.3f} TFLOP/s achieved")
+    print(f"attention backend (profiler): {backend}")
+    if peak is not None:
+        print(f"peak memory: {peak / 2**30:.2f} GiB allocated, {peak_reserved / 2**30:.2f} GiB reserved "
+              f"(forward+backward)" + (f"; {step_peak / 2**30:.2f} GiB allocated over whole steps" if step_peak else ""))
+    if step_ms is not None:
+        print(f"whole step: {step_ms:.3f} ms ({a.micro_batches} micro-batches + Muon ({a.ns} NS)/AdamW; median of "
+              f"{a.step_steps} after 1 warm-up)")
     if a.json:
         write_json_atomically(a.json, {"framework": "pytorch", "torch": torch.__version__, "device": a.device, "device_name": name,
                        "dtype": a.dtype, "compiled": a.compile, "layers": a.layers, "d_model": a.dim,
                        "heads": a.heads, "head_dim": a.head_dim, "vocab": a.vocab, "seq": a.seq,
                        "micro_batch_seqs": a.batch, "micro_batch_tokens": tokens_per_micro, "timed": a.steps,
                        "warmup": a.warmup, "micro_batch_ms": ms, "micro_batch_ms_all": times,
-                       "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss})
+                       "tokens_per_s": tokens_per_s, "flops_per_token": flops, "tflops": tflops, "loss": loss,
+                       "attention_backend": backend, "peak_allocated_bytes": peak,
+                       "peak_reserved_bytes": peak_reserved, "micro_batches_per_step": a.micro_batches,
+                       "step_ms": step_ms, "ns_preset": a.ns, "step_ms_all": step_times, "step_peak_allocated_bytes": step_peak})
 
 
 if __name__ == "__main__":

@@ -1,165 +1,281 @@
 #!/usr/bin/env bash
-# First run of the CUDA backend on a GPU machine (docs/cuda.md, "What a GPU session must do
-# first"): builds the default preset, then runs the CUDA op tests group by group (so that a
-# crash in one group does not hide the others), the whole-model tests (f32 and bf16), the
-# optimizer tests, the unit suite, the norm and model tests again with the one-pass RMSNorm
-# kernels (SPEEDRUN_RMSNORM=fast), the kernel drivers (dev/cuda: build/dev/cuda/dev_*, e.g.
-# dev_rmsnorm's and dev_attention_flash's checks against fp64 references and their timing tables), the optimizer
-# benchmark on the three Track 3 configs, the GPU side-by-side (speedrun bench on Track 3 with --device cuda, the same model in PyTorch:
-# scripts/bench_torch_gpu.py, eager and compiled, and their ratio: scripts/gpu_ratio.py),
-# short training runs on CUDA, and compute-sanitizer when present. Logs and JSON figures go
-# to ${OUT:-build/cuda-check}/. SKIP_TESTS=1 runs only the build and the benches;
-# SPEEDRUN_PREBUILT=DIR uses binaries packed by scripts/gpu_bundle.sh instead of building
-# (for GPU machines without the Debian build dependencies); GROUP_TIMEOUT (seconds, 600)
-# bounds each test group; NO_SANITIZER=1 and NO_TORCH_COMPILE=1 skip the slow parts.
+# Everything a GPU session checks and measures, in one run (docs/cuda.md, "What a GPU session
+# runs"; about 8 minutes on an H200 by estimate, each section's seconds are printed):
+#   1. binaries: the build (cmake, default preset, + the dev/cuda drivers), or the bundle packed
+#      by scripts/gpu_bundle.sh (SPEEDRUN_PREBUILT=DIR, for machines without the Debian build
+#      dependencies, such as the lent ones);
+#   2. every CUDA test, group by group (a crash in one does not hide the others), then again with
+#      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model) and
+#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model);
+#   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
+#   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
+#      RMSNorm; --sanitize-all: memcheck over every CUDA test too);
+#   5. `speedrun bench --kernels` (the per-op table) with the default kernels and with
+#      flash + fast, `speedrun bench --device cuda` (one micro-batch, whole steps) likewise,
+#      and the optimizer benchmark on the Track 3 configs;
+#   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
+#      peak memory, whole steps) and scripts/gpu_ratio.py;
+#   7. short training runs on CUDA (the quickstart in f32 and bf16), then several ranks on the
+#      one GPU (scripts/cuda_mpi_check.sh: mpirun -np 1 with NCCL vs one process, 2 ranks per
+#      GPU with every optimizer, a killed rank);
+#   8. with --compare: scripts/gpu_compare.sh (the gpu-mini LR sweep and optimizer comparison).
+# Output: ${OUT:-build/cuda-check}. The device tool brings back at most 8 files from $OUT, so
+# when OUT is set the logs are written to a scratch folder and packed into
+# $OUT/cuda-check.tar.gz at the end; $OUT also gets summary.txt (every line printed here), the
+# main JSON results and the gpu-mini comparison table: at most 8 files. Without OUT everything
+# stays in build/cuda-check/.
+#
+#   scripts/cuda_check.sh [--dry-run] [--compare | --compare-only] [--sanitize-all] [--no-tests]
+#                         [--no-sanitizer] [--no-bench] [--no-torch] [--no-train] [--no-mpi]
+# (--no-* skip sections 2-3, 4, 5, 6, 7, 7's multi-rank cases: to split the work over device calls, each within the
+# tool's 10-minute limit per command; --compare-only: the binaries and section 8 alone, which
+# by estimate takes about 6 minutes: a call of its own.)
+#
+# --dry-run runs nothing on a GPU: it checks the bundle (unpacks it, lists missing libraries)
+# or the build tree and prints every command with its time limit (tests/python/
+# test_gpu_scripts.py runs it on the CPU). Environment: SPEEDRUN_PREBUILT=DIR (the bundle),
+# BUILD_DIR (the build tree whose binaries to use without a bundle: build),
+# GROUP_TIMEOUT (s, per test group, 240), BENCH_TIMEOUT (s, per bench, 300), SANITIZER_TIMEOUT
+# (s, 300), PYTHON (python3). Exit status 1 when any step failed.
 set -u
 cd "$(dirname "$0")/.."
-out="${OUT:-build/cuda-check}"
-mkdir -p "$out"
+dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1 bench=1 mpi=1
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry=1 ;;
+    --compare) compare=1 ;;
+    --sanitize-all) sanitize_all=1 ;;
+    --no-torch) torch=0 ;;
+    --no-train) train=0 ;;
+    --no-mpi) mpi=0 ;;
+    --no-tests) tests_on=0 ;;
+    --no-sanitizer) sanitizer=0 ;;
+    --no-bench) bench=0 ;;
+    --compare-only) compare=1 tests_on=0 sanitizer=0 bench=0 torch=0 train=0 mpi=0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "cuda_check.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+final="${OUT:-build/cuda-check}"
+mkdir -p "$final" || exit 1
+if [ -n "${OUT:-}" ]; then work="$(mktemp -d /tmp/cuda-check.XXXXXX)"; else work="$final"; fi
+# Every line printed here also goes to $final/summary.txt (tee's pid kept, to wait for it at the end).
+exec > >(tee "$final/summary.txt") 2>&1
+tee_pid=$!
 jobs="$(nproc 2>/dev/null || echo 4)"
+group_timeout="${GROUP_TIMEOUT:-240}"
+bench_timeout="${BENCH_TIMEOUT:-300}"
+san_timeout="${SANITIZER_TIMEOUT:-300}"
+py="${PYTHON:-python3}"
+status=0
+t_start=$SECONDS
+echo "cuda_check.sh $* at $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), logs in $work"
 
-speedrun=./build/speedrun
-tests=./build/tests/speedrun_tests
-devdir=./build/dev/cuda
+# step NAME LIMIT CMD...: runs CMD (env assignments allowed: `env A=B cmd`) under `timeout LIMIT`,
+# its output in $work/NAME.log; prints one line: rc, seconds, and gtest's PASSED/FAILED counts.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  if [ "$dry" = 1 ]; then
+    printf 'would run %-32s (%4ss): %s\n' "$name" "$limit" "$*"
+    return 0
+  fi
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$work/$name.log" 2>&1
+  local rc=$?
+  [ $rc -ne 0 ] && status=1
+  printf '%-34s rc=%-3d %4ds  %s\n' "$name" "$rc" "$((SECONDS - t0))" \
+    "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) |ERROR SUMMARY|RACECHECK SUMMARY' "$work/$name.log" | tr '\n' ' ')"
+  return $rc
+}
+section() { echo; echo "== $* ($((SECONDS - t_start)) s so far)"; }
+# finish STATUS: what comes back from the device tool (at most 8 files): summary.txt, the main
+# JSON results, and everything else packed into one archive; then waits for tee and exits.
+finish() {
+  section "done: status $1"
+  if [ "$work" != "$final" ]; then
+    for f in bench_kernels.json bench_kernels_flash_fast.json bench_speedrun.json bench_torch_compiled.json \
+             ratio_bench_speedrun.json; do
+      [ -f "$work/$f" ] && cp "$work/$f" "$final/"
+    done
+    [ -f "$work/gpu-compare/compare/comparison.md" ] && cp "$work/gpu-compare/compare/comparison.md" \
+      "$final/gpu_mini_comparison.md"
+    tar -C "$work" -czf "$final/cuda-check.tar.gz" . 2>/dev/null && rm -rf "$work" \
+      || echo "could not pack $work into $final/cuda-check.tar.gz (the logs stay there)"
+  fi
+  exec >&- 2>&-
+  wait "$tee_pid" 2>/dev/null
+  exit "$1"
+}
+
+# ---- 1. binaries ---------------------------------------------------------------------------
+section "binaries"
+build="${BUILD_DIR:-build}"  # the default preset's binary dir
+speedrun="$build/speedrun"
+tests="$build/tests/speedrun_tests"
+devdir="$build/dev/cuda"
 if [ -n "${SPEEDRUN_PREBUILT:-}" ]; then
-  # Binaries packed by scripts/gpu_bundle.sh on a machine that has the build dependencies.
-  bundle="$(mktemp -d)"
-  tar -C "$bundle" -xJf "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" || { echo "cannot unpack $SPEEDRUN_PREBUILT"; exit 1; }
+  bundle="$(mktemp -d /tmp/speedrun-bundle.XXXXXX)"
+  tar -C "$bundle" -xJf "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" || { echo "cannot unpack $SPEEDRUN_PREBUILT/gpu-bundle.tar.xz"; finish 1; }
   export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   speedrun="$bundle/speedrun"
   tests="$bundle/speedrun_tests"
   devdir="$bundle"
-  # The CTest suite needs the build tree: only the GPU groups and the benches run.
-  NO_CTEST=1
+  if [ -x "$bundle/ompi/bin/mpirun" ] && ! command -v mpirun >/dev/null; then
+    # The bundle's relocated Open MPI runtime (scripts/gpu_bundle.sh), for section 7's ranks.
+    export PATH="$bundle/ompi/bin:$PATH" OPAL_PREFIX="$bundle/ompi"
+    export PMIX_PREFIX="$bundle/ompi/lib/x86_64-linux-gnu/pmix2"
+    export PMIX_MCA_mca_base_component_path="$bundle/ompi/lib/x86_64-linux-gnu/pmix2/lib/pmix"
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$bundle/ompi/deps"
+  fi
+  echo "bundle: $(du -sh "$SPEEDRUN_PREBUILT/gpu-bundle.tar.xz" | cut -f1) packed; $(cat "$bundle/COMMIT" 2>/dev/null || echo 'commit unknown')"
 else
-  cmake --preset default >"$out/configure.log" 2>&1 && cmake --build --preset default -j "$jobs" >"$out/build.log" 2>&1 \
-    && cmake --build --preset default -j "$jobs" --target dev_cuda >>"$out/build.log" 2>&1 \
-    || { echo "build failed: see $out/build.log"; tail -40 "$out/build.log"; exit 1; }
+  step configure 600 cmake --preset default || { tail -20 "$work/configure.log"; finish 1; }
+  step build 900 cmake --build --preset default -j "$jobs" --target speedrun speedrun_tests dev_cuda \
+    || { tail -40 "$work/build.log"; finish 1; }
 fi
-"$speedrun" info >"$out/info.log" 2>&1
-echo "speedrun info rc=$?: $(grep -i -m2 -E 'device|cuda' "$out/info.log" | tr '\n' ' ')"
-nvidia-smi >"$out/nvidia-smi.log" 2>&1
-group_timeout="${GROUP_TIMEOUT:-600}"
-
-# Test names, not files: the CudaOpsTest cases live in tests/unit/ops/test_<op>.cpp (one
-# file per op), CudaModel in test_cuda_model.cpp, CudaOptimTest in test_cuda_optim.cpp.
-declare -a groups=(
-  'CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
-  'CudaOpsTest.Embedding*'
-  'CudaOpsTest.SoftcapCrossEntropy*'
-  'CudaOpsTest.Linear*'
-  'CudaOpsTest.Attention*:CudaOpsTest.Refuses*'
-  'CudaModel.*'
-  'CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
-  'CudaOptimTest.Muon*'
-  'CudaOptimTest.NewtonMuon*'
-)
-status=0
-[ "${SKIP_TESTS:-0}" = 1 ] && groups=()
-for i in "${!groups[@]}"; do
-  log="$out/group$i.log"
-  timeout "$group_timeout" "$tests" --gtest_filter="${groups[$i]}" >"$log" 2>&1
-  rc=$?
-  [ $rc -ne 0 ] && status=1
-  printf '%-70s rc=%d  %s\n' "${groups[$i]}" "$rc" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
+for bin in "$speedrun" "$tests" "$devdir/dev_attention_flash" "$devdir/dev_rmsnorm"; do
+  if [ ! -x "$bin" ]; then
+    echo "missing: $bin"
+    [ "$dry" = 1 ] || status=1
+    continue
+  fi
+  missing="$(ldd "$bin" 2>/dev/null | awk '/not found/{print $1}' | tr '\n' ' ')"
+  [ -n "$missing" ] && missing="; libraries not found here: $missing(libcuda comes with the GPU machine's driver)"
+  echo "$(basename "$bin"): ok$missing"
 done
-# The one-pass RMSNorm kernels are opt-in until they have passed here: the norm tests and the
-# whole-model tests again with them selected.
-if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  log="$out/group-rmsnorm-fast.log"
-  SPEEDRUN_RMSNORM=fast timeout "$group_timeout" "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*' \
-    >"$log" 2>&1
-  rc=$?
-  [ $rc -ne 0 ] && status=1
-  printf '%-70s rc=%d  %s\n' "SPEEDRUN_RMSNORM=fast RmsNorm*:QkNorm*:CudaModel.*" "$rc" \
-    "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$log" | tr '\n' ' ')"
+# The binaries start here (no GPU needed), and every test filter below names existing tests
+# (a renamed test would otherwise pass as "0 tests").
+echo "speedrun --version: $("$speedrun" --version 2>&1 | head -1)"
+"$tests" --gtest_list_tests >"$work/test-list.log" 2>&1 || { echo "speedrun_tests does not start:"; tail -5 "$work/test-list.log"; finish 1; }
+filter_matches() { "$tests" --gtest_list_tests --gtest_filter="$1" 2>/dev/null | grep -c '^  '; }
+if [ "$dry" != 1 ]; then
+  "$speedrun" info >"$work/info.log" 2>&1
+  echo "speedrun info rc=$?: $(grep -i -m2 -E 'device|cuda' "$work/info.log" | tr '\n' ' ')"
+  nvidia-smi >"$work/nvidia-smi.log" 2>&1
 fi
-# The kernel drivers (dev/cuda/*.cu): each validates against a CPU reference (non-zero exit on
-# a mismatch) and prints its timing table; the whole output is in $out/dev_NAME.log.
-for name in attention_flash rmsnorm; do
-  driver="$devdir/dev_$name"
-  if [ ! -x "$driver" ]; then
-    echo "dev_$name: not built (cmake --build --preset default --target dev_cuda; scripts/gpu_bundle.sh carries it)"
+
+# ---- 2. CUDA tests ---------------------------------------------------------------------------
+if [ "$tests_on" = 1 ]; then
+section "CUDA tests (default kernels)"
+# Test names, not files: CudaOpsTest cases live in tests/unit/ops/test_<op>.cpp, CudaModel in
+# test_cuda_model.cpp, CudaOptimTest in test_cuda_optim.cpp.
+groups=(
+  'ops-elementwise:CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
+  'ops-embedding:CudaOpsTest.Embedding*'
+  'ops-cross-entropy:CudaOpsTest.SoftcapCrossEntropy*'
+  'ops-linear:CudaOpsTest.Linear*'
+  'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
+  'model:CudaModel.*'
+  'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
+  'optim-muon:CudaOptimTest.Muon*'
+  'optim-newton-muon:CudaOptimTest.NewtonMuon*'
+)
+for g in "${groups[@]}"; do
+  n="$(filter_matches "${g#*:}")"
+  if [ "$n" -eq 0 ]; then
+    echo "test-${g%%:*}: the filter ${g#*:} matches no test"
     status=1
     continue
   fi
-  timeout "${BENCH_TIMEOUT:-600}" "$driver" >"$out/dev_$name.log" 2>&1
-  rc=$?
-  [ $rc -ne 0 ] && status=1
-  echo "dev_$name rc=$rc"
-  grep -E '^(dev_|validation|checks|device-to-device|op |forward|backward|QK|target)' "$out/dev_$name.log"
+  [ "$dry" = 1 ] && echo "test-${g%%:*}: $n tests"
+  step "test-${g%%:*}" "$group_timeout" "$tests" --gtest_filter="${g#*:}"
 done
-if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_CTEST:-0}" != 1 ]; then
-  ctest --test-dir build -L unit -j "$jobs" >"$out/ctest.log" 2>&1
-  echo "ctest rc=$?: $(grep 'tests passed' "$out/ctest.log")"
+section "CUDA tests with the opt-in kernels"
+step test-flash-attention "$group_timeout" env SPEEDRUN_ATTENTION=flash "$tests" \
+  --gtest_filter='CudaOpsTest.Attention*:CudaModel.*'
+step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
+  --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*'
+
+# ---- 3. kernel drivers -----------------------------------------------------------------------
+section "kernel drivers (dev/cuda)"
+for name in attention_flash rmsnorm; do
+  step "dev_$name" "$bench_timeout" "$devdir/dev_$name"
+  [ "$dry" = 1 ] || grep -E '^(dev_|validation|checks|device-to-device|op |forward|backward|QK|target)' "$work/dev_$name.log"
+done
 fi
 
-# The optimizer benchmark (step times, the Newton-Schulz GEMMs' TFLOP/s against the bf16
-# GEMM ceiling, Newton-Muon's amortized refresh) on the Track 3 shapes.
-for c in track3-muon track3-newton-muon track3-rmnp; do
-  timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda --steps 10 --warmup 3 \
-    --json "$out/bench-optim-$c.json" >"$out/bench-optim-$c.log" 2>&1
-  rc=$?
-  [ $rc -ne 0 ] && status=1
-  printf 'bench --optimizers-only %-22s rc=%d\n' "$c" "$rc"
-  cat "$out/bench-optim-$c.log"
-done
-
-# The side-by-side (docs/performance.md, "GPU"): one micro-batch of 64 x 1024 tokens each.
-timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench configs/track3-muon.json --device cuda --steps 10 --warmup 3 \
-  --json "$out/bench_speedrun.json" >"$out/bench_speedrun.log" 2>&1
-echo "speedrun bench rc=$?: $(grep -E 'forward\+backward|MFU|GEMM ceiling' "$out/bench_speedrun.log" | tr '\n' ' ')"
-SPEEDRUN_RMSNORM=fast timeout "${BENCH_TIMEOUT:-600}" "$speedrun" bench configs/track3-muon.json --device cuda --steps 10 \
-  --warmup 3 --json "$out/bench_speedrun_rmsnorm_fast.json" >"$out/bench_speedrun_rmsnorm_fast.log" 2>&1
-echo "speedrun bench, SPEEDRUN_RMSNORM=fast rc=$?: $(grep -E 'forward\+backward|MFU' "$out/bench_speedrun_rmsnorm_fast.log" | tr '\n' ' ')"
-py="${PYTHON:-python3}"
-timeout "${BENCH_TIMEOUT:-600}" "$py" scripts/bench_torch_gpu.py --steps 10 --warmup 3 --json "$out/bench_torch.json" \
-  >"$out/bench_torch.log" 2>&1
-echo "torch eager rc=$?: $(grep forward "$out/bench_torch.log")"
-[ "${NO_TORCH_COMPILE:-0}" = 1 ] || timeout "${BENCH_TIMEOUT:-900}" "$py" scripts/bench_torch_gpu.py --compile --steps 10 --warmup 5 --json "$out/bench_torch_compiled.json" \
-  >"$out/bench_torch_compiled.log" 2>&1
-echo "torch compiled rc=$?: $(grep forward "$out/bench_torch_compiled.log")"
-for theirs in bench_torch bench_torch_compiled; do
-  [ -f "$out/bench_speedrun.json" ] && [ -f "$out/$theirs.json" ] &&
-    "$py" scripts/gpu_ratio.py "$out/bench_speedrun.json" "$out/$theirs.json" --json "$out/ratio_$theirs.json"
-done
-# Training on CUDA: the quickstart (its CPU figures are in the README) with f32 and bf16
-# activations, and the three Track 3 configs for 20 steps on the embedded data (refreshes of
-# Newton-Muon every 5 steps, so that they happen inside the run).
-runs="$(mktemp -d)"
-train_run() {  # name, config, extra --set arguments...
-  local name="$1" config="$2"
-  shift 2
-  timeout "${BENCH_TIMEOUT:-600}" "$speedrun" train "$config" --device cuda --out-dir "$runs" --run-name "$name" \
-    --no-progress "$@" >"$out/train-$name.log" 2>&1
-  local rc=$?
-  [ $rc -ne 0 ] && status=1
-  printf 'train %-24s rc=%d  %s\n' "$name" "$rc" "$(grep -E 'val_loss' "$out/train-$name.log" | sed -n '1p;$p' | tr '\n' ' ')"
-  [ -f "$runs/$name/metrics.jsonl" ] && cp "$runs/$name/metrics.jsonl" "$out/metrics-$name.jsonl"
-}
-if [ "${NO_TRAIN:-0}" != 1 ]; then
-  for act in f32 bf16; do train_run "quickstart-$act" configs/quickstart.json --set train.activation_dtype=$act; done
-  sotu=(--set 'data.train_glob=data/sotu/sotu_train_*.bin' --set 'data.val_glob=data/sotu/sotu_val_*.bin'
-        --set data.val_tokens=131072 --set train.batch_tokens=131072 --set train.steps=20 --set train.val_every=10
-        --set data.epochs=2)
-  train_run track3-muon configs/track3-muon.json "${sotu[@]}"
-  train_run track3-rmnp configs/track3-rmnp.json "${sotu[@]}"
-  nm=()
-  for i in 3 4 5 6; do nm+=(--set "optimizers[$i].refresh_every=5"); done
-  train_run track3-newton-muon configs/track3-newton-muon.json "${sotu[@]}" "${nm[@]}"
-fi
-
-# Last, being the slowest: compute-sanitizer over the CUDA tests.
-if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${NO_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
-  timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool memcheck "$tests" --gtest_filter='CudaOps*:CudaModel*:CudaOptim*' >"$out/memcheck.log" 2>&1
-  echo "memcheck rc=$? ($(grep -c 'Invalid' "$out/memcheck.log") invalid accesses)"
-  timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool racecheck "$tests" --gtest_filter='CudaOpsTest.Attention*:CudaOpsTest.RmsNorm*' \
-    >"$out/racecheck.log" 2>&1
-  echo "racecheck rc=$? ($(grep -c 'hazard' "$out/racecheck.log") hazard lines)"
+# ---- 4. sanitizers on the new kernels ----------------------------------------------------------
+if [ "$sanitizer" = 1 ]; then
+section "compute-sanitizer"
+if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
   for tool in memcheck racecheck; do
-    SPEEDRUN_RMSNORM=fast timeout "${SANITIZER_TIMEOUT:-900}" compute-sanitizer --tool $tool "$tests" \
-      --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*' >"$out/$tool-rmsnorm-fast.log" 2>&1
-    echo "$tool, SPEEDRUN_RMSNORM=fast rc=$? ($(grep -c -E 'Invalid|hazard' "$out/$tool-rmsnorm-fast.log") error lines)"
+    step "$tool-flash-attention" "$san_timeout" env SPEEDRUN_ATTENTION=flash compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Attention*'
+    step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
+  done
+  [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
+    --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
+else
+  echo "compute-sanitizer: not on PATH (skipped)"
+fi
+fi
+
+# ---- 5. benches ------------------------------------------------------------------------------
+if [ "$bench" = 1 ]; then
+section "benches: kernel table, micro-batch and whole step, optimizers"
+track3=configs/track3-muon.json
+step bench-kernels "$bench_timeout" "$speedrun" bench "$track3" --kernels --device cuda --steps 10 --warmup 3 \
+  --json "$work/bench_kernels.json"
+step bench-kernels-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
+  "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_flash_fast.json"
+[ "$dry" = 1 ] || sed -n '/^kernel table/,$p' "$work/bench-kernels.log" "$work/bench-kernels-flash-fast.log"
+step bench-speedrun "$bench_timeout" "$speedrun" bench "$track3" --device cuda --steps 10 --warmup 3 \
+  --json "$work/bench_speedrun.json"
+step bench-speedrun-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
+  "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_flash_fast.json"
+[ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
+  "$work/bench-speedrun-flash-fast.log"
+for c in track3-muon track3-newton-muon track3-rmnp; do
+  step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
+    --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"
+done
+fi
+
+# ---- 6. the PyTorch side-by-side ------------------------------------------------------------------
+if [ "$torch" = 1 ]; then
+  section "PyTorch side-by-side (torch.compile)"
+  step bench-torch-compiled 600 env PYTHONUNBUFFERED=1 "$py" scripts/bench_torch_gpu.py --compile --steps 10 \
+    --warmup 5 --step-steps 3 --micro-batches 8 --json "$work/bench_torch_compiled.json"
+  [ "$dry" = 1 ] || grep -E 'forward|backend|peak|whole step' "$work/bench-torch-compiled.log"
+  for ours in bench_speedrun bench_speedrun_flash_fast; do
+    if [ "$dry" = 1 ]; then
+      echo "would run: $py scripts/gpu_ratio.py $work/$ours.json $work/bench_torch_compiled.json"
+    elif [ -f "$work/$ours.json" ] && [ -f "$work/bench_torch_compiled.json" ]; then
+      "$py" scripts/gpu_ratio.py "$work/$ours.json" "$work/bench_torch_compiled.json" --json "$work/ratio_$ours.json" \
+        || status=1
+    fi
   done
 fi
-exit $status
+
+# ---- 7. training on CUDA -------------------------------------------------------------------
+if [ "$train" = 1 ]; then
+  section "training on CUDA"
+  runs="$work/runs"
+  for act in f32 bf16; do
+    step "train-quickstart-$act" "$bench_timeout" "$speedrun" train configs/quickstart.json --device cuda \
+      --out-dir "$runs" --run-name "quickstart-$act" --no-progress --set train.activation_dtype=$act
+    [ "$dry" = 1 ] || grep -E 'val_loss' "$work/train-quickstart-$act.log" | sed -n '1p;$p'
+  done
+fi
+
+# ---- 7b. several ranks on the one GPU (issue 16) ---------------------------------------------
+if [ "$mpi" = 1 ]; then
+  section "several ranks on one GPU (scripts/cuda_mpi_check.sh)"
+  step mpi-checks 420 scripts/cuda_mpi_check.sh "$speedrun" "$work/mpi"
+  [ "$dry" = 1 ] || cat "$work/mpi/mpi-summary.log" 2>/dev/null
+fi
+
+# ---- 8. the gpu-mini optimizer comparison ------------------------------------------------------
+if [ "$compare" = 1 ]; then
+  section "gpu-mini optimizer comparison (scripts/gpu_compare.sh)"
+  if [ "$dry" = 1 ]; then
+    scripts/gpu_compare.sh --dry-run --speedrun "$speedrun" "$work/gpu-compare"
+  else
+    step gpu-compare 600 scripts/gpu_compare.sh --speedrun "$speedrun" "$work/gpu-compare"
+    cat "$work/gpu-compare/compare/comparison.md" 2>/dev/null
+  fi
+fi
+
+finish "$status"

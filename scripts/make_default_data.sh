@@ -39,7 +39,7 @@ for i in "${!addresses[@]}"; do
 done
 
 # --val-tokens = exactly the tokens of the val addresses, so the val shard ends with them.
-val_tokens=$("$speedrun" -q tokenize "${val[@]}" --out "$work/count" --prefix count | awk '/^tokens:/ {print $2}')
+val_tokens=$("$speedrun" -q tokenize "${val[@]}" --out "$work/count" --prefix count --val-tokens 0 | awk '/^tokens:/ {print $2}')
 echo "${#addresses[@]} addresses: ${#val[@]} for validation ($val_tokens tokens), ${#train[@]} for training"
 
 "$speedrun" tokenize "${val[@]}" "${train[@]}" --out "$out" --prefix sotu \

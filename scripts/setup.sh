@@ -10,7 +10,7 @@ packages=(
   build-essential cmake git pkg-config
   libcli11-dev libspdlog-dev nlohmann-json3-dev
   libopenblas-openmp-dev libopenmpi-dev openmpi-bin
-  libgtest-dev
+  libgtest-dev zlib1g-dev
   python3 python3-numpy python3-torch python3-matplotlib
 )
 

@@ -11,31 +11,9 @@
 #include "build_info.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/usage.h"
 #include "core/error.h"
 #include "core/log.h"
-
-namespace {
-
-int usage_error(CLI::App& app, const CLI::ParseError& e) {
-  // Show the usage of the subcommand that was being parsed, if any.
-  CLI::App* target = &app;
-  for (CLI::App* sub = &app; sub != nullptr;) {
-    auto subs = sub->get_subcommands();
-    if (subs.empty()) break;
-    sub = target = subs.front();
-  }
-  // CLI11 checks for a missing subcommand or positional before it reports unrecognised
-  // arguments, so `speedrun --bogus` or `speedrun bench --bogus` would only say "... is
-  // required": name the culprit too.
-  std::string message = e.what();
-  const auto extras = app.remaining(/*recurse=*/true);
-  if (!extras.empty() && message.find(extras.front()) == std::string::npos)
-    message = "unknown argument " + extras.front() + " (and " + message + ")";
-  std::fprintf(stderr, "error: %s\n\n%s", message.c_str(), target->help().c_str());
-  return 2;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"speedrun: train GPT-2 the modded-nanogpt way and compare Muon, Newton-Muon and RMNP"};
@@ -52,6 +30,10 @@ int main(int argc, char** argv) {
       speedrun::cli::add_train_command(app),
       speedrun::cli::add_bench_command(app),
       speedrun::cli::add_compare_command(app),
+      speedrun::cli::add_sample_command(app),
+      speedrun::cli::add_eval_command(app),
+      speedrun::cli::add_runs_command(app),
+      speedrun::cli::add_plot_command(app),
       speedrun::cli::add_validate_config_command(app),
       speedrun::cli::add_info_command(app),
       speedrun::cli::add_tokenize_command(app),
@@ -66,7 +48,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return usage_error(app, e);
+    return speedrun::cli::usage_error(app, e);
   }
 
   speedrun::init_logging(quiet ? speedrun::Verbosity::quiet

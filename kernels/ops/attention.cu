@@ -6,7 +6,9 @@
 // (fp32 FMA from shared memory). It serves f32 always, and bf16 only with
 // SPEEDRUN_ATTENTION=simt (or unaligned pointers): bf16 attention otherwise goes to the
 // tensor-core kernels of kernels/ops/attention_tc.cu (same tiles, online softmax, masks and
-// backward structure; use_tensor_core_attention below decides).
+// backward structure; use_tensor_core_attention below decides), or with
+// SPEEDRUN_ATTENTION=flash to the FlashAttention-2-class kernels of
+// kernels/ops/attention_flash.cu (use_flash_attention decides; not yet run on a GPU).
 //
 // Tiles: Br = Bc = 64 query/key rows, head_dim D in {64, 128} (template), 256 threads.
 // Shared memory holds the tiles in fp32; rows read by a warp at 32 different keys are
@@ -34,6 +36,7 @@
 #include <algorithm>
 
 #include "kernels/ops/attention_common.cuh"
+#include "kernels/ops/attention_flash.h"
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
 #include "kernels/ops/ops_cuda.h"
@@ -337,11 +340,13 @@ dim3 tile_grid(int64_t seq, int64_t batch_heads) { return attention_tile_grid(se
 
 }  // namespace
 
-bool attention_supports_head_dim(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
-
 void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
                        int64_t seq, int64_t heads, int64_t head_dim, float scale) {
   if (batch * seq * heads <= 0) return;
+  if (use_flash_attention(act, {out, q, k, v})) {
+    attention_flash_forward(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
+    return;
+  }
   if (use_tensor_core_attention(act, {out, q, k, v})) {
     attention_forward_tc(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
     return;
@@ -363,6 +368,10 @@ void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dou
                         int64_t head_dim, float scale) {
   const int64_t rows = batch * seq * heads;
   if (rows <= 0) return;
+  if (use_flash_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
+    attention_flash_backward(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
+    return;
+  }
   if (use_tensor_core_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
     attention_backward_tc(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
     return;

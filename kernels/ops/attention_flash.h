@@ -30,7 +30,7 @@ void attention_flash_backward(void* dq, void* dk, void* dv, const void* dout, co
                               int64_t heads, int64_t head_dim, float scale);
 
 // Scratch bytes attention_flash_backward takes from cuda::workspace(): B H T floats of delta
-// (rounded up to 256 bytes) + B T H D floats of dQ accumulator (201 MiB at Track 3's shape).
+// (rounded up to 256 bytes) + B T H D floats of dQ accumulator (192 MiB at Track 3's shape).
 size_t attention_flash_backward_workspace_bytes(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim);
 
 }  // namespace speedrun::cuda

@@ -27,10 +27,13 @@
 //
 // Determinism: no atomics; one dK/dV kernel per key tile, one dQ kernel per query tile,
 // P recomputed in each (like kernels/ops/attention.cu).
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "core/error.h"
 #include "kernels/ops/attention_common.cuh"
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
@@ -416,7 +419,8 @@ AttentionKernel kernel_from_environment() {
   const std::string v = value ? value : "";
   if (v.empty() || v == "tc") return AttentionKernel::tensor_core;
   if (v == "simt") return AttentionKernel::simt;
-  throw std::invalid_argument("SPEEDRUN_ATTENTION=" + v + ": expected simt, tc or nothing");
+  if (v == "flash") return AttentionKernel::flash;
+  throw UserError("SPEEDRUN_ATTENTION=" + v + ": expected simt, tc, flash or nothing (environment variable)");
 }
 
 // -1: no override; else an AttentionKernel.
@@ -439,6 +443,22 @@ bool use_tensor_core_attention(DType act, std::initializer_list<const void*> poi
   if (act != DType::bf16 || attention_kernel() != AttentionKernel::tensor_core) return false;
   for (const void* p : pointers) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
+}
+
+bool use_flash_attention(DType act, std::initializer_list<const void*> pointers) {
+  if (act != DType::bf16 || attention_kernel() != AttentionKernel::flash) return false;
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 == 0) continue;
+    // Said once per process: a run whose tensors are unaligned would say it at every layer.
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true)) {
+      std::fprintf(stderr,
+                   "speedrun: warning: SPEEDRUN_ATTENTION=flash, but an attention tensor is not 16-byte aligned: "
+                   "such calls run on the CUDA-core kernels instead (said once)\n");
+    }
+    return false;
   }
   return true;
 }

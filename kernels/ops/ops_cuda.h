@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
+#include <string>
 
 #include "core/tensor.h"
 #include "core/softcap.h"
@@ -43,7 +45,7 @@ void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, cons
 // up to 1024 and x, out, dout, dx are 16-byte aligned, else the legacy kernels run.
 // The environment variable SPEEDRUN_RMSNORM=fast|legacy (read once, at the first call)
 // chooses; unset means legacy until the fast kernels have passed on a GPU; another value is
-// refused (std::invalid_argument).
+// refused (UserError, naming the variable: exit status 1).
 enum class RmsNormKernel { legacy, fast };
 RmsNormKernel rmsnorm_kernel();
 // Overrides the environment's choice (tests and dev/cuda/rmsnorm.cu compare both); returns
@@ -81,24 +83,51 @@ void attention_forward(DType act, void* out, float* lse, const void* q, const vo
 void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                         const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
                         int64_t head_dim, float scale);
-// The head dims the attention kernels are instantiated for.
-bool attention_supports_head_dim(int64_t head_dim);
+// The head dims the attention kernels are instantiated for: the one list that every check
+// (the trainer, bench, validate-config, compare, the op's own check) and every message
+// naming the supported dims is derived from. It must match the kernels' dispatch on
+// head_dim (kernels/ops/attention.cu, attention_tc.cu, attention_flash.cu).
+inline constexpr int64_t kAttentionHeadDims[] = {64, 128};
+constexpr bool attention_supports_head_dim(int64_t head_dim) {
+  for (const int64_t d : kAttentionHeadDims)
+    if (d == head_dim) return true;
+  return false;
+}
+// kAttentionHeadDims as a phrase for messages: "64 and 128".
+inline std::string attention_head_dims_text() {
+  std::string text;
+  const size_t n = std::size(kAttentionHeadDims);
+  for (size_t i = 0; i < n; ++i) {
+    if (i > 0) text += i + 1 == n ? " and " : ", ";
+    text += std::to_string(kAttentionHeadDims[i]);
+  }
+  return text;
+}
 
 // bf16 attention runs on the tensor cores (kernels/ops/attention_tc.cu: mma.sync bf16 tiles,
 // fp32 accumulation and softmax statistics) unless the environment variable
-// SPEEDRUN_ATTENTION=simt is set (read once, at the first attention call), which selects
-// the fp32 CUDA-core kernels of kernels/ops/attention.cu; f32 attention always uses those.
-// Another value than "simt", "tc" or empty is refused (std::invalid_argument).
-enum class AttentionKernel { tensor_core, simt };
+// SPEEDRUN_ATTENTION (read once, at the first attention call) says otherwise: `simt` selects
+// the fp32 CUDA-core kernels of kernels/ops/attention.cu, `flash` the FlashAttention-2-class
+// kernels of kernels/ops/attention_flash.cu (opt-in until they have passed on a GPU: cp.async
+// pipelining, ldmatrix, one backward kernel with dQ accumulated by fp32 atomics, so dq is not
+// bitwise reproducible; it takes B T H D floats of cuda::workspace()). f32 attention always
+// uses the CUDA-core kernels. Another value than "simt", "tc", "flash" or empty is refused
+// (UserError, naming the variable: exit status 1).
+enum class AttentionKernel { tensor_core, simt, flash };
 // The kernels bf16 attention uses now: the override if one is set, else the environment's.
 AttentionKernel attention_kernel();
-// Overrides the environment's choice (tests compare both against the CPU); returns the
+// Overrides the environment's choice (tests compare each against the CPU); returns the
 // previous attention_kernel(). Not synchronized with attention calls on other threads.
 AttentionKernel set_attention_kernel(AttentionKernel kernel);
 // Whether attention_forward/backward with these (device) pointers goes to the tensor-core
 // kernels: act is bf16, attention_kernel() is tensor_core and every pointer is 16-byte
 // aligned (the tiles are loaded 8 elements at a time).
 bool use_tensor_core_attention(DType act, std::initializer_list<const void*> pointers);
+// Whether they go to the flash kernels: act is bf16, attention_kernel() is flash and every
+// pointer is 16-byte aligned (cp.async and ldmatrix move 16 bytes). When flash is selected
+// but a pointer is not aligned, the call falls back to the CUDA-core kernels and the first
+// such call in the process says so on stderr.
+bool use_flash_attention(DType act, std::initializer_list<const void*> pointers);
 // The tensor-core kernels themselves (bf16 q, k, v, out, dout, dq, dk, dv; same shapes,
 // semantics and head dims as attention_forward/backward); called by those two.
 void attention_forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,

@@ -12,6 +12,7 @@
 // Aliasing: out may alias x (forward) and dx may alias dout or x (backward, not
 // accumulating): each lane reads the elements it later writes, and the warp reduction
 // (__shfl_xor_sync) separates the reads of the whole row from the first write.
+#include "core/error.h"
 #include "kernels/ops/column_sums.cuh"
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
@@ -474,7 +475,7 @@ RmsNormKernel kernel_from_environment() {
   const std::string v = value ? value : "";
   if (v.empty() || v == "legacy") return RmsNormKernel::legacy;
   if (v == "fast") return RmsNormKernel::fast;
-  throw std::invalid_argument("SPEEDRUN_RMSNORM=" + v + ": expected fast, legacy or nothing");
+  throw UserError("SPEEDRUN_RMSNORM=" + v + ": expected fast, legacy or nothing (environment variable)");
 }
 
 int kernel_override = -1;  // -1: none; else a RmsNormKernel

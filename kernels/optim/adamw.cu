@@ -87,4 +87,10 @@ void AdamWDevice::step(const AdamWScalars& s) {
 
 size_t AdamWDevice::state_bytes() const { return 2 * static_cast<size_t>(impl_->total) * sizeof(float); }
 
+Tensor AdamWDevice::first_moment() { return Tensor::of(impl_->moments.as<float>(), {impl_->total}, Device::cuda); }
+
+Tensor AdamWDevice::second_moment() {
+  return Tensor::of(impl_->moments.as<float>() + impl_->total, {impl_->total}, Device::cuda);
+}
+
 }  // namespace speedrun::cuda

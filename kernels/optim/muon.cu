@@ -138,6 +138,7 @@ struct MuonDevice::Impl {
   bool nesterov = true;
   std::vector<Group> groups;
   size_t momentum_bytes = 0;
+  std::vector<Tensor> views;  // each matrix's momentum, constructor order
 };
 
 MuonDevice::MuonDevice(const std::vector<DeviceMatrix>& mats, const NewtonSchulzCoefficients& ns, bool nesterov)
@@ -181,9 +182,19 @@ MuonDevice::MuonDevice(const std::vector<DeviceMatrix>& mats, const NewtonSchulz
     }
     impl_->groups.push_back(std::move(g));
   }
+  // Each matrix's momentum: the j-th matrix of its shape is slot j of its group's buffer.
+  for (size_t i = 0; i < mats.size(); ++i) {
+    int64_t j = 0;
+    for (size_t e = 0; e < i; ++e) j += mats[e].rows == mats[i].rows && mats[e].cols == mats[i].cols ? 1 : 0;
+    for (const Impl::Group& g : impl_->groups)
+      if (g.rows == mats[i].rows && g.cols == mats[i].cols)
+        impl_->views.push_back(Tensor::of(g.momentum.as<float>() + j * g.rows * g.cols, {g.rows, g.cols}, Device::cuda));
+  }
 }
 
 MuonDevice::~MuonDevice() = default;
+
+std::vector<Tensor> MuonDevice::momentum() { return impl_->views; }
 
 void MuonDevice::step(float mu, double lr, double wd) {
   const NewtonSchulzCoefficients& ns = impl_->ns;

@@ -325,6 +325,23 @@ int64_t NewtonMuonStatsDevice::failures() const {
   return static_cast<int64_t>(host);
 }
 
+void NewtonMuonStatsDevice::set_failures(int64_t failures) {
+  const long long value = failures;
+  copy_state(impl_->failures.data(), &value, sizeof(value));
+}
+
+Tensor NewtonMuonStatsDevice::covariance(size_t stat) {
+  const Impl::StatPlace& st = impl_->stats.at(stat);
+  return Tensor::of(impl_->groups[st.group].cov.as<float>() + st.first * st.n * st.n, {st.blocks, st.n, st.n},
+                    Device::cuda);
+}
+
+Tensor NewtonMuonStatsDevice::inverse(size_t stat) {
+  const Impl::StatPlace& st = impl_->stats.at(stat);
+  return Tensor::of(impl_->groups[st.group].inv.as<float>() + st.first * st.n * st.n, {st.blocks, st.n, st.n},
+                    Device::cuda);
+}
+
 size_t NewtonMuonStatsDevice::state_bytes() const { return impl_->state; }
 
 }  // namespace speedrun::cuda

@@ -51,6 +51,10 @@ class AdamWDevice {
   ~AdamWDevice();
   void step(const AdamWScalars& s);
   size_t state_bytes() const;
+  // The moments as f32 device tensors of the segments' total length, elements in segment
+  // order (for checkpoints: copied to and from the host with copy_state).
+  Tensor first_moment();
+  Tensor second_moment();
 
  private:
   struct Impl;
@@ -89,6 +93,9 @@ class MuonDevice {
   // mu: this step's momentum; lr: the scheduled lr; wd: the group's weight decay.
   void step(float mu, double lr, double wd);
   size_t state_bytes() const;
+  // The momentum of each matrix, in the constructor's order, as (rows, cols) f32 device
+  // tensors (for checkpoints).
+  std::vector<Tensor> momentum();
   // Floating-point operations of the Newton-Schulz GEMMs of one step (2mnk per product).
   double newton_schulz_flops() const;
   // Only the Newton-Schulz GEMMs of one step, on whatever the iteration buffers hold (the
@@ -141,6 +148,12 @@ class NewtonMuonStatsDevice {
   void precondition();
   // The failures counted so far (copies one integer to the host: synchronizes; for metrics).
   int64_t failures() const;
+  // Sets the failure counter (restoring a checkpoint).
+  void set_failures(int64_t failures);
+  // Statistic `stat`'s EMA C and inverse P as (blocks, n, n) f32 device tensors (for
+  // checkpoints; A and the count are zero at every step boundary).
+  Tensor covariance(size_t stat);
+  Tensor inverse(size_t stat);
   size_t state_bytes() const;
 
  private:
@@ -157,6 +170,9 @@ class RmnpDevice {
   ~RmnpDevice();
   void step(float mu, float eps, double lr, double wd);
   size_t state_bytes() const;
+  // The momentum of each matrix, in the constructor's order, as (rows, cols) f32 device
+  // tensors (for checkpoints).
+  std::vector<Tensor> momentum();
 
  private:
   struct Impl;
@@ -175,6 +191,9 @@ bool poison_scratch();
 // --- shared helpers --------------------------------------------------------------------------
 // dst = src (n floats, device to device) on cuda::stream(), asynchronous.
 void copy_device_async(float* dst, const float* src, int64_t n);
+// A synchronous copy of `bytes` between host and device memory once everything issued on
+// cuda::stream() has finished (checkpoints read and write optimizer state with it).
+void copy_state(void* dst, const void* src, size_t bytes);
 // dst = 0 (n floats) on cuda::stream(), asynchronous.
 void zero_device_async(float* dst, int64_t n);
 

@@ -69,6 +69,7 @@ __global__ void rmnp_kernel(const RmnpMatrix* __restrict__ mats, float mu, float
 
 struct RmnpDevice::Impl {
   Buffer momentum, table;
+  std::vector<Tensor> views;  // each matrix's momentum, constructor order
   unsigned mats = 0, max_rows = 0;
   bool nesterov = true;
 };
@@ -87,6 +88,7 @@ RmnpDevice::RmnpDevice(const std::vector<DeviceMatrix>& mats, bool nesterov) : i
   for (const DeviceMatrix& m : mats) {
     table.push_back({m.param, m.grad, impl_->momentum.as<float>() + offset, m.rows, m.cols,
                      std::sqrt(std::max(1.0, static_cast<double>(m.rows) / static_cast<double>(m.cols)))});
+    impl_->views.push_back(Tensor::of(impl_->momentum.as<float>() + offset, {m.rows, m.cols}, Device::cuda));
     offset += m.rows * m.cols;
   }
   impl_->mats = static_cast<unsigned>(table.size());
@@ -98,6 +100,8 @@ RmnpDevice::RmnpDevice(const std::vector<DeviceMatrix>& mats, bool nesterov) : i
 }
 
 RmnpDevice::~RmnpDevice() = default;
+
+std::vector<Tensor> RmnpDevice::momentum() { return impl_->views; }
 
 void RmnpDevice::step(float mu, float eps, double lr, double wd) {
   if (impl_->mats == 0) return;

@@ -15,6 +15,12 @@ bool g_poison = false;
 void set_poison_scratch(bool on) { g_poison = on; }
 bool poison_scratch() { return g_poison; }
 
+void copy_state(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
 void copy_device_async(float* dst, const float* src, int64_t n) {
   if (n <= 0) return;
   CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream()));

@@ -14,9 +14,12 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/format_bytes.h"
+#include "dist/communicator.h"
 #include "model/flops.h"
 #include "model/gpt.h"
 #include "model/precision.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
 #include "train/memory_plan.h"
 #if SPEEDRUN_HAVE_CUDA
 #include "kernels/runtime/device_timing.h"
@@ -46,7 +49,8 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
   const int64_t micro_steps = t.batch_tokens / micro_tokens;
 
   // Memory first: a run that cannot fit fails here, with the numbers, before any allocation.
-  const train::MemoryPlan plan = train::plan_memory(cfg, Device::cuda, act, /*with_optimizer_state=*/false);
+  // With the optimizers' state: whole training steps are timed too.
+  const train::MemoryPlan plan = train::plan_memory(cfg, Device::cuda, act, /*with_optimizer_state=*/true);
   size_t free_b = 0, total_b = 0;
   device_memory_info(&free_b, &total_b);
   std::printf("device %s: %s free of %s; this bench needs:\n%s", status.devices[0].name.c_str(),
@@ -81,6 +85,26 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
     if (i >= warmup) ms.push_back(elapsed);
   }
   const double fb_ms = median(ms);
+
+  // Whole training steps, as the trainer runs them: micro_steps forward+backward passes
+  // (gradients accumulating), every optimizer's step, weights_changed() (the bf16 copies are
+  // remade at the next forward). One untimed step, then min(timed, 3) timed: each is
+  // micro_steps micro-batches long. The PyTorch side: scripts/bench_torch_gpu.py --step-steps.
+  const auto comm = dist::make_local_communicator();
+  auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
+  std::vector<double> step_ms;
+  const int step_timed = std::min(timed, 3);
+  for (int s = 0; s < 1 + step_timed; ++s) {
+    timer.start();
+    model.zero_grad();
+    for (int64_t k = 0; k < micro_steps; ++k) model.forward_backward(inputs.data(), targets.data(), B);
+    for (auto& opt : opts) opt->step(s, optim::lr_factor(cfg.schedule, 0, t.steps));
+    model.weights_changed();
+    const double elapsed = timer.stop_ms();
+    if (s >= 1) step_ms.push_back(elapsed);
+  }
+  size_t free_after = 0, total_after = 0;
+  device_memory_info(&free_after, &total_after);  // in use now: the model, the optimizers, scratch, the context
   const double tokens_per_s = static_cast<double>(micro_tokens) / (fb_ms / 1000.0);
   const double flops = model::flops_per_token(m);
   const double tflops = flops * tokens_per_s / 1e12;
@@ -93,6 +117,10 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
   std::printf("per step:         %lld micro-batch(es) = %.1f ms of forward+backward per %lld-token step (optimizer "
               "step not included; see bench --optimizers-only)\n",
               (long long)micro_steps, fb_ms * static_cast<double>(micro_steps), (long long)t.batch_tokens);
+  std::printf("whole step:       %.1f ms (%lld micro-batch(es) + the optimizers' step, median of %d after 1 warm-up)\n",
+              median(step_ms), (long long)micro_steps, step_timed);
+  std::printf("device memory in use after the steps: %s (cudaMemGetInfo: total - free, the CUDA context included)\n",
+              format_bytes(total_after - free_after).c_str());
   if (!json_out.empty()) {
     nlohmann::json j = {{"config", cfg.name},
                         {"commit", SPEEDRUN_GIT_COMMIT},
@@ -112,7 +140,11 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
                         {"mfu", mfu},
                         {"gemm_ceiling", gemm_ceiling_json(ceiling)},
                         {"memory_plan_bytes", plan.total()},
-                        {"model_activation_bytes", model.activation_bytes()}};
+                        {"model_activation_bytes", model.activation_bytes()},
+                        {"micro_batches_per_step", micro_steps},
+                        {"step_ms", median(step_ms)},
+                        {"step_ms_all", step_ms},
+                        {"device_used_bytes", total_after - free_after}};
     write_text_file_atomic(json_out, j.dump(2) + "\n");
   }
 }

@@ -1,6 +1,7 @@
 // speedrun bench's CUDA model path: forward + backward of one micro-batch of the config's
 // model on the device, timed with CUDA events, against a bf16 GEMM ceiling measured in the
-// same run (MFU). The optimizer step is not part of it (bench --optimizers-only times those).
+// same run (MFU); then whole training steps (the micro-batches of train.batch_tokens and the
+// optimizers' step) and the device memory in use.
 #pragma once
 
 #include <string>

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "build_info.h"
+#include "cli/bench_kernels.h"
 #include "cli/bench_model_cuda.h"
 #include "cli/bench_optimizers.h"
 #include "cli/commands.h"
@@ -22,6 +23,7 @@
 #include "core/files.h"
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
+#include "model/device_support.h"
 #include "model/flops.h"
 #include "model/registry.h"
 #include "model/precision.h"
@@ -40,6 +42,7 @@ struct Options {
   int steps = 5, warmup = 1;
   std::string device, json_out;
   bool optimizers_only = false;
+  bool kernels = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -65,6 +68,21 @@ Device optimizer_bench_device(const std::string& requested) {
 }
 
 void run_bench(const Options& o) {
+  if (o.kernels) {
+    // Before the config is read: in a build without CUDA nothing else can be said.
+    if (!SPEEDRUN_HAVE_CUDA)
+      throw UserError("bench --kernels times the CUDA kernels and needs a build with CUDA: this binary was built "
+                      "without CUDA");
+    if (!o.device.empty() && o.device != "cuda" && o.device != "auto")
+      throw UserError("bench --kernels times the CUDA kernels: --device " + o.device + " is not possible (use cuda)");
+    const config::RunConfig cfg = load_config(o.config);
+    // The kernel table is Track 3's forward + backward (model/kernel_table.h).
+    if (cfg.model.arch != "track3")
+      throw UserError(o.config.config + ": model.arch = " + cfg.model.arch +
+                      "; bench --kernels supports model.arch track3 only (its kernel table is Track 3's model)");
+    bench_kernels(cfg, o.steps, o.warmup, o.json_out);
+    return;
+  }
   const config::RunConfig cfg = load_config(o.config);
   if (o.optimizers_only) {
     bench_optimizers(cfg, o.steps, o.warmup, o.json_out,
@@ -74,8 +92,16 @@ void run_bench(const Options& o) {
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
-  const Device device = train::resolve_device(o.device.empty() ? t.device : o.device);
-  model::check_arch_supported(m, device);  // record26 is CPU only for now
+  // A model the CUDA kernels cannot run (record26: CPU only for now; a head_dim without a
+  // CUDA attention instance) is refused first, device or not.
+  const std::string requested = o.device.empty() ? t.device : o.device;
+  if (requested == "cuda") {
+    model::check_arch_supported(m, Device::cuda);
+    model::check_model_runs_on(m, Device::cuda);
+  }
+  const Device device = train::resolve_device(requested);
+  model::check_arch_supported(m, device);
+  model::check_model_runs_on(m, device);
   if (device == Device::cuda) {
     bench_model_cuda(cfg, o.steps, o.warmup, o.json_out);
     return;
@@ -160,13 +186,21 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "bench", "time training steps of a config's model on random tokens: ms/step, tokens/s, FLOP/s");
   add_config_options(sub, o->config);
-  sub->add_option("--steps", o->steps, "timed steps (the median is reported); on CUDA, timed micro-batches")->check(CLI::Range(1, 100000));
-  sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000));
-  sub->add_option("--device", o->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  sub->add_option("--json", o->json_out, "also write the figures to this JSON file");
+  sub->add_option("--steps", o->steps, "timed steps (the median is reported); on CUDA, timed micro-batches")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  sub->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::Range(0, 100000))->capture_default_str();
+  sub->add_option("--device", o->device, "auto, cpu or cuda (default: the config's train.device)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  sub->add_option("--json", o->json_out, "also write the figures to this JSON file (default: none)");
+  auto* kernels = sub->add_flag(
+      "--kernels", o->kernels,
+      "CUDA only: a per-op table of one micro-batch's forward+backward at the config's shapes (ms, TFLOP/s or GB/s, "
+      "% of the GEMM ceiling or copy bandwidth measured in the same run) and its sum against the whole micro-batch");
   sub->add_flag("--optimizers-only", o->optimizers_only,
                 "time only the optimizer steps, on random gradients: ordinary steps, and Newton-Muon's capture of "
-                "one micro-batch and its refresh steps");
+                "one micro-batch and its refresh steps")
+      ->excludes(kernels);
   return {sub, [o] { run_bench(*o); }};
 }
 

@@ -4,6 +4,7 @@
 // and reruns the others.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 
@@ -16,8 +17,11 @@
 #include "compare/report.h"
 #include "compare/run_plan.h"
 #include "compare/run_record.h"
+#include "compare/val_coverage.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "model/device_support.h"
+#include "train/device_choice.h"
 #include "train/progress.h"
 
 namespace speedrun::cli {
@@ -36,6 +40,7 @@ struct Options {
   double target = 0.0;
   bool have_target = false;
   std::string out;
+  std::string device;  // empty: each config's train.device
   bool no_plots = false, no_progress = false;
 };
 
@@ -50,6 +55,16 @@ std::vector<ComparedConfig> load_configs(const Options& o) {
       c.file = file;
       c.cfg = load_config({file, o.sets});
       if (o.have_target) c.cfg.train.target_val_loss = o.target;
+      if (!o.device.empty()) c.cfg.train.device = o.device;
+      // A model the CUDA kernels cannot run would fail every one of its runs: say so now.
+      const std::string& device = c.cfg.train.device;
+      if (device == "cuda" || (device == "auto" && train::resolve_device("auto") == Device::cuda)) {
+        try {
+          model::check_model_runs_on(c.cfg.model, Device::cuda);
+        } catch (const UserError& e) {
+          throw UserError(file + ": " + e.what());
+        }
+      }
       configs.push_back(std::move(c));
     } catch (const UserError& e) {
       ++bad;
@@ -107,6 +122,12 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
     opts.progress_label = label;
     opts.eta_after_s = eta_after;
     const train::TrainSummary s = train::run_training(plan.cfg, opts);
+    if (s.signal != 0) {
+      // Ctrl-C or SIGTERM: the run wrote its checkpoint and summary ("interrupted", which
+      // a later compare reruns); the comparison ends here, as the signal asked.
+      std::fflush(nullptr);
+      std::exit(128 + s.signal);
+    }
     compare::take_summary(r, s);
     r.outcome = "ran";
     return;
@@ -127,10 +148,23 @@ void run_one(const PlannedRun& plan, RunResult& r, const std::string& label, con
 }
 
 void run_comparison(const Options& o) {
+  // Before anything is loaded or run: a binary without CUDA, or a machine without a device,
+  // would otherwise fail every run one by one with the same message.
+  if (o.device == "cuda") {
+    try {
+      train::resolve_device("cuda");
+    } catch (const UserError& e) {
+      throw UserError(std::string("compare --device cuda: ") + e.what());
+    }
+  }
   std::vector<ComparedConfig> configs = load_configs(o);
   const fs::path out_dir = fs::absolute(o.out.empty() ? default_out_dir(configs) : fs::path(o.out)).lexically_normal();
   ensure_writable_directory(out_dir);
   const std::vector<PlannedRun> plan = compare::plan_runs(configs, o.seeds, out_dir / "runs");
+  // Before anything runs: a config that validates too rarely gives no curve to compare.
+  for (const ComparedConfig& c : configs)
+    if (const std::string w = compare::too_few_validations_warning(c.label, c.cfg.train); !w.empty())
+      spdlog::warn("{}", w);
 
   // Which runs finished earlier: known up front, so the ETA counts only what will run.
   std::vector<RunResult> results(plan.size());
@@ -248,6 +282,10 @@ Command add_compare_command(CLI::App& app) {
       ->type_name("KEY=VALUE")
       ->check(key_value_form());
   sub->add_option("--out", o->out, "output directory (default: <train.out_dir>/compare-<a>-vs-<b>...)");
+  sub->add_option("--device", o->device,
+                  "run every config on this device (overrides train.device): cpu, cuda or auto; the runs go one "
+                  "at a time, in this process")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   sub->add_flag("--no-plots", o->no_plots, "do not draw the PNG plots");
   sub->add_flag("--no-progress", o->no_progress, "no per-step progress lines (validation lines still print)");
   return {sub, [o, target] {

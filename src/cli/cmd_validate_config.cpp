@@ -15,9 +15,11 @@
 #include "core/host_memory.h"
 #include "data/loader.h"
 #include "data/shard.h"
+#include "model/device_support.h"
 #include "model/param_layout.h"
 #include "model/precision.h"
 #include "optim/param_groups.h"
+#include "train/device_choice.h"
 #include "train/memory_plan.h"
 
 namespace speedrun::cli {
@@ -67,6 +69,16 @@ void report_memory(const config::RunConfig& cfg, const std::vector<data::ShardIn
   } catch (const UserError& e) {
     std::fprintf(stderr, "--device cpu: %s\n", e.what());
   }
+  // A run of this config on CUDA (train.device cuda, or auto with a device here) would
+  // refuse a model the kernels cannot run.
+  const std::string& device = cfg.train.device;
+  if (device == "cuda" || (device == "auto" && train::resolve_device("auto") == Device::cuda)) {
+    try {
+      model::check_model_runs_on(cfg.model, Device::cuda);
+    } catch (const UserError& e) {
+      spdlog::warn("{} (a CUDA run would fail)", e.what());
+    }
+  }
   if (!SPEEDRUN_HAVE_CUDA) return;
   try {
     const DType act = model::resolve_activation_dtype(cfg.train.activation_dtype, Device::cuda);
@@ -115,7 +127,7 @@ Command add_validate_config_command(CLI::App& app) {
               try {
                 data::TrainLoader::check_data(train_shards,
                                               {cfg.train.batch_tokens, 0, 1, cfg.model.vocab_size, cfg.data.epochs,
-                                               "data.train_glob"},
+                                               "data.train_glob", cfg.data.align_to_bos, cfg.model.seq_len},
                                               cfg.train.steps);
               } catch (const UserError& e) {
                 spdlog::warn("{} (a run would fail)", e.what());

@@ -20,5 +20,9 @@ Command add_tokenize_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_compare_command(CLI::App& app);
+Command add_sample_command(CLI::App& app);
+Command add_eval_command(CLI::App& app);
+Command add_runs_command(CLI::App& app);
+Command add_plot_command(CLI::App& app);
 
 }  // namespace speedrun::cli

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <system_error>
 
 #include "core/files.h"
@@ -17,10 +18,12 @@ namespace {
 // The script's exit status when matplotlib cannot be imported.
 constexpr int kNoMatplotlib = 3;
 
-std::vector<fs::path> script_candidates() {
+std::vector<fs::path> script_candidates(const std::string& name) {
   std::vector<fs::path> out;
-  if (const char* s = std::getenv("SPEEDRUN_PLOT_SCRIPT"); s && *s) out.emplace_back(s);
-  for (fs::path& p : project_file_candidates(fs::path("scripts") / "plot_compare.py")) out.push_back(std::move(p));
+  // SPEEDRUN_PLOT_SCRIPT names plot_compare.py; its siblings (plot_runs.py) are beside it.
+  if (const char* s = std::getenv("SPEEDRUN_PLOT_SCRIPT"); s && *s)
+    out.push_back(name == "plot_compare.py" ? fs::path(s) : fs::path(s).parent_path() / name);
+  for (fs::path& p : project_file_candidates(fs::path("scripts") / name)) out.push_back(std::move(p));
   return out;
 }
 
@@ -78,11 +81,12 @@ std::string trimmed(std::string s) {
 
 }  // namespace
 
-PlotOutcome draw_plots(const fs::path& results_json, const fs::path& out_dir) {
+PlotOutcome run_plot_script(const std::string& script_name, const std::vector<std::string>& args,
+                            const std::vector<fs::path>& outputs) {
   PlotOutcome out;
   fs::path script;
   std::string looked;
-  for (const fs::path& p : script_candidates()) {
+  for (const fs::path& p : script_candidates(script_name)) {
     std::error_code ec;
     if (fs::is_regular_file(p, ec)) {
       script = p;
@@ -92,17 +96,28 @@ PlotOutcome draw_plots(const fs::path& results_json, const fs::path& out_dir) {
     looked += p.string();
   }
   if (script.empty()) {
-    out.message = "plots skipped: scripts/plot_compare.py not found (looked at" + looked +
-                  "); set SPEEDRUN_PLOT_SCRIPT to its path";
+    out.message = "plots skipped: scripts/" + script_name + " not found (looked at" + looked +
+                  "); set SPEEDRUN_PLOT_SCRIPT to the path of scripts/plot_compare.py";
     return out;
   }
   const std::string python = python_interpreter();
+  std::vector<std::string> argv = {python, script.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
   std::string output;
-  const int rc = run_capturing({python, script.string(), results_json.string(), out_dir.string()}, output);
+  const int rc = run_capturing(argv, output);
   if (rc == 0) {
     out.drawn = true;
-    for (const char* name : {"val_loss_vs_step.png", "val_loss_vs_time.png"}) out.files.push_back(out_dir / name);
-    out.message = "plots: " + out.files[0].string() + ", " + out.files[1].string();
+    out.files = outputs;
+    out.message = "plots:";
+    for (size_t i = 0; i < outputs.size(); ++i) out.message += (i ? ", " : " ") + outputs[i].string();
+    // What the script says about the plot (a clipped y range) goes with it.
+    for (size_t start = 0; start < output.size();) {
+      size_t end = output.find('\n', start);
+      if (end == std::string::npos) end = output.size();
+      const std::string line = output.substr(start, end - start);
+      if (line.rfind("note: ", 0) == 0) out.message += "\n" + line;
+      start = end + 1;
+    }
   } else if (rc == kNoMatplotlib) {
     out.message = "plots skipped: " + trimmed(output) + " (Debian: apt install python3-matplotlib; or set " +
                   "SPEEDRUN_PYTHON to a python3 that has matplotlib)";
@@ -114,6 +129,19 @@ PlotOutcome draw_plots(const fs::path& results_json, const fs::path& out_dir) {
                   ":\n" + trimmed(output);
   }
   return out;
+}
+
+PlotOutcome draw_plots(const fs::path& results_json, const fs::path& out_dir) {
+  return run_plot_script("plot_compare.py", {results_json.string(), out_dir.string()},
+                         {out_dir / "val_loss_vs_step.png", out_dir / "val_loss_vs_time.png"});
+}
+
+bool is_speedrun_plot(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(8192, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  return head.rfind("\x89PNG\r\n\x1a\n", 0) == 0 && head.find(kPlotSoftware) != std::string::npos;
 }
 
 }  // namespace speedrun::compare

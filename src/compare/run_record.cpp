@@ -57,6 +57,10 @@ bool read_finished_run(RunResult& r, std::string& why_not) {
     const json s = config::parse_json_text(read_text_file(summary_file), summary_file.string());
     train::TrainSummary summary;
     summary.status = s.at("status").get<std::string>();
+    if (summary.status == "interrupted") {  // stopped by a signal: not finished (it can be resumed)
+      why_not = "interrupted";
+      return false;
+    }
     summary.steps_done = s.at("steps").get<int64_t>();
     summary.train_time_s = s.at("train_time_s").get<double>();
     summary.step_avg_ms = s.at("step_avg_ms").get<double>();

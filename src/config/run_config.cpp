@@ -202,6 +202,10 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
   if (c.data.val_tokens % m.seq_len != 0)
     errors.add("data.val_tokens", "must be a multiple of model.seq_len = " + std::to_string(m.seq_len) + ", got " +
                                       std::to_string(c.data.val_tokens));
+  // Aligned sequences start at the document token 50256 (data/loader.h).
+  if (c.data.align_to_bos && m.vocab_size <= 50256)
+    errors.add("data.align_to_bos", "sequences start at the document token 50256, which model.vocab_size = " +
+                                        std::to_string(m.vocab_size) + " excludes (ids must be below it)");
   if (t.stop_at_target && !t.target_val_loss)
     errors.add("train.stop_at_target", "is true but train.target_val_loss is not set");
   if (c.optimizers.empty()) errors.add("optimizers", "at least one optimizer entry is required");
@@ -235,6 +239,11 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
         errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
                    "must be >= 1 when momentum_warmup_start is set");
     }
+    if (const auto* rm = std::get_if<RmnpSettings>(&o.settings)) {
+      if (rm->momentum_warmup_start && rm->momentum_warmup_steps == 0)
+        errors.add(index_path("optimizers", i) + ".momentum_warmup_steps",
+                   "must be >= 1 when momentum_warmup_start is set");
+    }
   }
 }
 
@@ -244,12 +253,12 @@ const MuonSettings* muon_settings_of(const OptimizerSettings& s) {
   return nullptr;
 }
 
-RunConfig run_config_from_json(const json& raw, const std::string& where) {
+RunConfig run_config_from_json(const json& raw, const std::string& where, const Errors::LineOf& line_of) {
   Errors errors;
   RunConfig cfg;
   if (!raw.is_object()) {
     errors.add("", "expected a JSON object at the top level, got " + describe_value(raw));
-    errors.throw_if_any(where);
+    errors.throw_if_any(where, line_of);
   }
   JsonReader reader(raw, "", errors);
   cfg.bind(reader);
@@ -257,7 +266,7 @@ RunConfig run_config_from_json(const json& raw, const std::string& where) {
   if (!raw.contains("optimizers")) errors.add("optimizers", "required key is missing (a list of optimizer entries)");
   if (!raw.contains("data")) errors.add("data", "required key is missing (train_glob and val_glob)");
   if (errors.empty()) check_cross_fields(cfg, errors);
-  errors.throw_if_any(where);
+  errors.throw_if_any(where, line_of);
   return cfg;
 }
 
@@ -266,13 +275,39 @@ static std::string resolve_path(const std::string& p, const fs::path& base) {
   return (base / p).lexically_normal().string();
 }
 
+// The line of a key path in the config file, for messages: the key's own line, else (a
+// key that is missing, or a default that a cross-field check names) the line of the
+// nearest enclosing key or list element that is in the file. 0 for a key --set gave (the
+// file's line would point at a value that is not the one used) or one not in the file.
+static size_t line_in_file(const std::map<std::string, size_t>& lines, const std::vector<std::string>& set_paths,
+                           std::string path) {
+  for (const std::string& set : set_paths)
+    if (path == set || path.starts_with(set + ".") || path.starts_with(set + "[")) return 0;
+  while (!path.empty()) {
+    if (const auto it = lines.find(path); it != lines.end()) return it->second;
+    const size_t cut = path.find_last_of(".[");
+    if (cut == std::string::npos) break;
+    path.resize(cut);
+  }
+  return 0;
+}
+
 RunConfig load_run_config(const fs::path& file, const std::vector<Override>& overrides) {
-  json raw = parse_json_text(read_text_file(file), file.string());
-  if (!raw.is_object()) throw UserError(file.string() + ": expected a JSON object at the top level");
+  const std::string text = read_text_file(file);
+  json raw = parse_json_text(text, file.string());
+  if (!raw.is_object()) throw UserError(file.string() + ":1: expected a JSON object at the top level");
   const std::vector<std::string> set_keys = apply_overrides(raw, overrides);
+  std::vector<std::string> set_paths;  // as error messages write them ("optimizers[1].lr")
+  for (const Override& o : overrides) {
+    std::string path;
+    for (const std::string& s : split_key_path(o.key)) path += (path.empty() || s.front() == '[' ? "" : ".") + s;
+    set_paths.push_back(path);
+  }
+  const std::map<std::string, size_t> lines = value_lines(text);
   RunConfig cfg;
   try {
-    cfg = run_config_from_json(raw, file.string());
+    cfg = run_config_from_json(raw, file.string(),
+                               [&](const std::string& path) { return line_in_file(lines, set_paths, path); });
   } catch (const UserError& e) {
     // A problem with a value that came from --set names the --set, not only the file
     // (which may hold a valid value for that key).

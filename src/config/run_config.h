@@ -106,6 +106,7 @@ struct DataConfig {
   std::string val_glob;
   int64_t val_tokens = 10485760;  // 20 x 524288
   int64_t epochs = 1;
+  bool align_to_bos = false;  // record #26's document-aligned training sequences (data/loader.h)
 
   template <class A>
   void bind(A& a) {
@@ -116,6 +117,10 @@ struct DataConfig {
             "validation tokens (a multiple of seq_len); every one is evaluated, each process taking whole sequences");
     a.field("epochs", epochs, at_least<int64_t>(1),
             "passes over the training shards before the run stops with 'training data exhausted' (1 = upstream)");
+    a.field("align_to_bos", align_to_bos, any<bool>(),
+            "record #26's training loader: every training sequence of model.seq_len (+1) tokens starts at a document "
+            "start (token 50256), sequences at least seq_len apart, found by upstream's rule in a window of 2 x "
+            "train.batch_tokens; false: contiguous slices (Track 3). Validation is contiguous either way");
   }
 };
 
@@ -133,6 +138,9 @@ struct TrainConfig {
   std::string activation_dtype = "auto";  // auto: bf16 on CUDA, f32 on the CPU
   int64_t threads = 0;
   std::string out_dir = "runs";
+  double grad_bucket_mb = 25.0;  // MiB per overlapped gradient collective (0: after the backward)
+  int64_t checkpoint_every = 0;  // steps; 0: only at the end and on SIGINT/SIGTERM
+  int64_t keep_checkpoints = 0;  // 0: all
 
   template <class A>
   void bind(A& a) {
@@ -157,6 +165,14 @@ struct TrainConfig {
             "and optimizer state are f32 always. auto: bf16 on CUDA, f32 on the CPU; bf16 is CUDA only");
     a.field("threads", threads, in_range<int64_t>(0, 4096), "CPU threads (0: all cores)");
     a.field("out_dir", out_dir, non_empty_string(), "runs are written to out_dir/<run name>/");
+    a.field("grad_bucket_mb", grad_bucket_mb, in_range(0.0, 1048576.0),
+            "several ranks: MiB of gradients per reduction bucket, each reduced as soon as the last micro-batch's "
+            "backward has finished it, overlapped with the rest (25 as PyTorch DDP); 0 reduces everything after "
+            "the backward (docs/distributed.md)");
+    a.field("checkpoint_every", checkpoint_every, at_least<int64_t>(0),
+            "write a checkpoint every this many steps to <run dir>/checkpoints/ (0: off); one is always written at "
+            "the end of a run and on SIGINT/SIGTERM (docs/checkpoints.md)");
+    a.field("keep_checkpoints", keep_checkpoints, at_least<int64_t>(0), "keep the newest this many checkpoints (0: all)");
   }
 };
 
@@ -182,11 +198,17 @@ struct AdamWSettings {
   static constexpr const char* type = "adamw";
   std::vector<double> betas = {0.9, 0.999};
   double eps = 1e-8;
+  // Where eps goes (optim/adamw.h): "v_hat", torch.optim.AdamW's sqrt(v / (1 - b2^t)) + eps;
+  // "v", record #26's DistAdam: sqrt(v) + eps, the step scaled by sqrt(1 - b2^t) / (1 - b1^t).
+  std::string eps_placement = "v_hat";
 
   template <class A>
   void bind(A& a) {
     a.field("betas", betas, each(fp32_below_one(), 2), "(beta1, beta2) as torch.optim.AdamW");
-    a.field("eps", eps, positive_f32(), "added to sqrt(v_hat) (in fp32)");
+    a.field("eps", eps, positive_f32(), "added to sqrt(v_hat) or sqrt(v) (see eps_placement; in fp32)");
+    a.field("eps_placement", eps_placement, one_of({"v_hat", "v"}),
+            "v_hat: p -= lr/(1-b1^t) m / (sqrt(v/(1-b2^t)) + eps), torch.optim.AdamW (Track 3); v: p -= lr "
+            "sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps), record #26's DistAdam (the same update but for eps)");
   }
 };
 
@@ -206,7 +228,8 @@ struct MuonSettings {
     a.field("momentum", momentum, fp32_below_one(), "mu of buf = mu*buf + (1-mu)*G");
     a.field("nesterov", nesterov, any<bool>(), "update with (1-mu)*G + mu*buf instead of buf");
     a.field("momentum_warmup_start", momentum_warmup_start, optional_of(fp32_below_one()),
-            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps");
+            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps: mu(step) = (1 - f) start + "
+            "f momentum, f = min(step / momentum_warmup_steps, 1), step 0-based (record #26: 0.85 over 300 steps)");
     a.field("momentum_warmup_steps", momentum_warmup_steps, at_least<int64_t>(0), "length of the momentum warm-up");
     a.field("ns_preset", ns_preset, one_of({"cubic", "quintic"}),
             "Newton-Schulz coefficients: cubic (2, -1.5, 0.5) x 12 steps, quintic (3.4445, -4.7750, 2.0315) x 5");
@@ -258,12 +281,18 @@ struct RmnpSettings {
   double momentum = 0.95;
   bool nesterov = true;
   double eps = 1e-12;
+  std::optional<double> momentum_warmup_start;  // Muon's warm-up rule (optim/momentum_warmup.h); not in the paper
+  int64_t momentum_warmup_steps = 0;
 
   template <class A>
   void bind(A& a) {
     a.field("momentum", momentum, fp32_below_one(), "mu of buf = mu*buf + G");
     a.field("nesterov", nesterov, any<bool>(), "update with G + mu*buf instead of buf");
     a.field("eps", eps, positive_f32(), "rows are divided by max(||row||_2, eps) (in fp32)");
+    a.field("momentum_warmup_start", momentum_warmup_start, optional_of(fp32_below_one()),
+            "momentum at step 0, rising linearly to `momentum` over momentum_warmup_steps (Muon's rule in record "
+            "#26; not part of RMNP's paper)");
+    a.field("momentum_warmup_steps", momentum_warmup_steps, at_least<int64_t>(0), "length of the momentum warm-up");
   }
 };
 
@@ -348,8 +377,10 @@ json parse_json_text(const std::string& text, const std::string& filename);
 // given twice is a UserError naming both (as a key repeated in a file is).
 std::vector<std::string> apply_overrides(json& raw, const std::vector<Override>& overrides);
 
-// Validates raw JSON into a RunConfig (field checks plus cross-field checks).
-RunConfig run_config_from_json(const json& raw, const std::string& where);
+// Validates raw JSON into a RunConfig (field checks plus cross-field checks). Throws
+// UserError listing every problem, each naming its key path, and its line in `where`
+// when `line_of` knows it.
+RunConfig run_config_from_json(const json& raw, const std::string& where, const Errors::LineOf& line_of = {});
 
 // The resolved config as JSON (every key, defaults included).
 json to_json(const RunConfig& cfg);

@@ -10,11 +10,16 @@
 
 namespace speedrun::config {
 
-void Errors::throw_if_any(const std::string& where) const {
+void Errors::throw_if_any(const std::string& where, const LineOf& line_of) const {
   if (list_.empty()) return;
   std::string msg = where.empty() ? "" : where + ": ";
   msg += list_.size() == 1 ? "invalid config" : std::to_string(list_.size()) + " problems in config";
-  for (const std::string& e : list_) msg += "\n  " + e;
+  for (const Entry& e : list_) {
+    msg += "\n  ";
+    if (const size_t line = line_of && !where.empty() ? line_of(e.path) : 0; line > 0)
+      msg += where + ":" + std::to_string(line) + ": ";
+    msg += e.path.empty() ? e.message : e.path + ": " + e.message;
+  }
   throw UserError(msg);
 }
 

@@ -35,16 +35,20 @@ using nlohmann::json;
 // ---------------------------------------------------------------------------
 class Errors {
  public:
-  void add(const std::string& path, const std::string& message) {
-    list_.push_back(path.empty() ? message : path + ": " + message);
-  }
+  // The line (1-based) in `where` of the value at a key path, 0 when unknown.
+  using LineOf = std::function<size_t(const std::string& path)>;
+
+  void add(const std::string& path, const std::string& message) { list_.push_back({path, message}); }
   bool empty() const { return list_.empty(); }
-  const std::vector<std::string>& list() const { return list_; }
-  // Throws UserError with every message, one per line, prefixed by `where`.
-  void throw_if_any(const std::string& where) const;
+  // Throws UserError with every message, one per line, under a first line naming
+  // `where`; a message about a key whose line `line_of` knows starts "<where>:<line>: ".
+  void throw_if_any(const std::string& where, const LineOf& line_of = {}) const;
 
  private:
-  std::vector<std::string> list_;
+  struct Entry {
+    std::string path, message;
+  };
+  std::vector<Entry> list_;
 };
 
 std::string join_path(const std::string& parent, const std::string& key);

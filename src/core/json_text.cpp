@@ -24,10 +24,11 @@ std::string child_path(const Frame& f) {
   return f.path + "[" + std::to_string(f.index) + "]";
 }
 
-}  // namespace
-
-std::vector<DuplicateKey> find_duplicate_keys(const std::string& text) {
-  std::vector<DuplicateKey> found;
+// Walks valid JSON text, calling on_key(frame, line, fresh, first_line) for every object
+// key (fresh: not seen before in that object; first_line: of its first occurrence) and
+// on_element(path, line) for every array element that is an object or an array.
+template <class OnKey, class OnElement>
+void scan(const std::string& text, OnKey on_key, OnElement on_element) {
   std::vector<Frame> stack;
   size_t line = 1;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -39,7 +40,10 @@ std::vector<DuplicateKey> find_duplicate_keys(const std::string& text) {
         Frame f;
         f.object = c == '{';
         f.expect_key = f.object;
-        if (!stack.empty()) f.path = child_path(stack.back());
+        if (!stack.empty()) {
+          f.path = child_path(stack.back());
+          if (!stack.back().object) on_element(f.path, line);
+        }
         stack.push_back(std::move(f));
         break;
       }
@@ -65,13 +69,33 @@ std::vector<DuplicateKey> find_duplicate_keys(const std::string& text) {
         // Unescape with the parser itself, so keys compare as the parser sees them.
         f.key = nlohmann::json::parse(text.substr(start, i - start + 1)).get<std::string>();
         const auto [it, fresh] = f.keys.emplace(f.key, line);
-        if (!fresh) found.push_back({child_path(f), line, it->second});
+        on_key(f, line, fresh, it->second);
         break;
       }
       default: break;  // ':', numbers, literals, whitespace
     }
   }
+}
+
+}  // namespace
+
+std::vector<DuplicateKey> find_duplicate_keys(const std::string& text) {
+  std::vector<DuplicateKey> found;
+  scan(
+      text,
+      [&](const Frame& f, size_t line, bool fresh, size_t first_line) {
+        if (!fresh) found.push_back({child_path(f), line, first_line});
+      },
+      [](const std::string&, size_t) {});
   return found;
+}
+
+std::map<std::string, size_t> value_lines(const std::string& text) {
+  std::map<std::string, size_t> lines;
+  scan(
+      text, [&](const Frame& f, size_t line, bool, size_t) { lines.emplace(child_path(f), line); },
+      [&](const std::string& path, size_t line) { lines.emplace(path, line); });
+  return lines;
 }
 
 nlohmann::json parse_json_strict(const std::string& text, const std::string& filename) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,12 @@ struct DuplicateKey {
 // does not report, with line numbers, which nlohmann's parser callback does not give.
 // Keys are compared after unescaping ("l\u0072" repeats "lr").
 std::vector<DuplicateKey> find_duplicate_keys(const std::string& text);
+
+// The line (1-based) where each value of `text` starts, by path as DuplicateKey writes
+// it: the line of its key for an object member ("train.steps"), of its opening bracket
+// for an array element that is an object or an array ("optimizers[1]"). Of a repeated
+// key, the first. `text` must be valid JSON. For error messages that name a key's line.
+std::map<std::string, size_t> value_lines(const std::string& text);
 
 // Parses `text` (comments are not allowed). Throws UserError
 //   "<filename>:<line>:<column>: malformed JSON: <reason>" on a syntax error, and

@@ -41,6 +41,10 @@ void ShardSetWriter::add_document(std::span<const uint16_t> tokens) {
     return;
   }
   if (!val_.empty()) write_val_shard();  // training starts: the val split is final
+  add_training_tokens(tokens);
+}
+
+void ShardSetWriter::add_training_tokens(std::span<const uint16_t> tokens) {
   while (!tokens.empty()) {
     const size_t room = static_cast<size_t>(options_.shard_tokens) - train_.size();
     const size_t take = std::min(room, tokens.size());
@@ -51,6 +55,13 @@ void ShardSetWriter::add_document(std::span<const uint16_t> tokens) {
 }
 
 std::vector<ShardInfo> ShardSetWriter::finish() {
+  if (options_.val_optional && !val_.empty() && train_.empty() && next_train_index_ == 1) {
+    // Every document went to the val split (not written yet): train on them instead.
+    filling_val_ = false;
+    const std::vector<uint16_t> all = std::move(val_);
+    val_.clear();
+    add_training_tokens(all);
+  }
   if (filling_val_)
     throw UserError("the validation split wants " + std::to_string(options_.val_tokens) + " tokens, but all " +
                     std::to_string(documents_) + " documents hold only " + std::to_string(val_.size()) +

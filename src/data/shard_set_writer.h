@@ -20,6 +20,10 @@ struct ShardSetOptions {
   std::string prefix;
   int64_t shard_tokens = 100'000'000;
   int64_t val_tokens = 0;
+  // When the val split would take every document (a one-document corpus), write them all
+  // as training shards and no val shard instead of failing (finish() then returns no
+  // val shard; the caller says so). For a split the user did not ask for by number.
+  bool val_optional = false;
 };
 
 class ShardSetWriter {
@@ -44,6 +48,7 @@ class ShardSetWriter {
  private:
   void write_val_shard();
   void write_train_shard();
+  void add_training_tokens(std::span<const uint16_t> tokens);
 
   ShardSetOptions options_;
   bool filling_val_;

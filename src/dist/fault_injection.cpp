@@ -17,4 +17,12 @@ void maybe_fail_for_test(int rank, int64_t step) {
   throw UserError("SPEEDRUN_TEST_FAIL_RANK: injected failure at step " + std::to_string(step));
 }
 
+GradBucketer::Fault bucket_fault_for_test() {
+  const char* fault = std::getenv("SPEEDRUN_TEST_BUCKET_FAULT");
+  if (fault == nullptr || *fault == '\0') return GradBucketer::Fault::none;
+  if (std::string(fault) == "early") return GradBucketer::Fault::early;
+  if (std::string(fault) == "skip") return GradBucketer::Fault::skip;
+  throw UserError(std::string("SPEEDRUN_TEST_BUCKET_FAULT='") + fault + "': expected early or skip");
+}
+
 }  // namespace speedrun::dist

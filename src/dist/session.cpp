@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -72,6 +73,14 @@ Session::Session() : launch_(detect_launch()) {
     MPI_Comm node = MPI_COMM_NULL;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &launch_.local_size);
+    // The rank within the node, from MPI itself: launchers that export no local rank
+    // (srun --mpi=pmix sets PMIX_RANK only) would otherwise put every rank on GPU 0.
+    int node_rank = 0;
+    MPI_Comm_rank(node, &node_rank);
+    if (launch_.local_rank != node_rank && launch_.launcher != "PMIx")
+      spdlog::warn("launch environment ({}) says local rank {} but MPI's node communicator says {}; using MPI's",
+                   launch_.launcher, launch_.local_rank, node_rank);
+    launch_.local_rank = node_rank;
     MPI_Comm_free(&node);
 #else
     if (launch_.world > 1)
@@ -100,10 +109,27 @@ Session::~Session() {
 #endif
 }
 
+std::string communicator_choice() {
+  const char* text = std::getenv("SPEEDRUN_COMMUNICATOR");
+  const std::string choice = text == nullptr || *text == '\0' ? "auto" : text;
+  if (choice != "auto" && choice != "mpi" && choice != "nccl")
+    throw UserError("SPEEDRUN_COMMUNICATOR='" + choice + "': expected auto, mpi or nccl");
+  return choice;
+}
+
 std::unique_ptr<Communicator> Session::make_communicator(Device device) const {
-  if (launch_.world == 1) return make_local_communicator();  // also under mpirun -np 1
-  if (device == Device::cuda) return make_nccl_communicator(make_mpi_communicator(), launch_.local_rank);
-  return make_mpi_communicator();
+  const std::string choice = communicator_choice();
+  if (choice == "nccl" && device != Device::cuda)
+    throw UserError("SPEEDRUN_COMMUNICATOR=nccl needs the CUDA device (this run is on " +
+                    std::string(device_name(device)) + ")");
+  // One process: no communication (also under mpirun -np 1), unless NCCL is asked for
+  // (the GPU check that NCCL starts and changes nothing: scripts/cuda_check.sh).
+  if (launch_.world == 1 && !(choice == "nccl" && mpi_started_)) return make_local_communicator();
+  std::unique_ptr<Communicator> mpi = make_mpi_communicator();
+  check_same_on_all_ranks(*mpi, binary_identity(), "speedrun binary (" + binary_identity() + " on this rank)",
+                          "every node must run the same build of speedrun (the same commit, built the same way)");
+  if (device == Device::cuda && choice != "mpi") return make_nccl_communicator(std::move(mpi), launch_.local_rank);
+  return mpi;
 }
 
 void Session::abort_job(const std::string& message) const {
@@ -116,7 +142,21 @@ void Session::abort_job(const std::string& message) const {
   std::_Exit(1);
 }
 
-void check_same_on_all_ranks(Communicator& comm, const std::string& text, const std::string& what) {
+std::string binary_identity() {
+  return std::string("speedrun ") + SPEEDRUN_VERSION + " (commit " + SPEEDRUN_GIT_COMMIT + ", " + SPEEDRUN_BUILD_TYPE +
+         ", CUDA " + std::to_string(SPEEDRUN_HAVE_CUDA) + ", NCCL " + std::to_string(SPEEDRUN_HAVE_NCCL) + ", MPI " +
+         std::to_string(SPEEDRUN_HAVE_MPI) + ")";
+}
+
+std::string device_label(Device device, const LaunchInfo& launch, const std::string& communicator) {
+  if (device != Device::cuda) return device_name(device);
+  // Only the NCCL communicator selects a GPU (its local rank's); otherwise the process
+  // stays on the default device 0.
+  return "cuda:" + std::to_string(communicator == "nccl" ? launch.local_rank : 0);
+}
+
+void check_same_on_all_ranks(Communicator& comm, const std::string& text, const std::string& what,
+                             const std::string& remedy) {
   const int world = comm.world();
   if (world == 1) return;
   // Two 32-bit halves, each exact in a double (the communicator moves f32/f64).
@@ -129,7 +169,7 @@ void check_same_on_all_ranks(Communicator& comm, const std::string& text, const 
     if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
   if (!differing.empty())
     throw UserError("the " + what + " differs across ranks: rank(s) " + differing +
-                    " differ from rank 0; every rank must get the same config file and --set overrides");
+                    " differ from rank 0; " + remedy);
 }
 
 }  // namespace speedrun::dist

@@ -29,7 +29,11 @@ class Session {
   int world() const { return launch_.world; }
 
   // Local for one process; MPI for the CPU backend; NCCL (with MPI for host buffers)
-  // for CUDA.
+  // for CUDA. SPEEDRUN_COMMUNICATOR overrides the choice: "mpi" on CUDA stages device
+  // buffers through the host (several ranks sharing one GPU, which NCCL refuses); "nccl"
+  // makes NCCL even for one process under mpirun; "auto" (default) as above. Another
+  // value, or "nccl" off CUDA, is a UserError. With several processes it first checks that every rank runs the same
+  // binary (binary_identity), before NCCL starts: UserError naming the ranks that differ.
   std::unique_ptr<Communicator> make_communicator(Device device) const;
 
   // Prints "rank R: <message>" to stderr and ends every rank of the job with exit
@@ -42,7 +46,17 @@ class Session {
 };
 
 // Throws UserError on every rank when the ranks' `text` (the resolved config) differ,
-// naming the ranks that differ from rank 0: each rank's FNV-1a hash is all-gathered.
-void check_same_on_all_ranks(Communicator& comm, const std::string& text, const std::string& what);
+// naming the ranks that differ from rank 0 and ending with `remedy`: each rank's FNV-1a
+// hash is all-gathered.
+void check_same_on_all_ranks(Communicator& comm, const std::string& text, const std::string& what,
+                             const std::string& remedy = "every rank must get the same config file and --set overrides");
+
+// What this binary is: version, commit, build type and backends (build_info.h), e.g.
+// "speedrun 0.1.0 (commit af3c3b774a42, Release, CUDA 1, NCCL 1, MPI 1)".
+std::string binary_identity();
+
+// The device this rank computes on, for its identity line: "cpu", or "cuda:<i>" (GPU i of
+// the node: the local rank under the NCCL communicator, which selects it; else 0).
+std::string device_label(Device device, const LaunchInfo& launch, const std::string& communicator);
 
 }  // namespace speedrun::dist

@@ -115,8 +115,7 @@ struct Gpt::Activations {
     rstd_f = take32({N});
     hf = take({N, d});
     losses = take32({N});
-    const int64_t chunk_bytes = device == Device::cuda ? kHeadChunkBytesCuda : kHeadChunkBytesCpu;
-    chunk_rows = std::clamp<int64_t>(chunk_bytes / (V * 4), 1, N);
+    chunk_rows = Gpt::head_chunk_rows(m, device, B);
     logits = take32({chunk_rows, V});
     if (act != DType::f32) dlogits_act = take({chunk_rows, V});
     rope_cos = take32({T, m.head_dim / 2});
@@ -186,6 +185,11 @@ size_t Gpt::plan_activation_bytes(const config::ModelConfig& cfg, Device device,
   Activations plan(device);  // an Arena that is never allocated only counts
   plan.carve(cfg, max_batch_seqs, device, activations);
   return plan.arena.bytes();
+}
+
+int64_t Gpt::head_chunk_rows(const config::ModelConfig& cfg, Device device, int64_t batch_seqs) {
+  const int64_t chunk_bytes = device == Device::cuda ? kHeadChunkBytesCuda : kHeadChunkBytesCpu;
+  return std::clamp<int64_t>(chunk_bytes / (cfg.padded_vocab_size * 4), 1, batch_seqs * cfg.seq_len);
 }
 
 size_t Gpt::plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations) {
@@ -282,26 +286,36 @@ double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
                           softcap_, backward);
 }
 
-void Gpt::backward_trunk(const Tensor& tokens, int64_t B) {
+void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) {
   Activations& a = *act_;
+  // Each parameter is reported right after the last op that adds to its gradient.
+  const auto final = [ready](std::initializer_list<size_t> indices) {
+    if (ready)
+      for (size_t i : indices) ready->gradient_final(i);
+  };
   const int64_t T = cfg_.seq_len, N = B * T, H = cfg_.n_head, D = cfg_.head_dim;
   auto heads = [&](const Tensor& t) { return rows(t, N).reshaped({B, T, H, D}); };
   const Tensor dresid = rows(a.dresid, N), dh = rows(a.dh, N);
 
   ops::rmsnorm_backward(dresid, grad(a.norm_out), rows(a.dhf, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out),
                         rows(a.rstd_f, N), false);
+  final({a.norm_out});
   for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
     Activations::Layer& L = a.layers[l];
     const BlockParams& p = a.blocks[l];
     // resid[l+1] = x_mid + mlp.proj(relu(mlp.fc(h2))^2)
     const Tensor dfg = rows(a.dfg, N);
     ops::linear_backward(dfg, grad(p.mproj_w), grad(p.mproj_b), dresid, rows(L.g, N), weight(p.mproj_w), false);
+    final({p.mproj_w, p.mproj_b});
     ops::relu2_backward(dfg, dfg, rows(L.f, N));
     ops::linear_backward(dh, grad(p.fc_w), grad(p.fc_b), dfg, rows(L.h2, N), weight(p.fc_w), false);
+    final({p.fc_w, p.fc_b});
     ops::rmsnorm_backward(dresid, grad(p.norm2), dh, rows(L.x_mid, N), param(p.norm2), rows(L.rstd2, N), true);
+    final({p.norm2});
     // x_mid = resid[l] + attn.proj(attention(...))
     ops::linear_backward(rows(a.dy, N), grad(p.proj_w), grad(p.proj_b), dresid, rows(L.y, N), weight(p.proj_w),
                          false);
+    final({p.proj_w, p.proj_b});
     ops::attention_backward(heads(a.dqr), heads(a.dkr), heads(a.dv), heads(a.dy), heads(L.qr), heads(L.kr),
                             heads(L.v), heads(L.y), rows(L.lse, B), cfg_.attn_scale);
     ops::rotary_backward(heads(a.dqr), heads(a.dqr), a.rope_cos, a.rope_sin);
@@ -311,12 +325,16 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B) {
     ops::linear_backward(dh, grad(p.q_w), grad(p.q_b), rows(a.dq, N), rows(L.h1, N), weight(p.q_w), false);
     ops::linear_backward(dh, grad(p.k_w), grad(p.k_b), rows(a.dk, N), rows(L.h1, N), weight(p.k_w), true);
     ops::linear_backward(dh, grad(p.v_w), grad(p.v_b), rows(a.dv, N), rows(L.h1, N), weight(p.v_w), true);
+    final({p.q_w, p.q_b, p.k_w, p.k_b, p.v_w, p.v_b});
     ops::rmsnorm_backward(dresid, grad(p.norm1), dh, rows(a.resid[l], N), param(p.norm1), rows(L.rstd1, N), true);
+    final({p.norm1});
   }
   // resid[0] = rmsnorm(x0) * norm1.gains, x0 = embed[tokens]
   ops::rmsnorm_backward(rows(a.tmp_d, N), grad(a.norm_in), dresid, rows(a.x0, N), param(a.norm_in), rows(a.rstd0, N),
                         false);
+  final({a.norm_in});
   ops::embedding_backward(grad(a.embed), tokens, rows(a.tmp_d, N));
+  final({a.embed});
 }
 
 static void check_batch(int64_t B, int64_t max_b) {
@@ -326,13 +344,17 @@ static void check_batch(int64_t B, int64_t max_b) {
 }
 
 double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
-                             RunPosition) {
+                             RunPosition, GradReadySink* ready) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
   const Tensor tok = ids_on(device_, tokens, N, act_->tokens), tgt = ids_on(device_, targets, N, act_->targets);
   forward_trunk(tok, B, sink);
   const double loss = head_loss(tgt, B, /*backward=*/true);
-  backward_trunk(tok, B);
+  if (ready) {
+    ready->gradient_final(act_->head_w);
+    ready->gradient_final(act_->head_b);
+  }
+  backward_trunk(tok, B, ready);
   return loss;
 }
 

@@ -28,6 +28,7 @@
 
 #include "config/run_config.h"
 #include "core/buffer.h"
+#include "model/grad_ready_sink.h"
 #include "model/model.h"
 #include "model/param_layout.h"
 #include "ops/ops.h"
@@ -50,6 +51,8 @@ class Gpt final : public Model {
   Device device() const override { return device_; }
   DType activation_dtype() const override { return act_dtype_; }
   int64_t max_batch_seqs() const override { return max_batch_seqs_; }
+  // The logit cap the head applies (model.logit_softcap, logit_cap, sigmoid_temperature).
+  const ops::SoftCap& softcap() const { return softcap_; }
 
   // Flat buffers (layout().total_numel() floats each).
   float* params() override { return params_.as<float>(); }
@@ -67,10 +70,12 @@ class Gpt final : public Model {
   void weights_changed() override { copies_stale_ = true; }
 
   // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward (`at` is
-  // ignored: nothing in Track 3 changes over a run). tokens/targets: B*seq_len host int32 (on CUDA copied to the device). Gradients are
-  // added to grads().
+  // ignored: nothing in Track 3 changes over a run). tokens/targets: B*seq_len host int32
+  // (on CUDA copied to the device). Gradients are added to grads(). `ready`, passed on a
+  // step's last micro-batch only, hears each parameter's index (layout order) as soon as
+  // the backward has finished its gradient.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
-                          RunPosition at = {}) override;
+                          RunPosition at = {}, GradReadySink* ready = nullptr) override;
   // The summed loss only (validation).
   double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) override;
   // The capped logits (B*seq_len, padded_vocab_size) into `out` (tests, debugging).
@@ -85,6 +90,9 @@ class Gpt final : public Model {
   static size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
                                       DType activations);
   static size_t plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations);
+  // Rows of the LM head's logit chunk (the head and the loss run over the micro-batch's
+  // B * seq_len rows in chunks of this many: 64 MiB of f32 logits on the CPU, 512 MiB on CUDA).
+  static int64_t head_chunk_rows(const config::ModelConfig& cfg, Device device, int64_t batch_seqs);
 
  private:
   struct Activations;
@@ -96,7 +104,7 @@ class Gpt final : public Model {
   void forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink);
   // Head + loss over row chunks; with `backward`, also the head's gradients and dhf.
   double head_loss(const Tensor& targets, int64_t B, bool backward);
-  void backward_trunk(const Tensor& tokens, int64_t B);
+  void backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready);
   // The weight a product or the embedding reads: its bf16 copy when there is one, else the
   // f32 master. Parameter gradients always go to grad(index).
   Tensor weight(size_t index) const;

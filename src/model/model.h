@@ -11,6 +11,7 @@
 
 #include "config/run_config.h"
 #include "core/tensor.h"
+#include "model/grad_ready_sink.h"
 #include "model/param_layout.h"
 
 namespace speedrun::model {
@@ -70,8 +71,12 @@ class Model {
 
   // One micro-batch of B sequences of config().seq_len tokens: forward, SUM cross-entropy
   // loss, backward. tokens/targets: B*seq_len host int32. Gradients are added to grads().
+  // `ready` (overlapped gradient reduction, model/grad_ready_sink.h), passed on a step's
+  // last micro-batch only, may hear each parameter's index once its gradient is final; a
+  // model that never calls it stays correct (its reductions start after the backward).
   virtual double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B,
-                                  LayerInputSink* sink = nullptr, RunPosition at = {}) = 0;
+                                  LayerInputSink* sink = nullptr, RunPosition at = {},
+                                  GradReadySink* ready = nullptr) = 0;
   // The summed loss only (validation).
   virtual double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) = 0;
   // The capped logits (B*seq_len, padded_vocab_size) into host memory `out` (tests, debugging).

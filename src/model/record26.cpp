@@ -363,7 +363,7 @@ static void check_batch(int64_t B, int64_t max_b) {
 }
 
 double Record26::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
-                                  RunPosition at) {
+                                  RunPosition at, GradReadySink* /*ready: never called, see record26.h*/) {
   check_batch(B, max_batch_seqs_);
   forward_trunk(tokens, B, at, sink);
   const double loss = head_loss(targets, B, /*backward=*/true);

@@ -99,9 +99,12 @@ class Record26 final : public Model {
   void zero_grad() override;
   void weights_changed() override {}  // nothing is derived from the parameters
 
-  // `at` is required (steps > 0): the attention window depends on it.
+  // `at` is required (steps > 0): the attention window depends on it. `ready` is never
+  // called (no per-parameter reports yet): the gradient bucketer then starts every
+  // reduction when the optimizers wait on it, after the backward (dist/grad_buckets.h),
+  // which is the blocking path's result without the overlap.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
-                          RunPosition at = {}) override;
+                          RunPosition at = {}, GradReadySink* ready = nullptr) override;
   double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) override;
   void forward_logits(const int32_t* tokens, int64_t B, float* out, RunPosition at = {}) override;
 

@@ -64,7 +64,8 @@ void check_cuda_mask(const Checker& check, const AttentionMask& mask) {
 
 void check_cuda_head_dim(const Checker& check, const Tensor& q) {
   if (!cuda::attention_supports_head_dim(q.dims[3])) {
-    check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim 64 and 128");
+    check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim " +
+               cuda::attention_head_dims_text());
   }
 }
 
@@ -114,6 +115,30 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
     cpu::attention_backward(dq.data<T>(), dk.data<T>(), dv.data<T>(), dout.data<T>(), q.data<T>(), k.data<T>(),
                             v.data<T>(), out.data<T>(), lse.data<T>(), q.dims[0], q.dims[1], q.dims[2], q.dims[3],
                             static_cast<T>(scale), start.empty() ? nullptr : start.data());
+  });
+}
+
+void attention_decode(Tensor out, const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  const Checker check("attention_decode");
+  check.floating({"q", q});
+  check.ndim({"q", q}, 4);
+  check.same_shape({"out", out}, {"q", q});
+  check.same_dtype({"out", out}, {"q", q});
+  check.ndim({"k", k}, 4);
+  const int64_t S = k.dims[1];
+  if (k.dims[0] != q.dims[0] || k.dims[2] != q.dims[2] || k.dims[3] != q.dims[3] || S < q.dims[1])
+    check.fail("k has shape " + k.shape_string() + ", expected (" + std::to_string(q.dims[0]) + ", S >= " +
+               std::to_string(q.dims[1]) + ", " + std::to_string(q.dims[2]) + ", " + std::to_string(q.dims[3]) +
+               ") for q " + q.shape_string());
+  check.same_dtype({"k", k}, {"q", q});
+  check.same_shape({"v", v}, {"k", k});
+  check.same_dtype({"v", v}, {"q", q});
+  if (!std::isfinite(scale)) check.fail("scale = " + std::to_string(scale) + " is not finite");
+  const Device device = check.same_device({{"out", out}, {"q", q}, {"k", k}, {"v", v}});
+  detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {
+    std::vector<T> lse(static_cast<size_t>(q.dims[0] * q.dims[2] * q.dims[1]));
+    cpu::attention_forward_at(out.data<T>(), lse.data(), q.data<T>(), k.data<T>(), v.data<T>(), q.dims[0], q.dims[1],
+                              S, q.dims[2], q.dims[3], static_cast<T>(scale));
   });
 }
 

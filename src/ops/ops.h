@@ -85,6 +85,13 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                         const Tensor& v, const Tensor& out, const Tensor& lse, double scale,
                         const AttentionMask& mask = {});
 
+// Inference against cached keys (model/kv_cache.h): q, out (B, n, H, D) are the queries of
+// the last n of S positions, k, v (B, S, H, D) the keys and values of all S (n <= S); query
+// i, at position S - n + i, attends keys 0..S - n + i. No lse is kept (no backward). Per
+// query the same arithmetic as attention_forward: with equal inputs, equal bits. CPU only
+// (std::logic_error on CUDA tensors): `speedrun sample` runs on the CPU.
+void attention_decode(Tensor out, const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+
 // --- ReLU^2 ---------------------------------------------------------------------------------
 // out = relu(x)^2 (out may alias x only in the forward of inference).
 void relu2_forward(Tensor out, const Tensor& x);
@@ -109,6 +116,42 @@ double dot(const Tensor& x, const Tensor& y);
 // CUDA: f32 and bf16 either way (round to nearest even), or a copy. The model makes its
 // bf16 weight copies and the LM head's bf16 logit gradient with it.
 void convert(Tensor dst, const Tensor& src);
+
+// --- FP8 emulation (record #26's FP8 head; CPU only: ops/cpu/fp8.h, src/ops/fp8.cpp) ------------
+// The OCP FP8 formats: e4m3 (E4M3FN: max 448, no infinity) and e5m2 (max 57344, IEEE-like).
+enum class Fp8Kind { e4m3, e5m2 };
+// out = fp8(x / scale) elementwise, x and out f32 (same shape; out may alias x): the
+// quotient is computed in f32 (x / f32(scale)), then rounded once to the nearest FP8 value,
+// ties to even, subnormals kept; out holds that FP8 value as an f32 (not multiplied back by
+// scale). Overflow (a value rounding beyond the max, or an infinity): saturate = true gives
+// +-max, as the hardware conversions with .satfinite (PTX cvt.rn.satfinite.e4m3x2.f32 /
+// __nv_cvt_float_to_fp8(.., __NV_SATFINITE, ..), which Triton's compiled casts and a
+// cuBLASLt head use); saturate = false gives torch's eager x.to(torch.float8_*) (c10
+// fp8e4m3fn_from_fp32_value / fp8e5m2_from_fp32_value): NaN for e4m3, +-inf for e5m2. NaN
+// stays NaN; a zero keeps its sign.
+void fp8_round(Tensor out, const Tensor& x, double scale, Fp8Kind kind, bool saturate);
+
+// Record #26's FP8 head product, y = x w^T (upstream's nanogpt::mm and nanogpt::mm_backward
+// custom ops by @YouJiacheng, KellerJordan/modded-nanogpt train_gpt.py at commit 345b2fb,
+// lines 26-103), emulated: the rounding exactly, the products with f32 accumulation (BLAS;
+// the GPU accumulates in its own order, use_fast_accum in the forward).
+struct Fp8HeadScales {
+  double x_s = 0.0, w_s = 0.0, grad_s = 0.0;  // record #26: sqrt(768)/448, 24/448, 1/448
+  bool saturate = true;                      // overflow rule of fp8_round
+};
+// Forward. x (N, C), w (V, C), y (N, V), xq (N, C), wq (V, C), all f32 on the CPU.
+//   xq = e4m3(x / x_s), wq = e4m3(w / w_s)                (saved for the backward)
+//   y  = bf16((xq wq^T) * (x_s * w_s))                     (_scaled_mm, out_dtype bf16)
+// y holds bf16 values in f32 (upstream's logits.float()).
+void fp8_head_forward(Tensor y, Tensor xq, Tensor wq, const Tensor& x, const Tensor& w, const Fp8HeadScales& s);
+// Backward from dy (N, V) f32, the gradient of y:
+//   g  = e5m2(bf16(dy) / grad_s)     (upstream's op receives the bf16 gradient of its bf16 output)
+//   dx = (or +=, accumulate_dx) bf16((g wq) * (grad_s * w_s))           (N, C), bf16 values in f32
+//   dw += (g^T xq) * (x_s * grad_s)                                        (V, C), f32
+// Only xq and wq are read: x and w themselves are never used again, as upstream saves
+// only x_f8 and w_f8. dx or dw may be empty.
+void fp8_head_backward(Tensor dx, Tensor dw, const Tensor& dy, const Tensor& xq, const Tensor& wq,
+                       const Fp8HeadScales& s, bool accumulate_dx);
 
 // --- soft-capped cross-entropy, SUM reduction -------------------------------------------------
 // The cap (kind, cap, denominator) is described in core/softcap.h.

@@ -56,10 +56,10 @@ void attention_backward(DType, void*, void*, void*, const void*, const void*, co
                         const float*, int64_t, int64_t, int64_t, int64_t, float) {
   no_cuda("attention_backward");
 }
-bool attention_supports_head_dim(int64_t) { no_cuda("attention_supports_head_dim"); }
 AttentionKernel attention_kernel() { no_cuda("attention_kernel"); }
 AttentionKernel set_attention_kernel(AttentionKernel) { no_cuda("set_attention_kernel"); }
 bool use_tensor_core_attention(DType, std::initializer_list<const void*>) { no_cuda("use_tensor_core_attention"); }
+bool use_flash_attention(DType, std::initializer_list<const void*>) { no_cuda("use_flash_attention"); }
 void attention_forward_tc(void*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t, int64_t,
                           float) {
   no_cuda("attention_forward_tc");

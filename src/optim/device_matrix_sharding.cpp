@@ -36,39 +36,77 @@ DeviceMatrixSharding::DeviceMatrixSharding(const std::vector<ParamRef>& params, 
   gathered_ = Buffer(Device::cuda, send_.bytes());
 }
 
-void DeviceMatrixSharding::reduce() {
+std::pair<Tensor, Tensor> DeviceMatrixSharding::pack(const Round& r, float* send) const {
   const int64_t world = comm_->world();
+  // Block j: this rank's local gradient of the round's j-th matrix, zero-padded to width.
+  cuda::zero_device_async(send, world * r.width);
+  for (size_t j = 0; j < r.count; ++j) {
+    const Tensor& g = params_[order_[r.base + j]].grad;
+    cuda::copy_device_async(send + static_cast<int64_t>(j) * r.width, g.data<float>(), g.numel());
+  }
+  return {Tensor::of(send, {world * r.width}, Device::cuda), Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda)};
+}
+
+void DeviceMatrixSharding::attach(dist::GradBucketer& bucketer) {
+  bucketer_ = &bucketer;
+  const size_t world = static_cast<size_t>(comm_->world());
+  for (Round& r : rounds_) {
+    r.send = Buffer(Device::cuda, world * static_cast<size_t>(r.width) * sizeof(float));
+    std::vector<size_t> indices;
+    for (size_t j = 0; j < r.count; ++j) indices.push_back(params_[order_[r.base + j]].index);
+    r.id = bucketer.add(std::move(indices), [this, &r] {
+      const auto [send, recv] = pack(r, r.send.as<float>());
+      return comm_->start_reduce_scatter_sum(send, recv);
+    });
+  }
+}
+
+void DeviceMatrixSharding::reduce() {
   for (const Round& r : rounds_) {
-    float* send = send_.as<float>();
-    // Block j: this rank's local gradient of the round's j-th matrix, zero-padded to width.
-    cuda::zero_device_async(send, world * r.width);
-    for (size_t j = 0; j < r.count; ++j) {
-      const Tensor& g = params_[order_[r.base + j]].grad;
-      cuda::copy_device_async(send + static_cast<int64_t>(j) * r.width, g.data<float>(), g.numel());
+    if (bucketer_ != nullptr) {
+      bucketer_->wait(r.id);
+      continue;
     }
-    comm_->reduce_scatter_sum(Tensor::of(send, {world * r.width}, Device::cuda),
-                              Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda));
+    const auto [send, recv] = pack(r, send_.as<float>());
+    comm_->reduce_scatter_sum(send, recv);
   }
 }
 
 void DeviceMatrixSharding::gather() {
   const int64_t world = comm_->world();
   const size_t rank = static_cast<size_t>(comm_->rank());
-  for (const Round& r : rounds_) {
+  // Attached: every round's all-gather is started (into its send buffer, free once its
+  // reduce-scatter completed) before any is waited for, so the host never blocks per round.
+  std::vector<std::unique_ptr<dist::Request>> gathers;
+  for (Round& r : rounds_) {
     // This rank's contribution: its updated matrix (or its block's stale contents as padding
     // when the round has no matrix for it, which nobody reads).
     if (rank < r.count) {
       const Tensor& p = params_[order_[r.base + rank]].param;
       cuda::copy_device_async(r.mine.as<float>(), p.data<float>(), p.numel());
     }
+    if (bucketer_ != nullptr) {
+      gathers.push_back(comm_->start_all_gather(Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda),
+                                                Tensor::of(r.send.as<float>(), {world * r.width}, Device::cuda)));
+      continue;
+    }
     float* gathered = gathered_.as<float>();
     comm_->all_gather(Tensor::of(r.mine.as<float>(), {r.width}, Device::cuda),
                       Tensor::of(gathered, {world * r.width}, Device::cuda));
-    for (size_t j = 0; j < r.count; ++j) {
-      if (j == rank) continue;
-      const Tensor& p = params_[order_[r.base + j]].param;
-      cuda::copy_device_async(p.data<float>(), gathered + static_cast<int64_t>(j) * r.width, p.numel());
-    }
+    scatter_gathered(r, gathered);
+  }
+  for (size_t i = 0; i < gathers.size(); ++i) {
+    gathers[i]->wait();  // the compute stream waits; the copies below follow it
+    scatter_gathered(rounds_[i], rounds_[i].send.as<float>());
+  }
+}
+
+void DeviceMatrixSharding::scatter_gathered(const Round& r, const float* gathered) const {
+  const size_t rank = static_cast<size_t>(comm_->rank());
+  for (size_t j = 0; j < r.count; ++j) {
+    if (j == rank) continue;
+    const Tensor& p = params_[order_[r.base + j]].param;
+    cuda::copy_device_async(p.data<float>(), gathered + static_cast<int64_t>(j) * r.width, p.numel());
   }
 }
 

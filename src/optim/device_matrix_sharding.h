@@ -10,13 +10,20 @@
 // the CPU's round-by-round order: a matrix's update reads only its own gradient.
 //
 // With one process nothing is copied: grad(k) is the parameter's own gradient.
+//
+// Overlap (attach): as MatrixSharding::attach, each round's reduce-scatter starts on the
+// communication stream once its matrices' gradients are final, from a send buffer of its
+// own; reduce() then only orders the compute stream after every round's collective, and
+// gather() starts every round's all-gather before waiting for any.
 #pragma once
 
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "core/buffer.h"
 #include "dist/communicator.h"
+#include "dist/grad_buckets.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::cuda {
@@ -36,8 +43,10 @@ class DeviceMatrixSharding {
   // The matrices this rank owns as the device optimizers take them: each parameter with
   // its summed gradient.
   std::vector<cuda::DeviceMatrix> owned_matrices() const;
-  // Every round's reduce-scatter of the local gradients.
+  // Every round's reduce-scatter of the local gradients (or, attached, the wait for them).
   void reduce();
+  // Registers every round's reduce-scatter with `bucketer` (several processes only).
+  void attach(dist::GradBucketer& bucketer);
   // Every round's all-gather of the updated matrices into every rank's parameters.
   void gather();
 
@@ -46,7 +55,14 @@ class DeviceMatrixSharding {
     size_t base = 0, count = 0;
     int64_t width = 0;  // elements per block: the round's largest matrix
     Buffer mine;        // this rank's block: its summed gradient, then its updated matrix
+    Buffer send;        // attached only: world x width, the round's local gradients
+    size_t id = 0;      // its collective in bucketer_
   };
+  // Packs the round's local gradients into `send` (world x width, zero-padded) and
+  // returns the reduce-scatter's send and receive tensors.
+  std::pair<Tensor, Tensor> pack(const Round& r, float* send) const;
+  // Copies the other ranks' updated matrices of round r out of its gathered blocks.
+  void scatter_gathered(const Round& r, const float* gathered) const;
   const std::vector<ParamRef>& params_;
   dist::Communicator* comm_;
   std::vector<size_t> order_;
@@ -54,6 +70,7 @@ class DeviceMatrixSharding {
   std::vector<const float*> grad_;
   std::vector<Round> rounds_;
   Buffer send_, gathered_;  // world x the largest round width
+  dist::GradBucketer* bucketer_ = nullptr;
 };
 
 }  // namespace speedrun::optim

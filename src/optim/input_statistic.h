@@ -38,6 +38,13 @@ class InputStatistic {
   // out (rows, width) = g (rows, width) times blockdiag(P_0, ..., P_{blocks-1}).
   void precondition(const float* g, float* out, int64_t rows) const;
 
+  // The EMA C and the inverse P of every block, (blocks, n, n) row-major, writable (for
+  // checkpoints: with has_inverse, the whole state between steps, A and count being zero
+  // then); set_has_inverse restores whether a refresh has happened.
+  float* covariances() { return cov_.data(); }
+  float* inverses() { return inv_.data(); }
+  void set_has_inverse(bool has) { has_inverse_ = has; }
+
   // Row-major n x n views, for tests.
   const float* accumulator(int64_t block) const { return acc_.data() + block * n_ * n_; }
   const float* covariance(int64_t block) const { return cov_.data() + block * n_ * n_; }

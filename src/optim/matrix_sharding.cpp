@@ -20,8 +20,40 @@ std::vector<size_t> MatrixSharding::shape_order(const std::vector<ParamRef>& par
 
 MatrixSharding::MatrixSharding(const std::vector<ParamRef>& params, dist::Communicator* comm)
     : params_(params), comm_(comm), order_(shape_order(params)), owner_(params.size(), 0) {
-  const int world = comm_->world();
-  for (size_t i = 0; i < order_.size(); ++i) owner_[order_[i]] = static_cast<int>(i % static_cast<size_t>(world));
+  const size_t world = static_cast<size_t>(comm_->world());
+  for (size_t i = 0; i < order_.size(); ++i) owner_[order_[i]] = static_cast<int>(i % world);
+  if (world == 1) return;
+  for (size_t base = 0; base < order_.size(); base += world) {
+    Round r;
+    r.base = base;
+    r.count = std::min(world, order_.size() - base);
+    for (size_t j = 0; j < r.count; ++j) r.width = std::max(r.width, params_[order_[base + j]].param.numel());
+    rounds_.push_back(std::move(r));
+  }
+}
+
+void MatrixSharding::pack(const Round& r, std::vector<float>& send) const {
+  const size_t world = static_cast<size_t>(comm_->world()), w = static_cast<size_t>(r.width);
+  send.assign(world * w, 0.0f);
+  for (size_t j = 0; j < r.count; ++j) {
+    const Tensor& g = params_[order_[r.base + j]].grad;
+    std::memcpy(send.data() + j * w, g.ptr, g.bytes());
+  }
+}
+
+void MatrixSharding::attach(dist::GradBucketer& bucketer) {
+  bucketer_ = &bucketer;
+  const int64_t world = comm_->world();
+  for (Round& r : rounds_) {
+    r.recv.resize(static_cast<size_t>(r.width));
+    std::vector<size_t> indices;
+    for (size_t j = 0; j < r.count; ++j) indices.push_back(params_[order_[r.base + j]].index);
+    r.id = bucketer.add(std::move(indices), [this, &r, world] {
+      pack(r, r.send);
+      return comm_->start_reduce_scatter_sum(Tensor::of(r.send.data(), {world * r.width}),
+                                             Tensor::of(r.recv.data(), {r.width}));
+    });
+  }
 }
 
 void MatrixSharding::step(const std::function<void(size_t, const float*)>& update) {
@@ -31,34 +63,53 @@ void MatrixSharding::step(const std::function<void(size_t, const float*)>& updat
     return;
   }
   const size_t rank = static_cast<size_t>(comm_->rank());
-  for (size_t base = 0; base < order_.size(); base += world) {
-    const size_t count = std::min(world, order_.size() - base);
-    int64_t width = 0;
-    for (size_t j = 0; j < count; ++j) width = std::max(width, params_[order_[base + j]].param.numel());
+  // Attached: each round's all-gather starts after its update and runs while the next
+  // rounds update (as upstream's Muon gathers asynchronously); all are waited at the end.
+  std::vector<std::unique_ptr<dist::Request>> gathers;
+  for (Round& r : rounds_) {
+    const int64_t width = r.width;
     const auto w = static_cast<size_t>(width);
-    // Block j of the send buffer: this rank's local gradient of the round's j-th matrix.
-    send_.assign(world * w, 0.0f);
-    for (size_t j = 0; j < count; ++j) {
-      const Tensor& g = params_[order_[base + j]].grad;
-      std::memcpy(send_.data() + j * w, g.ptr, g.bytes());
+    // This rank's block of the round, summed over ranks.
+    std::vector<float>* recv = &recv_;
+    if (bucketer_ != nullptr) {
+      bucketer_->wait(r.id);
+      recv = &r.recv;
+    } else {
+      pack(r, send_);
+      recv_.resize(w);
+      comm_->reduce_scatter_sum(Tensor::of(send_.data(), {static_cast<int64_t>(world * w)}),
+                                Tensor::of(recv_.data(), {width}));
     }
-    recv_.resize(w);
-    comm_->reduce_scatter_sum(Tensor::of(send_.data(), {static_cast<int64_t>(world * w)}),
-                              Tensor::of(recv_.data(), {width}));
-    // Reuse recv_ as this rank's contribution to the gather: its updated matrix (or
-    // padding when the last round has no matrix for it).
-    if (rank < count) {
-      const size_t k = order_[base + rank];
-      update(k, recv_.data());
-      std::memcpy(recv_.data(), params_[k].param.ptr, params_[k].param.bytes());
+    // Reuse the receive buffer as this rank's contribution to the gather: its updated
+    // matrix (or padding when the last round has no matrix for it).
+    if (rank < r.count) {
+      const size_t k = order_[r.base + rank];
+      update(k, recv->data());
+      std::memcpy(recv->data(), params_[k].param.ptr, params_[k].param.bytes());
+    }
+    if (bucketer_ != nullptr) {
+      // Into the round's send buffer: its reduce-scatter has completed, and the next
+      // step's packing comes after this step's waits.
+      gathers.push_back(comm_->start_all_gather(Tensor::of(recv->data(), {width}),
+                                                Tensor::of(r.send.data(), {static_cast<int64_t>(world * w)})));
+      continue;
     }
     gathered_.resize(world * w);
-    comm_->all_gather(Tensor::of(recv_.data(), {width}), Tensor::of(gathered_.data(), {static_cast<int64_t>(world * w)}));
-    for (size_t j = 0; j < count; ++j) {
-      if (j == rank) continue;
-      const Tensor& p = params_[order_[base + j]].param;
-      std::memcpy(p.ptr, gathered_.data() + j * w, p.bytes());
-    }
+    comm_->all_gather(Tensor::of(recv->data(), {width}), Tensor::of(gathered_.data(), {static_cast<int64_t>(world * w)}));
+    scatter_gathered(r, gathered_.data());
+  }
+  for (size_t i = 0; i < gathers.size(); ++i) {
+    gathers[i]->wait();
+    scatter_gathered(rounds_[i], rounds_[i].send.data());
+  }
+}
+
+void MatrixSharding::scatter_gathered(const Round& r, const float* gathered) const {
+  const size_t rank = static_cast<size_t>(comm_->rank()), w = static_cast<size_t>(r.width);
+  for (size_t j = 0; j < r.count; ++j) {
+    if (j == rank) continue;
+    const Tensor& p = params_[order_[r.base + j]].param;
+    std::memcpy(p.ptr, gathered + j * w, p.bytes());
   }
 }
 

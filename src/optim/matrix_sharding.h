@@ -8,6 +8,14 @@
 //
 // With one process the matrices are updated in place in group order with their own
 // gradients: no copies, bit-identical to the unsharded optimizer.
+//
+// Overlap (attach): each round's reduce-scatter is registered with a GradBucketer and
+// starts as soon as the round's matrices' gradients are final, from a send buffer of
+// its own (world x the round's width: about one more copy of the group's gradients);
+// step() waits for it before the round's update; the round's all-gather then starts
+// non-blocking (into its send buffer) and runs during the next rounds' updates. The
+// collectives and their buffers' layout are those of the blocking path, so the sums are
+// the same.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +23,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/grad_buckets.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::optim {
@@ -29,18 +38,36 @@ class MatrixSharding {
 
   // Whether this rank updates parameter k (so needs optimizer state for it).
   bool owns(size_t k) const { return owner_[k] == comm_->rank(); }
+  // The rank that updates parameter k (DeviceMatrixSharding assigns the same).
+  int owner(size_t k) const { return owner_[k]; }
 
   // Calls update(k, grad) for every parameter k this rank owns, `grad` its gradient
   // summed over ranks (rows x cols, row-major); update writes params[k].param in place.
   // Afterwards every rank holds every updated parameter.
   void step(const std::function<void(size_t k, const float* grad)>& update);
 
+  // Registers every round's reduce-scatter with `bucketer` (several processes only).
+  void attach(dist::GradBucketer& bucketer);
+
  private:
+  struct Round {
+    size_t base = 0, count = 0;
+    int64_t width = 0;              // elements per block: the round's largest matrix
+    std::vector<float> send, recv;  // attached only
+    size_t id = 0;                  // its collective in bucketer_
+  };
+  // Block j of `send` (world x width): this rank's local gradient of the round's j-th matrix.
+  void pack(const Round& r, std::vector<float>& send) const;
+  // Copies the other ranks' updated matrices of round r out of its gathered blocks.
+  void scatter_gathered(const Round& r, const float* gathered) const;
+
   const std::vector<ParamRef>& params_;
   dist::Communicator* comm_;
   std::vector<size_t> order_;  // parameter indices, largest shape first
   std::vector<int> owner_;     // per parameter
+  std::vector<Round> rounds_;
   std::vector<float> send_, recv_, gathered_;
+  dist::GradBucketer* bucketer_ = nullptr;
 };
 
 }  // namespace speedrun::optim

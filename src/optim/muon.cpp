@@ -7,14 +7,14 @@
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
+#include "optim/momentum_warmup.h"
+#include "optim/optimizer_state.h"
 #include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
 
 double muon_momentum(const config::MuonSettings& s, int64_t step) {
-  if (!s.momentum_warmup_start || s.momentum_warmup_steps <= 0) return s.momentum;
-  const double frac = std::min(1.0, static_cast<double>(step) / static_cast<double>(s.momentum_warmup_steps));
-  return (1.0 - frac) * *s.momentum_warmup_start + frac * s.momentum;
+  return warmed_up_momentum(s.momentum, s.momentum_warmup_start, s.momentum_warmup_steps, step);
 }
 
 MuonMatrixUpdate::MuonMatrixUpdate(const config::MuonSettings& s) : settings_(s), ns_(newton_schulz_spec(s)) {}
@@ -61,7 +61,8 @@ class Muon final : public Optimizer {
         settings_(std::get<config::MuonSettings>(entry.settings)),
         update_(settings_),
         params_(std::move(params)),
-        sharding_(params_, context.comm) {
+        sharding_(params_, context.comm),
+        comm_(context.comm) {
     if (group_device(params_, "muon") == Device::cuda) {
       // The matrices this rank owns, batched by shape, reading their summed gradients.
       device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
@@ -76,6 +77,13 @@ class Muon final : public Optimizer {
   }
 
   const char* type() const override { return "muon"; }
+
+  void overlap_reduction(dist::GradBucketer& bucketer) override {
+    if (device_sharding_)
+      device_sharding_->attach(bucketer);
+    else
+      sharding_.attach(bucketer);
+  }
 
   void step(int64_t step, double lr_factor) override {
     if (device_) {
@@ -97,12 +105,21 @@ class Muon final : public Optimizer {
     return n;
   }
 
+  std::vector<StateTensor> export_state() override {
+    return export_momentum(params_, sharding_, *comm_, buf_, device_ ? device_->momentum() : std::vector<Tensor>{});
+  }
+
+  void import_state(const StateSource& source) override {
+    import_momentum(source, params_, sharding_, buf_, device_ ? device_->momentum() : std::vector<Tensor>{});
+  }
+
  private:
   double lr_, wd_;
   config::MuonSettings settings_;
   MuonMatrixUpdate update_;
   std::vector<ParamRef> params_;
   MatrixSharding sharding_;
+  dist::Communicator* comm_;
   std::vector<std::vector<float>> buf_;
   std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
   std::unique_ptr<cuda::MuonDevice> device_;

@@ -15,6 +15,7 @@
 #include "optim/input_statistic.h"
 #include "optim/matrix_sharding.h"
 #include "optim/muon.h"
+#include "optim/optimizer_state.h"
 
 namespace speedrun::optim {
 
@@ -105,6 +106,13 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
 
   const char* type() const override { return "newton_muon"; }
 
+  void overlap_reduction(dist::GradBucketer& bucketer) override {
+    if (device_sharding_)
+      device_sharding_->attach(bucketer);
+    else
+      sharding_.attach(bucketer);
+  }
+
   bool refresh_step(int64_t step) const { return (step + 1) % settings_.refresh_every == 0; }
 
   model::LayerInputSink* capture_sink(int64_t step) override {
@@ -147,6 +155,63 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
     return n;
   }
 
+  // Momentum as Muon's; per statistic "blocks.<layer>.<point>.covariance" (the EMA C) and
+  // ".inverse" (P), (blocks, n, n), the same on every rank; the counters "refreshes" and
+  // "cholesky_failures". The accumulators are zero between steps (a refresh step
+  // captures and refreshes within the step), so they are not state.
+  std::vector<StateTensor> export_state() override {
+    std::vector<StateTensor> out = export_momentum(params_, sharding_, *comm_, buf_,
+                                                   device_muon_ ? device_muon_->momentum() : std::vector<Tensor>{});
+    for (const auto& [key, i] : index_) {
+      const cuda::StatisticShape& sh = shapes_[i];
+      const int64_t n = sh.blocks * sh.block_width * sh.block_width;
+      const std::string name = statistic_name(key);
+      const std::vector<int64_t> shape{sh.blocks, sh.block_width, sh.block_width};
+      if (device_stats_) {
+        out.push_back(f32_state(name + ".covariance", shape,
+                                to_host(device_stats_->covariance(i).data<float>(), n, Device::cuda)));
+        out.push_back(f32_state(name + ".inverse", shape, to_host(device_stats_->inverse(i).data<float>(), n, Device::cuda)));
+      } else {
+        if (stats_[i].count() != 0.0) throw std::logic_error("newton_muon: state exported in the middle of a step");
+        out.push_back(f32_state(name + ".covariance", shape, to_host(stats_[i].covariances(), n, Device::cpu)));
+        out.push_back(f32_state(name + ".inverse", shape, to_host(stats_[i].inverses(), n, Device::cpu)));
+      }
+    }
+    out.push_back(i64_state("refreshes", refreshes_));
+    out.push_back(i64_state("cholesky_failures", device_stats_ ? device_stats_->failures() : failures_));
+    return out;
+  }
+
+  void import_state(const StateSource& source) override {
+    import_momentum(source, params_, sharding_, buf_, device_muon_ ? device_muon_->momentum() : std::vector<Tensor>{});
+    std::vector<float> values;
+    for (const auto& [key, i] : index_) {
+      const cuda::StatisticShape& sh = shapes_[i];
+      const int64_t n = sh.blocks * sh.block_width * sh.block_width;
+      const std::string name = statistic_name(key);
+      const std::vector<int64_t> shape{sh.blocks, sh.block_width, sh.block_width};
+      values.resize(static_cast<size_t>(n));
+      for (const char* what : {".covariance", ".inverse"}) {
+        source.read_f32(name + what, shape, values.data());
+        const bool cov = std::string(what) == ".covariance";
+        if (device_stats_)
+          from_host((cov ? device_stats_->covariance(i) : device_stats_->inverse(i)).data<float>(), values.data(), n,
+                    Device::cuda);
+        else
+          from_host(cov ? stats_[i].covariances() : stats_[i].inverses(), values.data(), n, Device::cpu);
+      }
+    }
+    refreshes_ = source.read_i64("refreshes");
+    failures_ = source.read_i64("cholesky_failures");
+    if (refreshes_ < 0 || failures_ < 0) throw UserError("newton_muon: negative counters in the optimizer state");
+    for (InputStatistic& s : stats_) s.set_has_inverse(refreshes_ > 0);
+    if (device_stats_) {
+      device_stats_->set_failures(failures_);
+      device_has_inverse_ = refreshes_ > 0;
+      failures_read_at_ = refreshes_;
+    }
+  }
+
   nlohmann::json metrics() const override {
     if (shapes_.empty()) return nullptr;
     // The failures are counted on the device; they change only on refreshes, so the
@@ -178,6 +243,10 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
                    "logged once)",
                    failed, step + 1);
     failures_ += failed;
+  }
+
+  static std::string statistic_name(const std::pair<int64_t, model::CapturePoint>& key) {
+    return "blocks." + std::to_string(key.first) + "." + setting_name(key.second);
   }
 
   // The device path: statistics (kept and all-reduced on every rank, as on the CPU),

@@ -23,6 +23,8 @@ AdamWDevice::AdamWDevice(const std::vector<AdamWSegment>&) { no_cuda("AdamWDevic
 AdamWDevice::~AdamWDevice() = default;
 void AdamWDevice::step(const AdamWScalars&) { no_cuda("AdamWDevice::step"); }
 size_t AdamWDevice::state_bytes() const { no_cuda("AdamWDevice::state_bytes"); }
+Tensor AdamWDevice::first_moment() { no_cuda("AdamWDevice::first_moment"); }
+Tensor AdamWDevice::second_moment() { no_cuda("AdamWDevice::second_moment"); }
 
 struct MuonDevice::Impl {};
 MuonDevice::MuonDevice(const std::vector<DeviceMatrix>&, const NewtonSchulzCoefficients&, bool) {
@@ -31,6 +33,7 @@ MuonDevice::MuonDevice(const std::vector<DeviceMatrix>&, const NewtonSchulzCoeff
 MuonDevice::~MuonDevice() = default;
 void MuonDevice::step(float, double, double) { no_cuda("MuonDevice::step"); }
 size_t MuonDevice::state_bytes() const { no_cuda("MuonDevice::state_bytes"); }
+std::vector<Tensor> MuonDevice::momentum() { no_cuda("MuonDevice::momentum"); }
 double MuonDevice::newton_schulz_flops() const { no_cuda("MuonDevice::newton_schulz_flops"); }
 void MuonDevice::newton_schulz_only() { no_cuda("MuonDevice::newton_schulz_only"); }
 
@@ -46,12 +49,16 @@ std::vector<Tensor> NewtonMuonStatsDevice::accumulators() { no_cuda("NewtonMuonS
 void NewtonMuonStatsDevice::precondition() { no_cuda("NewtonMuonStatsDevice::precondition"); }
 int64_t NewtonMuonStatsDevice::failures() const { no_cuda("NewtonMuonStatsDevice::failures"); }
 size_t NewtonMuonStatsDevice::state_bytes() const { no_cuda("NewtonMuonStatsDevice::state_bytes"); }
+void NewtonMuonStatsDevice::set_failures(int64_t) { no_cuda("NewtonMuonStatsDevice::set_failures"); }
+Tensor NewtonMuonStatsDevice::covariance(size_t) { no_cuda("NewtonMuonStatsDevice::covariance"); }
+Tensor NewtonMuonStatsDevice::inverse(size_t) { no_cuda("NewtonMuonStatsDevice::inverse"); }
 
 struct RmnpDevice::Impl {};
 RmnpDevice::RmnpDevice(const std::vector<DeviceMatrix>&, bool) { no_cuda("RmnpDevice"); }
 RmnpDevice::~RmnpDevice() = default;
 void RmnpDevice::step(float, float, double, double) { no_cuda("RmnpDevice::step"); }
 size_t RmnpDevice::state_bytes() const { no_cuda("RmnpDevice::state_bytes"); }
+std::vector<Tensor> RmnpDevice::momentum() { no_cuda("RmnpDevice::momentum"); }
 
 // Poisoning scratch is a test setting, not device work: the flag is kept as in CUDA builds.
 namespace {
@@ -61,6 +68,7 @@ void set_poison_scratch(bool on) { g_poison_scratch = on; }
 bool poison_scratch() { return g_poison_scratch; }
 
 void copy_device_async(float*, const float*, int64_t) { no_cuda("copy_device_async"); }
+void copy_state(void*, const void*, size_t) { no_cuda("copy_state"); }
 void zero_device_async(float*, int64_t) { no_cuda("zero_device_async"); }
 double time_device_ms(const std::function<void()>&, int, int) { no_cuda("time_device_ms"); }
 

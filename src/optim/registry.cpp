@@ -37,14 +37,16 @@ std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<confi
       const model::ParamSpec& spec = model.layout().params()[i];
       const Tensor p = model.param(i), g = model.grad(i);
       if (entries[e].type == config::AdamWSettings::type || spec.shape.size() != 3) {
-        refs.push_back({spec.name, p, g});
+        refs.push_back({spec.name, p, g, i});
         continue;
       }
       // A stack of matrices (record26's qkv_w, (3, H*D, d)): a matrix optimizer updates each
       // as its own matrix, "name[j]" (upstream's Muon orthogonalizes the last two dimensions).
+      // Every part keeps the layout index i: the gradient bucketer counts a collective's
+      // parameters with repeats, so a round holding several parts waits for i's one report.
       for (int64_t j = 0; j < spec.shape[0]; ++j) {
         auto part = [&](const Tensor& t) { return t.slice_rows(j, j + 1).reshaped({spec.shape[1], spec.shape[2]}); };
-        refs.push_back({spec.name + "[" + std::to_string(j) + "]", part(p), part(g)});
+        refs.push_back({spec.name + "[" + std::to_string(j) + "]", part(p), part(g), i});
       }
     }
     optimizers.push_back(make_optimizer(entries[e], std::move(refs), context));

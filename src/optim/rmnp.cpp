@@ -7,6 +7,8 @@
 #include "optim/device_matrix_sharding.h"
 #include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
+#include "optim/momentum_warmup.h"
+#include "optim/optimizer_state.h"
 #include "kernels/optim/optim_cuda.h"
 
 namespace speedrun::optim {
@@ -20,7 +22,8 @@ class Rmnp final : public Optimizer {
         wd_(entry.weight_decay),
         settings_(std::get<config::RmnpSettings>(entry.settings)),
         params_(std::move(params)),
-        sharding_(params_, context.comm) {
+        sharding_(params_, context.comm),
+        comm_(context.comm) {
     if (group_device(params_, "rmnp") == Device::cuda) {
       device_sharding_ = std::make_unique<DeviceMatrixSharding>(params_, context.comm);
       device_ = std::make_unique<cuda::RmnpDevice>(device_sharding_->owned_matrices(), settings_.nesterov);
@@ -33,8 +36,17 @@ class Rmnp final : public Optimizer {
 
   const char* type() const override { return "rmnp"; }
 
-  void step(int64_t, double lr_factor) override {
-    const float mu = static_cast<float>(settings_.momentum);
+  void overlap_reduction(dist::GradBucketer& bucketer) override {
+    if (device_sharding_)
+      device_sharding_->attach(bucketer);
+    else
+      sharding_.attach(bucketer);
+  }
+
+  void step(int64_t step, double lr_factor) override {
+    // The step's momentum (the warm-up when configured), on the CPU and the device alike.
+    const float mu = static_cast<float>(
+        warmed_up_momentum(settings_.momentum, settings_.momentum_warmup_start, settings_.momentum_warmup_steps, step));
     const float eps = static_cast<float>(settings_.eps);
     const bool nesterov = settings_.nesterov;
     const double lr = lr_ * lr_factor;
@@ -81,11 +93,20 @@ class Rmnp final : public Optimizer {
     return n;
   }
 
+  std::vector<StateTensor> export_state() override {
+    return export_momentum(params_, sharding_, *comm_, buf_, device_ ? device_->momentum() : std::vector<Tensor>{});
+  }
+
+  void import_state(const StateSource& source) override {
+    import_momentum(source, params_, sharding_, buf_, device_ ? device_->momentum() : std::vector<Tensor>{});
+  }
+
  private:
   double lr_, wd_;
   config::RmnpSettings settings_;
   std::vector<ParamRef> params_;
   MatrixSharding sharding_;
+  dist::Communicator* comm_;
   std::vector<std::vector<float>> buf_;
   std::unique_ptr<DeviceMatrixSharding> device_sharding_;  // set when the group lives on CUDA
   std::unique_ptr<cuda::RmnpDevice> device_;

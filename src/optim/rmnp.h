@@ -3,7 +3,8 @@
 //   R = U with each row i divided by max(||U_i||_2, eps);  R *= sqrt(max(1, rows/cols));
 //   p = p (1 - lr wd) - lr R.
 // Rows of the (out, in) matrix are each output neuron's fan-in; tall matrices are not
-// transposed (the authors found this trains better).
+// transposed (the authors found this trains better). mu may warm up linearly from
+// momentum_warmup_start over momentum_warmup_steps (optim/momentum_warmup.h).
 #pragma once
 
 #include "optim/optimizer.h"

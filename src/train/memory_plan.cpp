@@ -6,9 +6,11 @@
 #include <cstdio>
 #include <variant>
 
+#include "build_info.h"
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
+#include "kernels/ops/ops_cuda.h"
 #include "kernels/runtime/workspace_sizes.h"
 #include "model/registry.h"
 #include "model/param_layout.h"
@@ -34,24 +36,22 @@ std::string MemoryPlan::to_string(bool final_newline) const {
   return out + line;
 }
 
-namespace {
-
-// cuda::workspace() holds the largest temporary of one op (kernels/runtime/context.cuh): the
-// embedding backward's sort (ids, indices, sorted copies, CUB's scratch, which holds the
-// double buffers of keys and values plus its histograms) or the attention backward's
-// delta row (B*H*T floats). Grown in 1 MiB steps.
-size_t kernel_scratch_bytes(const config::ModelConfig& m, int64_t B) {
+size_t estimate_kernel_scratch_bytes(const config::ModelConfig& m, int64_t B, bool flash_attention) {
   const size_t n = static_cast<size_t>(B * m.seq_len);
   auto align = [](size_t b) { return (b + 255) / 256 * 256; };
   const size_t list = align(n * sizeof(int32_t));
   const size_t cub = 2 * 2 * list + (size_t{1} << 20);
   const size_t embedding = 3 * list + cub;
-  const size_t attention = static_cast<size_t>(B * m.n_head * m.seq_len) * sizeof(float);
+  const size_t rows = static_cast<size_t>(B * m.n_head * m.seq_len);
+  size_t attention = rows * sizeof(float);
+  // kernels/ops/attention_flash.cu: delta (256-byte aligned) and the dQ accumulator behind it
+  // (attention_flash_backward_workspace_bytes; test_memory_plan checks the two agree).
+  if (flash_attention) attention = align(rows * sizeof(float)) + rows * static_cast<size_t>(m.head_dim) * sizeof(float);
   const size_t mib = size_t{1} << 20;
   return (std::max(embedding, attention) + mib - 1) / mib * mib;
 }
 
-}  // namespace
+bool flash_attention_selected() { return SPEEDRUN_HAVE_CUDA && cuda::attention_kernel() == cuda::AttentionKernel::flash; }
 
 size_t estimate_optimizer_state_bytes(const config::RunConfig& cfg) {
   const model::ParamLayout layout(cfg.model);
@@ -140,7 +140,10 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
   plan.items.push_back({what, model::plan_activation_bytes(m, device, B, activations), false});
   if (device == Device::cuda) {
     plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});
-    plan.items.push_back({"kernel scratch (embedding sort, attention)", kernel_scratch_bytes(m, B), true});
+    const bool flash = activations == DType::bf16 && flash_attention_selected();
+    plan.items.push_back({flash ? "kernel scratch (embedding sort, flash attention dQ)"
+                                : "kernel scratch (embedding sort, attention)",
+                          estimate_kernel_scratch_bytes(m, B, flash), true});
   }
   if (device == Device::cpu) {
     // The attention backward's row terms (B*H*T floats) and the cross-entropy's two

@@ -63,6 +63,20 @@ void add_data_item(MemoryPlan& plan, int64_t largest_train_shard_tokens, int64_t
 // optimizer keeps for its own work (Newton-Schulz iterates) are not counted.
 size_t estimate_optimizer_state_bytes(const config::RunConfig& cfg);
 
+// The CUDA kernels' scratch for a micro-batch of `micro_batch_seqs` sequences. It is one
+// grow-only buffer (cuda::workspace(), kernels/runtime/context.cuh), so the largest single
+// user counts: the embedding backward's sort (ids, indices, sorted copies, CUB's double
+// buffers and histograms), or the attention backward's delta row (B H T floats), or, with
+// `flash_attention` (the flash kernels, SPEEDRUN_ATTENTION=flash with bf16 activations), their
+// delta plus the fp32 dQ accumulator (B T H D floats: 192 MiB at Track 3's 64 x 1024 tokens).
+// Rounded up to a MiB. An estimate.
+size_t estimate_kernel_scratch_bytes(const config::ModelConfig& m, int64_t micro_batch_seqs, bool flash_attention);
+
+// Whether bf16 attention on CUDA runs the flash kernels in this process
+// (cuda::attention_kernel(): SPEEDRUN_ATTENTION=flash or a test's override); always false
+// in a build without CUDA. plan_memory counts their scratch when it is true.
+bool flash_attention_selected();
+
 // Throws UserError when plan.total() > free_bytes: how much was asked, how much is free
 // (of total), the plan itself, and what to change.
 void check_plan_fits(const MemoryPlan& plan, size_t free_bytes, size_t total_bytes);

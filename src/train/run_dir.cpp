@@ -31,19 +31,26 @@ bool holds_only_temporaries(const fs::path& dir) {
 
 }  // namespace
 
-fs::path create_run_dir(const fs::path& out_dir, const std::string& run_name, bool force) {
+void check_run_dir_free(const fs::path& out_dir, const std::string& run_name, bool force) {
   if (run_name.empty() || run_name == "." || run_name == ".." || run_name.find('/') != std::string::npos)
     throw UserError("run name '" + run_name + "' must be a plain directory name (no '/', not '.' or '..')");
+  const fs::path dir = out_dir / run_name;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  if (!force)
+    throw UserError("run directory " + dir.string() +
+                    " already exists; choose another --run-name, or pass --force to replace it");
+  if (!fs::is_directory(dir, ec) || (!fs::exists(dir / "config.json", ec) && !holds_only_temporaries(dir)))
+    throw UserError("refusing to replace " + dir.string() +
+                    ": it is not a speedrun run directory (no config.json); remove it yourself");
+}
+
+fs::path create_run_dir(const fs::path& out_dir, const std::string& run_name, bool force) {
+  check_run_dir_free(out_dir, run_name, force);
   ensure_writable_directory(out_dir);
   const fs::path dir = out_dir / run_name;
   std::error_code ec;
   if (fs::exists(dir, ec)) {
-    if (!force)
-      throw UserError("run directory " + dir.string() +
-                      " already exists; choose another --run-name, or pass --force to replace it");
-    if (!fs::is_directory(dir, ec) || (!fs::exists(dir / "config.json", ec) && !holds_only_temporaries(dir)))
-      throw UserError("refusing to replace " + dir.string() +
-                      ": it is not a speedrun run directory (no config.json); remove it yourself");
     fs::remove_all(dir, ec);
     if (ec) throw UserError("cannot remove old run directory " + dir.string() + ": " + ec.message());
   }

@@ -17,4 +17,9 @@ std::string default_run_name(const std::string& config_name);
 // hidden temporaries of a run killed while writing it, see is_atomic_temporary).
 std::filesystem::path create_run_dir(const std::filesystem::path& out_dir, const std::string& run_name, bool force);
 
+// The refusals of create_run_dir (a name that is not plain; an existing directory
+// without `force`, or one that is not a run) without creating or removing anything: the
+// trainer asks first, so that a refused run prints nothing else (no memory plan).
+void check_run_dir_free(const std::filesystem::path& out_dir, const std::string& run_name, bool force);
+
 }  // namespace speedrun::train

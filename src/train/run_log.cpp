@@ -31,6 +31,7 @@ void RunLog::open(const std::filesystem::path& path, const std::string& header) 
   if (!enabled_) return;
   std::lock_guard<std::mutex> lock(mutex_);
   file_.open(path);
+  lock_.lock(path);
   file_.write_line(header);
   for (const std::string& text : pending_) file_.write_line(text);
   pending_.clear();

@@ -3,6 +3,9 @@
 // validation lines, the final status, and the error that ended a failed run — so that
 // a run leaves its story, and a failed run its reason, on disk.
 //
+// While the log is open the process holds a WriterLock on log.txt (core/file_lock.h), so
+// that `speedrun runs` can tell a run still going from one whose process is gone.
+//
 // Lines that come before the run directory exists (the memory plan, the data summary)
 // are kept and written first when open() is called. Only the rank that writes the run
 // directory keeps a log; on the others every call does nothing.
@@ -13,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file_lock.h"
 #include "train/metrics.h"
 
 namespace speedrun::train {
@@ -41,6 +45,7 @@ class RunLog {
   bool enabled_;
   std::mutex mutex_;  // the logger's tee may call from another thread
   LineFile file_;
+  WriterLock lock_;  // on log.txt, for the process's lifetime
   std::vector<std::string> pending_;  // before open()
   std::string write_error_;           // a failed write from the tee, reported by the next line()
 };

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 
 #include <spdlog/fmt/fmt.h>
@@ -20,17 +21,22 @@
 #include "core/device_memory.h"
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
+#include "model/device_support.h"
 #include "model/registry.h"
 #include "model/precision.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
+#include "optim/reduction_overlap.h"
 #include "optim/schedule.h"
+#include "train/checkpoint.h"
 #include "train/device_choice.h"
+#include "train/evaluation.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
-#include "kernels/ops/ops_cuda.h"
+#include "train/stop_signal.h"
+#include "train/train_state.h"
 #include "train/run_log.h"
 #include "train/val_line.h"
 
@@ -68,26 +74,6 @@ double sum_over_ranks(dist::Communicator& comm, double x) {
   return x;
 }
 
-// The summed loss of this rank's validation sequences and the number of tokens it
-// evaluated (every token of every sequence it holds).
-struct ValSum {
-  double loss_sum = 0.0;
-  int64_t tokens = 0;
-};
-ValSum evaluate(model::Model& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len,
-                model::RunPosition at) {
-  const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
-  if (seqs * seq_len != static_cast<int64_t>(val.inputs.size()))
-    throw std::logic_error("validation slice is not a whole number of sequences");
-  ValSum out;
-  for (int64_t s = 0; s < seqs; s += micro_seqs) {
-    const int64_t b = std::min(micro_seqs, seqs - s);
-    out.loss_sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b, at);
-    out.tokens += b * seq_len;
-  }
-  return out;
-}
-
 // Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values);
 // on CUDA each is copied to the host first. Each file is written atomically (write_npy),
 // so a kill leaves complete files only; the caller writes summary.json after them.
@@ -109,6 +95,39 @@ void save_parameters(model::Model& model, const std::filesystem::path& dir) {
   }
 }
 
+// Everything the loop uses, set up by train() (a fresh run and a resume alike).
+struct Run {
+  const config::RunConfig& cfg;
+  const TrainOptions& opts;
+  RunLog& run_log;
+  dist::Communicator& comm;
+  model::Model& model;
+  std::vector<std::unique_ptr<optim::Optimizer>>& optimizers;
+  data::TrainLoader& loader;
+  const data::Batch& val;
+  LineFile& metrics;
+  const std::filesystem::path& run_dir;
+  const nlohmann::json& resolved;
+  bool writer;
+  bool under_launcher;
+  dist::GradBucketer* overlap;  // non-null: gradient collectives start in the last micro-batch's backward
+};
+
+// A checkpoint of `state` (collective), then the old ones beyond train.keep_checkpoints go.
+void checkpoint(Run& r, const TrainState& state) {
+  const auto path = checkpoint_path(r.run_dir, state.step);
+  save_checkpoint(path, r.writer, r.resolved, r.comm.world(), r.model, r.optimizers, state);
+  if (r.writer) {
+    prune_checkpoints(checkpoint_dir(r.run_dir), r.cfg.train.keep_checkpoints);
+    r.run_log.line(fmt::format("checkpoint {} (step {})", path.string(), state.step));
+  }
+}
+
+// The loop, from `state` (step 0 of a fresh run, or a checkpoint's) to the end of the
+// run, an interruption (SIGINT/SIGTERM) or a target stop; writes the end of the run
+// (final checkpoint, parameters, status, summary.json). Defined after train().
+TrainSummary run_loop(Run& r, TrainState& state);
+
 // The run itself; run_training below adds the log's record of a failure.
 TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLog& run_log) {
   const config::TrainConfig& t = cfg.train;
@@ -120,10 +139,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   model::check_arch_supported(m, device);  // record26 is CPU only for now
   // The CUDA attention is compiled for a few head widths only; say so before anything
   // is read or allocated rather than at the first forward.
-  if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
-    throw UserError(fmt::format("model.head_dim = {}: the CUDA attention kernels support head_dim 64 and 128 (the "
-                                "CPU backend any multiple of 4)",
-                                m.head_dim));
+  model::check_model_runs_on(m, device);
   if (t.threads > 0) {
     omp_set_num_threads(static_cast<int>(t.threads));
   } else if (opts.session && opts.session->launch().local_size > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
@@ -138,7 +154,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const bool under_launcher = opts.session && (opts.session->world() > 1 || opts.session->launch().under_mpi);
   if (under_launcher) {
     const std::string identity = dist::identity_line(
-        opts.session->launch(), fmt::format("device {}, {} communicator", device_name(device), comm->name()));
+        opts.session->launch(), fmt::format("device {}, {} communicator", dist::device_label(device, opts.session->launch(), comm->name()), comm->name()));
     std::fprintf(stderr, "%s\n", identity.c_str());
     run_log.line(identity);
   }
@@ -149,6 +165,29 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   // Before anything else: every rank must train the same thing.
   nlohmann::json resolved = config::to_json(cfg);
   dist::check_same_on_all_ranks(*comm, resolved.dump() + "|device=" + device_name(device), "resolved config");
+  // A run directory that exists is refused before anything else is printed (the memory plan).
+  const std::string run_name = opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name;
+  if (writer && opts.resume_from.empty()) check_run_dir_free(t.out_dir, run_name, opts.force);
+  // A resume continues the checkpoint's run: its model, data and optimizer settings must
+  // be the checkpoint's (train/checkpoint.h resume_safe_keys: what may change).
+  std::optional<Checkpoint> resume;
+  TrainState state;  // where the run starts: step 0, or the checkpoint's state
+  if (!opts.resume_from.empty()) {
+    resume.emplace(Checkpoint::open(opts.resume_from));
+    state = resume->state();
+    if (!state.finished_status.empty())
+      throw UserError(fmt::format("{}: the run ended at step {} ({}); there is nothing to resume",
+                                  opts.resume_from.string(), state.step, state.finished_status));
+    const std::vector<std::string> differ = config_differences(resume->config(), resolved);
+    if (!differ.empty()) {
+      std::string keys;
+      for (const std::string& k : differ) keys += (keys.empty() ? "" : ", ") + k;
+      throw UserError(fmt::format("{}: cannot resume with another model, data or optimizer setting; these keys differ "
+                                  "from the checkpoint's config: {} (keys that may change: validation and "
+                                  "checkpoint cadence, target, threads)",
+                                  opts.resume_from.string(), keys));
+    }
+  }
   // Data first: bad paths or too little data fail before anything is allocated.
   auto train_shards = data::list_shards(cfg.data.train_glob, "data.train_glob");
   auto val_shards = data::list_shards(cfg.data.val_glob, "data.val_glob");
@@ -177,7 +216,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
                    plan.to_string(/*final_newline=*/false));
   }
-  data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob"});
+  data::TrainLoader loader(train_shards, {t.batch_tokens, rank, world, m.vocab_size, cfg.data.epochs, "data.train_glob",
+                                          cfg.data.align_to_bos, m.seq_len});
   loader.check_enough_for(t.steps);
   const data::Batch val =
       data::load_validation_set(val_shards, cfg.data.val_tokens, m.seq_len, rank, world, m.vocab_size);
@@ -198,13 +238,54 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const std::unique_ptr<model::Model> model_of_arch = model::make_model(m, device, t.micro_batch_seqs, activations);
   model::Model& model = *model_of_arch;
   model.init_parameters(static_cast<uint64_t>(t.seed));
-  auto optimizers = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
+  auto optimizers =
+      optim::build_optimizers(cfg.optimizers, model, {comm.get(), optim::grad_bucket_bytes(t.grad_bucket_mb)});
+  // Non-null: the gradient collectives start during the last micro-batch's backward.
+  const auto overlap =
+      optim::overlap_gradient_reduction(optimizers, model.layout().params().size(), world, t.grad_bucket_mb);
   model.weights_changed();  // in case an optimizer touched the parameters while setting up
+
+  // Where the run's state comes from: a fresh start, or the checkpoint (parameters,
+  // optimizers, loader, clock and validation history); the loop below is the same.
+  if (resume) {
+    if (state.step >= t.steps) throw std::logic_error("an unfinished checkpoint at or past train.steps");
+    resume->load_parameters(model);
+    resume->load_optimizers(optimizers);
+    if (loader.shard_path(std::min(state.loader.shard, train_shards.size() - 1)).filename().string() !=
+        state.loader_shard_file)
+      throw UserError(fmt::format("{}: the checkpoint's loader stands in shard {} ({}), which data.train_glob now "
+                                  "names differently; the training shards changed since the checkpoint",
+                                  opts.resume_from.string(), state.loader.shard, state.loader_shard_file));
+    loader.seek(state.loader);
+    if (resume->world_size() != world && writer)
+      spdlog::warn("{} was written by {} process(es), this run has {}: the optimizer state is re-sharded and the "
+                   "gradient sums are reduced in another order, so the run will not be bitwise the one that {} "
+                   "process(es) would continue",
+                   opts.resume_from.string(), resume->world_size(), world, resume->world_size());
+  }
 
   std::filesystem::path run_dir;
   LineFile metrics;  // closed (writes are no-ops) on ranks other than 0
-  if (writer) {
-    run_dir = create_run_dir(t.out_dir, opts.run_name.empty() ? default_run_name(cfg.name) : opts.run_name, opts.force);
+  if (writer && resume) {
+    // The checkpoint's own run directory, continued: metrics after the checkpoint's step
+    // are cut (no duplicates), the summary of an earlier end goes until this run ends.
+    run_dir = std::filesystem::absolute(opts.resume_from).parent_path().parent_path();
+    if (!std::filesystem::exists(run_dir / "config.json"))
+      throw UserError(fmt::format("{}: not in a run directory (<run dir>/checkpoints/step_*.safetensors with "
+                                  "<run dir>/config.json)",
+                                  opts.resume_from.string()));
+    truncate_metrics(run_dir / "metrics.jsonl", state.step);
+    if (const int n = remove_checkpoint_temporaries(checkpoint_dir(run_dir)); n > 0)
+      spdlog::info("removed {} partial checkpoint(s) that a killed process left in {}", n, checkpoint_dir(run_dir).string());
+    std::error_code ec;
+    std::filesystem::remove(run_dir / "summary.json", ec);
+    if (ec) throw UserError("cannot remove " + (run_dir / "summary.json").string() + ": " + ec.message());
+    metrics.open(run_dir / "metrics.jsonl");
+    run_log.open(run_dir / "log.txt",
+                 fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
+    run_log.line(fmt::format("resumed from {} at step {}", opts.resume_from.string(), state.step));
+  } else if (writer) {
+    run_dir = create_run_dir(t.out_dir, run_name, opts.force);
     write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
     metrics.open(run_dir / "metrics.jsonl");
     run_log.open(run_dir / "log.txt",
@@ -215,53 +296,86 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = local_tokens / micro_tokens;
   spdlog::info("run directory {}", run_dir.string());
+  if (resume) spdlog::info("resuming from {} at step {}", opts.resume_from.string(), state.step);
   spdlog::info("model: {} layers, d={}, {}x{} heads, vocab {} (padded {}), {:.1f}M parameters, {:.2f} GiB activations",
                m.n_layer, m.d_model, m.n_head, m.head_dim, m.vocab_size, m.padded_vocab_size,
                static_cast<double>(model.layout().total_numel()) / 1e6,
                static_cast<double>(model.activation_bytes()) / (1ull << 30));
   int64_t val_available = 0;
   for (const auto& s : val_shards) val_available += s.num_tokens;
-  spdlog::info("data: {} train shard(s), {} tokens, {} batches per pass; validation: the first {} of {} tokens in {} "
+  spdlog::info("data: {} train shard(s), {} tokens, {}{} batches per pass{}; validation: the first {} of {} tokens in {} "
                "shard(s), {} sequence(s) over {} process(es)",
-               train_shards.size(), train_tokens, loader.batches_per_epoch(), cfg.data.val_tokens, val_available,
+               train_shards.size(), train_tokens, loader.batches_per_epoch_exact() ? "" : "at most ",
+               loader.batches_per_epoch(), cfg.data.align_to_bos ? " (document-aligned)" : "", cfg.data.val_tokens,
+               val_available,
                val_shards.size(), cfg.data.val_tokens / m.seq_len, world);
   // Upstream's loader leaves each shard's tail out (see data/loader.h); say how much.
-  if (loader.tokens_unread_per_epoch() > 0)
-    spdlog::info("data: {} of {} training tokens per pass are never an input: each shard's tail after its last batch "
-                 "(upstream's rule: a batch is read only while train.batch_tokens + 2 tokens are left)",
-                 loader.tokens_unread_per_epoch(), train_tokens);
+  const char* min_tokens_rule = cfg.data.align_to_bos ? "2 x train.batch_tokens + 2" : "train.batch_tokens + 2";
+  if (loader.tokens_unread_per_epoch() > 0 && loader.batches_per_epoch_exact())
+    spdlog::info("data: {} of {} training tokens per pass are never an input: each shard's tail after its last batch{} "
+                 "(upstream's rule: a batch is read only while {} tokens are left)",
+                 loader.tokens_unread_per_epoch(), train_tokens,
+                 cfg.data.align_to_bos ? " and the tokens between document-aligned sequences" : "", min_tokens_rule);
   if (writer)
     for (const auto& s : loader.skipped_shards())
-      spdlog::warn("data.train_glob: {} holds {} tokens, fewer than train.batch_tokens + 2 = {}: no batch is read "
-                   "from it",
-                   s.path.string(), s.num_tokens, t.batch_tokens + 2);
+      spdlog::warn("data.train_glob: {} holds {} tokens, fewer than {} = {}: no batch is read from it",
+                   s.path.string(), s.num_tokens, min_tokens_rule, loader.min_shard_tokens());
   spdlog::info("training: {} steps of {} tokens ({} process(es) x {} micro-batch(es) of {} x {}), device {}, {} "
                "threads per process",
                t.steps, t.batch_tokens, world, micro_steps, t.micro_batch_seqs, m.seq_len, device_name(device),
                omp_get_max_threads());
 
+  Run run{cfg,     opts,    run_log, *comm,    model,  optimizers,    loader,
+          val,     metrics, run_dir, resolved, writer, under_launcher, overlap.get()};
+  return run_loop(run, state);
+}
+
+// The loop, from `state` (step 0 of a fresh run, or a checkpoint's) to the end of the
+// run, an interruption (SIGINT/SIGTERM) or a target stop; writes the end of the run
+// (final checkpoint, parameters, status, summary.json).
+TrainSummary run_loop(Run& r, TrainState& state) {
+  const config::RunConfig& cfg = r.cfg;
+  const config::TrainConfig& t = cfg.train;
+  const config::ModelConfig& m = cfg.model;
+  const TrainOptions& opts = r.opts;
+  RunLog& run_log = r.run_log;
+  dist::Communicator* comm = &r.comm;
+  model::Model& model = r.model;
+  auto& optimizers = r.optimizers;
+  data::TrainLoader& loader = r.loader;
+  const data::Batch& val = r.val;
+  LineFile& metrics = r.metrics;
+  const bool writer = r.writer;
+  dist::GradBucketer* const overlap = r.overlap;
+  const int rank = comm->rank(), world = comm->world();
+  const int64_t local_tokens = t.batch_tokens / world;
+  const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
+  const int64_t micro_steps = local_tokens / micro_tokens;
+  const StopSignals stop_signals;  // SIGINT/SIGTERM: stop after the step in progress
+  int stop_signal = 0;
+
   // On rank 0 alone; redrawn in place only on the user's terminal (train/progress.h).
-  Progress progress(opts.progress && writer, stdout_is_user_terminal(under_launcher),
+  Progress progress(opts.progress && writer, stdout_is_user_terminal(r.under_launcher),
                     [&run_log](const std::string& line) { run_log.line(line); });
   progress.set_context(opts.progress_label, opts.eta_after_s);
   const ValLineFormat val_line = val_line_format("track3");  // the one architecture so far
   TrainSummary summary;
-  summary.run_dir = run_dir;
+  summary.run_dir = r.run_dir;
   summary.status = "completed";
-  double training_time = 0.0;
-  int64_t last_val_step = 0;
+  double& training_time = state.train_time_s;
   data::Batch batch;
   auto t0 = Clock::now();
-  for (int64_t step = 0; step <= t.steps; ++step) {
+  for (int64_t step = state.step; step <= t.steps; ++step) {
     // --- validation (clock stopped) ---
     const int64_t val_freq =
         static_cast<double>(step) / static_cast<double>(t.steps) < 1.0 - t.val_final_frac ? t.val_every : t.val_every_final;
     if (step == t.steps || step % val_freq == 0) {
-      const double since = seconds_since(t0);
-      const double step_avg = step > 0 ? since / static_cast<double>(step - last_val_step) : std::nan("");
-      last_val_step = step;
-      training_time += since;
-      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len, {step, t.steps});
+      const double before = state.val.empty() ? 0.0 : state.val.back().train_time_s;
+      training_time += seconds_since(t0);
+      const double step_avg =
+          step > 0 ? (training_time - before) / static_cast<double>(step - state.last_val_step) : std::nan("");
+      state.last_val_step = step;
+      const ValSum local = evaluate_loss(model, val, t.micro_batch_seqs, m.seq_len, {step, t.steps});
       // The divisor is the number of tokens evaluated over all ranks, which must be every
       // token data.val_tokens asked for (counts below 2^53 add exactly in double).
       const double evaluated = sum_over_ranks(*comm, static_cast<double>(local.tokens));
@@ -275,19 +389,18 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
         throw UserError(fmt::format("validation loss is {} at step {}; the run diverged", val_loss, step));
       if (writer) progress.line(val_line({step, t.steps, val_loss, training_time, 1000.0 * step_avg}));
       const ValPoint point{step, val_loss, training_time};
-      summary.val.push_back(point);
-      if (t.target_val_loss && !summary.first_at_target && val_loss <= *t.target_val_loss) {
-        summary.first_at_target = point;
+      state.val.push_back(point);
+      if (t.target_val_loss && !state.first_at_target && val_loss <= *t.target_val_loss) {
+        state.first_at_target = point;
         if (t.stop_at_target && step < t.steps) {
-          summary.status = "stopped_at_target";
-          summary.steps_done = step;
+          state.finished_status = "stopped_at_target";
           break;
         }
       }
       t0 = Clock::now();
     }
     if (step == t.steps) {
-      summary.steps_done = step;
+      state.finished_status = "completed";
       break;
     }
 
@@ -299,9 +412,10 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink(), {step, t.steps});
+                                         t.micro_batch_seqs, capture.sink(), {step, t.steps},
+                                         k + 1 == micro_steps ? overlap : nullptr);
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
-    // gradients inside each optimizer's step (see optim/optimizer.h).
+    // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss)) {
       metrics.write_json(
@@ -328,9 +442,38 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     for (size_t e = 0; e < optimizers.size(); ++e)
       if (nlohmann::json extra = optimizers[e]->metrics(); !extra.is_null())
         record["optimizers[" + std::to_string(e) + "]"] = std::move(extra);
+    if (overlap)
+      record["grad_overlap"] = {{"collectives", overlap->collectives()},
+                                {"started_in_backward", overlap->started_in_backward()},
+                                {"completed_in_backward", overlap->completed_in_backward()}};
     metrics.write_json(record);
+    state.step = step + 1;
+    state.loader = loader.save_position();
+    state.loader_shard_file = loader.shard_path(state.loader.shard).filename().string();
+
+    // --- checkpoint (clock stopped): every train.checkpoint_every steps, and when a
+    // signal asks the run to stop; all ranks stop at the same step (rank 0's decision).
+    // A signal at the last step lets the run end as usual (final validation, checkpoint).
+    const bool signalled =
+        world > 1 ? sum_over_ranks(*comm, StopSignals::received()) > 0 : StopSignals::received() != 0;
+    const bool stop = signalled && state.step < t.steps;
+    if (stop || (t.checkpoint_every > 0 && state.step % t.checkpoint_every == 0 && state.step < t.steps)) {
+      training_time += seconds_since(t0);
+      checkpoint(r, state);
+      t0 = Clock::now();
+    }
+    if (stop) {
+      stop_signal = StopSignals::received() != 0 ? StopSignals::received() : SIGTERM;  // another rank's signal
+      break;
+    }
   }
   progress.finish();
+  if (stop_signal == 0) checkpoint(r, state);  // the end of the run: always
+  summary.status = stop_signal ? "interrupted" : state.finished_status;
+  summary.signal = stop_signal;
+  summary.steps_done = state.step;
+  summary.val = state.val;
+  summary.first_at_target = state.first_at_target;
   summary.train_time_s = training_time;
   summary.step_avg_ms = summary.steps_done > 0 ? 1000.0 * training_time / static_cast<double>(summary.steps_done) : 0.0;
   summary.tokens_per_s =
@@ -339,13 +482,16 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     // summary.json last, once every other output is complete on disk: a run directory
     // whose summary exists is a finished run (speedrun compare reuses it), so a kill or
     // a write error before this point must leave no summary behind.
-    if (opts.save_params) save_parameters(model, run_dir / "params");
+    if (opts.save_params) save_parameters(model, r.run_dir / "params");
     metrics.sync();
   }
   // The final status goes into log.txt (and to disk) before summary.json too.
   for (const std::string& line : summary.status_lines(t.target_val_loss)) run_log.line(line);
   run_log.sync();
-  if (writer) write_text_file_atomic(run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  if (writer) write_text_file_atomic(r.run_dir / "summary.json", summary.to_json().dump(2) + "\n");
+  // An interrupted run exits non-zero on every rank, and mpirun kills the job when one
+  // rank does: none leaves before rank 0 has written everything.
+  if (world > 1) comm->barrier();
   return summary;
 }
 

@@ -29,6 +29,10 @@ struct TrainOptions {
   std::string progress_label;         // prefix of the live line (which run of several)
   double eta_after_s = -1.0;          // time of the runs after this one, for an overall ETA (< 0: none)
   bool save_params = false;           // write the final parameters to <run dir>/params/<name>.npy
+  // A checkpoint to continue (train/checkpoint.h), in its own run directory; the config
+  // must match the checkpoint's but for the keys resume_safe_keys() names. Empty: a
+  // fresh run.
+  std::filesystem::path resume_from;
   // The process's place in a multi-process run; null: a single process.
   const dist::Session* session = nullptr;
 };
@@ -41,7 +45,8 @@ struct ValPoint {
 
 struct TrainSummary {
   std::filesystem::path run_dir;
-  std::string status;  // "completed", "stopped_at_target"
+  std::string status;  // "completed", "stopped_at_target", "interrupted" (SIGINT/SIGTERM)
+  int signal = 0;      // the signal that interrupted the run, else 0
   int64_t steps_done = 0;
   double train_time_s = 0.0;
   double step_avg_ms = 0.0;
@@ -54,8 +59,11 @@ struct TrainSummary {
   std::vector<std::string> status_lines(std::optional<double> target_val_loss) const;
 };
 
-// Runs a whole training run and writes its run directory (rank 0 alone writes; the
-// other ranks' summaries have an empty run_dir). Throws UserError for bad input, for a
+// Runs a whole training run, or the rest of one from a checkpoint (opts.resume_from),
+// and writes its run directory (rank 0 alone writes; the other ranks' summaries have an
+// empty run_dir). Writes checkpoints every train.checkpoint_every steps, at the end, and
+// when SIGINT or SIGTERM asks it to stop after the step in progress (then the status is
+// "interrupted" and `signal` says which). Throws UserError for bad input, for a
 // run that does not fit in memory (the plan's numbers) and for a non-finite loss
 // (naming the step); log.txt records the error when the run directory exists by then.
 TrainSummary run_training(const config::RunConfig& cfg, const TrainOptions& opts);

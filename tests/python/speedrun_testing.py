@@ -87,6 +87,33 @@ def require_shared(testcase, *relative):
             testcase.skipTest(f"skipped: {SHARED_DIR / rel} is absent (../shared data not available)")
 
 
+HAVE_MATPLOTLIB = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+# matplotlib's default colour cycle (tab:blue, tab:orange, tab:green, ...): the colour of
+# the i-th curve of every plot speedrun draws.
+CURVE_COLOURS = [(0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e), (0x2c, 0xa0, 0x2c), (0xd6, 0x27, 0x28)]
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR, after checking the signature."""
+    data = pathlib.Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def curve_pixels(path, colour, tolerance=40):
+    """How much of a PNG a curve of `colour` (RGB 0-255) covers: (pixel count, the
+    fraction of the image's rows holding any of it). A curve squashed into a stub covers
+    few rows; one drawn across the plot, many. Lines, markers and the legend swatch count
+    (the swatch: a few rows). Needs matplotlib (its PNG reader)."""
+    import matplotlib.image
+    img = matplotlib.image.imread(str(path))[:, :, :3] * 255.0
+    dist = abs(img[:, :, 0] - colour[0]) + abs(img[:, :, 1] - colour[1]) + abs(img[:, :, 2] - colour[2])
+    hit = dist < tolerance
+    return int(hit.sum()), float(hit.any(axis=1).sum()) / img.shape[0]
+
+
 class SpeedrunTestCase(unittest.TestCase):
     def setUp(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="speedrun-test-")

@@ -71,7 +71,7 @@ class TestUsage(CliTestCase):
             (["train"], "config is required"),
             (["bench"], "config is required"),
             (["compare"], "configs is required"),
-            (["tokenize", "--out", self.tmp / "o"], "files is required"),
+            (["tokenize", "--out", self.tmp / "o"], "inputs is required"),
             (["tokenize", cfg], "--out is required"),
             (["validate-config"], "config (or --reference) is required"),
             (["train", cfg, "--bogus"], "--bogus"),
@@ -111,11 +111,37 @@ class TestUsage(CliTestCase):
                 self.assertIn(args[0], usage.splitlines()[0])  # the command's own usage
         self.assertFalse((self.tmp / "o").exists())  # nothing ran
 
+    def test_usage_names_the_program_and_suggests(self):
+        # Issue 19's trial: the usage after an error lacked "speedrun", and CLI11 listed
+        # unexpected arguments in reverse order without a suggestion.
+        cfg = self.write_config(tiny_config("a", "b"))
+        r = run_speedrun("bench", cfg, "--stpes", "3")
+        self.assertFailsWith(r, "error: unknown argument --stpes 3 (did you mean --steps?)", code=2)
+        self.assertIn("Usage: speedrun bench [OPTIONS] config", r.stderr)
+        r = run_speedrun("train", cfg, "--bogus", "extra")
+        self.assertFailsWith(r, "unknown argument --bogus extra", code=2)
+        r = run_speedrun("train", cfg, "extra", "--bogus")
+        self.assertFailsWith(r, "unexpected argument extra (speedrun train takes config); unknown argument --bogus "
+                                "(speedrun train has no such option)", code=2)
+        self.assertIn("Usage: speedrun train", r.stderr)
+        r = run_speedrun("trian", cfg)
+        self.assertFailsWith(r, "unknown command trian (did you mean train?)", "Usage: speedrun [OPTIONS] SUBCOMMAND",
+                             code=2)
+        r = run_speedrun("tokenize", "--out", self.tmp / "o", "--jsonl-feild", "text", cfg)
+        self.assertFailsWith(r, "did you mean --jsonl-field?", code=2)
+
+    def test_bench_help_shows_its_defaults(self):
+        r = run_speedrun("bench", "--help")
+        self.assertSucceeds(r)
+        self.assertRegex(r.stdout, r"--steps INT:INT in \[1 - 100000\]=5")
+        self.assertRegex(r.stdout, r"--warmup INT:INT in \[0 - 100000\]=1")
+        self.assertIn("default: the config's train.device", r.stdout)
+
     def test_no_subcommand(self):
         self.assertFailsWith(run_speedrun(), "subcommand", code=2)
 
     def test_every_command_has_help(self):
-        for cmd in ("train", "bench", "compare", "tokenize", "info", "validate-config"):
+        for cmd in ("train", "bench", "compare", "tokenize", "info", "validate-config", "runs", "plot"):
             r = run_speedrun(cmd, "--help")
             self.assertSucceeds(r)
             self.assertIn("Usage", r.stdout)
@@ -180,6 +206,25 @@ class TestRecord26(CliTestCase):
         self.assertIn("scalars", names)
         self.assertIn("lm_head.weight", names)
         self.assertNotIn("proj.weight", names)
+
+    def test_eval_reproduces_the_final_val_loss_and_sample_refuses(self):
+        # The trainer's validation and `speedrun eval` are one computation (train::evaluate_loss)
+        # at the same run position (the checkpoint's step of train.steps: record26's window).
+        cfg = self.record26_config()
+        r = run_speedrun("train", cfg, "--device", "cpu", "--run-name", "r26", "--no-progress")
+        self.assertSucceeds(r)
+        run = self.tmp / "runs" / "r26"
+        summary = json.loads((run / "summary.json").read_text())
+        val_glob = json.loads(cfg.read_text())["data"]["val_glob"]
+        r = run_speedrun("eval", run, "--data", val_glob, "--json", "--device", "cpu")
+        self.assertSucceeds(r)
+        out = json.loads(r.stdout)
+        self.assertEqual(out["val_loss"], summary["final_val_loss"])
+        # Negative control: the first validation (step 0, other parameters) differs.
+        self.assertNotEqual(summary["val"][0]["val_loss"], summary["final_val_loss"])
+        # The KV-cache decoder is Track 3's: a record26 checkpoint is refused, naming the arch.
+        self.assertFailsWith(run_speedrun("sample", run, "--prompt", "Hello", "--tokens", "4"),
+                             "sample supports model.arch track3 only")
 
     def test_cuda_is_refused_clearly(self):
         r = run_speedrun("validate-config", self.record26_config())
@@ -510,6 +555,36 @@ class TestTrain(CliTestCase):
         self.assertEqual((other / "notes.txt").read_text(), "precious")
         self.assertFailsWith(run_speedrun("train", cfg, "--run-name", "../x"), "plain directory name")
 
+    def test_existing_run_directory_is_refused_before_the_memory_plan(self):
+        # Issue 19's trial: the memory plan was printed, then the run refused.
+        cfg = self.tiny()
+        self.assertSucceeds(run_speedrun("train", cfg, "--run-name", "r", "--no-progress"))
+        r = run_speedrun("train", cfg, "--run-name", "r", "--no-progress")
+        self.assertFailsWith(r, "run directory", "already exists")
+        self.assertNotIn("memory plan", r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("memory plan", run_speedrun("train", cfg, "--run-name", "r2", "--no-progress").stderr)
+
+    def test_cuda_head_dim_is_checked_wherever_a_cuda_run_is_planned(self):
+        # The list comes from the kernels (cuda::kAttentionHeadDims): 64 and 128 today.
+        cfg = self.tiny()  # head_dim 16: the CPU runs it, the CUDA kernels do not
+        message = "model.head_dim = 16: the CUDA attention kernels support head_dim 64 and 128"
+        self.assertFailsWith(run_speedrun("bench", cfg, "--device", "cuda"), message)
+        r = run_speedrun("validate-config", cfg, "--set", "train.device=cuda")
+        self.assertSucceeds(r)
+        self.assertIn(f"warning: {message}", r.stderr)
+        self.assertIn("(a CUDA run would fail)", r.stderr)
+        r = run_speedrun("compare", cfg, "--set", "train.device=cuda", "--out", self.tmp / "cmp", "--no-plots")
+        self.assertFailsWith(r, f"{cfg}: {message}", "nothing was run")
+        self.assertFalse((self.tmp / "cmp" / "runs").exists())
+        # Negative control: a listed width passes the check (and then needs a device here).
+        r = run_speedrun("bench", cfg, "--device", "cuda", "--set", "model.head_dim=64", "--set", "model.n_head=1",
+                         "--set", "model.d_model=64")
+        self.assertNotIn("model.head_dim", r.stderr)
+        r = run_speedrun("validate-config", cfg, "--set", "train.device=cpu")  # a CPU run: no warning
+        self.assertSucceeds(r)
+        self.assertNotIn("head_dim", r.stderr)
+
     def test_unwritable_output_directory(self):
         blocker = self.tmp / "file"
         blocker.write_text("x")
@@ -549,6 +624,28 @@ class TestTrain(CliTestCase):
         self.assertNotIn("val_loss", r.stdout)
         self.assertSucceeds(run_speedrun("train", cfg, "--set", "data.epochs=40", "--set", "train.steps=40",
                                          "--no-progress"))
+
+    def test_align_to_bos_trains_on_documents_and_refuses_data_without(self):
+        # data.align_to_bos (record #26's loader): sequences start at document starts. Short
+        # documents (at most 15 tokens, seq_len 16): the run trains and says so.
+        cfg = self.tiny()
+        rng = random.Random()
+        docs = []
+        while len(docs) < 2000:
+            docs += [50256] + [rng.randrange(50256) for _ in range(rng.randrange(15))]
+        write_shard(self.tmp / "data" / "t_train_000001.bin", docs[:2000])
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--no-progress")
+        self.assertSucceeds(r)
+        self.assertIn("(document-aligned)", r.stdout + r.stderr)
+        # Random ids hold (almost surely) no document start: a clear error before training.
+        self.make_data()
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true")
+        self.assertFailsWith(r, "t_train_000001.bin: data.align_to_bos needs 4 document starts (token 50256)")
+        self.assertNotIn("val_loss", r.stdout)
+        # A vocabulary without the document token is a config error.
+        r = run_speedrun("validate-config", cfg, "--set", "data.align_to_bos=true", "--set", "model.vocab_size=50000",
+                         "--set", "model.padded_vocab_size=50048")
+        self.assertFailsWith(r, "data.align_to_bos", "model.vocab_size = 50000")
 
     def test_divergence_is_reported_with_step(self):
         cfg = self.tiny()
@@ -764,7 +861,7 @@ class TestFilesCompleteOrAbsent(CliTestCase):
             self.assertEqual(a.shape, reference[name].shape, name)
             self.assertTrue(np.array_equal(a, reference[name]), name)
         for name in os.listdir(run):
-            self.assertTrue(name in ("config.json", "metrics.jsonl", "log.txt", "summary.json", "params")
+            self.assertTrue(name in ("config.json", "metrics.jsonl", "log.txt", "summary.json", "params", "checkpoints")
                             or speedrun_testing.TEMPORARY_NAME.match(name), name)
         if (run / "summary.json").exists():
             summary = json.loads((run / "summary.json").read_text())
@@ -834,7 +931,11 @@ class TestFilesCompleteOrAbsent(CliTestCase):
                 run = copy / "full"
                 self.assertTrue((run / "config.json").exists())
                 self.assertFalse(self.check_run_is_complete_or_unfinished(run, reference))
-                self.assertEqual([n for n in os.listdir(run / "params") if n.startswith(".")], [])
+                # The disk may fill before params/ exists (at the final checkpoint, written first).
+                params = os.listdir(run / "params") if (run / "params").exists() else []
+                self.assertEqual([n for n in params if n.startswith(".")], [])
+                if (run / "checkpoints").exists():
+                    self.assertEqual([n for n in os.listdir(run / "checkpoints") if n.startswith(".")], [])
 
     def test_kill_9_while_saving_params(self):
         # The kill -9 report: summary.json "completed" beside a truncated embed.weight.npy.

@@ -18,8 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import speedrun_testing  # noqa: E402
 from speedrun_testing import run_speedrun, write_shard  # noqa: E402
 
-HAVE_MATPLOTLIB = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+HAVE_MATPLOTLIB = speedrun_testing.HAVE_MATPLOTLIB
 
 
 def tiny_config(name, muon_lr=0.02, adamw_lr=0.05, **train):
@@ -96,7 +95,13 @@ class TestCompare(CompareTestCase):
             for name in ("val_loss_vs_step.png", "val_loss_vs_time.png"):
                 png = self.out / name
                 self.assertTrue(png.is_file(), r.stdout)
-                self.assertEqual(png.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+                self.assertEqual(speedrun_testing.png_size(png), (770, 495))
+                # Both configs' curves are drawn (line, markers and band), not just a legend swatch.
+                for colour in speedrun_testing.CURVE_COLOURS[:2]:
+                    count, rows = speedrun_testing.curve_pixels(png, colour)
+                    self.assertGreater(count, 300, (name, colour))  # a legend swatch: ~50
+                    self.assertGreater(rows, 0.15, (name, colour))
+                self.assertLess(speedrun_testing.curve_pixels(png, speedrun_testing.CURVE_COLOURS[2])[0], 50)
         else:
             self.assertIn("plots skipped", r.stdout)
         self.assertIn("| fast |", r.stdout)  # the table is printed
@@ -202,7 +207,8 @@ class TestCompare(CompareTestCase):
         os.remove(os.path.join(runs[1]["run_dir"], "summary.json"))
         foreign = runs[2]["run_dir"]
         for f in os.listdir(foreign):
-            os.remove(os.path.join(foreign, f))
+            path = os.path.join(foreign, f)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # checkpoints/ is a directory
         with open(os.path.join(foreign, "notes.txt"), "w") as f:
             f.write("precious")
         r = self.compare(a, seeds=3)
@@ -249,6 +255,20 @@ class TestCompare(CompareTestCase):
         r2 = self.compare(good, bad, diverging, extra=("--target", 0.001))
         self.assertFailsWith(r2, "4 of 6 runs failed")
         self.assertEqual(r2.stdout.count("skipped (finished)"), 2, r2.stdout)
+
+    def test_warns_before_running_when_a_config_validates_too_rarely(self):
+        # Issue 19: train.steps <= val_every gives a curve of step 0 and the last step only.
+        rare = self.write_config(tiny_config("rare", val_every=10, val_every_final=10), "rare.json")
+        often = self.write_config(tiny_config("often"), "often.json")  # every 2 of 6 steps: 3 points
+        r = self.compare(rare, often, seeds=1)
+        self.assertSucceeds(r)
+        self.assertIn("warning: rare: only 1 validation(s) after step 0 (train.steps 6, train.val_every 10", r.stderr)
+        self.assertIn("--set train.val_every=1", r.stderr)
+        self.assertNotIn("often:", r.stderr)  # negative control
+        # The count the warning gave is what the run did.
+        runs = {run["config"]: run for run in self.results()["runs"]}
+        self.assertEqual([p["step"] for p in runs["rare"]["val"]], [0, 6])
+        self.assertEqual([p["step"] for p in runs["often"]["val"]], [0, 2, 4, 6])
 
     def test_bad_config_is_reported_before_anything_runs(self):
         good = self.write_config(tiny_config("good"), "good.json")
@@ -324,6 +344,28 @@ class TestCompare(CompareTestCase):
         self.assertEqual((self.out / "val_loss_vs_step.png").read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
         self.assertFalse((self.out / "val_loss_vs_time.png").exists())
         self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
+
+    def test_device_overrides_every_config(self):
+        # --device cpu: every run's resolved config says cpu, whatever its file said.
+        a = self.write_config(tiny_config("a", device="auto"), "a.json")
+        b = self.write_config(tiny_config("b", muon_lr=0.03, device="cuda"), "b.json")
+        r = self.compare(a, b, seeds=1, extra=("--device", "cpu"))
+        self.assertSucceeds(r)
+        for run in self.results()["runs"]:
+            resolved = json.loads((pathlib.Path(run["run_dir"]) / "config.json").read_text())
+            self.assertEqual(resolved["train"]["device"], "cpu", run["run_dir"])
+        self.assertFailsWith(self.compare(a, "--device", "gpu"), "--device", code=2)
+
+    def test_device_cuda_without_one_is_refused_before_anything_runs(self):
+        info = run_speedrun("info").stdout
+        if "CUDA devices:" in info:
+            self.skipTest("skipped: this machine has a CUDA device")
+        a = self.write_config(tiny_config("a"), "a.json")
+        r = self.compare(a, seeds=1, extra=("--device", "cuda"))
+        # A CUDA build without a device, or a build without CUDA: either way said once, exit 1.
+        self.assertFailsWith(r, "compare --device cuda: device cuda: ")
+        self.assertRegex(r.stderr, r"(no CUDA device|this binary was built without CUDA)")
+        self.assertFalse((self.out / "runs").exists())
 
     def test_usage(self):
         self.assertFailsWith(run_speedrun("compare"), "configs", code=2)

@@ -13,7 +13,8 @@ messages); the tolerance is atol 2e-5 + rtol 1e-4, two orders below a step's lr
 
 Failure: one rank failing (an exception, a fatal signal, a bad validation file that
 only that rank reads) ends the whole job with a non-zero exit within seconds, and
-the message names the rank; ranks given different configs are refused at start.
+the message names the rank; ranks given different configs or different builds of
+speedrun (another commit) are refused at start.
 
 Skipped (exit 77) when mpirun is not installed. Open MPI refuses to run as root
 unless told; the environment below allows it (CI runs as root) and oversubscribes
@@ -301,6 +302,47 @@ class TestFailure(MpiTestCase):
                            env=full_env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.assertFailsFast(r, time.monotonic() - t0, "resolved config differs across ranks: rank(s) 1 differ from rank 0")
         self.assertFalse((self.tmp / "runs").exists() and any((self.tmp / "runs").iterdir()))
+
+    def test_different_binaries_are_refused(self):
+        # A second build: the same binary with its commit string changed (same length), as
+        # a node that was not rebuilt would run. Refused before any training, naming rank 1.
+        build_info = (pathlib.Path(os.environ["SPEEDRUN_BUILD_DIR"]) / "generated" / "build_info.h").read_text()
+        commit = re.search(r'#define SPEEDRUN_GIT_COMMIT "([^"]+)"', build_info).group(1).encode()
+        data = pathlib.Path(speedrun_testing.SPEEDRUN_BIN).read_bytes()
+        self.assertIn(commit, data)
+        other_commit = bytes(ord("e") if c == ord("f") else ord("f") for c in commit)
+        other = self.tmp / "speedrun-other-build"
+        other.write_bytes(data.replace(commit, other_commit))
+        other.chmod(0o755)
+        cfg = self.write_config("muon")
+        full_env = dict(os.environ, **MPI_ENV)
+        t0 = time.monotonic()
+        r = subprocess.run([MPIRUN, "--oversubscribe", "--bind-to", "none", "-np", "1", str(speedrun_testing.SPEEDRUN_BIN),
+                            "train", str(cfg), ":", "-np", "1", str(other), "train", str(cfg)],
+                           env=full_env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertFailsFast(r, time.monotonic() - t0, "speedrun binary", "differs across ranks: rank(s) 1 differ from rank 0",
+                             other_commit.decode(), "the same build of speedrun")
+        self.assertFalse((self.tmp / "runs").exists() and any((self.tmp / "runs").iterdir()))
+        # Control: the copy with its own commit unchanged is accepted (the check compares
+        # the build, not the path).
+        same = self.tmp / "speedrun-same-build"
+        same.write_bytes(data)
+        same.chmod(0o755)
+        r = subprocess.run([MPIRUN, "--oversubscribe", "--bind-to", "none", "-np", "1", str(speedrun_testing.SPEEDRUN_BIN),
+                            "train", str(cfg), "--set", "train.steps=1", "--no-progress", ":", "-np", "1", str(same),
+                            "train", str(cfg), "--set", "train.steps=1", "--no-progress"],
+                           env=full_env, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertSucceeds(r)
+
+    def test_bad_communicator_choice_is_refused(self):
+        cfg = self.write_config("muon")
+        for value, fragment in (("gloo", "SPEEDRUN_COMMUNICATOR='gloo': expected auto, mpi or nccl"),
+                                ("nccl", "SPEEDRUN_COMMUNICATOR=nccl needs the CUDA device")):
+            with self.subTest(value=value):
+                r = mpirun(2, "train", cfg, "--no-progress", "--device", "cpu", env={"SPEEDRUN_COMMUNICATOR": value},
+                           timeout=120)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(fragment, r.stderr)
 
     def test_torchrun_variables_without_mpirun(self):
         cfg = self.write_config("muon")

@@ -452,6 +452,18 @@ class TestNewtonMuonAndRmnpAgainstTorch(ReferenceChecks):
         ref = self.run_config("reference-rmnp.json", "--init-noise", "0.02")
         self.check_optimizer_steps(ref)
 
+    def test_rmnp_momentum_warmup_distadam_eps_and_floor(self):
+        # Record #26's pieces on this small model: the momentum warm-up (here on RMNP),
+        # AdamW with eps on sqrt(v) (DistAdam; eps raised so that its placement matters at
+        # these gradient sizes) and a cooldown ending at a floor inside the 8 steps.
+        ref = self.run_config("reference-rmnp.json", "--init-noise", "0.02",
+                              "--set", "optimizers[3].momentum_warmup_start=0.85",
+                              "--set", "optimizers[3].momentum_warmup_steps=3",
+                              "--set", "optimizers[0].eps_placement=v", "--set", "optimizers[0].eps=1e-4",
+                              "--set", "optimizers[2].eps_placement=v", "--set", "optimizers[2].eps=1e-3",
+                              "--set", "schedule.min_factor=0.1")
+        self.check_optimizer_steps(ref)
+
     def test_rmnp_plain_momentum(self):
         ref = self.run_config("reference-rmnp.json", "--init-noise", "0.02", "--set", "optimizers[3].nesterov=false")
         self.check_optimizer_steps(ref)

@@ -33,7 +33,7 @@ class TokenizeCliTest(SpeedrunTestCase):
     def test_each_document_is_preceded_by_eot(self):
         docs = self.write_docs(HELLO[0], HELLO_LOWER[0], FOX[0], "")
         out = self.tmp / "out"
-        result = run_speedrun("tokenize", *docs, "--out", out, "--prefix", "t")
+        result = run_speedrun("tokenize", *docs, "--out", out, "--prefix", "t", "--val-tokens", 0)
         self.assertSucceeds(result)
         self.assertEqual(self.shard_names(out), ["t_train_000001.bin"])
         expected = [EOT, *HELLO[1], EOT, *HELLO_LOWER[1], EOT, *FOX[1], EOT]
@@ -96,7 +96,8 @@ class TokenizeCliTest(SpeedrunTestCase):
         subprocess.run([sys.executable, str(speedrun_testing.SOURCE_DIR / "scripts" / "shard_to_text.py"), str(shard),
                         str(docs)], check=True, stdout=subprocess.DEVNULL)
         out = self.tmp / "out"
-        result = run_speedrun("tokenize", *sorted(docs.iterdir()), "--out", out, "--prefix", "g", "--threads", 2)
+        result = run_speedrun("tokenize", *sorted(docs.iterdir()), "--out", out, "--prefix", "g", "--threads", 2,
+                              "--val-tokens", 0)
         self.assertSucceeds(result)
         self.assertEqual(self.shard_names(out), ["g_train_000001.bin"])
         self.assertTrue((out / "g_train_000001.bin").read_bytes() == shard.read_bytes(),
@@ -105,23 +106,24 @@ class TokenizeCliTest(SpeedrunTestCase):
     def test_refuses_to_overwrite_and_force_replaces(self):
         docs = self.write_docs(FOX[0], FOX[0])
         out = self.tmp / "out"
-        self.assertSucceeds(run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--shard-tokens", 8))
+        self.assertSucceeds(run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--shard-tokens", 8,
+                                         "--val-tokens", 0))
         self.assertEqual(len(self.shard_names(out)), 3)  # 22 tokens in shards of 8
         before = (out / "f_train_000001.bin").read_bytes()
         result = run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f")
         self.assertFailsWith(result, "f_train_000001.bin", "--force")
         self.assertEqual((out / "f_train_000001.bin").read_bytes(), before)
         # Another prefix in the same directory is fine.
-        self.assertSucceeds(run_speedrun("tokenize", *docs, "--out", out, "--prefix", "g"))
+        self.assertSucceeds(run_speedrun("tokenize", *docs, "--out", out, "--prefix", "g", "--val-tokens", 0))
         # --force replaces f_*.bin: one shard now, the two stale ones are gone.
-        self.assertSucceeds(run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--force"))
+        self.assertSucceeds(run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--force", "--val-tokens", 0))
         self.assertEqual(self.shard_names(out), ["f_train_000001.bin", "g_train_000001.bin"])
         self.assertEqual(read_shard(out / "f_train_000001.bin"), [EOT, *FOX[1]] * 2)
 
     def test_write_failure_names_the_shard_and_leaves_no_partial_shard(self):
         docs = self.write_docs(FOX[0], FOX[0])
         out = self.tmp / "out"
-        result = run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--shard-tokens", 8,
+        result = run_speedrun("tokenize", *docs, "--out", out, "--prefix", "f", "--shard-tokens", 8, "--val-tokens", 0,
                               env=speedrun_testing.fault_env("_train_000002"))
         self.assertFailsWith(result, str(out / "f_train_000002.bin"), "No space left on device")
         # The shard before it is complete; the failed one is absent, its temporary removed.
@@ -135,13 +137,17 @@ class TokenizeCliTest(SpeedrunTestCase):
         self.assertFailsWith(result, str(missing), "does not exist")
         self.assertFalse((self.tmp / "out").exists() and any((self.tmp / "out").iterdir()))
 
-    def test_directory_as_input(self):
-        result = run_speedrun("tokenize", self.tmp, "--out", self.tmp / "out")
-        self.assertFailsWith(result, "is a directory")
+    def test_directory_without_a_matching_file(self):
+        # A directory is read recursively (test_tokenize_inputs.py); one holding no file
+        # the glob matches is an error naming it and the glob, not an empty corpus.
+        (self.tmp / "empty").mkdir()
+        (self.tmp / "empty" / "notes.md").write_text("not *.txt")
+        result = run_speedrun("tokenize", self.tmp / "empty", "--out", self.tmp / "out")
+        self.assertFailsWith(result, f"directory {self.tmp / 'empty'} holds no file matching *.txt", "--glob")
 
     def test_empty_input_list(self):
         result = run_speedrun("tokenize", "--out", self.tmp / "out")
-        self.assertFailsWith(result, "files is required", "Usage:", code=2)
+        self.assertFailsWith(result, "inputs is required", "Usage:", code=2)
 
     def test_unwritable_output_directory(self):
         docs = self.write_docs(HELLO[0])
@@ -181,12 +187,13 @@ class TokenizeCliTest(SpeedrunTestCase):
             self.assertEqual(list((self.tmp / "out").glob("*.bin")), [])
         # Two files with the same text are two documents (negative control).
         same = self.write_docs(FOX[0], FOX[0])
-        self.assertSucceeds(run_speedrun("tokenize", *same, "--out", self.tmp / "out2", "--prefix", "s"))
+        self.assertSucceeds(run_speedrun("tokenize", *same, "--out", self.tmp / "out2", "--prefix", "s",
+                                         "--val-tokens", 0))
         self.assertEqual(read_shard(self.tmp / "out2" / "s_train_000001.bin"), [EOT, *FOX[1]] * 2)
 
     def test_empty_input_is_one_eot_and_is_said(self):
         docs = self.write_docs(HELLO[0], "", FOX[0])
-        result = run_speedrun("tokenize", *docs, "--out", self.tmp / "out", "--prefix", "e")
+        result = run_speedrun("tokenize", *docs, "--out", self.tmp / "out", "--prefix", "e", "--val-tokens", 0)
         self.assertSucceeds(result)
         self.assertIn(f"input {docs[1]} is empty: its document is the <|endoftext|> token alone", result.stderr)
         self.assertEqual(read_shard(self.tmp / "out" / "e_train_000001.bin"), [EOT, *HELLO[1], EOT, EOT, *FOX[1]])

@@ -227,7 +227,7 @@ class TokenizerAgainstTiktoken(SpeedrunTestCase):
             path.write_bytes(doc.encode("utf-8"))
             paths.append(path)
         out = self.tmp / "out"
-        result = run_speedrun("tokenize", *paths, "--out", out, "--prefix", "f", "--threads", 2)
+        result = run_speedrun("tokenize", *paths, "--out", out, "--prefix", "f", "--threads", 2, "--val-tokens", 0)
         self.assertSucceeds(result)
         ids = read_shard(out / "f_train_000001.bin")
         self.assertEqual(ids[0], EOT)

@@ -234,9 +234,16 @@ class Rmnp:
         self.params, self.e = params, entry
         self.buf = [torch.zeros_like(p) for p in params]
 
+    def momentum(self, step):  # the warm-up rule of Muon (record #26), when configured
+        e = self.e
+        if e.get("momentum_warmup_start") is None or e.get("momentum_warmup_steps", 0) <= 0:
+            return e["momentum"]
+        frac = min(1.0, step / e["momentum_warmup_steps"])
+        return (1 - frac) * e["momentum_warmup_start"] + frac * e["momentum"]
+
     @torch.no_grad()
     def step(self, step, factor):
-        lr, wd, mu = self.e["lr"] * factor, self.e["weight_decay"], self.e["momentum"]
+        lr, wd, mu = self.e["lr"] * factor, self.e["weight_decay"], self.momentum(step)
         for p, buf in zip(self.params, self.buf):
             g = p.grad
             buf.mul_(mu).add_(g)
@@ -256,7 +263,10 @@ class AdamW:
 
     def __init__(self, params, entry, bias_correction_offset=0):
         self.e, self.offset = entry, bias_correction_offset
-        if self.offset == 0:
+        # eps_placement "v": record #26's DistAdam (eps on sqrt(v), the step scaled by
+        # sqrt(1 - b2^t) / (1 - b1^t)), spelled out below.
+        self.eps_on_v = entry.get("eps_placement", "v_hat") == "v"
+        if self.offset == 0 and not self.eps_on_v:
             self.opt = torch.optim.AdamW(params, lr=entry["lr"], betas=tuple(entry["betas"]), eps=entry["eps"],
                                          weight_decay=entry["weight_decay"])
         else:
@@ -266,7 +276,7 @@ class AdamW:
 
     @torch.no_grad()
     def step(self, step, factor):
-        if self.offset == 0:
+        if self.offset == 0 and not self.eps_on_v:
             for group in self.opt.param_groups:
                 group["lr"] = self.e["lr"] * factor
             self.opt.step()
@@ -279,7 +289,10 @@ class AdamW:
             p.mul_(1 - lr * wd)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.addcdiv_(m / (1 - b1 ** t), (v / (1 - b2 ** t)).sqrt() + eps, value=-lr)
+            if self.eps_on_v:
+                p.addcdiv_(m * ((1 - b2 ** t) ** 0.5 / (1 - b1 ** t)), v.sqrt() + eps, value=-lr)
+            else:
+                p.addcdiv_(m / (1 - b1 ** t), (v / (1 - b2 ** t)).sqrt() + eps, value=-lr)
 
 
 def make_optimizer(entry, params, names=None, adamw_bias_correction_offset=0):

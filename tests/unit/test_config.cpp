@@ -496,3 +496,66 @@ TEST(ConfigOverride, SameKeyTwiceIsRefused) {
   EXPECT_EQ(error_of([&] { cfg::apply_overrides(k, {{"optimizers[0].lr", "0.02"}, {"optimizers[1].lr", "0.5"}}); }),
             "");
 }
+
+TEST(ConfigFile, ValueLinesNameEachKeyAndListElement) {
+  const std::string text =
+      "{\n"
+      " \"train\": {\n"
+      "   \"steps\": 3, \"seed\": 1},\n"
+      " \"optimizers\": [\n"
+      "  {\"lr\": 1},\n"
+      "  {\"type\": \"muon\",\n"
+      "   \"lr\": 2}]\n"
+      "}";
+  const std::map<std::string, size_t> lines = speedrun::value_lines(text);
+  EXPECT_EQ(lines.at("train"), 2u);
+  EXPECT_EQ(lines.at("train.steps"), 3u);
+  EXPECT_EQ(lines.at("train.seed"), 3u);
+  EXPECT_EQ(lines.at("optimizers"), 4u);
+  EXPECT_EQ(lines.at("optimizers[0]"), 5u);
+  EXPECT_EQ(lines.at("optimizers[0].lr"), 5u);
+  EXPECT_EQ(lines.at("optimizers[1]"), 6u);
+  EXPECT_EQ(lines.at("optimizers[1].lr"), 7u);
+  EXPECT_EQ(lines.count("optimizers[2]"), 0u);
+}
+
+// Every problem with a key names the file, the key and its line (issue 19's trial: only
+// duplicate keys had a line); a key that is missing, the line of the object it belongs
+// in; a value given with --set, the --set and no line of the file.
+TEST(ConfigFile, ErrorsAboutKeysNameTheirLine) {
+  namespace fs = std::filesystem;
+  const fs::path file = fs::temp_directory_path() / ("speedrun-lines-" + std::to_string(::getpid()) + ".json");
+  std::ofstream(file) << "{\n"
+                         "  \"model\": {\"n_layer\": 0},\n"
+                         "  \"data\": {\"train_glob\": \"a\", \"val_glob\": \"b\"},\n"
+                         "  \"train\": {\n"
+                         "    \"stpes\": 3\n"
+                         "  },\n"
+                         "  \"optimizers\": [\n"
+                         "    {\"type\": \"adamw\", \"params\": [\"*\"], \"lr\": -1},\n"
+                         "    {\"type\": \"muon\", \"params\": [\"x\"]}\n"
+                         "  ]\n"
+                         "}\n";
+  const std::string f = file.string();
+  std::string e = error_of([&] { cfg::load_run_config(file); });
+  EXPECT_NE(e.find("\n  " + f + ":2: model.n_layer: expected an integer in [1, 1024], got 0"), std::string::npos) << e;
+  EXPECT_NE(e.find("\n  " + f + ":5: train.stpes: unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("\n  " + f + ":8: optimizers[0].lr: expected a number > 0"), std::string::npos) << e;
+  EXPECT_NE(e.find("\n  " + f + ":9: optimizers[1].lr: required key is missing"), std::string::npos) << e;
+  // The same key through --set: named with the --set, without the file's line.
+  e = error_of([&] { cfg::load_run_config(file, {{"model.n_layer", "-2"}}); });
+  EXPECT_NE(e.find("\n  model.n_layer: expected an integer in [1, 1024], got -2 (from --set model.n_layer=-2)"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(e.find(f + ":2:"), std::string::npos) << e;
+  // A cross-field problem about a key the file does not hold: the line of its section.
+  std::ofstream(file) << "{\"data\": {\"train_glob\": \"a\", \"val_glob\": \"b\", \"val_tokens\": 100},\n"
+                         " \"model\": {\"seq_len\": 64},\n"
+                         " \"train\": {\"micro_batch_seqs\": 3},\n"
+                         " \"optimizers\": [{\"type\": \"adamw\", \"params\": [\"*\"], \"lr\": 0.1}]}\n";
+  e = error_of([&] { cfg::load_run_config(file); });
+  EXPECT_NE(e.find("\n  " + f + ":1: data.val_tokens: must be a multiple of model.seq_len = 64"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("\n  " + f + ":3: train.batch_tokens: must be a multiple of"), std::string::npos) << e;
+  fs::remove(file);
+}

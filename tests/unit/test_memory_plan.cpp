@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "build_info.h"
 #include "config/run_config.h"
 #include "core/error.h"
 #include "core/host_memory.h"
@@ -22,6 +23,10 @@
 #include "optim/optimizer.h"
 #include "test_ops_common.h"
 #include "train/memory_plan.h"
+#if SPEEDRUN_HAVE_CUDA
+#include "kernels/ops/attention_flash.h"
+#include "kernels/ops/ops_cuda.h"
+#endif
 
 namespace speedrun::test {
 namespace {
@@ -316,6 +321,46 @@ TEST(MemoryPlan, Track3Bf16Figure) {
   const double gib = static_cast<double>(plan.total()) / double(1ull << 30);
   EXPECT_GT(gib, 15.0);
   EXPECT_LT(gib, 60.0);
+}
+
+// The flash attention backward takes delta (B H T floats) and an fp32 dQ accumulator
+// (B T H D floats) from cuda::workspace(); the plan counts them when those kernels are
+// selected. Track 3 at 64 x 1024 tokens: delta 1.5 MiB, dQ 192 MiB -> 194 MiB (MiB steps);
+// without flash the embedding sort's 2.75 MiB is the largest user -> 3 MiB.
+TEST(MemoryPlan, CountsFlashAttentionScratch) {
+  const config::ModelConfig track3{};
+  constexpr size_t kMiB = size_t{1} << 20;
+  EXPECT_EQ(train::estimate_kernel_scratch_bytes(track3, 64, false), 3 * kMiB);
+  EXPECT_EQ(train::estimate_kernel_scratch_bytes(track3, 64, true), 194 * kMiB);
+  config::RunConfig c = small_run("muon");
+  c.model = track3;
+  c.train.micro_batch_seqs = 64;
+  c.train.batch_tokens = 524288;
+  auto scratch = [&](DType act) {
+    for (const train::MemoryItem& i : train::plan_memory(c, Device::cuda, act, false).items) {
+      if (i.what.rfind("kernel scratch", 0) == 0) return i.bytes;
+    }
+    ADD_FAILURE() << "no kernel scratch line";
+    return size_t{0};
+  };
+#if SPEEDRUN_HAVE_CUDA
+  // The kernels' own count (host arithmetic, no device needed) is what the estimate rounds up.
+  const size_t ws = cuda::attention_flash_backward_workspace_bytes(64, track3.seq_len, track3.n_head,
+                                                                   track3.head_dim);
+  EXPECT_GE(train::estimate_kernel_scratch_bytes(track3, 64, true), ws);
+  EXPECT_LT(train::estimate_kernel_scratch_bytes(track3, 64, true) - ws, kMiB);
+  const cuda::AttentionKernel previous = cuda::set_attention_kernel(cuda::AttentionKernel::flash);
+  EXPECT_TRUE(train::flash_attention_selected());
+  EXPECT_EQ(scratch(DType::bf16), 194 * kMiB);
+  EXPECT_EQ(scratch(DType::f32), 3 * kMiB);  // f32 attention never runs the flash kernels
+  cuda::set_attention_kernel(cuda::AttentionKernel::tensor_core);
+  EXPECT_FALSE(train::flash_attention_selected());
+  EXPECT_EQ(scratch(DType::bf16), 3 * kMiB);
+  cuda::set_attention_kernel(previous);
+#else
+  EXPECT_FALSE(train::flash_attention_selected());
+  EXPECT_EQ(scratch(DType::bf16), 3 * kMiB);
+#endif
 }
 
 TEST(Precision, ResolvesAndRefusesBf16OnCpu) {

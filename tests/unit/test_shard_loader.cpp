@@ -205,6 +205,41 @@ TEST(LoaderTrack3, EpochsWrapAroundAndUpFrontCheck) {
   EXPECT_NE(error_of([&] { two.next(b); }).find("training data exhausted after 4 batches"), std::string::npos);
 }
 
+// A checkpoint's loader position: a loader moved there reads the batches the original
+// goes on to read, across shard and epoch boundaries, for every rank; a position that
+// does not fit the shards is refused naming its values.
+TEST(LoaderTrack3, SeekToASavedPositionContinuesExactly) {
+  TempDir dir;
+  std::mt19937 rng(42);
+  for (int s = 0; s < 3; ++s) {
+    std::vector<uint16_t> tokens(150 + 37 * s);
+    for (auto& t : tokens) t = static_cast<uint16_t>(rng() % 50257);
+    write_shard(dir.path() / ("s" + std::to_string(s) + ".bin"), tokens);
+  }
+  const auto shards = list_shards((dir.path() / "*.bin").string(), "train");
+  for (int rank = 0; rank < 2; ++rank) {
+    const LoaderOptions opts{32, rank, 2, 50257, 3, "data.train_glob"};
+    for (int k = 0; k < 14; ++k) {
+      TrainLoader a(shards, opts);
+      Batch x, y;
+      for (int i = 0; i < k; ++i) a.next(x);
+      TrainLoader b(shards, opts);
+      b.seek(a.save_position());
+      for (int i = 0; i < 6; ++i) {
+        a.next(x);
+        b.next(y);
+        ASSERT_EQ(x.inputs, y.inputs) << "rank " << rank << ", resumed after " << k << " batches, batch " << i;
+        ASSERT_EQ(x.targets, y.targets);
+      }
+      EXPECT_EQ(a.epoch(), b.epoch());
+    }
+  }
+  TrainLoader c(shards, LoaderOptions{32, 0, 1, 50257, 1, "data.train_glob"});
+  EXPECT_NE(error_of([&] { c.seek({5, 0, 1, 0}); }).find("cannot continue at shard 5"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.seek({0, 0, 2, 0}); }).find("data.epochs is 1"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.seek({0, 1000, 1, 0}); }).find("offset 1000"), std::string::npos);
+}
+
 TEST(LoaderTrack3, ShardsTooSmallForOneBatch) {
   TempDir dir;
   write_shard(dir.path() / "a.bin", std::vector<uint16_t>(65, 1));

@@ -51,14 +51,23 @@ inline HeadSlice head_slice(int64_t b, int64_t h, int64_t seq, int64_t heads, in
 }
 
 // out[t] = sum_{s<=t} softmax_s(scale q_t . k_s) v_s;  lse[b, h, t] = log sum_{s<=t} exp(scale q_t . k_s),
-// the sums over s in [start(t), t] when key_start (batch * seq, attention_key_starts) is given.
+// the sums over s in [start(t), t] when key_start (batch * k_seq, attention_key_starts over the
+// key positions) is given.
 // Online softmax per query: for each block of keys, its scores, the running maximum m, the
 // running sum l of exp(score - m) and the running output o (rescaled when m grows).
+//
+// The queries may be the last q_seq of k_seq positions (q_seq <= k_seq): query i, at
+// position k_seq - q_seq + i, attends keys 0..k_seq - q_seq + i. q, out are (B, q_seq, H, D),
+// k, v (B, k_seq, H, D), lse (B, H, q_seq). q_seq == k_seq is the training forward; q_seq <
+// k_seq the decoding of new tokens against cached keys (model/kv_cache.h). A query's
+// arithmetic depends only on its position and its keys, not on q_seq: the same query
+// against the same keys gives the same bits either way.
 template <class T>
-void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t batch, int64_t seq,
-                       int64_t heads, int64_t head_dim, T scale, const int64_t* key_start = nullptr) {
-  const int64_t tasks = batch * heads * seq;
-  const int64_t work = batch * heads * seq * seq * head_dim / 2;
+void attention_forward_at(T* out, T* lse, const T* q, const T* k, const T* v, int64_t batch, int64_t q_seq,
+                          int64_t k_seq, int64_t heads, int64_t head_dim, T scale, const int64_t* key_start = nullptr) {
+  const int64_t tasks = batch * heads * q_seq;
+  const int64_t first = k_seq - q_seq;  // position of query 0
+  const int64_t work = batch * heads * q_seq * (first + (q_seq + 1) / 2) * head_dim;
 #pragma omp parallel if (work >= kParallelThreshold)
   {
     std::vector<T> acc(head_dim);
@@ -66,15 +75,16 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
     // Queries late in the sequence have more keys: dynamic scheduling balances the triangle.
 #pragma omp for schedule(dynamic, 8)
     for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t bh = task / seq, t = task % seq;
+      const int64_t bh = task / q_seq, i = task % q_seq, t = first + i;
       const int64_t b = bh / heads, h = bh % heads;
-      const HeadSlice hs = head_slice(b, h, seq, heads, head_dim);
-      const T* qt = q + hs.base + t * hs.stride;
+      const HeadSlice qs = head_slice(b, h, q_seq, heads, head_dim);
+      const HeadSlice hs = head_slice(b, h, k_seq, heads, head_dim);
+      const T* qt = q + qs.base + i * qs.stride;
       T m = -std::numeric_limits<T>::infinity();
       T l = 0;
       std::fill(acc.begin(), acc.end(), T(0));
-      const int64_t first = key_start ? key_start[b * seq + t] : 0;
-      for (int64_t s0 = first; s0 <= t; s0 += kKeyBlock) {
+      const int64_t s_begin = key_start ? key_start[b * k_seq + t] : 0;
+      for (int64_t s0 = s_begin; s0 <= t; s0 += kKeyBlock) {
         const int64_t s1 = std::min(t + 1, s0 + kKeyBlock);
         T block_max = -std::numeric_limits<T>::infinity();
         for (int64_t s = s0; s < s1; ++s) {
@@ -94,11 +104,17 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
           axpy(acc.data(), p, v + hs.base + s * hs.stride, head_dim);
         }
       }
-      T* ot = out + hs.base + t * hs.stride;
+      T* ot = out + qs.base + i * qs.stride;
       for (int64_t d = 0; d < head_dim; ++d) ot[d] = acc[d] / l;
-      lse[bh * seq + t] = m + std::log(l);
+      lse[bh * q_seq + i] = m + std::log(l);
     }
   }
+}
+
+template <class T>
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t batch, int64_t seq,
+                       int64_t heads, int64_t head_dim, T scale, const int64_t* key_start = nullptr) {
+  attention_forward_at(out, lse, q, k, v, batch, seq, seq, heads, head_dim, scale, key_start);
 }
 
 // With p_ts = exp(scale q_t . k_s - lse_t), dp_ts = dout_t . v_s, D_t = dout_t . out_t and

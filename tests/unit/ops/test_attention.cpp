@@ -1,4 +1,6 @@
 // ops::attention_forward / attention_backward (causal, lse-based, no T x T matrix).
+#include <cstdlib>
+
 #include "cuda_op_case.h"
 #include "test_ops_common.h"
 
@@ -218,6 +220,52 @@ TEST_F(OpsAttention, RejectsBadArguments) {
                               "attention_backward");
 }
 
+// attention_decode: the queries of the last n of S positions against all S keys give the
+// same bits as those rows of the full causal forward (the same arithmetic per query), for
+// every split of S into a prefill and decode steps, across a key block boundary (64).
+// Negative control: the same queries taken one position early differ.
+TEST_F(OpsAttention, DecodeEqualsForwardRows) {
+  const Dims d{2, 70, 3, 16};
+  auto shape = [&](auto& buf, int64_t seq) { return view(buf, {d.batch, seq, d.heads, d.head_dim}); };
+  const std::vector<float> q = cast<float>(uniform(d.numel())), k = cast<float>(uniform(d.numel(), -2, 2)),
+                           v = cast<float>(uniform(d.numel()));
+  std::vector<float> full(d.numel()), lse(d.batch * d.heads * d.seq);
+  ops::attention_forward(shape(full, d.seq), view(lse, {d.batch, d.heads, d.seq}), shape(q, d.seq), shape(k, d.seq),
+                         shape(v, d.seq), 0.12);
+  // (B, S, H, D) prefix of a (B, T, H, D) tensor: copies positions [from, to) of every batch row.
+  auto positions = [&](const std::vector<float>& x, int64_t from, int64_t to) {
+    std::vector<float> out;
+    for (int64_t b = 0; b < d.batch; ++b)
+      out.insert(out.end(), x.begin() + d.at(b, from, 0), x.begin() + d.at(b, to, 0));
+    return out;
+  };
+  for (const auto& [S, n] : Shapes<2>{{1, 1}, {5, 1}, {64, 1}, {65, 1}, {70, 1}, {70, 6}, {70, 70}, {66, 3}}) {
+    SCOPED_TRACE("S = " + std::to_string(S) + ", n = " + std::to_string(n));
+    const std::vector<float> qn = positions(q, S - n, S), ks = positions(k, 0, S), vs = positions(v, 0, S);
+    std::vector<float> out(qn.size());
+    ops::attention_decode(shape(out, n), shape(qn, n), shape(ks, S), shape(vs, S), 0.12);
+    expect_bitwise_equal("out", out, positions(full, S - n, S));
+    if (S - n >= 1) {  // the same queries placed one position early see one key fewer
+      const std::vector<float> early = positions(full, S - n - 1, S - 1);
+      EXPECT_NE(0, std::memcmp(out.data(), early.data(), out.size() * sizeof(float)));
+      std::vector<float> shifted(qn.size());
+      ops::attention_decode(shape(shifted, n), shape(qn, n), shape(ks, S - 1), shape(vs, S - 1), 0.12);
+      EXPECT_NE(0, std::memcmp(out.data(), shifted.data(), out.size() * sizeof(float)));
+    }
+  }
+  std::vector<float> o(2 * 3 * 4 * 8);
+  EXPECT_INVALID_ARGUMENT(ops::attention_decode(view(o, {2, 3, 4, 8}), view(q, {2, 3, 4, 8}), view(k, {2, 2, 4, 8}),
+                                                view(v, {2, 2, 4, 8}), 0.12),
+                          "attention_decode", "k", "S >= 3");
+  EXPECT_INVALID_ARGUMENT(ops::attention_decode(view(o, {2, 3, 4, 8}), view(q, {2, 3, 4, 8}), view(k, {2, 5, 4, 8}),
+                                                view(v, {2, 4, 4, 8}), 0.12),
+                          "attention_decode", "v");
+  EXPECT_CUDA_NOT_IMPLEMENTED(ops::attention_decode(on_cuda(view(o, {2, 3, 4, 8})), on_cuda(view(q, {2, 3, 4, 8})),
+                                                    on_cuda(view(k, {2, 5, 4, 8})), on_cuda(view(v, {2, 5, 4, 8})),
+                                                    0.12),
+                              "attention_decode");
+}
+
 }  // namespace
 }  // namespace speedrun::test
 
@@ -235,17 +283,28 @@ struct AttentionKernelScope {
   AttentionKernelScope& operator=(const AttentionKernelScope&) = delete;
 };
 
-// f32 runs on the CUDA-core kernels (attention.cu); bf16 on both: the tensor-core kernels
-// (attention_tc.cu, the default) and the CUDA-core ones (SPEEDRUN_ATTENTION=simt).
+// f32 runs on the CUDA-core kernels (attention.cu); bf16 on all three: the tensor-core
+// kernels (attention_tc.cu, the default), the CUDA-core ones (SPEEDRUN_ATTENTION=simt) and the
+// FlashAttention-2-class ones (attention_flash.cu, SPEEDRUN_ATTENTION=flash: forward query
+// tiles of 128, backward key tiles of 128, so every shape below but T = 130 and 200 is a
+// single partial tile, and those two cross a tile edge off the tile multiple). The flash dq is
+// summed by fp32 atomics in another order than the CPU's: the same bf16 tolerance holds, its
+// one rounding to bf16 dominating.
 CUDA_OP_CASE(AttentionMatchesCpu) {
   struct Variant {
     DType t;
     cuda::AttentionKernel kernel;
     const char* name;
   };
+  // With SPEEDRUN_ATTENTION set (scripts/cuda_check.sh's runs of one kernel, under the
+  // sanitizers too), only the bf16 variant it names runs; unset, all four.
+  const char* env = std::getenv("SPEEDRUN_ATTENTION");
+  const std::string only = env ? env : "";
   for (const Variant& variant : {Variant{DType::f32, cuda::AttentionKernel::simt, "simt"},
-                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tensor cores"},
-                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"}}) {
+                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tc"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::flash, "flash"}}) {
+    if (!only.empty() && (variant.t != DType::bf16 || only != variant.name)) continue;
     const AttentionKernelScope scope(variant.kernel);
     for_each_case<4>({variant.t}, {{1, 1, 1, 64}, {2, 37, 3, 64}, {1, 64, 2, 128}, {2, 130, 2, 128}, {1, 200, 1, 64}},
                      [&](DType t, std::array<int64_t, 4> shape) {
@@ -283,6 +342,28 @@ CUDA_OP_CASE(AttentionMatchesCpu) {
     }, variant.name);
   }
 }
+
+// The flash kernels are chosen only for bf16 with every pointer 16-byte aligned; an
+// unaligned pointer falls back (to the CUDA-core kernels) instead of reaching cp.async.
+// Host arithmetic on pointer values: runs in a CUDA build without a device.
+#if SPEEDRUN_HAVE_CUDA
+TEST(CudaAttentionDispatch, FlashOnlyForAlignedBf16) {
+  alignas(16) static char buffer[64];
+  const void* aligned = buffer;
+  const void* odd = buffer + 2;  // a bf16 element further: aligned to 2, not 16
+  const AttentionKernelScope flash(cuda::AttentionKernel::flash);
+  EXPECT_TRUE(cuda::use_flash_attention(DType::bf16, {aligned, buffer + 16, buffer + 48}));
+  EXPECT_FALSE(cuda::use_flash_attention(DType::bf16, {aligned, odd}));
+  EXPECT_FALSE(cuda::use_flash_attention(DType::f32, {aligned}));
+  EXPECT_FALSE(cuda::use_tensor_core_attention(DType::bf16, {aligned}));  // flash, not tc, was chosen
+  {
+    const AttentionKernelScope tc(cuda::AttentionKernel::tensor_core);
+    EXPECT_FALSE(cuda::use_flash_attention(DType::bf16, {aligned}));
+    EXPECT_TRUE(cuda::use_tensor_core_attention(DType::bf16, {aligned}));  // negative control: the scope works
+  }
+  EXPECT_EQ(cuda::attention_kernel(), cuda::AttentionKernel::flash);
+}
+#endif
 
 CUDA_OP_CASE(RefusesWhatItDoesNotSupport) {
   std::vector<float> x(2 * 3 * 1 * 32);

@@ -1,0 +1,20 @@
+// Whether a model config can run on a device, beyond its precisions (model/precision.h):
+// the CUDA attention kernels are compiled for a few head widths only
+// (cuda::kAttentionHeadDims in kernels/ops/ops_cuda.h, the one list); the CPU backend takes
+// any head_dim that is a multiple of 4 (checked with the config).
+#pragma once
+
+#include <string>
+
+#include "config/run_config.h"
+#include "core/tensor.h"
+
+namespace speedrun::model {
+
+// Throws UserError naming model.head_dim and the supported list when `device` is CUDA and
+// the attention kernels have no instance for m.head_dim. Called wherever a CUDA run is
+// planned (train, bench, compare; validate-config reports it as a warning), before
+// anything is read or allocated.
+void check_model_runs_on(const config::ModelConfig& m, Device device);
+
+}  // namespace speedrun::model

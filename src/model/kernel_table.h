@@ -1,0 +1,66 @@
+// The ops of one micro-batch's forward + backward as model::Gpt runs them
+// (src/model/gpt.cpp: forward_trunk, head_loss, backward_trunk), each with its call shape,
+// how many times a micro-batch calls it, and the work one call must do: FLOPs for the
+// products and attention, the fewest bytes it must move (each input read once, each output
+// written once) for the memory-bound ops. `speedrun bench --kernels` (src/cli/bench_kernels.cpp)
+// times one call of each on CUDA and multiplies by the count. Plain C++: the CPU tests check
+// the counts against the model's FLOP formula (model/flops.h).
+//
+// FLOP conventions: a product m x k by k x n is 2 m n k; a linear layer's backward is two
+// products (dx and dW); causal attention counts half the square, forward 4 B H T^2 D / 2 and
+// backward 2.5 times the forward (FlashAttention's convention: five products against two),
+// so TFLOP/s figures compare with the FlashAttention papers'. model/flops.h counts attention
+// as 3 times its forward instead (6 L T H D per token), hence attention rows sum to 7/6 of
+// that term.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/run_config.h"
+#include "core/tensor.h"
+
+namespace speedrun::model {
+
+enum class KernelOp {
+  embedding_fwd,  // (rows, in = d)
+  rmsnorm_fwd,    // (rows, in = d)
+  linear_fwd,     // (rows, in) x (out, in)^T + bias
+  qk_norm_fwd,    // (rows, in = H D), head_dim groups
+  rotary_fwd,     // (rows, in = H D)
+  attention_fwd,  // (B, T, H, D): rows = B T, in = H D
+  residual_fwd,   // (rows, in)
+  relu2_fwd,      // (rows, in = f)
+  head_fwd,       // (rows = chunk, in = d) -> f32 logits (rows, out = V)
+  cross_entropy,  // soft-capped loss + dlogits in place over (rows = chunk, out = V) f32
+  convert_dlogits,  // f32 -> act over (rows = chunk, out = V)
+  head_bwd,       // dhf and dW, db of the head
+  linear_bwd,     // dx, dW, db
+  relu2_bwd,      // (rows, in = f), in place
+  rmsnorm_bwd,    // (rows, in = d), dgains; accumulate: dx +=
+  attention_bwd,
+  rotary_bwd,
+  qk_norm_bwd,
+  embedding_bwd,  // dtable from (rows, in = d)
+};
+
+struct KernelRow {
+  std::string name;     // e.g. "linear fwd 768->768 (q, k, v)"
+  KernelOp op;
+  int64_t rows = 0;     // rows of the call's input (tokens, or logit rows of a head chunk)
+  int64_t in = 0;       // input width
+  int64_t out = 0;      // output width of a product (linear, head); 0 otherwise
+  bool accumulate = false;  // rmsnorm_bwd, linear_bwd: dx += (as the model's calls)
+  double count = 0;     // calls per micro-batch (the head's: N / chunk rows, fractional)
+  double flops = 0;     // per call; 0 for a memory-bound op
+  double bytes = 0;     // per call: the fewest bytes moved; 0 for a compute-bound op
+};
+
+// The rows for a micro-batch of `batch_seqs` sequences with activations of dtype `act`, an
+// embedding read in `embedding` (f32 or bf16) and head chunks of `head_chunk_rows` rows
+// (model::Gpt::head_chunk_rows). Throws std::invalid_argument for non-positive sizes.
+std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int64_t batch_seqs, DType act,
+                                               DType embedding, int64_t head_chunk_rows);
+
+}  // namespace speedrun::model

@@ -1,0 +1,126 @@
+"""The scripts a GPU session runs, checked as far as a machine without a GPU allows:
+scripts/cuda_check.sh --dry-run (every step it would run, with the opt-in kernels, the
+sanitizers, the kernel table, the PyTorch side-by-side and the gpu-mini comparison; what it
+leaves in $OUT fits what the device tool brings back), scripts/gpu_compare.sh --dry-run (the
+LR sweep's configs, each valid, with the scaled learning rate), and `speedrun bench --kernels`
+refusing clearly without CUDA."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import speedrun_testing  # noqa: E402
+from speedrun_testing import run_speedrun  # noqa: E402
+
+SCRIPTS = speedrun_testing.SOURCE_DIR / "scripts"
+
+
+def run_script(*args, env=None):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(["bash", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=300, env=full_env)
+
+
+class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
+    def test_dry_run_lists_every_step_and_leaves_few_files(self):
+        if "CUDA    yes" not in run_speedrun("info").stdout:
+            self.skipTest("skipped: cuda_check.sh checks a CUDA build (this one has no CUDA tests to list)")
+        out = self.tmp / "out"
+        r = run_script(SCRIPTS / "cuda_check.sh", "--dry-run", "--compare",
+                       env={"OUT": str(out), "BUILD_DIR": str(speedrun_testing.SPEEDRUN_BIN.parent)})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name in ("test-ops-attention", "test-flash-attention", "test-rmsnorm-fast", "dev_attention_flash",
+                     "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
+                     "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
+                     "train-quickstart-bf16"):
+            self.assertRegex(r.stdout, rf"would run {name} ", name)
+        self.assertIn("SPEEDRUN_ATTENTION=flash", r.stdout)
+        self.assertIn("--kernels", r.stdout)
+        self.assertIn("gpu_compare", r.stdout)
+        self.assertIn("speedrun_tests: ok", r.stdout)  # the binaries under test were found
+        self.assertRegex(r.stdout, r"test-ops-attention: [1-9][0-9]* tests")  # the filters name real tests
+        self.assertIn("compare configs/gpu-mini-muon.json", r.stdout)
+        # The device tool brings back at most 8 files, at most 2 folders down: summary.txt
+        # and the packed logs (the JSON results exist only after a real run).
+        files = [p for p in out.rglob("*") if p.is_file()]
+        self.assertLessEqual(len(files), 8, files)
+        self.assertTrue((out / "summary.txt").exists())
+        self.assertIn("would run bench-kernels", (out / "summary.txt").read_text())
+        self.assertTrue((out / "cuda-check.tar.gz").exists())
+
+    def test_unknown_argument_is_a_usage_error(self):
+        r = run_script(SCRIPTS / "cuda_check.sh", "--bogus", env={"OUT": str(self.tmp / "o")})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown argument --bogus", r.stderr)
+
+
+class GpuCompareDryRun(speedrun_testing.SpeedrunTestCase):
+    def test_sweep_configs_are_valid_and_scaled(self):
+        d = self.tmp / "cmp"
+        r = run_script(SCRIPTS / "gpu_compare.sh", "--dry-run", "--speedrun", speedrun_testing.SPEEDRUN_BIN, d)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        sweep = sorted((d / "sweep-configs").glob("*.json"))
+        self.assertEqual(len(sweep), 12)
+        for name in ("muon", "adamw", "newton-muon", "rmnp"):
+            base = json.loads((speedrun_testing.SOURCE_DIR / "configs" / f"gpu-mini-{name}.json").read_text())
+            for factor in ("0.5", "1", "2"):
+                path = d / "sweep-configs" / f"gpu-mini-{name}-lr{factor}.json"
+                cfg = json.loads(path.read_text())
+                self.assertAlmostEqual(cfg["optimizers"][3]["lr"], base["optimizers"][3]["lr"] * float(factor))
+                self.assertEqual(cfg["model"], base["model"])
+            # One per optimizer is enough to show the copies validate (data globs made absolute).
+            v = run_speedrun("validate-config", d / "sweep-configs" / f"gpu-mini-{name}-lr2.json")
+            self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertIn("--device cuda --seeds 1", r.stdout)
+        self.assertIn("--device cuda --seeds 2", r.stdout)
+        self.assertFalse((d / "compare").exists())  # nothing ran
+
+    def test_unknown_option_is_a_usage_error(self):
+        r = run_script(SCRIPTS / "gpu_compare.sh", "--bogus")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option --bogus", r.stderr)
+
+
+class KernelChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
+    def test_a_bad_attention_kernel_is_refused_before_a_run(self):
+        if "CUDA    yes" not in run_speedrun("info").stdout:
+            self.skipTest("skipped: a build without CUDA never reads SPEEDRUN_ATTENTION")
+        config = speedrun_testing.SOURCE_DIR / "configs" / "quickstart.json"
+        # validate-config reports device problems beside the device's plan (the config itself
+        # is valid); a CUDA run stops there with exit 1 (train and bench plan before anything).
+        r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": "flahs"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("--device cuda: SPEEDRUN_ATTENTION=flahs: expected simt, tc, flash or nothing", r.stderr)
+        self.assertNotIn("internal error", r.stderr)
+        self.assertNotIn("device memory plan for --device cuda", r.stderr)
+        for good in ("flash", "tc", "simt", ""):  # the negative control: accepted values pass
+            r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": good})
+            self.assertEqual(r.returncode, 0, f"{good!r}: {r.stderr}")
+        # With flash selected the plan counts its dQ workspace.
+        r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": "flash"})
+        self.assertIn("kernel scratch (embedding sort, flash attention dQ)", r.stdout + r.stderr)
+
+
+class BenchKernelsWithoutCuda(speedrun_testing.SpeedrunTestCase):
+    def test_refused_clearly(self):
+        if "CUDA devices:" in run_speedrun("info").stdout:
+            self.skipTest("skipped: this machine has a CUDA device")
+        config = speedrun_testing.SOURCE_DIR / "configs" / "quickstart.json"
+        r = run_speedrun("bench", config, "--kernels")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"bench --kernels(: no CUDA device| times the CUDA kernels and needs a build with "
+                                   r"CUDA: this binary was built without CUDA)")
+        self.assertNotIn("internal error", r.stderr)
+        r = run_speedrun("bench", config, "--kernels", "--device", "cpu")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"(--device cpu is not possible|built without CUDA)")
+        r = run_speedrun("bench", config, "--kernels", "--optimizers-only")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("excludes", r.stderr)
+
+
+if __name__ == "__main__":
+    speedrun_testing.main()

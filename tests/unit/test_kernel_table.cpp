@@ -1,0 +1,84 @@
+// model::micro_batch_kernel_rows (the rows of `speedrun bench --kernels`): the ops, their
+// counts and the work they are charged with must add up to what the model does.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "config/run_config.h"
+#include "model/flops.h"
+#include "model/gpt.h"
+#include "model/kernel_table.h"
+
+namespace speedrun::test {
+namespace {
+
+using model::KernelOp;
+
+double sum_flops(const std::vector<model::KernelRow>& rows, std::initializer_list<KernelOp> ops) {
+  double s = 0;
+  for (const auto& r : rows)
+    for (KernelOp op : ops)
+      if (r.op == op) s += r.count * r.flops;
+  return s;
+}
+
+// Track 3 and a small model whose widths all differ (d 96, attn_dim 128, mlp 384, vocab
+// not a multiple of the chunk), so that a row with in and out swapped cannot pass.
+TEST(KernelTable, ProductsAddUpToTheModelsFlops) {
+  config::ModelConfig small;
+  small.n_layer = 3;
+  small.d_model = 96;
+  small.n_head = 2;
+  small.head_dim = 64;
+  small.seq_len = 80;
+  small.vocab_size = 1000;
+  small.padded_vocab_size = 1024;
+  for (const config::ModelConfig& m : {config::ModelConfig{}, small}) {
+    for (const int64_t B : {int64_t{1}, int64_t{64}}) {
+      const int64_t chunk = model::Gpt::head_chunk_rows(m, Device::cuda, B);
+      const auto rows = model::micro_batch_kernel_rows(m, B, DType::bf16, DType::f32, chunk);
+      const double N = static_cast<double>(B * m.seq_len);
+      // 6 FLOPs per matmul parameter and token: forward 2, backward 4 (model/flops.h).
+      const double products =
+          sum_flops(rows, {KernelOp::linear_fwd, KernelOp::linear_bwd, KernelOp::head_fwd, KernelOp::head_bwd});
+      EXPECT_NEAR(products / (6.0 * static_cast<double>(model::matmul_params(m)) * N), 1.0, 1e-12) << B;
+      // Attention: forward + 2.5 x forward = 3.5 / 3 of flops.h's 6 L T attn_dim per token.
+      const double attention = sum_flops(rows, {KernelOp::attention_fwd, KernelOp::attention_bwd});
+      const double flops_h = model::flops_per_token(m) * N - 6.0 * static_cast<double>(model::matmul_params(m)) * N;
+      EXPECT_NEAR(attention / flops_h, 3.5 / 3.0, 1e-12) << B;
+      // Memory-bound rows have bytes and no FLOPs, compute rows the reverse.
+      for (const auto& r : rows) {
+        EXPECT_TRUE((r.flops > 0) != (r.bytes > 0)) << r.name;
+        EXPECT_GT(r.count, 0) << r.name;
+      }
+    }
+  }
+}
+
+TEST(KernelTable, EveryOpOfAMicroBatchOnce) {
+  const config::ModelConfig m{};
+  const int64_t L = m.n_layer;
+  auto rows = model::micro_batch_kernel_rows(m, 64, DType::bf16, DType::bf16, 2668);
+  std::set<KernelOp> seen;
+  double rmsnorm_fwd = 0, rmsnorm_bwd = 0, linear_fwd = 0, linear_bwd = 0;
+  for (const auto& r : rows) {
+    seen.insert(r.op);
+    if (r.op == KernelOp::rmsnorm_fwd) rmsnorm_fwd += r.count;
+    if (r.op == KernelOp::rmsnorm_bwd) rmsnorm_bwd += r.count;
+    if (r.op == KernelOp::linear_fwd) linear_fwd += r.count;
+    if (r.op == KernelOp::linear_bwd) linear_bwd += r.count;
+    if (r.op == KernelOp::head_fwd) EXPECT_DOUBLE_EQ(r.count, 65536.0 / 2668.0);
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(KernelOp::embedding_bwd) + 1);  // every op, convert included (bf16)
+  EXPECT_EQ(rmsnorm_fwd, 2 * L + 2);  // norm_in, two per block, the final norm
+  EXPECT_EQ(rmsnorm_bwd, 2 * L + 2);
+  EXPECT_EQ(linear_fwd, 6 * L);  // q, k, v, proj, fc, mlp proj
+  EXPECT_EQ(linear_bwd, 6 * L);
+  // f32 activations: no dlogits conversion.
+  rows = model::micro_batch_kernel_rows(m, 64, DType::f32, DType::f32, 2668);
+  for (const auto& r : rows) EXPECT_NE(r.op, KernelOp::convert_dlogits) << r.name;
+  EXPECT_THROW(model::micro_batch_kernel_rows(m, 0, DType::f32, DType::f32, 1), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace speedrun::test
