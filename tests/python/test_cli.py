@@ -215,7 +215,7 @@ class TestRecord26(CliTestCase):
         self.assertSucceeds(r)
         run = self.tmp / "runs" / "r26"
         summary = json.loads((run / "summary.json").read_text())
-        val_glob = json.loads(cfg.read_text())["data"]["val_glob"]
+        val_glob = str(cfg.parent / json.loads(cfg.read_text())["data"]["val_glob"])  # relative to the config
         r = run_speedrun("eval", run, "--data", val_glob, "--json", "--device", "cpu")
         self.assertSucceeds(r)
         out = json.loads(r.stdout)
@@ -634,12 +634,14 @@ class TestTrain(CliTestCase):
         while len(docs) < 2000:
             docs += [50256] + [rng.randrange(50256) for _ in range(rng.randrange(15))]
         write_shard(self.tmp / "data" / "t_train_000001.bin", docs[:2000])
-        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--no-progress")
+        # Run names of their own: the default one has the second in it, and both runs may
+        # start in the same second (the second would then find the first's directory).
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--no-progress", "--run-name", "aligned")
         self.assertSucceeds(r)
         self.assertIn("(document-aligned)", r.stdout + r.stderr)
         # Random ids hold (almost surely) no document start: a clear error before training.
         self.make_data()
-        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true")
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--run-name", "unaligned")
         self.assertFailsWith(r, "t_train_000001.bin: data.align_to_bos needs 4 document starts (token 50256)")
         self.assertNotIn("val_loss", r.stdout)
         # A vocabulary without the document token is a config error.
