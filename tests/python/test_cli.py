@@ -230,6 +230,12 @@ class TestRecord26(CliTestCase):
         r = run_speedrun("validate-config", self.record26_config())
         self.assertSucceeds(r)
         self.assertIn("model.arch = record26 is not yet on CUDA", r.stderr)
+        # The CUDA bench and the kernel table (Track 3's model) refuse it before any device work.
+        self.assertFailsWith(run_speedrun("bench", self.record26_config(), "--device", "cuda"),
+                             "model.arch = record26 is not yet on CUDA")
+        r = run_speedrun("bench", self.record26_config(), "--kernels")
+        if "built without CUDA" not in r.stderr:
+            self.assertFailsWith(r, "bench --kernels supports model.arch track3 only")
 
     def test_bad_window_pattern_names_the_key(self):
         cfg = json.loads(self.record26_config().read_text())
