@@ -19,7 +19,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "dist/communicator.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "optim/muon.h"
 #include "optim/newton_schulz.h"
 #include "optim/optimizer.h"
@@ -71,7 +71,7 @@ int64_t next_capture_step(optim::Optimizer& o, int64_t from) {
 // Newton-Schulz FLOPs of one step of a Muon / Newton-Muon entry (2mnk per product; per
 // matrix and iteration X X^T, A A and B X: 4 r^2 c + 2 r^3 with r = min, c = max of the
 // shape), 0 for other optimizers.
-double newton_schulz_flops(const config::OptimizerConfig& entry, const std::vector<size_t>& group, model::Gpt& model) {
+double newton_schulz_flops(const config::OptimizerConfig& entry, const std::vector<size_t>& group, model::Model& model) {
   const config::MuonSettings* s = nullptr;
   if (const auto* m = std::get_if<config::MuonSettings>(&entry.settings)) s = m;
   if (const auto* m = std::get_if<config::NewtonMuonSettings>(&entry.settings)) s = m;
@@ -92,7 +92,7 @@ double newton_schulz_flops(const config::OptimizerConfig& entry, const std::vect
 // with the entry's coefficients, one step with lr 0 first (the parameters stay as they
 // are: p * 1 - 0 * u) so that the iteration buffers hold real values.
 double newton_schulz_ms(Device device, const config::OptimizerConfig& entry, const std::vector<size_t>& group,
-                        model::Gpt& model, int warmup, int steps) {
+                        model::Model& model, int warmup, int steps) {
   if (device != Device::cuda) return 0.0;
   const config::MuonSettings* s = nullptr;
   if (const auto* m = std::get_if<config::MuonSettings>(&entry.settings)) s = m;
@@ -155,7 +155,8 @@ void bench_optimizers(const config::RunConfig& cfg, int steps, int warmup, const
   const auto& m = cfg.model;
   if (cfg.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg.train.threads));
   // Activations for one sequence only: the forward pass is not run.
-  model::Gpt model(m, device, 1);
+  const std::unique_ptr<model::Model> model_of_arch = model::make_model(m, device, 1);
+  model::Model& model = *model_of_arch;
   model.init_parameters(static_cast<uint64_t>(cfg.train.seed));
   std::mt19937_64 rng(99);
   for (size_t i = 0; i < model.layout().params().size(); ++i) {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "model/model_file.h"
+#include "model/registry.h"
 
 namespace speedrun::cli {
 
@@ -24,7 +25,8 @@ void build_model(CheckpointModel& cm, Device device, int64_t max_batch_seqs, DTy
                  m.embedding_dtype);
     m.embedding_dtype = "f32";
   }
-  cm.model = std::make_unique<model::Gpt>(m, device, max_batch_seqs, activations);
+  model::check_arch_supported(m, device);
+  cm.model = model::make_model(m, device, max_batch_seqs, activations);
   model::load_parameters(*cm.file, *cm.model);
   cm.file.reset();
 }

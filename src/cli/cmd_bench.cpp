@@ -25,7 +25,7 @@
 #include "core/host_memory.h"
 #include "model/device_support.h"
 #include "model/flops.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "model/precision.h"
 #include "optim/optimizer.h"
 #include "dist/communicator.h"
@@ -75,7 +75,12 @@ void run_bench(const Options& o) {
                       "without CUDA");
     if (!o.device.empty() && o.device != "cuda" && o.device != "auto")
       throw UserError("bench --kernels times the CUDA kernels: --device " + o.device + " is not possible (use cuda)");
-    bench_kernels(load_config(o.config), o.steps, o.warmup, o.json_out);
+    const config::RunConfig cfg = load_config(o.config);
+    // The kernel table is Track 3's forward + backward (model/kernel_table.h).
+    if (cfg.model.arch != "track3")
+      throw UserError(o.config.config + ": model.arch = " + cfg.model.arch +
+                      "; bench --kernels supports model.arch track3 only (its kernel table is Track 3's model)");
+    bench_kernels(cfg, o.steps, o.warmup, o.json_out);
     return;
   }
   const config::RunConfig cfg = load_config(o.config);
@@ -87,10 +92,15 @@ void run_bench(const Options& o) {
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
-  // A model the CUDA kernels cannot run is refused first, device or not.
+  // A model the CUDA kernels cannot run (record26: CPU only for now; a head_dim without a
+  // CUDA attention instance) is refused first, device or not.
   const std::string requested = o.device.empty() ? t.device : o.device;
-  if (requested == "cuda") model::check_model_runs_on(m, Device::cuda);
+  if (requested == "cuda") {
+    model::check_arch_supported(m, Device::cuda);
+    model::check_model_runs_on(m, Device::cuda);
+  }
   const Device device = train::resolve_device(requested);
+  model::check_arch_supported(m, device);
   model::check_model_runs_on(m, device);
   if (device == Device::cuda) {
     bench_model_cuda(cfg, o.steps, o.warmup, o.json_out);
@@ -108,7 +118,8 @@ void run_bench(const Options& o) {
   spdlog::info("host memory plan ({} available: {}):\n{}", format_bytes(host.available), host.limits,
                plan.to_string(/*final_newline=*/false));
 
-  model::Gpt model(m, device, t.micro_batch_seqs, activations);
+  const std::unique_ptr<model::Model> model_of_arch = model::make_model(m, device, t.micro_batch_seqs, activations);
+  model::Model& model = *model_of_arch;
   model.init_parameters(static_cast<uint64_t>(t.seed));
   const auto comm = dist::make_local_communicator();
   auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
@@ -130,7 +141,7 @@ void run_bench(const Options& o) {
     double fb = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k) {
       const auto f0 = Clock::now();
-      model.forward_backward(inputs.data(), targets.data(), t.micro_batch_seqs);
+      model.forward_backward(inputs.data(), targets.data(), t.micro_batch_seqs, nullptr, {0, t.steps});
       fb += ms_since(f0);
     }
     const auto o0 = Clock::now();

@@ -67,7 +67,8 @@ void run_eval(const Options& o) {
   const data::Batch val = data::load_validation_set(shards, tokens, m.seq_len, 0, 1, m.vocab_size, "--data");
 
   const auto t0 = std::chrono::steady_clock::now();
-  const train::ValSum sum = train::evaluate_loss(*cm.model, val, micro, m.seq_len);
+  // The checkpoint's step and the run's length: where the run stood (record26's window).
+  const train::ValSum sum = train::evaluate_loss(*cm.model, val, micro, m.seq_len, {cm.step, cfg.train.steps});
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (sum.tokens != tokens) throw std::logic_error("eval evaluated " + std::to_string(sum.tokens) + " tokens");
   // The trainer's division: the summed loss over the count of tokens, in double.

@@ -43,7 +43,12 @@ void run_sample(const Options& o) {
     throw UserError("speedrun sample runs on the CPU (its KV-cache attention has no CUDA kernel); use --device cpu");
   const data::Gpt2Tokenizer tok = data::Gpt2Tokenizer::load_default();
   CheckpointModel cm = open_checkpoint(o.checkpoint);
+  // The KV-cache decoder is Track 3's forward (model::Gpt): other architectures are refused.
+  if (cm.config.model.arch != "track3")
+    throw UserError(cm.path.string() + ": model.arch = " + cm.config.model.arch +
+                    "; sample supports model.arch track3 only (speedrun eval takes any architecture)");
   build_model(cm, Device::cpu, 1);
+  model::Gpt& gpt = dynamic_cast<model::Gpt&>(*cm.model);
   // Threads: --threads, else by the work of one token. A decoding step is small (about one
   // multiply-add per parameter outside the embedding): below some 32M of them (the
   // quickstart model: 7M) threads cost more than they give, and on a busy machine
@@ -78,7 +83,7 @@ void run_sample(const Options& o) {
   so.top_k = o.top_k;
   so.seed = o.seed;
   so.vocab_limit = std::min<int64_t>(m.vocab_size, static_cast<int64_t>(tok.vocab_size()));
-  model::KvDecoder decoder(*cm.model);
+  model::KvDecoder decoder(gpt);
   spdlog::info("sampling {} tokens from {} (step {}): temperature {}, top-k {}, seed {}, context {} tokens", o.tokens,
                cm.path.string(), cm.step, o.temperature, o.top_k, o.seed, m.seq_len);
 

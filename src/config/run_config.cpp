@@ -170,6 +170,20 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
   // Both are used in fp32 (rmsnorm's mean(x^2) + eps, the score scale).
   check_value(errors, "model.rmsnorm_eps", m.rmsnorm_eps, positive_f32());
   check_value(errors, "model.attn_scale", m.attn_scale, positive_f32());
+  if (m.arch == "record26") {
+    // Upstream's list-based layer plan (model/record26.h) needs these; say so before a run.
+    if (m.n_layer < 6 || m.n_layer % 2 != 0)
+      errors.add("model.n_layer", "model.arch record26 needs an even number of layers >= 6 (U-net skips pair layer i "
+                                  "with layer n_layer-1-i; value embeddings feed the first 3 and the last 3), got " +
+                                      std::to_string(m.n_layer));
+    if (static_cast<int64_t>(m.window_pattern.size()) != m.n_layer ||
+        m.window_pattern.find_first_not_of("LS") != std::string::npos)
+      errors.add("model.window_pattern", "must be one letter L or S per layer (" + std::to_string(m.n_layer) +
+                                             " for model.n_layer), got '" + m.window_pattern + "'");
+    if (m.doc_separator >= m.vocab_size)
+      errors.add("model.doc_separator", "must be a token id below model.vocab_size (" + std::to_string(m.vocab_size) +
+                                            "), got " + std::to_string(m.doc_separator));
+  }
   if (m.padded_vocab_size < m.vocab_size)
     errors.add("model.padded_vocab_size", "must be >= model.vocab_size (" + std::to_string(m.vocab_size) + "), got " +
                                               std::to_string(m.padded_vocab_size));

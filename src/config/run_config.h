@@ -17,6 +17,9 @@
 namespace speedrun::config {
 
 struct ModelConfig {
+  // Which model class (model/registry.h): track3 (../shared/specs/model-track3.md) or
+  // record26 (model-record26.md). The keys below apply to both unless they say otherwise.
+  std::string arch = "track3";
   int64_t vocab_size = 50257;          // token ids must be below this
   int64_t padded_vocab_size = 50304;   // rows of embedding and head (multiple of 128 upstream)
   int64_t n_layer = 12;
@@ -42,12 +45,22 @@ struct ModelConfig {
   // torch_default: the Adam baseline #2's (proj zero, other Linear weights and biases
   // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as torch.nn.Linear). See model/param_layout.h.
   std::string init = "track3";
+  // record26 only (../shared/specs/model-record26.md, "Attention mask"): documents start at
+  // doc_separator; the sliding window is counted in attn_block_size-token blocks and grows to
+  // window_tokens over the run; window_pattern gives each layer's window, L long or S short.
+  int64_t doc_separator = 50256;
+  int64_t attn_block_size = 128;
+  int64_t window_tokens = 1728;
+  std::string window_pattern = "LSSSLSSLSSSL";
 
   int64_t mlp_hidden() const { return mlp_ratio * d_model; }
   int64_t attn_dim() const { return n_head * head_dim; }
 
   template <class A>
   void bind(A& a) {
+    a.field("arch", arch, one_of({"track3", "record26"}),
+            "the architecture: track3 (the Track 3 optimizer benchmark GPT) or record26 (the Track 1 speedrun "
+            "record #26: value embeddings, U-net skips, document-masked sliding-window attention; CPU only for now)");
     a.field("vocab_size", vocab_size, in_range<int64_t>(2, kMaxInt32),
             "GPT-2 has 50257 tokens; data ids must be below this");
     a.field("padded_vocab_size", padded_vocab_size, in_range<int64_t>(2, kMaxInt32),
@@ -75,6 +88,16 @@ struct ModelConfig {
             "parameter init. Both: weights and biases named *proj* (attn.proj, mlp.proj, the head) zero, embedding "
             "N(0,1), gains 1. track3: other weights N(0, 0.33/fan_in), other biases 0; torch_default (the Adam "
             "baseline #2): other weights and biases uniform in +-1/sqrt(fan_in), PyTorch's nn.Linear default");
+    a.field("doc_separator", doc_separator, in_range<int64_t>(0, kMaxInt32),
+            "record26: the token that starts a document (50256, <|endoftext|>); attention stays within a document");
+    a.field("attn_block_size", attn_block_size, in_range<int64_t>(1, 1 << 20),
+            "record26: the sliding window is counted in blocks of this many tokens (128 upstream)");
+    a.field("window_tokens", window_tokens, in_range<int64_t>(1, kMaxInt32),
+            "record26: the long window at step s covers the smallest multiple of attn_block_size tokens >= "
+            "max(1, window_tokens * s / train.steps) (1728 upstream: 128 -> 1792)");
+    a.field("window_pattern", window_pattern, non_empty_string(),
+            "record26: one letter per layer, L (long window) or S (short: half the long window's blocks, at least "
+            "1); upstream's 12 layers: LSSSLSSLSSSL");
   }
 };
 

@@ -6,19 +6,10 @@
 
 #include "core/device_memory.h"
 #include "core/error.h"
+#include "model/head.h"
 #include "model/precision.h"
 
 namespace speedrun::model {
-
-const char* capture_point_name(CapturePoint p) {
-  switch (p) {
-    case CapturePoint::attn_qkv: return "attn.qkv";
-    case CapturePoint::attn_proj: return "attn.proj";
-    case CapturePoint::mlp_fc: return "mlp.fc";
-    case CapturePoint::mlp_proj: return "mlp.proj";
-  }
-  return "?";
-}
 
 namespace {
 
@@ -148,15 +139,15 @@ struct Gpt::Activations {
 };
 
 Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, DType activations)
-    : cfg_(cfg), layout_(cfg), device_(device), max_batch_seqs_(max_batch_seqs), act_dtype_(activations) {
+    : cfg_(cfg), layout_(track3_layout(cfg)), device_(device), max_batch_seqs_(max_batch_seqs), act_dtype_(activations) {
+  if (cfg.arch != "track3")
+    throw std::invalid_argument("model::Gpt implements model.arch track3, not '" + cfg.arch +
+                                "' (make models through model/registry.h)");
   if (activations != DType::f32 && !(activations == DType::bf16 && device == Device::cuda))
     throw UserError(std::string("activation dtype ") + dtype_name(activations) + " on " + device_name(device) +
                     ": the model stores activations in f32, or in bf16 on CUDA");
   const DType embedding = resolve_embedding_dtype(cfg, device);
-  if (cfg.logit_softcap == "algebraic") softcap_ = {ops::SoftCap::Kind::algebraic, cfg.logit_cap, 1.0};
-  else if (cfg.logit_softcap == "sigmoid")
-    softcap_ = {ops::SoftCap::Kind::sigmoid, cfg.logit_cap, cfg.sigmoid_temperature * std::sqrt(double(cfg.d_model))};
-  else softcap_ = {ops::SoftCap::Kind::none, 0.0, 1.0};
+  softcap_ = softcap_of(cfg);
 
   params_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
   grads_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
@@ -290,26 +281,9 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
 double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
   Activations& a = *act_;
   const int64_t N = B * cfg_.seq_len;
-  for (int64_t r0 = 0; r0 < N; r0 += a.chunk_rows) {
-    const int64_t r1 = std::min(N, r0 + a.chunk_rows);
-    const Tensor z = rows(a.logits, r1 - r0);
-    const Tensor hf = a.hf.slice_rows(r0, r1);
-    // f32 logits whatever the activation dtype (a bf16 product written in f32 on CUDA).
-    ops::linear_forward(z, hf, weight(a.head_w), param(a.head_b));
-    // The gradient of the summed loss overwrites the chunk's logits in place.
-    ops::softcap_cross_entropy(a.losses.slice_rows(r0, r1), backward ? z : Tensor{}, z, targets.slice_rows(r0, r1),
-                               softcap_, 1.0);
-    if (backward) {
-      // The head's products take their inputs in the activation dtype: round dz once.
-      Tensor dz = z;
-      if (act_dtype_ != DType::f32) {
-        dz = rows(a.dlogits_act, r1 - r0);
-        ops::convert(dz, z);
-      }
-      ops::linear_backward(a.dhf.slice_rows(r0, r1), grad(a.head_w), grad(a.head_b), dz, hf, weight(a.head_w), false);
-    }
-  }
-  return ops::sum_losses(rows(a.losses, N));
+  return model::head_loss({rows(a.hf, N), weight(a.head_w), param(a.head_b), grad(a.head_w), grad(a.head_b),
+                           rows(a.dhf, N), targets, a.logits, a.dlogits_act, rows(a.losses, N)},
+                          softcap_, backward);
 }
 
 void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) {
@@ -370,7 +344,7 @@ static void check_batch(int64_t B, int64_t max_b) {
 }
 
 double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
-                             GradReadySink* ready) {
+                             RunPosition, GradReadySink* ready) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
   const Tensor tok = ids_on(device_, tokens, N, act_->tokens), tgt = ids_on(device_, targets, N, act_->targets);
@@ -384,14 +358,14 @@ double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int6
   return loss;
 }
 
-double Gpt::forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B) {
+double Gpt::forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
   forward_trunk(ids_on(device_, tokens, N, act_->tokens), B, nullptr);
   return head_loss(ids_on(device_, targets, N, act_->targets), B, /*backward=*/false);
 }
 
-void Gpt::forward_logits(const int32_t* tokens, int64_t B, float* out) {
+void Gpt::forward_logits(const int32_t* tokens, int64_t B, float* out, RunPosition) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len, V = cfg_.padded_vocab_size;
   forward_trunk(ids_on(device_, tokens, N, act_->tokens), B, nullptr);

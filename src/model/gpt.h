@@ -29,77 +29,61 @@
 #include "config/run_config.h"
 #include "core/buffer.h"
 #include "model/grad_ready_sink.h"
+#include "model/model.h"
 #include "model/param_layout.h"
 #include "ops/ops.h"
 
 namespace speedrun::model {
 
-// The inputs of the layers a matrix optimizer may precondition (Newton-Muon):
-// the normed hidden h shared by q, k and v; the attention output y (attn.proj's
-// input); the normed hidden before mlp.fc; relu(.)^2, the input of mlp.proj.
-enum class CapturePoint { attn_qkv, attn_proj, mlp_fc, mlp_proj };
-const char* capture_point_name(CapturePoint p);
-
-// Receives layer inputs during the forward pass of a micro-batch, when one is passed
-// to forward_backward (steps that do not capture pass none and pay nothing).
-class LayerInputSink {
- public:
-  virtual ~LayerInputSink() = default;
-  // input: (tokens, in_features) in the activation dtype (f32, or bf16 on CUDA), on the
-  // model's device, valid only during the call.
-  virtual void capture(int64_t layer, CapturePoint point, const Tensor& input) = 0;
-};
-
-class Gpt {
+// model.arch track3: the Model implementation of ../shared/specs/model-track3.md.
+class Gpt final : public Model {
  public:
   // Allocates parameters, gradients and activations for micro-batches of up to
   // `max_batch_seqs` sequences of cfg.seq_len tokens. `activations` is f32, or bf16 on CUDA
   // (model/precision.h resolves the setting); cfg.embedding_dtype bf16 is CUDA only.
   Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, DType activations = DType::f32);
-  ~Gpt();
+  ~Gpt() override;
   Gpt(const Gpt&) = delete;
   Gpt& operator=(const Gpt&) = delete;
 
-  const config::ModelConfig& config() const { return cfg_; }
-  const ParamLayout& layout() const { return layout_; }
-  Device device() const { return device_; }
-  DType activation_dtype() const { return act_dtype_; }
-  int64_t max_batch_seqs() const { return max_batch_seqs_; }
+  const config::ModelConfig& config() const override { return cfg_; }
+  const ParamLayout& layout() const override { return layout_; }
+  Device device() const override { return device_; }
+  DType activation_dtype() const override { return act_dtype_; }
+  int64_t max_batch_seqs() const override { return max_batch_seqs_; }
   // The logit cap the head applies (model.logit_softcap, logit_cap, sigmoid_temperature).
   const ops::SoftCap& softcap() const { return softcap_; }
 
   // Flat buffers (layout().total_numel() floats each).
-  float* params() { return params_.as<float>(); }
-  float* grads() { return grads_.as<float>(); }
-  Tensor param(const std::string& name) { return view(params_, layout_.find(name)); }
-  Tensor grad(const std::string& name) { return view(grads_, layout_.find(name)); }
-  Tensor param(size_t index) { return view(params_, layout_.params()[index]); }
-  // The whole flat gradient buffer as one tensor (for all-reduce).
-  Tensor grads_tensor() { return Tensor(grads_.data(), DType::f32, device_, {layout_.total_numel()}); }
-  Tensor grad(size_t index) { return view(grads_, layout_.params()[index]); }
+  float* params() override { return params_.as<float>(); }
+  float* grads() override { return grads_.as<float>(); }
+  // param(), grad(), grads_tensor(): Model's views of the flat buffers.
+  using Model::param;
+  using Model::grad;
 
   // Initializes every parameter per the spec from `seed` (bitwise reproducible).
-  void init_parameters(uint64_t seed);
-  void zero_grad();
+  void init_parameters(uint64_t seed) override;
+  void zero_grad() override;
   // The parameters were changed outside the model (optimizer step, broadcast, direct
   // writes): the bf16 weight copies, if any, are remade at the next forward. Free when
   // there are none (f32 activations and embedding, e.g. always on the CPU).
-  void weights_changed() { copies_stale_ = true; }
+  void weights_changed() override { copies_stale_ = true; }
 
-  // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward.
-  // tokens/targets: B*seq_len host int32 (on CUDA copied to the device). Gradients are
-  // added to grads(). `ready`, passed on a step's last micro-batch only, hears each
-  // parameter's index (layout order) as soon as the backward has finished its gradient.
+  // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward (`at` is
+  // ignored: nothing in Track 3 changes over a run). tokens/targets: B*seq_len host int32
+  // (on CUDA copied to the device). Gradients are added to grads(). `ready`, passed on a
+  // step's last micro-batch only, hears each parameter's index (layout order) as soon as
+  // the backward has finished its gradient.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
-                          GradReadySink* ready = nullptr);
+                          RunPosition at = {}, GradReadySink* ready = nullptr) override;
   // The summed loss only (validation).
-  double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B);
+  double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) override;
   // The capped logits (B*seq_len, padded_vocab_size) into `out` (tests, debugging).
-  void forward_logits(const int32_t* tokens, int64_t B, float* out);
+  void forward_logits(const int32_t* tokens, int64_t B, float* out, RunPosition at = {}) override;
 
-  size_t activation_bytes() const;
-  size_t parameter_bytes() const { return params_.bytes(); }
-  size_t weight_copy_bytes() const;
+  size_t activation_bytes() const override;
+  size_t parameter_bytes() const override { return params_.bytes(); }
+  size_t weight_copy_bytes() const override;
 
   // What the constructor allocates, without allocating (the memory plan): the activation
   // arena for micro-batches of `max_batch_seqs`, and the bf16 weight copies.

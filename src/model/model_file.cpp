@@ -85,7 +85,7 @@ int64_t step_of(const SafetensorsFile& file) {
   return step;
 }
 
-void load_parameters(const SafetensorsFile& file, Gpt& model) {
+void load_parameters(const SafetensorsFile& file, Model& model) {
   const auto& specs = model.layout().params();
   std::vector<std::string> missing;
   for (const ParamSpec& spec : specs)

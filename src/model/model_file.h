@@ -22,7 +22,7 @@
 
 #include "config/run_config.h"
 #include "core/safetensors.h"
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace speedrun::model {
 
@@ -55,7 +55,7 @@ int64_t step_of(const SafetensorsFile& file);
 // problem is a UserError naming the file, the parameter, the expected and found dtype and
 // shape (all missing parameters are listed together). Tensors the layout does not name
 // are ignored (optimizer state and the like).
-void load_parameters(const SafetensorsFile& file, Gpt& model);
+void load_parameters(const SafetensorsFile& file, Model& model);
 
 // The tensors to write for a flat host f32 parameter buffer of `layout` (views into
 // `params`, which must outlive the write): one F32 tensor per parameter, in layout order.

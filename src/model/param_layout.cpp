@@ -4,6 +4,8 @@
 #include <numbers>
 #include <stdexcept>
 
+#include "model/registry.h"
+
 namespace speedrun::model {
 
 static int64_t product(const std::vector<int64_t>& shape) {
@@ -12,7 +14,7 @@ static int64_t product(const std::vector<int64_t>& shape) {
   return n;
 }
 
-void ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init, int64_t fan_in) {
+ParamSpec& ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init, int64_t fan_in) {
   ParamSpec p;
   p.fan_in = fan_in;
   p.numel = product(shape);
@@ -23,9 +25,14 @@ void ParamLayout::add(std::string name, std::vector<int64_t> shape, Init init, i
   // Keep every view 16-float (64-byte) aligned for vector loads.
   total_ += (p.numel + 15) / 16 * 16;
   params_.push_back(std::move(p));
+  return params_.back();
 }
 
-void ParamLayout::add_linear(const std::string& name, int64_t out, int64_t in, const std::string& init_rule) {
+ParamLayout::ParamLayout(const config::ModelConfig& m) : ParamLayout(layout_for(m)) {}
+
+// A Linear layer `name` (out, in) of Track 3: its weight and bias, initialized per `init_rule`.
+static void add_track3_linear(ParamLayout& layout, const std::string& name, int64_t out, int64_t in,
+                       const std::string& init_rule) {
   // Upstream zeroes every parameter whose name contains "proj" (attn.proj, mlp.proj and
   // the head, which is named "proj") under both rules.
   const bool proj = name.find("proj") != std::string::npos;
@@ -35,11 +42,18 @@ void ParamLayout::add_linear(const std::string& name, int64_t out, int64_t in, c
   } else if (!proj) {
     weight = Init::normal_fan_in;
   }
-  add(name + ".weight", {out, in}, weight, in);
-  add(name + ".bias", {out}, bias, in);
+  layout.add(name + ".weight", {out, in}, weight, in);
+  layout.add(name + ".bias", {out}, bias, in);
 }
 
-ParamLayout::ParamLayout(const config::ModelConfig& m) {
+ParamLayout track3_layout(const config::ModelConfig& m) {
+  ParamLayout layout;
+  auto add = [&layout](std::string name, std::vector<int64_t> shape, Init init) {
+    layout.add(std::move(name), std::move(shape), init);
+  };
+  auto add_linear = [&layout](const std::string& name, int64_t out, int64_t in, const std::string& rule) {
+    add_track3_linear(layout, name, out, in, rule);
+  };
   const int64_t d = m.d_model, hd = m.attn_dim(), f = m.mlp_hidden(), v = m.padded_vocab_size;
   if (m.init != "track3" && m.init != "torch_default")
     throw std::invalid_argument("model.init '" + m.init + "' is neither track3 nor torch_default");
@@ -56,6 +70,7 @@ ParamLayout::ParamLayout(const config::ModelConfig& m) {
   add_linear("proj", v, d, m.init);
   add("norm1.gains", {d}, Init::ones);
   add("norm2.gains", {d}, Init::ones);
+  return layout;
 }
 
 const ParamSpec& ParamLayout::find(const std::string& name) const { return params_[index_of(name)]; }
@@ -128,6 +143,19 @@ void initialize_parameters(const ParamLayout& layout, uint64_t seed, float* para
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < s.numel; ++i)
           out[i] = static_cast<float>(std * standard_normal(seed, p, static_cast<uint64_t>(i)));
+        break;
+      }
+      case Init::values:
+        if (static_cast<int64_t>(s.values.size()) != s.numel)
+          throw std::logic_error("parameter " + s.name + ": Init::values with " + std::to_string(s.values.size()) +
+                                 " values for " + std::to_string(s.numel) + " elements");
+        std::copy(s.values.begin(), s.values.end(), out);
+        break;
+      case Init::uniform_std: {
+        const double bound = std::sqrt(3.0) * s.std;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < s.numel; ++i)
+          out[i] = static_cast<float>(bound * symmetric_uniform(seed, p, static_cast<uint64_t>(i)));
         break;
       }
       case Init::uniform_fan_in: {

@@ -1,5 +1,5 @@
-// The parameters of the Track 3 GPT: names, shapes and initialization, laid out in
-// one flat buffer (llm.c's ParameterTensors idea). Gradients and optimizer state use
+// The parameters of a model: names, shapes and initialization, laid out in one flat
+// buffer (llm.c's ParameterTensors idea). Each architecture lists its own (model/registry.h). Gradients and optimizer state use
 // the same layout, so a parameter is found by the same offset in each buffer.
 #pragma once
 
@@ -24,6 +24,8 @@ enum class Init {
   normal,          // N(0, 1): the embedding
   normal_fan_in,   // N(0, 0.33 / fan_in): track3's other weights
   uniform_fan_in,  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch_default's other weights and biases
+  uniform_std,     // uniform with standard deviation ParamSpec::std (bound sqrt(3) std): record26's matrices
+  values,          // ParamSpec::values, element by element: record26's scalars
 };
 
 struct ParamSpec {
@@ -31,13 +33,20 @@ struct ParamSpec {
   std::vector<int64_t> shape;    // (out, in) for weights
   Init init = Init::zeros;
   int64_t fan_in = 0;            // in-features of the Linear layer it belongs to (0: not a Linear)
+  double std = 0.0;              // Init::uniform_std only
+  std::vector<float> values;     // Init::values only: numel values
   int64_t numel = 0;
   int64_t offset = 0;            // in elements, into the flat buffer
   bool is_matrix() const { return shape.size() == 2; }
+  // A matrix, or a stack of equal matrices (record26's qkv_w (3, hd, d)): what matrix
+  // optimizers take, one matrix at a time.
+  bool is_matrix_stack() const { return shape.size() >= 2; }
 };
 
 class ParamLayout {
  public:
+  ParamLayout() = default;
+  // The layout of m.arch's model (model/registry.h).
   explicit ParamLayout(const config::ModelConfig& m);
 
   const std::vector<ParamSpec>& params() const { return params_; }
@@ -49,13 +58,17 @@ class ParamLayout {
   // The view of parameter `spec` inside a flat f32 buffer that starts at `base`.
   static Tensor view(const ParamSpec& spec, float* base, Device device);
 
+  // Appends a parameter (the architectures' layout functions build with it). Returns it, so
+  // that the caller can set std or values.
+  ParamSpec& add(std::string name, std::vector<int64_t> shape, Init init, int64_t fan_in = 0);
+
  private:
-  void add(std::string name, std::vector<int64_t> shape, Init init, int64_t fan_in = 0);
-  // A Linear layer `name` (out, in): its weight and bias, initialized per `init_rule`.
-  void add_linear(const std::string& name, int64_t out, int64_t in, const std::string& init_rule);
   std::vector<ParamSpec> params_;
   int64_t total_ = 0;
 };
+
+// The Track 3 GPT's parameters (../shared/specs/model-track3.md, "Parameters").
+ParamLayout track3_layout(const config::ModelConfig& m);
 
 // Fills a flat f32 parameter buffer per each parameter's Init from `seed`.
 // Counter-based: every element's value depends only on (seed, parameter index,

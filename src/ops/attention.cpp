@@ -1,6 +1,7 @@
-// The attention op (ops.h): causal attention. CPU: ops/cpu/attention.h; CUDA:
+// The attention op (ops.h): causal attention, optionally document- and window-masked (CPU). CPU: ops/cpu/attention.h; CUDA:
 // kernels/ops/attention.cu and attention_tc.cu; tests: tests/unit/ops/test_attention.cpp.
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "ops/cpu/attention.h"
@@ -29,6 +30,38 @@ void check_attention(const Checker& check, const Tensor& q, std::initializer_lis
   if (!std::isfinite(scale)) check.fail("scale = " + std::to_string(scale) + " is not finite");
 }
 
+// The mask's documents are (B, T) i32 CPU ids, nondecreasing along each sequence; its
+// window has a positive block size.
+void check_mask(const Checker& check, const Tensor& q, const AttentionMask& mask) {
+  if (mask.window_blocks > 0 && mask.block_size <= 0)
+    check.fail("mask.window_blocks = " + std::to_string(mask.window_blocks) + " needs mask.block_size > 0, got " +
+               std::to_string(mask.block_size));
+  if (mask.doc_ids.empty()) return;
+  check.dtype({"mask.doc_ids", mask.doc_ids}, DType::i32);
+  check.shape({"mask.doc_ids", mask.doc_ids}, {q.dims[0], q.dims[1]});
+  if (mask.doc_ids.device != Device::cpu) check.fail("mask.doc_ids must be on the CPU");
+  const int32_t* d = mask.doc_ids.data<int32_t>();
+  for (int64_t b = 0; b < q.dims[0]; ++b)
+    for (int64_t t = 1; t < q.dims[1]; ++t)
+      if (d[b * q.dims[1] + t] < d[b * q.dims[1] + t - 1])
+        check.fail("mask.doc_ids decrease at sequence " + std::to_string(b) + ", position " + std::to_string(t) +
+                   " (document numbers must be nondecreasing)");
+}
+
+// The first visible key of every query (cpu::attention_key_starts), or none for plain causal.
+std::vector<int64_t> key_starts(const Tensor& q, const AttentionMask& mask) {
+  std::vector<int64_t> start;
+  if (mask.causal_only()) return start;
+  cpu::attention_key_starts(start, mask.doc_ids.empty() ? nullptr : mask.doc_ids.data<int32_t>(), q.dims[0],
+                            q.dims[1], mask.block_size, mask.window_blocks);
+  return start;
+}
+
+void check_cuda_mask(const Checker& check, const AttentionMask& mask) {
+  if (!mask.causal_only())
+    check.fail("a document or window mask is not yet on CUDA (the CPU implements it; model.arch record26 is CPU only)");
+}
+
 void check_cuda_head_dim(const Checker& check, const Tensor& q) {
   if (!cuda::attention_supports_head_dim(q.dims[3])) {
     check.fail("q has shape " + q.shape_string() + ": the CUDA attention supports head_dim " +
@@ -38,25 +71,30 @@ void check_cuda_head_dim(const Checker& check, const Tensor& q) {
 
 }  // namespace
 
-void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                       const AttentionMask& mask) {
   const Checker check("attention_forward");
   check_attention(check, q, {{"k", k}, {"v", v}, {"out", out}}, {"lse", lse}, scale);
   const Device device = check.same_device({{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}});
   if (device == Device::cuda) {
+    check_cuda_mask(check, mask);
     detail::cuda_prelude(check, q.dtype);
     check_cuda_head_dim(check, q);
     cuda::attention_forward(q.dtype, out.ptr, lse.data<float>(), q.ptr, k.ptr, v.ptr, q.dims[0], q.dims[1], q.dims[2],
                             q.dims[3], static_cast<float>(scale));
     return;
   }
+  check_mask(check, q, mask);
+  const std::vector<int64_t> start = key_starts(q, mask);
   detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::attention_forward(out.data<T>(), lse.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), q.dims[0],
-                           q.dims[1], q.dims[2], q.dims[3], static_cast<T>(scale));
+                           q.dims[1], q.dims[2], q.dims[3], static_cast<T>(scale), start.empty() ? nullptr : start.data());
   });
 }
 
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                        const Tensor& v, const Tensor& out, const Tensor& lse, double scale) {
+                        const Tensor& v, const Tensor& out, const Tensor& lse, double scale,
+                        const AttentionMask& mask) {
   const Checker check("attention_backward");
   check_attention(check, q,
                   {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"k", k}, {"v", v}, {"out", out}},
@@ -64,16 +102,19 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
   const Device device = check.same_device({{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q},
                                            {"k", k}, {"v", v}, {"out", out}, {"lse", lse}});
   if (device == Device::cuda) {
+    check_cuda_mask(check, mask);
     detail::cuda_prelude(check, q.dtype);
     check_cuda_head_dim(check, q);
     cuda::attention_backward(q.dtype, dq.ptr, dk.ptr, dv.ptr, dout.ptr, q.ptr, k.ptr, v.ptr, out.ptr,
                              lse.data<float>(), q.dims[0], q.dims[1], q.dims[2], q.dims[3], static_cast<float>(scale));
     return;
   }
+  check_mask(check, q, mask);
+  const std::vector<int64_t> start = key_starts(q, mask);
   detail::dispatch_float(check, device, q.dtype, [&]<class T>(std::type_identity<T>) {
     cpu::attention_backward(dq.data<T>(), dk.data<T>(), dv.data<T>(), dout.data<T>(), q.data<T>(), k.data<T>(),
                             v.data<T>(), out.data<T>(), lse.data<T>(), q.dims[0], q.dims[1], q.dims[2], q.dims[3],
-                            static_cast<T>(scale));
+                            static_cast<T>(scale), start.empty() ? nullptr : start.data());
   });
 }
 

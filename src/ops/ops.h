@@ -59,13 +59,31 @@ void rotary_backward(Tensor dx, const Tensor& dout, const Tensor& cos, const Ten
 void rotary_tables(Tensor cos, Tensor sin, int64_t head_dim, double base);
 
 // --- causal attention -----------------------------------------------------------------------
+// Keys a query may see besides causality (record26: ../shared/specs/model-record26.md, "Attention
+// mask"). Key s is kept for query t of the same sequence when s <= t and
+//   - doc_ids[b, s] == doc_ids[b, t]                      (when doc_ids is given), and
+//   - t / block_size - s / block_size < window_blocks     (when window_blocks > 0),
+// i.e. the key lies in one of the window_blocks nearest blocks at or before the query's block.
+// doc_ids (B, T) i32, nondecreasing along each sequence (document numbers, the running count of
+// separators), on the CPU. The kept keys of query t are then one run [start(t), t], start(t)
+// nondecreasing in t, which is how the CPU kernels use it. An empty mask is plain causal.
+struct AttentionMask {
+  Tensor doc_ids;
+  int64_t block_size = 0;
+  int64_t window_blocks = 0;
+  bool causal_only() const { return doc_ids.empty() && window_blocks <= 0; }
+};
+
 // q, k, v, out (B, T, H, D); lse (B, H, T) f32: log-sum-exp of each query's scaled
 // scores, saved for the backward (no T x T matrix is kept).
-//   out[b,t,h,:] = sum_{s<=t} softmax_s(scale * q[b,t,h,:].k[b,s,h,:]) v[b,s,h,:]
-void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, double scale);
-// dq, dk, dv written (B, T, H, D).
+//   out[b,t,h,:] = sum_{s kept for t} softmax_s(scale * q[b,t,h,:].k[b,s,h,:]) v[b,s,h,:]
+// A mask other than causal is CPU only for now (std::invalid_argument on CUDA).
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, double scale,
+                       const AttentionMask& mask = {});
+// dq, dk, dv written (B, T, H, D); `mask` as in the forward.
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                        const Tensor& v, const Tensor& out, const Tensor& lse, double scale);
+                        const Tensor& v, const Tensor& out, const Tensor& lse, double scale,
+                        const AttentionMask& mask = {});
 
 // Inference against cached keys (model/kv_cache.h): q, out (B, n, H, D) are the queries of
 // the last n of S positions, k, v (B, S, H, D) the keys and values of all S (n <= S); query
@@ -85,6 +103,13 @@ void relu2_backward(Tensor dx, const Tensor& dout, const Tensor& x);
 void residual_forward(Tensor out, const Tensor& a, const Tensor& b);
 // da += dout; db += dout (either may be empty).
 void residual_backward(Tensor da, Tensor db, const Tensor& dout);
+
+// --- scaled sums and dot products (record26's learned scalars) --------------------------------
+// out = alpha * x + beta * y (y may be empty: out = alpha * x); out may alias x or y. CPU only.
+void scaled_sum(Tensor out, double alpha, const Tensor& x, double beta, const Tensor& y);
+// sum_i x[i] * y[i] over every element, accumulated in double in a fixed order (the same value
+// for any thread count): the gradient of a scalar that multiplies a whole tensor. CPU only.
+double dot(const Tensor& x, const Tensor& y);
 
 // --- dtype conversion ---------------------------------------------------------------------
 // dst = src elementwise, same number of elements, same device. CPU: equal dtypes (a copy).

@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "model/gpt.h"
+#include "model/model.h"
 #include "optim/optimizer.h"
 
 namespace speedrun::optim {

@@ -28,10 +28,16 @@ bool capture_point_of(const std::string& name, int64_t& layer, model::CapturePoi
   if (ec != std::errc() || end == first || end == last || *end != '.') return false;
   const std::string_view rest(end + 1, static_cast<size_t>(last - end - 1));
   using model::CapturePoint;
+  // Track 3's names, then record26's (qkv_w, or one of its matrices "qkv_w[j]" as the
+  // optimizers see them: optim/registry.cpp).
   if (rest == "attn.q.weight" || rest == "attn.k.weight" || rest == "attn.v.weight") point = CapturePoint::attn_qkv;
   else if (rest == "attn.proj.weight") point = CapturePoint::attn_proj;
   else if (rest == "mlp.fc.weight") point = CapturePoint::mlp_fc;
   else if (rest == "mlp.proj.weight") point = CapturePoint::mlp_proj;
+  else if (rest == "attn.qkv_w" || rest.starts_with("attn.qkv_w[")) point = CapturePoint::attn_qkv;
+  else if (rest == "attn.c_proj.weight") point = CapturePoint::attn_proj;
+  else if (rest == "mlp.c_fc.weight") point = CapturePoint::mlp_fc;
+  else if (rest == "mlp.c_proj.weight") point = CapturePoint::mlp_proj;
   else return false;
   return true;
 }

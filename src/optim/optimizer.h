@@ -24,7 +24,7 @@
 #include "core/tensor.h"
 #include "dist/communicator.h"
 #include "dist/grad_buckets.h"
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace speedrun::optim {
 
@@ -123,6 +123,6 @@ namespace speedrun::optim {
 // One optimizer per config entry, over the model's parameters that the entry's
 // patterns select (see param_groups.h; throws UserError on a bad assignment).
 std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<config::OptimizerConfig>& entries,
-                                                         model::Gpt& model, const OptimizerContext& context);
+                                                         model::Model& model, const OptimizerContext& context);
 
 }  // namespace speedrun::optim

@@ -56,7 +56,7 @@ std::vector<std::vector<size_t>> assign_parameters(const std::vector<config::Opt
     // Matrix optimizers orthogonalize/normalize 2-D weights only.
     if (entries[e].type != config::AdamWSettings::type) {
       for (size_t i : groups[e])
-        if (!params[i].is_matrix())
+        if (!params[i].is_matrix_stack())
           throw UserError(where + " (" + entries[e].type + ") matches '" + params[i].name +
                           "', which is not a matrix; give 1-D parameters to an adamw entry");
     }
@@ -68,7 +68,8 @@ std::vector<std::vector<size_t>> assign_parameters(const std::vector<config::Opt
         if (!capture_point_of(params[i].name, layer, point))
           throw UserError(where + " (newton_muon) matches '" + params[i].name +
                           "', whose input is not captured; Newton-Muon preconditions only "
-                          "blocks.*.attn.{q,k,v,proj}.weight and blocks.*.mlp.{fc,proj}.weight: give it to "
+                          "blocks.*.attn.{q,k,v,proj}.weight and blocks.*.mlp.{fc,proj}.weight (record26: "
+                          "blocks.*.attn.{qkv_w,c_proj.weight}, blocks.*.mlp.{c_fc,c_proj}.weight): give it to "
                           "muon or adamw");
       }
     }

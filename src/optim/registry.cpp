@@ -1,6 +1,7 @@
 // The optimizer registry: config type name -> factory. Adding an optimizer is a new
 // file, its settings in config/run_config.h, and one line here.
 #include <stdexcept>
+#include <string>
 
 #include "optim/adamw.h"
 #include "optim/muon.h"
@@ -27,12 +28,27 @@ std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& entry, 
 }
 
 std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<config::OptimizerConfig>& entries,
-                                                         model::Gpt& model, const OptimizerContext& context) {
+                                                         model::Model& model, const OptimizerContext& context) {
   const auto groups = assign_parameters(entries, model.layout());
   std::vector<std::unique_ptr<Optimizer>> optimizers;
   for (size_t e = 0; e < entries.size(); ++e) {
     std::vector<ParamRef> refs;
-    for (size_t i : groups[e]) refs.push_back({model.layout().params()[i].name, model.param(i), model.grad(i), i});
+    for (size_t i : groups[e]) {
+      const model::ParamSpec& spec = model.layout().params()[i];
+      const Tensor p = model.param(i), g = model.grad(i);
+      if (entries[e].type == config::AdamWSettings::type || spec.shape.size() != 3) {
+        refs.push_back({spec.name, p, g, i});
+        continue;
+      }
+      // A stack of matrices (record26's qkv_w, (3, H*D, d)): a matrix optimizer updates each
+      // as its own matrix, "name[j]" (upstream's Muon orthogonalizes the last two dimensions).
+      // Every part keeps the layout index i: the gradient bucketer counts a collective's
+      // parameters with repeats, so a round holding several parts waits for i's one report.
+      for (int64_t j = 0; j < spec.shape[0]; ++j) {
+        auto part = [&](const Tensor& t) { return t.slice_rows(j, j + 1).reshaped({spec.shape[1], spec.shape[2]}); };
+        refs.push_back({spec.name + "[" + std::to_string(j) + "]", part(p), part(g), i});
+      }
+    }
     optimizers.push_back(make_optimizer(entries[e], std::move(refs), context));
   }
   return optimizers;

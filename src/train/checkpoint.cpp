@@ -95,7 +95,7 @@ int remove_checkpoint_temporaries(const std::filesystem::path& dir) {
 }
 
 void save_checkpoint(const std::filesystem::path& path, bool writer, const nlohmann::json& resolved_config, int world,
-                     model::Gpt& model, const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers,
+                     model::Model& model, const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers,
                      const TrainState& state) {
   std::vector<std::vector<optim::StateTensor>> states;
   for (const auto& o : optimizers) states.push_back(o->export_state());  // collective
@@ -185,7 +185,7 @@ TrainState Checkpoint::state() const {
   return s;
 }
 
-void Checkpoint::load_parameters(model::Gpt& model) const {
+void Checkpoint::load_parameters(model::Model& model) const {
   const auto& specs = model.layout().params();
   std::vector<float> host(static_cast<size_t>(model.layout().total_numel()));
   for (const model::ParamSpec& s : specs) file_.read_into(s.name, "F32", s.shape, host.data() + s.offset);

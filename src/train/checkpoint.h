@@ -22,7 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/safetensors.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "optim/optimizer.h"
 #include "train/train_state.h"
 
@@ -48,7 +48,7 @@ int remove_checkpoint_temporaries(const std::filesystem::path& dir);
 // Collective: every rank calls it at the same step (the optimizers gather their state).
 // Rank `writer` alone writes `path`; the parameters are the same on every rank.
 void save_checkpoint(const std::filesystem::path& path, bool writer, const nlohmann::json& resolved_config, int world,
-                     model::Gpt& model, const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers,
+                     model::Model& model, const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers,
                      const TrainState& state);
 
 // What `speedrun train --resume ARG` names: ARG itself when it is a file, else the newest
@@ -70,7 +70,7 @@ class Checkpoint {
   TrainState state() const;
   // Copies every parameter into `model` (host or device); throws UserError naming the
   // file and the tensor when one is missing or has another shape.
-  void load_parameters(model::Gpt& model) const;
+  void load_parameters(model::Model& model) const;
   // Imports every optimizer's state (each rank takes its own shard).
   void load_optimizers(const std::vector<std::unique_ptr<optim::Optimizer>>& optimizers) const;
 

@@ -12,7 +12,7 @@
 #include "core/format_bytes.h"
 #include "kernels/ops/ops_cuda.h"
 #include "kernels/runtime/workspace_sizes.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "model/param_layout.h"
 #include "optim/param_groups.h"
 
@@ -133,11 +133,11 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
   std::snprintf(what, sizeof what, "parameters (f32, %.1fM)", static_cast<double>(layout.total_numel()) / 1e6);
   plan.items.push_back({what, param_bytes, false});
   plan.items.push_back({"gradients (f32)", param_bytes, false});
-  if (const size_t copies = model::Gpt::plan_weight_copy_bytes(m, device, activations); copies > 0)
+  if (const size_t copies = model::plan_weight_copy_bytes(m, device, activations); copies > 0)
     plan.items.push_back({"bf16 weight copies", copies, false});
   std::snprintf(what, sizeof what, "activations (%s, %lld x %lld tokens)", dtype_name(activations), (long long)B,
                 (long long)m.seq_len);
-  plan.items.push_back({what, model::Gpt::plan_activation_bytes(m, device, B, activations), false});
+  plan.items.push_back({what, model::plan_activation_bytes(m, device, B, activations), false});
   if (device == Device::cuda) {
     plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});
     const bool flash = activations == DType::bf16 && flash_attention_selected();

@@ -22,7 +22,7 @@
 #include "core/format_bytes.h"
 #include "core/host_memory.h"
 #include "model/device_support.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "model/precision.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
@@ -30,6 +30,7 @@
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
 #include "train/device_choice.h"
+#include "train/evaluation.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/progress.h"
@@ -73,29 +74,10 @@ double sum_over_ranks(dist::Communicator& comm, double x) {
   return x;
 }
 
-// The summed loss of this rank's validation sequences and the number of tokens it
-// evaluated (every token of every sequence it holds).
-struct ValSum {
-  double loss_sum = 0.0;
-  int64_t tokens = 0;
-};
-ValSum evaluate(model::Gpt& model, const data::Batch& val, int64_t micro_seqs, int64_t seq_len) {
-  const int64_t seqs = static_cast<int64_t>(val.inputs.size()) / seq_len;
-  if (seqs * seq_len != static_cast<int64_t>(val.inputs.size()))
-    throw std::logic_error("validation slice is not a whole number of sequences");
-  ValSum out;
-  for (int64_t s = 0; s < seqs; s += micro_seqs) {
-    const int64_t b = std::min(micro_seqs, seqs - s);
-    out.loss_sum += model.forward_loss(val.inputs.data() + s * seq_len, val.targets.data() + s * seq_len, b);
-    out.tokens += b * seq_len;
-  }
-  return out;
-}
-
 // Every parameter as <dir>/<name>.npy (after the run, every rank holds the same values);
 // on CUDA each is copied to the host first. Each file is written atomically (write_npy),
 // so a kill leaves complete files only; the caller writes summary.json after them.
-void save_parameters(model::Gpt& model, const std::filesystem::path& dir) {
+void save_parameters(model::Model& model, const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw UserError("cannot create " + dir.string() + ": " + ec.message());
@@ -119,7 +101,7 @@ struct Run {
   const TrainOptions& opts;
   RunLog& run_log;
   dist::Communicator& comm;
-  model::Gpt& model;
+  model::Model& model;
   std::vector<std::unique_ptr<optim::Optimizer>>& optimizers;
   data::TrainLoader& loader;
   const data::Batch& val;
@@ -154,6 +136,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   // Precision settings the device cannot honour fail before anything is read or allocated.
   const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
   model::resolve_embedding_dtype(m, device);
+  model::check_arch_supported(m, device);  // record26 is CPU only for now
   // The CUDA attention is compiled for a few head widths only; say so before anything
   // is read or allocated rather than at the first forward.
   model::check_model_runs_on(m, device);
@@ -252,7 +235,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       spdlog::info("device memory plan ({} free of {}):\n{}", format_bytes(free_b), format_bytes(total_b),
                    plan.to_string(/*final_newline=*/false));
   }
-  model::Gpt model(m, device, t.micro_batch_seqs, activations);
+  const std::unique_ptr<model::Model> model_of_arch = model::make_model(m, device, t.micro_batch_seqs, activations);
+  model::Model& model = *model_of_arch;
   model.init_parameters(static_cast<uint64_t>(t.seed));
   auto optimizers =
       optim::build_optimizers(cfg.optimizers, model, {comm.get(), optim::grad_bucket_bytes(t.grad_bucket_mb)});
@@ -356,7 +340,7 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   const TrainOptions& opts = r.opts;
   RunLog& run_log = r.run_log;
   dist::Communicator* comm = &r.comm;
-  model::Gpt& model = r.model;
+  model::Model& model = r.model;
   auto& optimizers = r.optimizers;
   data::TrainLoader& loader = r.loader;
   const data::Batch& val = r.val;
@@ -391,7 +375,7 @@ TrainSummary run_loop(Run& r, TrainState& state) {
       const double step_avg =
           step > 0 ? (training_time - before) / static_cast<double>(step - state.last_val_step) : std::nan("");
       state.last_val_step = step;
-      const ValSum local = evaluate(model, val, t.micro_batch_seqs, m.seq_len);
+      const ValSum local = evaluate_loss(model, val, t.micro_batch_seqs, m.seq_len, {step, t.steps});
       // The divisor is the number of tokens evaluated over all ranks, which must be every
       // token data.val_tokens asked for (counts below 2^53 add exactly in double).
       const double evaluated = sum_over_ranks(*comm, static_cast<double>(local.tokens));
@@ -428,7 +412,8 @@ TrainSummary run_loop(Run& r, TrainState& state) {
     double loss_sum = 0.0;
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink(), k + 1 == micro_steps ? overlap : nullptr);
+                                         t.micro_batch_seqs, capture.sink(), {step, t.steps},
+                                         k + 1 == micro_steps ? overlap : nullptr);
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
     // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);

@@ -3,6 +3,7 @@ including every kind of bad input, each of which must give a clear message namin
 the file/key/value and a non-zero exit, never a crash."""
 import ctypes
 import json
+import math
 import os
 import random
 import re
@@ -171,6 +172,75 @@ class TestUsage(CliTestCase):
         self.assertNotIn("driver none", r.stdout)
         r = run_speedrun("train", self.tiny(), "--device", "cuda")
         self.assertFailsWith(r, "device cuda: no CUDA device: no NVIDIA driver is installed")
+
+
+class TestRecord26(CliTestCase):
+    """model.arch record26 end to end through the CLI (the model itself: test_reference_record26.py)."""
+
+    def record26_config(self):
+        cfg = tiny_config(*self.make_data(train_tokens=4000, val_tokens=300), out_dir=str(self.tmp / "runs"))
+        cfg["model"] = {"arch": "record26", "n_layer": 6, "d_model": 32, "n_head": 2, "head_dim": 16, "seq_len": 32,
+                        "attn_block_size": 8, "window_tokens": 24, "window_pattern": "LSSSSL",
+                        "logit_softcap": "sigmoid", "logit_cap": 30}
+        cfg["train"].update({"batch_tokens": 64, "micro_batch_seqs": 2})
+        cfg["data"]["val_tokens"] = 64
+        cfg["optimizers"] = [
+            {"type": "adamw", "params": ["embed.weight", "value_embeds.*", "lm_head.weight", "scalars"], "lr": 0.01,
+             "betas": [0.8, 0.95], "eps": 1e-10},
+            {"type": "muon", "params": ["blocks.*"], "lr": 0.02, "momentum_warmup_start": 0.85,
+             "momentum_warmup_steps": 3, "ns_preset": "quintic"},
+        ]
+        return self.write_config(cfg)
+
+    def test_trains_on_the_cpu_with_upstreams_parameter_names(self):
+        r = run_speedrun("train", self.record26_config(), "--device", "cpu", "--run-name", "r26", "--save-params",
+                         "--no-progress")
+        self.assertSucceeds(r)
+        run = self.tmp / "runs" / "r26"
+        summary = json.loads((run / "summary.json").read_text())
+        self.assertEqual(summary["status"], "completed")
+        self.assertTrue(all(math.isfinite(v["val_loss"]) for v in summary["val"]))
+        names = {p.stem for p in (run / "params").glob("*.npy")}
+        self.assertIn("blocks.0.attn.qkv_w", names)
+        self.assertIn("value_embeds.2.weight", names)
+        self.assertIn("scalars", names)
+        self.assertIn("lm_head.weight", names)
+        self.assertNotIn("proj.weight", names)
+
+    def test_eval_reproduces_the_final_val_loss_and_sample_refuses(self):
+        # The trainer's validation and `speedrun eval` are one computation (train::evaluate_loss)
+        # at the same run position (the checkpoint's step of train.steps: record26's window).
+        cfg = self.record26_config()
+        r = run_speedrun("train", cfg, "--device", "cpu", "--run-name", "r26", "--no-progress")
+        self.assertSucceeds(r)
+        run = self.tmp / "runs" / "r26"
+        summary = json.loads((run / "summary.json").read_text())
+        val_glob = str(cfg.parent / json.loads(cfg.read_text())["data"]["val_glob"])  # relative to the config
+        r = run_speedrun("eval", run, "--data", val_glob, "--json", "--device", "cpu")
+        self.assertSucceeds(r)
+        out = json.loads(r.stdout)
+        self.assertEqual(out["val_loss"], summary["final_val_loss"])
+        # Negative control: the first validation (step 0, other parameters) differs.
+        self.assertNotEqual(summary["val"][0]["val_loss"], summary["final_val_loss"])
+        # The KV-cache decoder is Track 3's: a record26 checkpoint is refused, naming the arch.
+        self.assertFailsWith(run_speedrun("sample", run, "--prompt", "Hello", "--tokens", "4"),
+                             "sample supports model.arch track3 only")
+
+    def test_cuda_is_refused_clearly(self):
+        r = run_speedrun("validate-config", self.record26_config())
+        self.assertSucceeds(r)
+        self.assertIn("model.arch = record26 is not yet on CUDA", r.stderr)
+        # The CUDA bench and the kernel table (Track 3's model) refuse it before any device work.
+        self.assertFailsWith(run_speedrun("bench", self.record26_config(), "--device", "cuda"),
+                             "model.arch = record26 is not yet on CUDA")
+        r = run_speedrun("bench", self.record26_config(), "--kernels")
+        if "built without CUDA" not in r.stderr:
+            self.assertFailsWith(r, "bench --kernels supports model.arch track3 only")
+
+    def test_bad_window_pattern_names_the_key(self):
+        cfg = json.loads(self.record26_config().read_text())
+        cfg["model"]["window_pattern"] = "LSL"
+        self.assertFailsWith(run_speedrun("validate-config", self.write_config(cfg)), "model.window_pattern")
 
 
 class TestValidateConfig(CliTestCase):
@@ -570,12 +640,14 @@ class TestTrain(CliTestCase):
         while len(docs) < 2000:
             docs += [50256] + [rng.randrange(50256) for _ in range(rng.randrange(15))]
         write_shard(self.tmp / "data" / "t_train_000001.bin", docs[:2000])
-        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--no-progress")
+        # Run names of their own: the default one has the second in it, and both runs may
+        # start in the same second (the second would then find the first's directory).
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--no-progress", "--run-name", "aligned")
         self.assertSucceeds(r)
         self.assertIn("(document-aligned)", r.stdout + r.stderr)
         # Random ids hold (almost surely) no document start: a clear error before training.
         self.make_data()
-        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true")
+        r = run_speedrun("train", cfg, "--set", "data.align_to_bos=true", "--run-name", "unaligned")
         self.assertFailsWith(r, "t_train_000001.bin: data.align_to_bos needs 4 document starts (token 50256)")
         self.assertNotIn("val_loss", r.stdout)
         # A vocabulary without the document token is a config error.

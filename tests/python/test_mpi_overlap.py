@@ -30,8 +30,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import speedrun_testing  # noqa: E402
+from speedrun_testing import run_speedrun  # noqa: E402
 import test_mpi  # noqa: E402  (skips, exit 77, without mpirun or numpy)
-from test_mpi import load_params, mpirun  # noqa: E402
+from test_mpi import VOCAB, load_params, mpi_config, mpirun  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -95,6 +96,52 @@ class TestOverlappedReduction(test_mpi.MpiTestCase):
 
     def test_adamw_rmnp(self):
         self.check_optimizer("rmnp")
+
+    def test_record26_reduces_everything_without_reports(self):
+        # Record26's backward reports no final gradients (model/record26.h): every collective
+        # then starts at the optimizer's wait, after the backward, and the sums are the
+        # blocking path's -- bitwise at 2 ranks, with Muon's rounds over qkv_w's three parts.
+        cfg = mpi_config("muon", "data/t_train_*.bin", "data/t_val_*.bin", str(self.tmp / "runs"))
+        cfg["model"] = {"arch": "record26", "n_layer": 6, "d_model": 32, "n_head": 2, "head_dim": 16, "seq_len": 32,
+                        "vocab_size": VOCAB, "padded_vocab_size": VOCAB, "doc_separator": VOCAB - 1,
+                        "attn_block_size": 8, "window_tokens": 24, "window_pattern": "LSSSSL",
+                        "logit_softcap": "sigmoid", "logit_cap": 30}
+        cfg["optimizers"] = [
+            {"type": "adamw", "params": ["embed.weight", "value_embeds.*", "lm_head.weight", "scalars"], "lr": 0.01,
+             "betas": [0.8, 0.95], "eps": 1e-10, "eps_placement": "v"},
+            {"type": "muon", "params": ["blocks.*"], "lr": 0.02},
+        ]
+        path = self.tmp / "r26.json"
+        path.write_text(json.dumps(cfg))
+        want, _, _ = self.train(2, path, "off", 0)
+        got, metrics, _ = self.train(2, path, "bucketed", 0.001)
+        steps = [m["grad_overlap"] for m in metrics if "train_loss" in m]
+        self.assertEqual(len(steps), 3)
+        for s in steps:
+            self.assertGreater(s["collectives"], 3)
+            self.assertEqual(s["started_in_backward"], 0)  # nothing reported: nothing overlapped
+        self.assertIn("blocks.0.attn.qkv_w", want)
+        self.assertTrue(bitwise_equal(got, want), f"max |diff| {max_diff(got, want):.3g}")
+        # Negative control: a collective never run (fault 'skip') is seen.
+        skipped, _, _ = self.train(2, path, "skip", 0.001, env={"SPEEDRUN_TEST_BUCKET_FAULT": "skip"})
+        print(f"\nrecord26, fault skip: max |param diff| {max_diff(skipped, want):.3g}", file=sys.stderr)
+        self.assertGreater(max_diff(skipped, want), 1e-3)
+        # And both are the one-process run (the same tokens through gradient accumulation) to
+        # the fp32 reduction order: the gradients were summed over the ranks, not left local.
+        # Muon's matrices only: Adam with eps 1e-10 turns a near-zero gradient entry's rounding
+        # into a step of up to +-lr (measured: the scalars part by 5e-4). Muon's
+        # orthogonalization amplifies the order's rounding over 3 steps (measured: 2.6e-5); a
+        # gradient of half the batch would move each entry by a step's update, ~lr / sqrt(32)
+        # = 3.5e-3, so atol 2e-4 tells the two apart.
+        r = run_speedrun("train", path, "--run-name", "np1", "--save-params", "--no-progress", "--set",
+                         "train.steps=3", env={"OMP_NUM_THREADS": "1"})
+        self.assertSucceeds(r)
+        single = load_params(self.tmp / "runs" / "np1")
+        single = {k: v for k, v in single.items() if k.startswith("blocks.")}
+        self.assertGreater(len(single), 10)
+        print(f"\nrecord26, 2 ranks vs 1: max |diff| of Muon's matrices {max_diff(got, single):.3g}", file=sys.stderr)
+        for k, w in single.items():
+            np.testing.assert_allclose(got[k], w, rtol=0, atol=2e-4, err_msg=k)
 
     def test_wrong_reductions_are_noticed(self):
         cfg = self.write_config("muon")

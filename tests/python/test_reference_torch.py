@@ -61,6 +61,7 @@ except ImportError as e:  # pragma: no cover
     print(f"skipped: numpy/torch not available ({e}); run scripts/setup.sh", file=sys.stderr)
     sys.exit(77)
 
+import record26_torch  # noqa: E402
 import track3_torch  # noqa: E402
 
 DUMP = pathlib.Path(os.environ.get("SPEEDRUN_REFERENCE_DUMP",
@@ -108,10 +109,17 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / denom) if denom > 0 else float(np.linalg.norm(a))
 
 
+def reference_model(cfg, params):
+    """The PyTorch model of the config's architecture (model.arch) over `params`."""
+    if cfg["model"]["arch"] == "record26":
+        return record26_torch.Record26GPT(cfg["model"], params, cfg["train"]["steps"])
+    return track3_torch.Track3GPT(cfg["model"], params)
+
+
 class ReferenceRun:
     """One dump of our run plus its float64 recomputation in PyTorch."""
 
-    def __init__(self, tmp, *extra_args, seed=None, fixed=False):
+    def __init__(self, tmp, *extra_args, seed=None, fixed=False, config=None):
         # Random data and noise: a fresh draw on every run (SPEEDRUN_REFERENCE_SEED reruns one)
         # unless the caller fixes it (fixed: a regression draw, never overridden); the seed is
         # printed so a failure can be rerun.
@@ -121,7 +129,7 @@ class ReferenceRun:
         self.dir = pathlib.Path(tmp) / f"draw-{seed}"
         print(f"data seed {seed}" + (" (fixed)" if fixed else f" (rerun with SPEEDRUN_REFERENCE_SEED={seed})"),
               flush=True)
-        cmd = [str(DUMP), str(CONFIG), str(self.dir), "--steps", str(STEPS), "--data-seed", seed, *extra_args]
+        cmd = [str(DUMP), str(config or CONFIG), str(self.dir), "--steps", str(STEPS), "--data-seed", seed, *extra_args]
         subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         self.cfg = self.meta["config"]
@@ -129,7 +137,7 @@ class ReferenceRun:
         torch.set_default_dtype(torch.float64)
         self.params = {n: torch.tensor(self.load("init", n), dtype=torch.float64, requires_grad=True)
                        for n in self.names}
-        self.model = track3_torch.Track3GPT(self.cfg["model"], self.params)
+        self.model = reference_model(self.cfg, self.params)
         self.inputs = torch.tensor(np.load(self.dir / "inputs.npy"), dtype=torch.long)
         self.targets = torch.tensor(np.load(self.dir / "targets.npy"), dtype=torch.long)
 
@@ -141,7 +149,7 @@ class ReferenceRun:
             p.grad = None
         total = 0.0
         for k in range(self.inputs.size(1)):
-            loss = self.model.loss(self.inputs[step, k], self.targets[step, k], capture)
+            loss = self.model.loss(self.inputs[step, k], self.targets[step, k], capture, step=step)
             loss.backward()
             total += loss.item()
         return total
@@ -152,32 +160,32 @@ class ReferenceRun:
         stored in `params_dir` (our parameters after `step` steps, from trajectory/)."""
         ps = {n: torch.tensor(np.load(params_dir / f"{n}.npy").astype(np.float64), requires_grad=n in names)
               for n in self.names}
-        model = track3_torch.Track3GPT(self.cfg["model"], ps)
+        model = reference_model(self.cfg, ps)
         for k in range(self.inputs.size(1)):
-            model.loss(self.inputs[step, k], self.targets[step, k]).backward()
+            model.loss(self.inputs[step, k], self.targets[step, k], step=step).backward()
         return {n: ps[n].grad.numpy() for n in names}
 
     def fp32_grads(self, step, names):
         """The gradients of `names` at the current (float64) parameters, computed in float32:
         an independent estimate of how well fp32 arithmetic determines each element."""
         p32 = {n: t.detach().float().requires_grad_(n in names) for n, t in self.params.items()}
-        model = track3_torch.Track3GPT(self.cfg["model"], p32)
+        model = reference_model(self.cfg, p32)
         for k in range(self.inputs.size(1)):
-            model.loss(self.inputs[step, k], self.targets[step, k]).backward()
+            model.loss(self.inputs[step, k], self.targets[step, k], step=step).backward()
         return {n: p32[n].grad.double().numpy() for n in names}
 
 
 class ReferenceChecks(speedrun_testing.SpeedrunTestCase):
     """The comparisons; the test classes below choose the runs."""
 
-    def run_reference(self, *extra, seed=None, fixed=False):
+    def run_reference(self, *extra, seed=None, fixed=False, config=None):
         if not DUMP.exists():
             self.fail(f"{DUMP} not built")
-        return ReferenceRun(self.tmp, *extra, seed=seed, fixed=fixed)
+        return ReferenceRun(self.tmp, *extra, seed=seed, fixed=fixed, config=config)
 
     def check_forward_and_gradients(self, ref):
         with torch.no_grad():
-            logits = ref.model.logits(ref.inputs[0, 0]).reshape(-1, ref.cfg["model"]["padded_vocab_size"]).numpy()
+            logits = ref.model.logits(ref.inputs[0, 0], step=0).reshape(-1, ref.cfg["model"]["padded_vocab_size"]).numpy()
         ours = np.load(ref.dir / "logits.npy").astype(np.float64)
         print(f"logits relative error {rel_err(ours, logits):.2e}, "
               f"max abs {np.abs(ours - logits).max():.2e} (max |logit| {np.abs(logits).max():.2f})")

@@ -51,8 +51,9 @@ class Track3GPT:
         self.cfg = model_cfg
         self.p = params
 
-    def logits(self, tokens, capture=None):
-        """capture(layer, point, X): called with each Newton-Muon layer input X (tokens, n)."""
+    def logits(self, tokens, capture=None, step=0):
+        """capture(layer, point, X): called with each Newton-Muon layer input X (tokens, n).
+        `step` is ignored (nothing in Track 3 changes over a run; record26_torch uses it)."""
         c, p = self.cfg, self.p
         if capture is None:
             capture = lambda layer, point, x: None  # noqa: E731
@@ -78,8 +79,8 @@ class Track3GPT:
         z = F.linear(rms_norm(x, eps, p["norm2.gains"]), p["proj.weight"], p["proj.bias"])
         return softcap(z, c)
 
-    def loss(self, tokens, targets, capture=None):
-        logits = self.logits(tokens, capture)
+    def loss(self, tokens, targets, capture=None, step=0):
+        logits = self.logits(tokens, capture, step)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
 
 
@@ -134,7 +135,10 @@ class Muon:
             g = p.grad
             buf.lerp_(g, 1 - mu)
             u = g.lerp(buf, mu) if self.e["nesterov"] else buf
-            o = newton_schulz(u, self.coeffs, self.steps) * max(1.0, p.size(0) / p.size(1)) ** 0.5
+            # A stack of matrices (record26's qkv_w): each orthogonalized on its own, as upstream's
+            # batched Newton-Schulz over the last two dimensions.
+            o = torch.stack([newton_schulz(m, self.coeffs, self.steps) for m in u.reshape(-1, *u.shape[-2:])])
+            o = o.reshape(u.shape) * max(1.0, p.size(-2) / p.size(-1)) ** 0.5
             p.mul_(1 - lr * wd)
             p.add_(o, alpha=-lr)
 

@@ -1,4 +1,4 @@
-// speedrun_reference_dump CONFIG OUTDIR [--steps N] [--data-seed S] [--init-noise SIGMA] [--set K=V]...
+// speedrun_reference_dump CONFIG OUTDIR [--steps N] [--data-seed S] [--init-noise SIGMA] [--doc-prob P] [--set K=V]...
 //
 // Runs the CPU model and optimizers of CONFIG on random tokens and writes what the
 // PyTorch reference (tests/python/test_reference_torch.py) recomputes independently:
@@ -16,6 +16,8 @@
 // --init-noise adds N(0, SIGMA^2) to every parameter after the spec's initialization,
 // so that no gradient is zero by construction (the zero-initialized proj weights
 // otherwise make q/k/v and mlp.fc gradients exactly zero at step 0).
+// --doc-prob replaces each random token by model.doc_separator with probability P, so that
+// batches hold several documents (record26's attention stays within one).
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -29,7 +31,7 @@
 #include "core/files.h"
 #include "core/npy.h"
 #include "dist/communicator.h"
-#include "model/gpt.h"
+#include "model/registry.h"
 #include "optim/capture_fan_out.h"
 #include "optim/input_statistic.h"
 #include "optim/optimizer.h"
@@ -62,7 +64,7 @@ class StatisticRecorder final : public model::LayerInputSink {
 
 }  // namespace
 
-static void dump_params(model::Gpt& m, const fs::path& dir, bool grads) {
+static void dump_params(model::Model& m, const fs::path& dir, bool grads) {
   fs::create_directories(dir);
   for (size_t i = 0; i < m.layout().params().size(); ++i)
     write_npy(dir / (m.layout().params()[i].name + ".npy"), grads ? m.grad(i) : m.param(i));
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   int64_t steps = 5;
   uint64_t data_seed = std::random_device{}();
   double init_noise = 0.0;
+  double doc_prob = 0.0;
   std::vector<config::Override> overrides;
   try {
     for (int i = 3; i + 1 < argc; i += 2) {
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
       if (flag == "--steps") steps = std::stoll(argv[i + 1]);
       else if (flag == "--data-seed") data_seed = std::stoull(argv[i + 1]);
       else if (flag == "--init-noise") init_noise = std::stod(argv[i + 1]);
+      else if (flag == "--doc-prob") doc_prob = std::stod(argv[i + 1]);
       else if (flag == "--set") overrides.push_back(config::parse_override(argv[i + 1]));
       else throw UserError("unknown flag " + flag);
     }
@@ -93,7 +97,8 @@ int main(int argc, char** argv) {
     const int64_t T = mc.seq_len, B = cfg.train.micro_batch_seqs;
     const int64_t micro_steps = cfg.train.batch_tokens / (B * T);
 
-    model::Gpt m(mc, Device::cpu, B);
+    const std::unique_ptr<model::Model> model_of_arch = model::make_model(mc, Device::cpu, B);
+    model::Model& m = *model_of_arch;
     m.init_parameters(static_cast<uint64_t>(cfg.train.seed));
     if (init_noise > 0) {
       std::mt19937_64 noise_rng(data_seed ^ 0x5DEECE66Dull);
@@ -122,6 +127,11 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < steps; ++s) {
       std::vector<int32_t> run(static_cast<size_t>(per_step + 1));
       for (auto& x : run) x = tok(rng);
+      if (doc_prob > 0) {
+        std::bernoulli_distribution separator(doc_prob);
+        for (auto& x : run)
+          if (separator(rng)) x = static_cast<int32_t>(mc.doc_separator);
+      }
       for (int64_t i = 0; i < per_step; ++i) {
         inputs[s * per_step + i] = run[i];
         targets[s * per_step + i] = run[i + 1];
@@ -131,7 +141,7 @@ int main(int argc, char** argv) {
     write_npy(out / "targets.npy", Tensor::of(targets.data(), {steps, micro_steps, B, T}));
 
     std::vector<float> logits(static_cast<size_t>(B * T * mc.padded_vocab_size));
-    m.forward_logits(inputs.data(), B, logits.data());
+    m.forward_logits(inputs.data(), B, logits.data(), {0, cfg.train.steps});
     write_npy(out / "logits.npy", Tensor::of(logits.data(), {B * T, mc.padded_vocab_size}));
 
     nlohmann::json losses = nlohmann::json::array(), factors = nlohmann::json::array(), metrics = nlohmann::json::array();
@@ -143,7 +153,7 @@ int main(int argc, char** argv) {
       if (s == 0) capture.add(&recorder);
       for (int64_t k = 0; k < micro_steps; ++k) {
         const int64_t off = s * per_step + k * B * T;
-        loss += m.forward_backward(inputs.data() + off, targets.data() + off, B, capture.sink());
+        loss += m.forward_backward(inputs.data() + off, targets.data() + off, B, capture.sink(), {s, cfg.train.steps});
       }
       if (s == 0) recorder.write(out / "stats");
       losses.push_back(loss);

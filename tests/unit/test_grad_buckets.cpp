@@ -233,7 +233,7 @@ TEST(GradBuckets, ModelReportsEachGradientOnceWhenFinal) {
   m.zero_grad();
   m.forward_backward(tokens.data(), targets.data(), B);
   Recorder rec(m);
-  m.forward_backward(tokens.data() + N, targets.data() + N, B, nullptr, &rec);
+  m.forward_backward(tokens.data() + N, targets.data() + N, B, nullptr, {}, &rec);
 
   const auto& specs = m.layout().params();
   ASSERT_EQ(rec.order.size(), specs.size());  // every parameter ...

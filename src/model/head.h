@@ -1,0 +1,32 @@
+// The LM head and the loss, shared by every architecture: z = hf W^T (+ b), the soft cap,
+// the SUM cross-entropy and, with `backward`, the gradients of W, b and hf. The (tokens x
+// padded_vocab) logit matrix never exists whole: rows are processed in chunks of
+// logits.size(0) rows, the chunk's f32 logits overwritten in place by their gradient.
+#pragma once
+
+#include <cstdint>
+
+#include "config/run_config.h"
+#include "core/softcap.h"
+#include "core/tensor.h"
+
+namespace speedrun::model {
+
+struct HeadTensors {
+  Tensor hf;           // (N, d) the final normed hidden, activation dtype
+  Tensor w, b;         // (V, d) the weight as the product reads it (a bf16 copy or the f32 master); (V) or empty
+  Tensor dw, db;       // their f32 gradients (accumulated), db empty when b is
+  Tensor dhf;          // (N, d) written with `backward`
+  Tensor targets;      // (N) i32 on the model's device
+  Tensor logits;       // (chunk_rows, V) f32 scratch
+  Tensor dlogits_act;  // (chunk_rows, V) the gradient in the activation dtype; empty when it is f32
+  Tensor losses;       // (N) f32 per-token losses
+};
+
+// Returns the summed loss of the N = hf.size(0) rows (in double, in row order).
+double head_loss(const HeadTensors& h, const SoftCap& cap, bool backward);
+
+// The cap a model config asks for (model.logit_softcap, logit_cap, sigmoid_temperature).
+SoftCap softcap_of(const config::ModelConfig& m);
+
+}  // namespace speedrun::model

@@ -1,0 +1,58 @@
+#include "model/registry.h"
+
+#include <stdexcept>
+
+#include "core/error.h"
+#include "model/gpt.h"
+#include "model/record26.h"
+
+namespace speedrun::model {
+
+const char* capture_point_name(CapturePoint p) {
+  switch (p) {
+    case CapturePoint::attn_qkv: return "attn.qkv";
+    case CapturePoint::attn_proj: return "attn.proj";
+    case CapturePoint::mlp_fc: return "mlp.fc";
+    case CapturePoint::mlp_proj: return "mlp.proj";
+  }
+  return "?";
+}
+
+namespace {
+bool is_record26(const config::ModelConfig& cfg) {
+  if (cfg.arch == "record26") return true;
+  if (cfg.arch == "track3") return false;
+  throw std::invalid_argument("model.arch '" + cfg.arch + "' has no model class (model/registry.cpp)");
+}
+}  // namespace
+
+void check_arch_supported(const config::ModelConfig& cfg, Device device) {
+  if (is_record26(cfg) && device != Device::cpu)
+    throw UserError("model.arch = record26 is not yet on CUDA (its masked attention and FP8 head have CPU "
+                    "implementations only): train it with train.device = cpu (or --device cpu)");
+}
+
+std::unique_ptr<Model> make_model(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
+                                  DType activations) {
+  check_arch_supported(cfg, device);
+  if (is_record26(cfg)) return std::make_unique<Record26>(cfg, device, max_batch_seqs, activations);
+  return std::make_unique<Gpt>(cfg, device, max_batch_seqs, activations);
+}
+
+ParamLayout layout_for(const config::ModelConfig& cfg) {
+  return is_record26(cfg) ? record26_layout(cfg) : track3_layout(cfg);
+}
+
+size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
+                             DType activations) {
+  check_arch_supported(cfg, device);
+  return is_record26(cfg) ? Record26::plan_activation_bytes(cfg, device, max_batch_seqs, activations)
+                          : Gpt::plan_activation_bytes(cfg, device, max_batch_seqs, activations);
+}
+
+size_t plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations) {
+  check_arch_supported(cfg, device);
+  return is_record26(cfg) ? 0 : Gpt::plan_weight_copy_bytes(cfg, device, activations);
+}
+
+}  // namespace speedrun::model
