@@ -225,7 +225,7 @@ std::vector<std::string> config_differences(const nlohmann::json& checkpoint_con
   return out;
 }
 
-void truncate_metrics(const std::filesystem::path& path, int64_t step) {
+void truncate_metrics(const std::filesystem::path& path, int64_t step, bool keep_validation_at_step) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return;
   const std::string text = read_text_file(path);
@@ -249,13 +249,14 @@ void truncate_metrics(const std::filesystem::path& path, int64_t step) {
                                   line_no, step));
     const int64_t s = record["step"].get<int64_t>();
     // Kept: everything before step `step`'s training record, and that record. A
-    // validation at `step` comes after the checkpoint in the run, so it goes.
-    if (s > step || (s == step && !record.contains("train_loss"))) break;
+    // validation at `step` comes after the checkpoint in the run, so it goes — except
+    // after a final checkpoint, which follows the final validation.
+    if (s > step || (s == step && !record.contains("train_loss") && !keep_validation_at_step)) break;
     kept += line + "\n";
     begin = end + 1;
     if (s == step) {
       found = true;
-      break;
+      if (!keep_validation_at_step) break;
     }
   }
   if (!found)

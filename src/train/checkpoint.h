@@ -91,8 +91,10 @@ std::vector<std::string> config_differences(const nlohmann::json& checkpoint_con
 const std::vector<std::string>& resume_safe_keys();
 
 // Cuts metrics.jsonl at `path` after the record of training step `step` (the records a
-// run wrote after the checkpoint it resumes from), atomically. Lines that are not JSON
+// run wrote after the checkpoint it resumes from), atomically; with
+// `keep_validation_at_step`, after the validation record of `step` that follows it (a
+// run's final checkpoint is written after its final validation). Lines that are not JSON
 // objects with a "step" stop the cut with a UserError naming the file and line.
-void truncate_metrics(const std::filesystem::path& path, int64_t step);
+void truncate_metrics(const std::filesystem::path& path, int64_t step, bool keep_validation_at_step = false);
 
 }  // namespace speedrun::train

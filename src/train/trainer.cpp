@@ -175,7 +175,12 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   if (!opts.resume_from.empty()) {
     resume.emplace(Checkpoint::open(opts.resume_from));
     state = resume->state();
-    if (!state.finished_status.empty())
+    // A run's final checkpoint: nothing is left to train. When a kill came between it
+    // and summary.json, the resume writes the run's end (parameters, status, summary);
+    // otherwise there is nothing to do.
+    if (!state.finished_status.empty() &&
+        std::filesystem::exists(std::filesystem::absolute(opts.resume_from).parent_path().parent_path() /
+                                "summary.json"))
       throw UserError(fmt::format("{}: the run ended at step {} ({}); there is nothing to resume",
                                   opts.resume_from.string(), state.step, state.finished_status));
     const std::vector<std::string> differ = config_differences(resume->config(), resolved);
@@ -248,7 +253,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   // Where the run's state comes from: a fresh start, or the checkpoint (parameters,
   // optimizers, loader, clock and validation history); the loop below is the same.
   if (resume) {
-    if (state.step >= t.steps) throw std::logic_error("an unfinished checkpoint at or past train.steps");
+    if (state.finished_status.empty() && state.step >= t.steps)
+      throw std::logic_error("an unfinished checkpoint at or past train.steps");
     resume->load_parameters(model);
     resume->load_optimizers(optimizers);
     if (loader.shard_path(std::min(state.loader.shard, train_shards.size() - 1)).filename().string() !=
@@ -274,7 +280,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       throw UserError(fmt::format("{}: not in a run directory (<run dir>/checkpoints/step_*.safetensors with "
                                   "<run dir>/config.json)",
                                   opts.resume_from.string()));
-    truncate_metrics(run_dir / "metrics.jsonl", state.step);
+    truncate_metrics(run_dir / "metrics.jsonl", state.step, /*keep_validation_at_step=*/!state.finished_status.empty());
     if (const int n = remove_checkpoint_temporaries(checkpoint_dir(run_dir)); n > 0)
       spdlog::info("removed {} partial checkpoint(s) that a killed process left in {}", n, checkpoint_dir(run_dir).string());
     std::error_code ec;
@@ -283,7 +289,10 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     metrics.open(run_dir / "metrics.jsonl");
     run_log.open(run_dir / "log.txt",
                  fmt::format("speedrun {} ({}) {}", SPEEDRUN_VERSION, SPEEDRUN_GIT_COMMIT, opts.command_line));
-    run_log.line(fmt::format("resumed from {} at step {}", opts.resume_from.string(), state.step));
+    run_log.line(fmt::format("resumed from {} at step {}{}", opts.resume_from.string(), state.step,
+                             state.finished_status.empty() ? ""
+                                                           : " (the run's final checkpoint: writing the run's end, which "
+                                                             "a stopped process left unwritten)"));
   } else if (writer) {
     run_dir = create_run_dir(t.out_dir, run_name, opts.force);
     write_text_file_atomic(run_dir / "config.json", resolved.dump(2) + "\n");
@@ -365,7 +374,9 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   double& training_time = state.train_time_s;
   data::Batch batch;
   auto t0 = Clock::now();
-  for (int64_t step = state.step; step <= t.steps; ++step) {
+  // A resume from a run's final checkpoint (its end unwritten) trains nothing.
+  const bool already_finished = !state.finished_status.empty();
+  for (int64_t step = state.step; !already_finished && step <= t.steps; ++step) {
     // --- validation (clock stopped) ---
     const int64_t val_freq =
         static_cast<double>(step) / static_cast<double>(t.steps) < 1.0 - t.val_final_frac ? t.val_every : t.val_every_final;
@@ -468,7 +479,7 @@ TrainSummary run_loop(Run& r, TrainState& state) {
     }
   }
   progress.finish();
-  if (stop_signal == 0) checkpoint(r, state);  // the end of the run: always
+  if (stop_signal == 0 && !already_finished) checkpoint(r, state);  // the end of the run: always
   summary.status = stop_signal ? "interrupted" : state.finished_status;
   summary.signal = stop_signal;
   summary.steps_done = state.step;

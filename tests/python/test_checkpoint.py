@@ -203,6 +203,29 @@ class TestResume(CheckpointTestCase):
         r = run_speedrun("train", "--resume", self.tmp / "nowhere")
         self.assertFailsWith(r, "nowhere", "no such checkpoint")
 
+    def test_a_kill_after_the_final_checkpoint_is_finished_by_resume(self):
+        """A kill between the final checkpoint and summary.json (a narrow window, which the
+        kill -9 test hits now and then) leaves a run whose training is done but whose end is
+        unwritten: --resume writes it (parameters, status, summary) without training, and
+        the run equals the uninterrupted one. With summary.json there, nothing to resume."""
+        cfg = self.config(6, checkpoint_every=3, val_every=2)
+        want = self.uninterrupted(cfg)
+        run = self.uninterrupted(cfg, "run")
+        final = run / "checkpoints" / "step_000006.safetensors"
+        r = run_speedrun("train", "--resume", run, env=ENV)
+        self.assertFailsWith(r, str(final), "nothing to resume")
+        # What a kill right after the final checkpoint leaves: no summary, no parameters.
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").unlink()
+        shutil.rmtree(run / "params")
+        r = run_speedrun("train", "--resume", run, "--save-params", "--no-progress", env=ENV)
+        self.assertSucceeds(r)
+        self.assertSameRun(run, want)  # parameters and every metrics record, the final validation kept
+        got = json.loads((run / "summary.json").read_text())
+        for key in ("status", "steps", "final_val_loss", "val", "first_at_target"):
+            self.assertEqual(got[key], summary[key], key)
+        self.assertIn("writing the run's end", (run / "log.txt").read_text())
+
     def test_truncated_or_corrupted_checkpoint_is_refused_naming_the_file(self):
         cfg = self.config(4, checkpoint_every=2)
         run = self.uninterrupted(cfg, "run")
@@ -235,6 +258,8 @@ class TestKillNine(CheckpointTestCase):
             return max(steps, default=-1)
 
         for attempt in range(6):
+            if (run / "summary.json").exists():
+                break  # a kill came after the run had finished: nothing left to resume
             start = newest()
             args = ["--resume", run] if start >= 0 else [cfg, "--run-name", "run", "--force"]
             with open(self.tmp / "stderr.txt", "w") as err:
