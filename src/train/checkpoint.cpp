@@ -79,6 +79,22 @@ void prune_checkpoints(const std::filesystem::path& dir, int64_t keep) {
   }
 }
 
+std::string superseded_dir_name(int64_t step) { return fmt::format("superseded-after-step_{:06d}", step); }
+
+int set_aside_later_checkpoints(const std::filesystem::path& dir, int64_t step) {
+  int moved = 0;
+  for (const auto& [s, path] : list_checkpoints(dir)) {
+    if (s <= step) continue;
+    const std::filesystem::path aside = dir / superseded_dir_name(step);
+    std::error_code ec;
+    std::filesystem::create_directories(aside, ec);
+    if (!ec) std::filesystem::rename(path, aside / path.filename(), ec);
+    if (ec) throw UserError("cannot move the superseded checkpoint " + path.string() + " to " + aside.string() + ": " + ec.message());
+    ++moved;
+  }
+  return moved;
+}
+
 int remove_checkpoint_temporaries(const std::filesystem::path& dir) {
   int removed = 0;
   std::error_code ec;

@@ -39,6 +39,11 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int6
 std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& dir);
 // Removes all but the newest `keep` checkpoints of `dir` (keep = 0: removes none).
 void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
+// "superseded-after-step_<step 6 digits>": where set_aside_later_checkpoints moves them.
+std::string superseded_dir_name(int64_t step);
+// Moves every checkpoint of `dir` whose step is after `step` into dir/superseded_dir_name(step)
+// (a resume from `step` replaces them); returns how many. Throws UserError naming the file.
+int set_aside_later_checkpoints(const std::filesystem::path& dir, int64_t step);
 
 // Removes the hidden temporaries (core/files.h is_atomic_temporary) that writers killed
 // mid-write left in `dir`; called when a run resumes (its earlier process is gone).

@@ -17,6 +17,7 @@
 #include "data/loader.h"
 #include "dist/communicator.h"
 #include "dist/fault_injection.h"
+#include "core/file_lock.h"
 #include "dist/session.h"
 #include "core/device_memory.h"
 #include "core/format_bytes.h"
@@ -175,6 +176,21 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   if (!opts.resume_from.empty()) {
     resume.emplace(Checkpoint::open(opts.resume_from));
     state = resume->state();
+    // Every rank must continue from the same checkpoint (each resolved RUN_DIR to its
+    // newest file itself, e.g. on a shared file system with stale attribute caches).
+    dist::check_same_on_all_ranks(*comm,
+                                  std::filesystem::absolute(opts.resume_from).lexically_normal().string() + "|step=" +
+                                      std::to_string(state.step),
+                                  "checkpoint to resume from", "every rank must resume from the same checkpoint file");
+    // train.target_val_loss may change at a resume: the first step at the target is the
+    // resumed run's target's, found again in the validation history.
+    state.first_at_target.reset();
+    if (t.target_val_loss)
+      for (const ValPoint& v : state.val)
+        if (v.val_loss <= *t.target_val_loss) {
+          state.first_at_target = v;
+          break;
+        }
     // A run's final checkpoint: nothing is left to train. When a kill came between it
     // and summary.json, the resume writes the run's end (parameters, status, summary);
     // otherwise there is nothing to do.
@@ -280,7 +296,19 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
       throw UserError(fmt::format("{}: not in a run directory (<run dir>/checkpoints/step_*.safetensors with "
                                   "<run dir>/config.json)",
                                   opts.resume_from.string()));
+    // A process still training this run holds log.txt's lock: resuming under it would
+    // cut its metrics and remove its files.
+    if (held_by_a_writer(run_dir / "log.txt"))
+      throw UserError(fmt::format("{} is still being trained by a running process (it holds {}); stop it before "
+                                  "resuming",
+                                  run_dir.string(), (run_dir / "log.txt").string()));
     truncate_metrics(run_dir / "metrics.jsonl", state.step, /*keep_validation_at_step=*/!state.finished_status.empty());
+    // Checkpoints after the resumed one belong to the trajectory this resume replaces
+    // (its metrics were just cut): moved aside, out of `--resume RUN_DIR`'s, sample's and
+    // keep_checkpoints' sight, not deleted.
+    if (const int n = set_aside_later_checkpoints(checkpoint_dir(run_dir), state.step); n > 0)
+      spdlog::warn("moved {} checkpoint(s) after step {} to {}: this resume replaces the run after that step", n,
+                   state.step, (checkpoint_dir(run_dir) / superseded_dir_name(state.step)).string());
     if (const int n = remove_checkpoint_temporaries(checkpoint_dir(run_dir)); n > 0)
       spdlog::info("removed {} partial checkpoint(s) that a killed process left in {}", n, checkpoint_dir(run_dir).string());
     std::error_code ec;
@@ -367,7 +395,7 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   Progress progress(opts.progress && writer, stdout_is_user_terminal(r.under_launcher),
                     [&run_log](const std::string& line) { run_log.line(line); });
   progress.set_context(opts.progress_label, opts.eta_after_s);
-  const ValLineFormat val_line = val_line_format("track3");  // the one architecture so far
+  const ValLineFormat val_line = val_line_format(m.arch);  // upstream's line for the architecture
   TrainSummary summary;
   summary.run_dir = r.run_dir;
   summary.status = "completed";

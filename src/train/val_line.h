@@ -5,10 +5,9 @@
 //     step:{step}/{steps} val_loss:{:.5f} train_time:{:.3f}s step_avg:{:.2f}ms
 //     step_avg: the mean step time since the previous validation; "nan" at step 0.
 //
-// Another architecture brings its upstream's line with it: record #26 (Track 1,
-// train_gpt.py) prints
+//   record26 (Track 1, train_gpt.py at 345b2fb):
 //     step:{step}/{steps} val_loss:{:.4f} train_time:{ms:.0f}ms step_avg:{total_ms/max(step,1):.2f}ms
-// and registers a formatter for it in val_line.cpp when that architecture lands.
+//     step_avg: the mean step time over the whole run so far.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +27,11 @@ struct ValLineFields {
 
 using ValLineFormat = std::string (*)(const ValLineFields&);
 
-// Track 3's train_gpt_simple.py line (see above).
+// Track 3's train_gpt_simple.py line and record #26's train_gpt.py line (see above).
 std::string format_val_line_track3(const ValLineFields& f);
+std::string format_val_line_record26(const ValLineFields& f);
 
-// The format of `architecture`'s upstream script ("track3", the only architecture so
-// far). Throws std::invalid_argument for an architecture without one (a bug: every
+// The format of `architecture`'s upstream script ("track3", "record26"). Throws std::invalid_argument for an architecture without one (a bug: every
 // architecture registers its format).
 ValLineFormat val_line_format(std::string_view architecture);
 

@@ -226,6 +226,46 @@ class TestResume(CheckpointTestCase):
             self.assertEqual(got[key], summary[key], key)
         self.assertIn("writing the run's end", (run / "log.txt").read_text())
 
+    def test_resume_from_an_earlier_checkpoint_sets_the_later_ones_aside(self):
+        """The checkpoints after the resumed one belong to the replaced trajectory: moved to
+        checkpoints/superseded-after-step_N/, so that the newest checkpoint (--resume RUN_DIR,
+        sample, keep_checkpoints) is the resumed run's. A target set at the resume finds its
+        first step in the validations before the checkpoint too."""
+        cfg = self.config(6, checkpoint_every=2, val_every=2)
+        run = self.uninterrupted(cfg, "run")
+        val0 = next(r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                    if r["step"] == 0 and "val_loss" in r)
+        r = run_speedrun("train", "--resume", run / "checkpoints" / "step_000002.safetensors", "--no-progress",
+                         "--set", f"train.target_val_loss={val0 + 1e-3}", env=ENV)
+        self.assertSucceeds(r)
+        aside = run / "checkpoints" / "superseded-after-step_000002"
+        self.assertEqual(sorted(p.name for p in aside.iterdir()),
+                         ["step_000004.safetensors", "step_000006.safetensors"])
+        self.assertEqual(sorted(p.name for p in (run / "checkpoints").glob("step_*.safetensors")),
+                         ["step_000002.safetensors", "step_000004.safetensors", "step_000006.safetensors"])
+        # Step 0's validation (before the checkpoint) is the first at the new target.
+        self.assertEqual(json.loads((run / "summary.json").read_text())["first_at_target"]["step"], 0)
+
+    def test_a_run_still_training_is_not_resumed_under_it(self):
+        cfg = self.config(50000, checkpoint_every=1, val_every=50000)
+        run = self.tmp / "runs" / "live"
+        proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", str(cfg), "--run-name", "live",
+                                 "--no-progress", "--set", "data.epochs=200"], env=dict(os.environ, **ENV),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 120
+            while not list((run / "checkpoints").glob("step_*.safetensors")) and time.time() < deadline:
+                self.assertIsNone(proc.poll(), "the run to resume under ended early")
+                time.sleep(0.05)
+            metrics_before = (run / "metrics.jsonl").stat().st_size
+            r = run_speedrun("train", "--resume", run, env=ENV)
+            self.assertFailsWith(r, "still being trained", str(run / "log.txt"))
+            self.assertIsNone(proc.poll())  # the live run goes on, its metrics untouched
+            self.assertGreaterEqual((run / "metrics.jsonl").stat().st_size, metrics_before)
+        finally:
+            proc.kill()
+            proc.wait()
+
     def test_truncated_or_corrupted_checkpoint_is_refused_naming_the_file(self):
         cfg = self.config(4, checkpoint_every=2)
         run = self.uninterrupted(cfg, "run")

@@ -36,7 +36,15 @@ TEST(ValLine, Track3IsTrainGptSimplesFormat) {
   // Step 0: no step yet, the average is NaN and prints as Python prints it.
   EXPECT_EQ(f({0, 3250, 10.825839, 0.0, std::nan("")}),
             "step:0/3250 val_loss:10.82584 train_time:0.000s step_avg:nanms");
-  EXPECT_THROW(train::val_line_format("record26"), std::invalid_argument);  // not registered yet
+  EXPECT_THROW(train::val_line_format("gpt3"), std::invalid_argument);
+}
+
+TEST(ValLine, Record26IsTrainGptsFormat) {
+  // train_gpt.py (record #26): val_loss to 4 decimals, the training time in whole ms, the
+  // step average over the whole run (training time / max(step, 1)).
+  const train::ValLineFormat f = train::val_line_format("record26");
+  EXPECT_EQ(f({125, 1750, 4.586124, 12.3456, 99.0}), "step:125/1750 val_loss:4.5861 train_time:12346ms step_avg:98.76ms");
+  EXPECT_EQ(f({0, 1750, 10.825839, 0.0, std::nan("")}), "step:0/1750 val_loss:10.8258 train_time:0ms step_avg:0.00ms");
 }
 
 // nlohmann::json (3.11) writes NaN and +-Infinity as null: every JSON file the product
