@@ -19,8 +19,9 @@
 #include "core/error.h"
 #include "data/loader.h"
 #include "data/shard.h"
-#include "kernels/ops/ops_cuda.h"
+#include "model/device_support.h"
 #include "model/precision.h"
+#include "model/registry.h"
 #include "train/device_choice.h"
 #include "train/evaluation.h"
 
@@ -35,19 +36,28 @@ struct Options {
 };
 
 void run_eval(const Options& o) {
-  const Device device = train::resolve_device(o.device);
   CheckpointModel cm = open_checkpoint(o.checkpoint);
   const config::RunConfig& cfg = cm.config;
   const config::ModelConfig& m = cfg.model;
+  Device device = train::resolve_device(o.device);
+  if (device == Device::cuda) {
+    // What the CUDA backend cannot run: on --device auto the CPU evaluates it instead; an
+    // explicit --device cuda is refused, naming the checkpoint (the checks and their
+    // messages are the trainer's: model/registry.h, model/device_support.h).
+    try {
+      model::check_arch_supported(m, Device::cuda);
+      model::check_model_runs_on(m, Device::cuda);
+    } catch (const UserError& e) {
+      if (o.device != "auto") throw UserError(cm.path.string() + ": " + e.what() + "; use --device cpu");
+      spdlog::info("evaluating on the CPU: {}", e.what());
+      device = Device::cpu;
+    }
+  }
   // The run's settings that shape the computation: its activation dtype on this device, its
   // micro-batch (the grouping of the sequences, and the order of the sum).
   // (A CUDA run's bf16 activations are read as f32 on the CPU, which has no other.)
   const DType activations =
       device == Device::cpu ? DType::f32 : model::resolve_activation_dtype(cfg.train.activation_dtype, device);
-  if (device == Device::cuda && !cuda::attention_supports_head_dim(m.head_dim))
-    throw UserError(fmt::format("model.head_dim = {} of {}: the CUDA attention kernels support head_dim 64 and 128; "
-                                "use --device cpu",
-                                m.head_dim, cm.path.string()));
   const int64_t tokens = o.tokens > 0 ? o.tokens : cfg.data.val_tokens;
   if (tokens % m.seq_len != 0)
     throw UserError(fmt::format("--tokens {} is not a multiple of model.seq_len = {} of {} (the loss is taken over "
