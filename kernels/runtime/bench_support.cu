@@ -40,14 +40,6 @@ __global__ void fill_kernel(T* p, int64_t n, float lo, float span, uint32_t salt
   }
 }
 
-struct DeviceBytes {
-  void* p = nullptr;
-  explicit DeviceBytes(size_t bytes) : p(device_alloc(bytes)) {}
-  ~DeviceBytes() { cudaFree(p); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
-};
-
 }  // namespace
 
 void fill_pseudo_random(void* p, DType dtype, int64_t n, double lo, double hi, uint32_t salt) {

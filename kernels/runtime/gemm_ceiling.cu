@@ -26,15 +26,6 @@ __global__ void fill_pseudo_random(__nv_bfloat16* p, int64_t n, uint32_t salt) {
   }
 }
 
-// Device memory released on every path out (a failed product included).
-struct DeviceBytes {
-  void* p = nullptr;
-  explicit DeviceBytes(size_t bytes) : p(device_alloc(bytes)) {}
-  ~DeviceBytes() { cudaFree(p); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
-};
-
 }  // namespace
 
 GemmCeiling measure_bf16_gemm_ceiling(int64_t m, int64_t n, int64_t k, int warmup, int reps) {

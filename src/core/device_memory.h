@@ -17,4 +17,13 @@ void device_copy(void* dst, const void* src, size_t bytes);
 // device can be queried (and in binaries built without CUDA).
 void device_memory_info(size_t* free_bytes, size_t* total_bytes);
 
+// Scratch device memory released on every path out (benchmarks' inputs and outputs).
+struct DeviceBytes {
+  void* p = nullptr;
+  explicit DeviceBytes(size_t bytes) : p(device_alloc(bytes)) {}
+  ~DeviceBytes() { device_free(p); }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+};
+
 }  // namespace speedrun

@@ -2,6 +2,8 @@
 // distributed_data_generator(align_to_bos=True), data/bos_align.h and data/loader.h).
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,21 +39,8 @@ class TempDir {
   static inline int counter_ = 0;
 };
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-std::mt19937 seeded_rng() {
-  const unsigned seed = std::random_device{}();
-  std::printf("random seed %u\n", seed);
-  return std::mt19937(seed);
-}
+using speedrun::test::error_of;
+using speedrun::test::seeded_rng;
 
 // A stream of documents, each a BOS then `len - 1` random non-BOS ids; lengths drawn
 // from [1, max_len], so that some documents are shorter and some longer than seq_len.

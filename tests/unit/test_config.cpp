@@ -1,6 +1,8 @@
 // Run-config parsing, validation, overrides and the resolved output.
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -27,16 +29,7 @@ json minimal() {
   })");
 }
 
-// The message of the UserError thrown by `f`, or "" when none is thrown.
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+using speedrun::test::error_of;
 
 std::string parse_error(const json& j) {
   return error_of([&] { cfg::run_config_from_json(j, "x.json"); });

@@ -1,6 +1,8 @@
 // Token shards (reader, writer, corrupt files) and the Track 3 loader.
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,21 +58,8 @@ std::array<int32_t, 256> header_for(int32_t n) {
   return h;
 }
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-std::mt19937 seeded_rng() {
-  const unsigned seed = std::random_device{}();
-  std::printf("random seed %u\n", seed);
-  return std::mt19937(seed);
-}
+using speedrun::test::error_of;
+using speedrun::test::seeded_rng;
 
 }  // namespace
 

@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 
 #include "core/cuda_info.h"
+#include "core/error.h"
 
 namespace speedrun::test {
 
@@ -39,6 +41,24 @@ inline uint64_t process_seed(const char* label) {
 inline bool have_cuda_device() {
   static const bool yes = !query_cuda().devices.empty();
   return yes;
+}
+
+// The message of the UserError thrown by `f`, or "" when none is thrown.
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A generator from a fresh seed, printed so that a failure can be looked into.
+inline std::mt19937 seeded_rng() {
+  const unsigned seed = std::random_device{}();
+  std::printf("random seed %u\n", seed);
+  return std::mt19937(seed);
 }
 
 }  // namespace speedrun::test
