@@ -25,6 +25,7 @@ struct Chunk {
   const float* g;
   float* m;
   float* v;
+  bf16* copy;  // the segment's bf16 weight copy at this chunk, or null
   int64_t n;
 };
 
@@ -41,6 +42,7 @@ __global__ void adamw_kernel(const Chunk* __restrict__ chunks, AdamWScalars s) {
     c.m[i] = m;
     c.v[i] = v;
     c.p[i] = p;
+    if (c.copy) c.copy[i] = from_f32<bf16>(p);  // uniform over the block: no divergence
   }
 }
 
@@ -66,7 +68,8 @@ AdamWDevice::AdamWDevice(const std::vector<AdamWSegment>& segments) : impl_(std:
   for (const AdamWSegment& s : segments) {
     for (int64_t a = 0; a < s.n; a += kChunk) {
       const int64_t o = offset + a;
-      table.push_back({s.p + a, s.g + a, m + o, v + o, std::min(kChunk, s.n - a)});
+      bf16* copy = s.copy ? static_cast<bf16*>(s.copy) + a : nullptr;
+      table.push_back({s.p + a, s.g + a, m + o, v + o, copy, std::min(kChunk, s.n - a)});
     }
     offset += s.n;
   }

@@ -25,6 +25,7 @@ struct RmnpMatrix {
   float* p;
   const float* g;
   float* buf;
+  bf16* copy;  // the model's bf16 weight copy, or null (written with the update)
   int64_t rows, cols;
   double shape_scale;  // sqrt(max(1, rows/cols)), in double as the CPU
 };
@@ -61,7 +62,9 @@ __global__ void rmnp_kernel(const RmnpMatrix* __restrict__ mats, float mu, float
   const float step_size = static_cast<float>(__dmul_rn(lr, m.shape_scale));
   for (int64_t j = threadIdx.x; j < m.cols; j += blockDim.x) {
     const float u = nesterov ? __fadd_rn(gr[j], __fmul_rn(mu, br[j])) : br[j];
-    pr[j] = __fsub_rn(__fmul_rn(pr[j], decay), __fmul_rn(step_size, __fmul_rn(u, inv_norm)));
+    const float p = __fsub_rn(__fmul_rn(pr[j], decay), __fmul_rn(step_size, __fmul_rn(u, inv_norm)));
+    pr[j] = p;
+    if (m.copy) m.copy[row * m.cols + j] = from_f32<bf16>(p);
   }
 }
 
@@ -86,7 +89,7 @@ RmnpDevice::RmnpDevice(const std::vector<DeviceMatrix>& mats, bool nesterov) : i
   std::vector<RmnpMatrix> table;
   int64_t offset = 0;
   for (const DeviceMatrix& m : mats) {
-    table.push_back({m.param, m.grad, impl_->momentum.as<float>() + offset, m.rows, m.cols,
+    table.push_back({m.param, m.grad, impl_->momentum.as<float>() + offset, static_cast<bf16*>(m.copy), m.rows, m.cols,
                      std::sqrt(std::max(1.0, static_cast<double>(m.rows) / static_cast<double>(m.cols)))});
     impl_->views.push_back(Tensor::of(impl_->momentum.as<float>() + offset, {m.rows, m.cols}, Device::cuda));
     offset += m.rows * m.cols;
