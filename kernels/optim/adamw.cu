@@ -3,7 +3,9 @@
 // construction, and uploads the chunk table; block i updates chunk i. The per-element
 // arithmetic is the CPU's (src/optim/adamw.cpp) with every operation rounded separately
 // (__fmul_rn etc. are never contracted into FMAs; the CPU build has none either), so a
-// step gives the CPU's bits when both start from the same state.
+// step gives the CPU's bits when both start from the same state. A segment with a bf16
+// weight copy (AdamWSegment::copy) gets it stored from the new value in the same pass
+// (never run on a GPU yet).
 #include <algorithm>
 #include <stdexcept>
 #include <vector>

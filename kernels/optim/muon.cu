@@ -6,7 +6,9 @@
 //   sumsq_partials_kernel  32 fixed-range partial sums of X^2 per matrix (fixed order)
 //   normalize_kernel       X = T(X / (||X||_F + 1e-7)), the norm summed from the partials
 //   steps x 3 batched GEMMs (below), X ping-ponging between two buffers
-//   muon_update_kernel     p = p (1 - lr wd) - lr T(X sqrt(max(1, rows/cols)))
+//   muon_update_kernel     p = p (1 - lr wd) - lr T(X sqrt(max(1, rows/cols))), and the
+//                          model's bf16 copy of p when lent (DeviceMatrix::copy; never run
+//                          on a GPU yet)
 // T is the iteration's storage type: bf16 (rounded to nearest even on store, like the
 // CPU's ns_precision "bf16" mode) or f32.
 //

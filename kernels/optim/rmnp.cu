@@ -4,7 +4,9 @@
 // sums U^2 in double, a second recomputes U and steps; each thread touches the same
 // elements in both passes, so no barrier is needed between them. The row's sum is
 // reduced over the block in a fixed order (warp butterflies, then the warps in order).
-// Elementwise operations are rounded one by one, as the CPU computes them.
+// Elementwise operations are rounded one by one, as the CPU computes them. The second pass
+// also stores the model's bf16 copy of the new value when one is lent (DeviceMatrix::copy;
+// never run on a GPU yet).
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>

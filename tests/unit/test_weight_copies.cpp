@@ -17,6 +17,7 @@
 #include "dist/communicator.h"
 #include "model/gpt.h"
 #include "model/weight_copies.h"
+#include "ops/ops.h"
 #include "optim/device_path.h"
 #include "optim/optimizer.h"
 #include "test_support.h"
@@ -99,6 +100,31 @@ TEST(GptLossSum, OnTheCpuEqualsTheHostSumOfMicroBatchesBitwise) {
   const double first = a.forward_loss(tokens.data(), targets.data(), B);
   const double again = b.end_loss_sum();
   EXPECT_EQ(std::memcmp(&again, &first, sizeof(double)), 0) << again << " vs " << first;
+}
+
+// ops::add_sum_of_losses on the CPU: sum_losses's sum (row order, double) added to, or
+// written over, the total; a total that is not one f64 is refused by name.
+TEST(GptLossSum, AddSumOfLossesOnTheCpu) {
+  std::mt19937_64 rng(test_seed());
+  std::uniform_real_distribution<float> u(0.5f, 12.0f);
+  std::vector<float> losses(37);
+  for (float& x : losses) x = u(rng);
+  const Tensor l = Tensor::of(losses.data(), {37});
+  const double sum = ops::sum_losses(l);
+  double total = static_cast<double>(u(rng));
+  const double start = total;
+  ops::add_sum_of_losses(Tensor::of(&total, {1}), l, /*overwrite=*/false);
+  EXPECT_EQ(total, start + sum);
+  ops::add_sum_of_losses(Tensor::of(&total, {1}), l, /*overwrite=*/true);
+  EXPECT_EQ(total, sum);
+  EXPECT_EQ(ops::read_scalar_f64(Tensor::of(&total, {1})), sum);
+  float wrong = 0.0f;
+  try {
+    ops::add_sum_of_losses(Tensor::of(&wrong, {1}), l, false);
+    ADD_FAILURE() << "an f32 total was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("total"), std::string::npos) << e.what();
+  }
 }
 
 // A CPU model never lends a copy (it has none), whatever SPEEDRUN_WEIGHT_COPIES says, and a
