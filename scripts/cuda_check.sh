@@ -21,9 +21,13 @@
 #   8. with --compare: scripts/gpu_compare.sh (the gpu-mini LR sweep and optimizer comparison).
 # Output: ${OUT:-build/cuda-check}. The device tool brings back at most 8 files from $OUT, so
 # when OUT is set the logs are written to a scratch folder and packed into
-# $OUT/cuda-check.tar.gz at the end; $OUT also gets summary.txt (every line printed here), the
-# main JSON results and the gpu-mini comparison table: at most 8 files. Without OUT everything
-# stays in build/cuda-check/.
+# $OUT/cuda-check.tar.gz at the end; $OUT also gets summary.txt (every line printed here, the
+# kernel table included), run.json (scripts/record_gpu_run.py manifest: date, commit, command,
+# machine, every step's rc, seconds and test counts), the main JSON results (bench_speedrun,
+# bench_torch_compiled with their micro_batch_ms, bench_kernels: the kernel table, ratio, ...)
+# and the gpu-mini comparison table, in that order of priority: at most 8 files. Without OUT
+# everything stays in build/cuda-check/. Back here, `scripts/record_gpu_run.py record FILES_AT`
+# copies them into docs/gpu-runs/<date>-<commit>/ for the commit.
 #
 #   scripts/cuda_check.sh [--dry-run] [--compare | --compare-only] [--sanitize-all] [--no-tests]
 #                         [--no-sanitizer] [--no-bench] [--no-torch] [--no-train] [--no-mpi]
@@ -69,7 +73,11 @@ san_timeout="${SANITIZER_TIMEOUT:-300}"
 py="${PYTHON:-python3}"
 status=0
 t_start=$SECONDS
-echo "cuda_check.sh $* at $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), logs in $work"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+[ "$commit" != '?' ] && ! git diff --quiet HEAD 2>/dev/null && commit="$commit-dirty"
+command_line="scripts/cuda_check.sh${*:+ $*}"
+echo "cuda_check.sh $* at $(date -u +%FT%TZ), commit $commit, logs in $work"
+: >"$work/steps.tsv"
 
 # step NAME LIMIT CMD...: runs CMD (env assignments allowed: `env A=B cmd`) under `timeout LIMIT`,
 # its output in $work/NAME.log; prints one line: rc, seconds, and gtest's PASSED/FAILED counts.
@@ -84,6 +92,7 @@ step() {
   timeout "$limit" "$@" >"$work/$name.log" 2>&1
   local rc=$?
   [ $rc -ne 0 ] && status=1
+  printf '%s\t%d\t%d\t%s\n' "$name" "$rc" "$((SECONDS - t0))" "$work/$name.log" >>"$work/steps.tsv"
   printf '%-34s rc=%-3d %4ds  %s\n' "$name" "$rc" "$((SECONDS - t0))" \
     "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) |ERROR SUMMARY|RACECHECK SUMMARY' "$work/$name.log" | tr '\n' ' ')"
   return $rc
@@ -93,13 +102,18 @@ section() { echo; echo "== $* ($((SECONDS - t_start)) s so far)"; }
 # JSON results, and everything else packed into one archive; then waits for tee and exits.
 finish() {
   section "done: status $1"
+  "$py" scripts/record_gpu_run.py manifest --steps "$work/steps.tsv" --out "$work/run.json" --status "$1" \
+    --command "$command_line" --commit "$commit" --gpu-info "$work/gpu-info.csv" \
+    ${bundle:+--bundle-commit "$bundle/COMMIT"} || echo "could not write run.json"
+  [ -f "$work/gpu-compare/compare/comparison.md" ] && cp "$work/gpu-compare/compare/comparison.md" \
+    "$work/gpu_mini_comparison.md"
   if [ "$work" != "$final" ]; then
-    for f in bench_kernels.json bench_kernels_flash_fast.json bench_speedrun.json bench_torch_compiled.json \
-             ratio_bench_speedrun.json; do
-      [ -f "$work/$f" ] && cp "$work/$f" "$final/"
+    # summary.txt and the archive are two of the 8 files; the results fill the other six by priority.
+    local kept=0
+    for f in run.json bench_speedrun.json bench_torch_compiled.json bench_kernels.json ratio_bench_speedrun.json \
+             bench_kernels_flash_fast.json gpu_mini_comparison.md; do
+      [ -f "$work/$f" ] && [ "$kept" -lt 6 ] && cp "$work/$f" "$final/" && kept=$((kept + 1))
     done
-    [ -f "$work/gpu-compare/compare/comparison.md" ] && cp "$work/gpu-compare/compare/comparison.md" \
-      "$final/gpu_mini_comparison.md"
     tar -C "$work" -czf "$final/cuda-check.tar.gz" . 2>/dev/null && rm -rf "$work" \
       || echo "could not pack $work into $final/cuda-check.tar.gz (the logs stay there)"
   fi
@@ -153,6 +167,7 @@ if [ "$dry" != 1 ]; then
   "$speedrun" info >"$work/info.log" 2>&1
   echo "speedrun info rc=$?: $(grep -i -m2 -E 'device|cuda' "$work/info.log" | tr '\n' ' ')"
   nvidia-smi >"$work/nvidia-smi.log" 2>&1
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$work/gpu-info.csv" 2>/dev/null
 fi
 
 # ---- 2. CUDA tests ---------------------------------------------------------------------------
@@ -167,7 +182,7 @@ groups=(
   'ops-linear:CudaOpsTest.Linear*'
   'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
   'model:CudaModel.*'
-  'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
+  'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*:CudaOptimTest.UpdateKernelsWrite*'
   'optim-muon:CudaOptimTest.Muon*'
   'optim-newton-muon:CudaOptimTest.NewtonMuon*'
 )
@@ -186,6 +201,10 @@ step test-flash-attention "$group_timeout" env SPEEDRUN_ATTENTION=flash "$tests"
   --gtest_filter='CudaOpsTest.Attention*:CudaModel.*'
 step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
   --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*'
+# The bf16 weight copies written by the optimizers' update kernels, each checked bitwise
+# against its master's conversion at every forward (model/weight_copies.h).
+step test-optimizer-copies "$group_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer SPEEDRUN_CHECK_COPIES=1 "$tests" \
+  --gtest_filter='CudaModel.*'
 
 # ---- 3. kernel drivers -----------------------------------------------------------------------
 section "kernel drivers (dev/cuda)"
@@ -204,6 +223,9 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Attention*'
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
+    # The update kernels writing the bf16 copies, the device loss sum, the pinned id uploads.
+    step "$tool-step-kernels" "$san_timeout" compute-sanitizer --tool $tool --error-exitcode 3 "$tests" \
+      --gtest_filter='CudaOptimTest.UpdateKernelsWrite*:CudaModel.LossSummed*:CudaModel.OptimizerWritten*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
@@ -225,8 +247,10 @@ step bench-speedrun "$bench_timeout" "$speedrun" bench "$track3" --device cuda -
   --json "$work/bench_speedrun.json"
 step bench-speedrun-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_flash_fast.json"
+step bench-speedrun-optimizer-copies "$bench_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer "$speedrun" bench \
+  "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_optimizer_copies.json"
 [ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
-  "$work/bench-speedrun-flash-fast.log"
+  "$work/bench-speedrun-flash-fast.log" "$work/bench-speedrun-optimizer-copies.log"
 for c in track3-muon track3-newton-muon track3-rmnp; do
   step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
     --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"
@@ -258,6 +282,12 @@ if [ "$train" = 1 ]; then
       --out-dir "$runs" --run-name "quickstart-$act" --no-progress --set train.activation_dtype=$act
     [ "$dry" = 1 ] || grep -E 'val_loss' "$work/train-quickstart-$act.log" | sed -n '1p;$p'
   done
+  # bf16 with the copies written by the optimizers, checked at every forward (a wrong copy
+  # stops the run with an error naming the parameter).
+  step train-quickstart-bf16-optimizer-copies "$bench_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer \
+    SPEEDRUN_CHECK_COPIES=1 "$speedrun" train configs/quickstart.json --device cuda --out-dir "$runs" \
+    --run-name quickstart-bf16-optimizer-copies --no-progress --set train.activation_dtype=bf16
+  [ "$dry" = 1 ] || grep -E 'val_loss' "$work/train-quickstart-bf16-optimizer-copies.log" | sed -n '1p;$p'
 fi
 
 # ---- 7b. several ranks on the one GPU (issue 16) ---------------------------------------------

@@ -76,6 +76,14 @@ void softcap_forward(DType act, void* out, const void* z, int64_t n, const SoftC
 void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, const int32_t* targets, int64_t rows,
                            int64_t vocab, const SoftCap& cap, float grad_scale);
 
+// --- the loss sum kept on the device (kernels/ops/loss_sum.cu) -----------------------------------
+// *total = (overwrite ? 0 : *total) + sum of losses[0..n) in double, in a fixed order (one
+// block: strided per-thread sums, then a fixed tree), no host synchronization. total: one
+// double in device memory. Never run on a GPU yet.
+void add_sum_of_losses(double* total, const float* losses, int64_t n, bool overwrite);
+// *total on the host, after everything issued on stream() (synchronizes).
+double read_f64(const double* total);
+
 // --- attention (kernels/ops/attention.cu) -----------------------------------------------------
 // q, k, v, out (B, T, H, D) of type `act`; lse (B, H, T) f32. head_dim 64 or 128.
 void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,

@@ -3,7 +3,9 @@
 // construction, and uploads the chunk table; block i updates chunk i. The per-element
 // arithmetic is the CPU's (src/optim/adamw.cpp) with every operation rounded separately
 // (__fmul_rn etc. are never contracted into FMAs; the CPU build has none either), so a
-// step gives the CPU's bits when both start from the same state.
+// step gives the CPU's bits when both start from the same state. A segment with a bf16
+// weight copy (AdamWSegment::copy) gets it stored from the new value in the same pass
+// (never run on a GPU yet).
 #include <algorithm>
 #include <stdexcept>
 #include <vector>
@@ -25,6 +27,7 @@ struct Chunk {
   const float* g;
   float* m;
   float* v;
+  bf16* copy;  // the segment's bf16 weight copy at this chunk, or null
   int64_t n;
 };
 
@@ -41,6 +44,7 @@ __global__ void adamw_kernel(const Chunk* __restrict__ chunks, AdamWScalars s) {
     c.m[i] = m;
     c.v[i] = v;
     c.p[i] = p;
+    if (c.copy) c.copy[i] = from_f32<bf16>(p);  // uniform over the block: no divergence
   }
 }
 
@@ -66,7 +70,8 @@ AdamWDevice::AdamWDevice(const std::vector<AdamWSegment>& segments) : impl_(std:
   for (const AdamWSegment& s : segments) {
     for (int64_t a = 0; a < s.n; a += kChunk) {
       const int64_t o = offset + a;
-      table.push_back({s.p + a, s.g + a, m + o, v + o, std::min(kChunk, s.n - a)});
+      bf16* copy = s.copy ? static_cast<bf16*>(s.copy) + a : nullptr;
+      table.push_back({s.p + a, s.g + a, m + o, v + o, copy, std::min(kChunk, s.n - a)});
     }
     offset += s.n;
   }

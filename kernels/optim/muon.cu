@@ -6,7 +6,9 @@
 //   sumsq_partials_kernel  32 fixed-range partial sums of X^2 per matrix (fixed order)
 //   normalize_kernel       X = T(X / (||X||_F + 1e-7)), the norm summed from the partials
 //   steps x 3 batched GEMMs (below), X ping-ponging between two buffers
-//   muon_update_kernel     p = p (1 - lr wd) - lr T(X sqrt(max(1, rows/cols)))
+//   muon_update_kernel     p = p (1 - lr wd) - lr T(X sqrt(max(1, rows/cols))), and the
+//                          model's bf16 copy of p when lent (DeviceMatrix::copy; never run
+//                          on a GPU yet)
 // T is the iteration's storage type: bf16 (rounded to nearest even on store, like the
 // CPU's ns_precision "bf16" mode) or f32.
 //
@@ -46,6 +48,7 @@ struct MatPtrs {
   float* p;
   const float* g;
   float* buf;
+  bf16* copy;  // the model's bf16 weight copy, or null (written by the update kernel)
 };
 
 __device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
@@ -112,7 +115,9 @@ __global__ void muon_update_kernel(const MatPtrs* __restrict__ mats, const T* __
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float u = __fmul_rn(to_f32(xb[i]), scale);
     if (round_update) u = round_bf16(u);  // upstream scales the bf16 update in bf16
-    m.p[i] = __fsub_rn(__fmul_rn(m.p[i], decay), __fmul_rn(lr, u));
+    const float p = __fsub_rn(__fmul_rn(m.p[i], decay), __fmul_rn(lr, u));
+    m.p[i] = p;
+    if (m.copy) m.copy[i] = from_f32<bf16>(p);  // uniform over the block (one matrix per blockIdx.y)
   }
 }
 
@@ -166,7 +171,8 @@ MuonDevice::MuonDevice(const std::vector<DeviceMatrix>& mats, const NewtonSchulz
     impl_->momentum_bytes += g.momentum.bytes();
     std::vector<MatPtrs> table;
     for (size_t j = 0; j < members.size(); ++j)
-      table.push_back({members[j]->param, members[j]->grad, g.momentum.as<float>() + static_cast<int64_t>(j) * n});
+      table.push_back({members[j]->param, members[j]->grad, g.momentum.as<float>() + static_cast<int64_t>(j) * n,
+                       static_cast<bf16*>(members[j]->copy)});
     g.table = Buffer(Device::cuda, table.size() * sizeof(MatPtrs));
     device_copy(g.table.data(), table.data(), table.size() * sizeof(MatPtrs));  // once, at construction
     g.x0 = Buffer(Device::cuda, count * static_cast<size_t>(slot_of(n)) * elem);

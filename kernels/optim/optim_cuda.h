@@ -35,10 +35,14 @@ struct AdamWScalars {
 // A run of elements AdamW updates: n parameters at p (updated) with their gradient at g
 // (f32, device). One process: a whole parameter and its gradient; several: the piece of a
 // parameter inside this rank's ZeRO-1 shard and its reduce-scattered gradient.
+// copy: null, or the model's bf16 copy of these n elements (Model::weight_copy), which the
+// update kernel then writes from the new f32 value (round to nearest even: the bits of
+// ops::convert), so that no separate conversion pass is needed. Never run on a GPU yet.
 struct AdamWSegment {
   float* p = nullptr;
   const float* g = nullptr;
   int64_t n = 0;
+  void* copy = nullptr;  // bf16 (n), device, or null
 };
 
 // One fused multi-tensor launch per step over all the segments: they are cut into chunks
@@ -71,10 +75,14 @@ struct NewtonSchulzCoefficients {
 // One matrix of a matrix optimizer: its f32 device parameter (rows x cols, updated in
 // place) and where its gradient is read each step (the raw gradient, or Newton-Muon's
 // preconditioned copy).
+// copy: null, or the model's bf16 copy of the matrix (Model::weight_copy, rows x cols),
+// which the update kernel writes from the new f32 value (as AdamWSegment::copy; never run
+// on a GPU yet).
 struct DeviceMatrix {
   float* param = nullptr;
   const float* grad = nullptr;
   int64_t rows = 0, cols = 0;
+  void* copy = nullptr;  // bf16, device, or null
 };
 
 // Muon over a group's matrices, batched by shape: matrices of the same (rows, cols)

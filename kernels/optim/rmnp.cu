@@ -4,7 +4,9 @@
 // sums U^2 in double, a second recomputes U and steps; each thread touches the same
 // elements in both passes, so no barrier is needed between them. The row's sum is
 // reduced over the block in a fixed order (warp butterflies, then the warps in order).
-// Elementwise operations are rounded one by one, as the CPU computes them.
+// Elementwise operations are rounded one by one, as the CPU computes them. The second pass
+// also stores the model's bf16 copy of the new value when one is lent (DeviceMatrix::copy;
+// never run on a GPU yet).
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -25,6 +27,7 @@ struct RmnpMatrix {
   float* p;
   const float* g;
   float* buf;
+  bf16* copy;  // the model's bf16 weight copy, or null (written with the update)
   int64_t rows, cols;
   double shape_scale;  // sqrt(max(1, rows/cols)), in double as the CPU
 };
@@ -61,7 +64,9 @@ __global__ void rmnp_kernel(const RmnpMatrix* __restrict__ mats, float mu, float
   const float step_size = static_cast<float>(__dmul_rn(lr, m.shape_scale));
   for (int64_t j = threadIdx.x; j < m.cols; j += blockDim.x) {
     const float u = nesterov ? __fadd_rn(gr[j], __fmul_rn(mu, br[j])) : br[j];
-    pr[j] = __fsub_rn(__fmul_rn(pr[j], decay), __fmul_rn(step_size, __fmul_rn(u, inv_norm)));
+    const float p = __fsub_rn(__fmul_rn(pr[j], decay), __fmul_rn(step_size, __fmul_rn(u, inv_norm)));
+    pr[j] = p;
+    if (m.copy) m.copy[row * m.cols + j] = from_f32<bf16>(p);
   }
 }
 
@@ -86,7 +91,7 @@ RmnpDevice::RmnpDevice(const std::vector<DeviceMatrix>& mats, bool nesterov) : i
   std::vector<RmnpMatrix> table;
   int64_t offset = 0;
   for (const DeviceMatrix& m : mats) {
-    table.push_back({m.param, m.grad, impl_->momentum.as<float>() + offset, m.rows, m.cols,
+    table.push_back({m.param, m.grad, impl_->momentum.as<float>() + offset, static_cast<bf16*>(m.copy), m.rows, m.cols,
                      std::sqrt(std::max(1.0, static_cast<double>(m.rows) / static_cast<double>(m.cols)))});
     impl_->views.push_back(Tensor::of(impl_->momentum.as<float>() + offset, {m.rows, m.cols}, Device::cuda));
     offset += m.rows * m.cols;

@@ -1,6 +1,7 @@
 #include "cli/bench_model_cuda.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -87,19 +88,23 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
   const double fb_ms = median(ms);
 
   // Whole training steps, as the trainer runs them: micro_steps forward+backward passes
-  // (gradients accumulating), every optimizer's step, weights_changed() (the bf16 copies are
-  // remade at the next forward). One untimed step, then min(timed, 3) timed: each is
+  // (gradients accumulating, the loss summed on the device and read once), every
+  // optimizer's step, weights_updated() (the bf16 copies no optimizer kernel wrote are
+  // remade at the next forward: all of them unless SPEEDRUN_WEIGHT_COPIES=optimizer). One untimed step, then min(timed, 3) timed: each is
   // micro_steps micro-batches long. The PyTorch side: scripts/bench_torch_gpu.py --step-steps.
   const auto comm = dist::make_local_communicator();
   auto opts = optim::build_optimizers(cfg.optimizers, model, {comm.get()});
+  const std::vector<size_t> copies_written = optim::weight_copies_written(opts);
   std::vector<double> step_ms;
   const int step_timed = std::min(timed, 3);
   for (int s = 0; s < 1 + step_timed; ++s) {
     timer.start();
     model.zero_grad();
-    for (int64_t k = 0; k < micro_steps; ++k) model.forward_backward(inputs.data(), targets.data(), B);
+    model.begin_loss_sum();
+    for (int64_t k = 0; k < micro_steps; ++k) model.forward_backward_summed(inputs.data(), targets.data(), B);
+    if (!std::isfinite(model.end_loss_sum())) throw UserError("bench: the step's loss is not finite");
     for (auto& opt : opts) opt->step(s, optim::lr_factor(cfg.schedule, 0, t.steps));
-    model.weights_changed();
+    model.weights_updated(copies_written);
     const double elapsed = timer.stop_ms();
     if (s >= 1) step_ms.push_back(elapsed);
   }

@@ -146,7 +146,7 @@ void run_bench(const Options& o) {
     }
     const auto o0 = Clock::now();
     for (auto& opt : opts) opt->step(s, optim::lr_factor(cfg.schedule, 0, t.steps));
-    model.weights_changed();
+    model.weights_updated(optim::weight_copies_written(opts));
     const double opt_time = ms_since(o0);
     const double total = ms_since(t0);
     if (s >= o.warmup) {

@@ -15,6 +15,10 @@ void* device_alloc(size_t) {
 void device_free(void*) {}
 void device_memset_zero(void*, size_t) { no_cuda(); }
 void device_copy(void*, const void*, size_t) { no_cuda(); }
+struct HostUploader::Impl {};
+HostUploader::HostUploader(size_t, int) { no_cuda(); }
+HostUploader::~HostUploader() = default;
+void HostUploader::upload(void*, const void*, size_t) { no_cuda(); }
 void device_memory_info(size_t*, size_t*) {
   throw UserError("no CUDA device memory to query: this binary was built without CUDA");
 }

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "core/device_memory.h"
 #include "core/error.h"
 #include "model/head.h"
 #include "model/precision.h"
+#include "model/weight_copies.h"
 
 namespace speedrun::model {
 
@@ -157,6 +160,15 @@ Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, 
   act_->arena.allocate();
   act_->carve(cfg_, max_batch_seqs_, device, act_dtype_);
   copies_ = std::make_unique<WeightCopies>(device, layout_, act_dtype_, embedding);
+  stale_.assign(layout_.params().size(), 1);
+  // Read here so that a bad SPEEDRUN_WEIGHT_COPIES or SPEEDRUN_CHECK_COPIES fails at
+  // construction (on any device), not mid-run.
+  lend_copies_ = weight_copy_writer() == WeightCopyWriter::optimizer && device == Device::cuda &&
+                 copies_->arena.bytes() > 0;
+  check_weight_copies();
+  loss_total_ = Buffer(device, sizeof(double));
+  if (device == Device::cuda)
+    uploader_ = std::make_unique<HostUploader>(static_cast<size_t>(max_batch_seqs_ * cfg_.seq_len) * sizeof(int32_t));
 
   auto idx = [this](const std::string& n) { return layout_.index_of(n); };
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
@@ -206,11 +218,56 @@ Tensor Gpt::weight(size_t index) const {
   return c.empty() ? view(params_, layout_.params()[index]) : c;
 }
 
+void Gpt::weights_changed() {
+  std::fill(stale_.begin(), stale_.end(), 1);
+  any_stale_ = true;
+  verify_.clear();
+}
+
+Tensor Gpt::weight_copy(size_t index) {
+  if (index >= copies_->copy.size()) throw std::out_of_range("Gpt::weight_copy: no parameter " + std::to_string(index));
+  return lend_copies_ ? copies_->copy[index] : Tensor{};
+}
+
+void Gpt::weights_updated(const std::vector<size_t>& copies_written) {
+  weights_changed();
+  if (!lend_copies_) return;  // nobody was lent a copy: every one is converted
+  for (size_t i : copies_written) {
+    if (i >= stale_.size() || copies_->copy[i].empty())
+      throw std::logic_error("Gpt::weights_updated: parameter " + std::to_string(i) + " has no weight copy");
+    stale_[i] = 0;
+    if (check_weight_copies()) verify_.push_back(i);
+  }
+}
+
+void Gpt::verify_optimizer_copies() const {
+  for (size_t i : verify_) {
+    const Tensor& copy = copies_->copy[i];
+    const Buffer fresh(device_, copy.bytes());
+    const Tensor expected(fresh.data(), DType::bf16, device_, {copy.size(0), copy.size(1)});
+    ops::convert(expected, view(params_, layout_.params()[i]));
+    std::vector<uint16_t> got(static_cast<size_t>(copy.numel())), want(got.size());
+    device_copy(got.data(), copy.ptr, copy.bytes());
+    device_copy(want.data(), fresh.data(), copy.bytes());
+    for (size_t k = 0; k < got.size(); ++k)
+      if (got[k] != want[k])
+        throw std::logic_error("SPEEDRUN_CHECK_COPIES: the bf16 copy of " + layout_.params()[i].name +
+                               " that the optimizer wrote differs from its master's conversion at element " +
+                               std::to_string(k) + " of " + std::to_string(got.size()) + " (bits " +
+                               std::to_string(got[k]) + ", expected " + std::to_string(want[k]) + ")");
+  }
+}
+
 void Gpt::refresh_weight_copies() {
-  if (!copies_stale_) return;
+  if (!verify_.empty()) {
+    verify_optimizer_copies();
+    verify_.clear();
+  }
+  if (!any_stale_) return;
   for (size_t i = 0; i < copies_->copy.size(); ++i)
-    if (!copies_->copy[i].empty()) ops::convert(copies_->copy[i], param(i));
-  copies_stale_ = false;
+    if (!copies_->copy[i].empty() && stale_[i]) ops::convert(copies_->copy[i], param(i));
+  std::fill(stale_.begin(), stale_.end(), 0);
+  any_stale_ = false;
 }
 
 void Gpt::init_parameters(uint64_t seed) {
@@ -227,12 +284,13 @@ void Gpt::init_parameters(uint64_t seed) {
   weights_changed();
 }
 
-// The ids as a tensor on the model's device: the host array itself on the CPU, a copy
-// into the activation arena on CUDA (a synchronous cudaMemcpy from pageable memory).
-static Tensor ids_on(Device device, const int32_t* ids, int64_t n, const Tensor& device_buffer) {
-  if (device == Device::cpu) return Tensor::of(ids, {n});
+// On CUDA the ids go through pinned staging with an asynchronous copy on the model's
+// stream (HostUploader): a synchronous cudaMemcpy from pageable memory here was a host
+// synchronization per micro-batch.
+Tensor Gpt::ids_on_device(const int32_t* ids, int64_t n, const Tensor& device_buffer) {
+  if (device_ == Device::cpu) return Tensor::of(ids, {n});
   const Tensor t = device_buffer.slice_rows(0, n);
-  device_copy(t.ptr, ids, static_cast<size_t>(n) * sizeof(int32_t));
+  uploader_->upload(t.ptr, ids, static_cast<size_t>(n) * sizeof(int32_t));
   return t;
 }
 
@@ -279,9 +337,14 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
 }
 
 double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
+  head_losses(targets, B, backward);
+  return ops::sum_losses(rows(act_->losses, B * cfg_.seq_len));
+}
+
+void Gpt::head_losses(const Tensor& targets, int64_t B, bool backward) {
   Activations& a = *act_;
   const int64_t N = B * cfg_.seq_len;
-  return model::head_loss({rows(a.hf, N), weight(a.head_w), param(a.head_b), grad(a.head_w), grad(a.head_b),
+  model::head_losses({rows(a.hf, N), weight(a.head_w), param(a.head_b), grad(a.head_w), grad(a.head_b),
                            rows(a.dhf, N), targets, a.logits, a.dlogits_act, rows(a.losses, N)},
                           softcap_, backward);
 }
@@ -343,32 +406,53 @@ static void check_batch(int64_t B, int64_t max_b) {
                                 std::to_string(max_b));
 }
 
-double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
-                             RunPosition, GradReadySink* ready) {
+void Gpt::micro_batch(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
+                      GradReadySink* ready) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
-  const Tensor tok = ids_on(device_, tokens, N, act_->tokens), tgt = ids_on(device_, targets, N, act_->targets);
+  const Tensor tok = ids_on_device(tokens, N, act_->tokens), tgt = ids_on_device(targets, N, act_->targets);
   forward_trunk(tok, B, sink);
-  const double loss = head_loss(tgt, B, /*backward=*/true);
+  head_losses(tgt, B, /*backward=*/true);
   if (ready) {
     ready->gradient_final(act_->head_w);
     ready->gradient_final(act_->head_b);
   }
   backward_trunk(tok, B, ready);
-  return loss;
+}
+
+double Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
+                             RunPosition, GradReadySink* ready) {
+  micro_batch(tokens, targets, B, sink, ready);
+  // Reading the sum synchronizes on CUDA: training steps use forward_backward_summed.
+  return ops::sum_losses(rows(act_->losses, B * cfg_.seq_len));
+}
+
+void Gpt::begin_loss_sum() { loss_total_empty_ = true; }
+
+void Gpt::forward_backward_summed(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
+                                  RunPosition, GradReadySink* ready) {
+  micro_batch(tokens, targets, B, sink, ready);
+  ops::add_sum_of_losses(Tensor(loss_total_.data(), DType::f64, device_, {1}), rows(act_->losses, B * cfg_.seq_len),
+                         /*overwrite=*/loss_total_empty_);
+  loss_total_empty_ = false;
+}
+
+double Gpt::end_loss_sum() {
+  if (loss_total_empty_) return 0.0;
+  return ops::read_scalar_f64(Tensor(loss_total_.data(), DType::f64, device_, {1}));
 }
 
 double Gpt::forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len;
-  forward_trunk(ids_on(device_, tokens, N, act_->tokens), B, nullptr);
-  return head_loss(ids_on(device_, targets, N, act_->targets), B, /*backward=*/false);
+  forward_trunk(ids_on_device(tokens, N, act_->tokens), B, nullptr);
+  return head_loss(ids_on_device(targets, N, act_->targets), B, /*backward=*/false);
 }
 
 void Gpt::forward_logits(const int32_t* tokens, int64_t B, float* out, RunPosition) {
   check_batch(B, max_batch_seqs_);
   const int64_t N = B * cfg_.seq_len, V = cfg_.padded_vocab_size;
-  forward_trunk(ids_on(device_, tokens, N, act_->tokens), B, nullptr);
+  forward_trunk(ids_on_device(tokens, N, act_->tokens), B, nullptr);
   if (device_ == Device::cuda) {
     // Into a temporary device matrix, then to the host (tests and debugging only).
     const Buffer logits(Device::cuda, static_cast<size_t>(N * V) * sizeof(float));

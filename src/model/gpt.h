@@ -15,7 +15,9 @@
 // bf16 activations every matrix weight is read from a bf16 copy of its f32 master (and the
 // embedding table too when model.embedding_dtype is bf16). The copies are made at the
 // first forward after the parameters changed: whoever changes params() (the optimizer
-// step, a broadcast, a test writing them) must then call weights_changed(). The LM head
+// step, a broadcast, a test writing them) must then call weights_changed(), or
+// weights_updated() naming the copies an optimizer's update kernels wrote themselves
+// (SPEEDRUN_WEIGHT_COPIES=optimizer: model/weight_copies.h). The LM head
 // writes f32 logits from bf16 inputs, so the loss and its softmax are f32; every parameter
 // gradient is f32 (GEMMs accumulate dW in fp32 over micro-batches). Checked against the
 // CPU on an H200 (CudaModel.*, docs/gpu-validation.md); see docs/cuda.md.
@@ -28,6 +30,7 @@
 
 #include "config/run_config.h"
 #include "core/buffer.h"
+#include "core/device_memory.h"
 #include "model/grad_ready_sink.h"
 #include "model/model.h"
 #include "model/param_layout.h"
@@ -67,7 +70,13 @@ class Gpt final : public Model {
   // The parameters were changed outside the model (optimizer step, broadcast, direct
   // writes): the bf16 weight copies, if any, are remade at the next forward. Free when
   // there are none (f32 activations and embedding, e.g. always on the CPU).
-  void weights_changed() override { copies_stale_ = true; }
+  void weights_changed() override;
+  // With SPEEDRUN_WEIGHT_COPIES=optimizer (CUDA, bf16 copies): parameter `index`'s copy, for
+  // the optimizers' update kernels to write; else empty.
+  Tensor weight_copy(size_t index) override;
+  // weights_changed() but for the listed copies (written by the optimizers' kernels). With
+  // SPEEDRUN_CHECK_COPIES=1 the next forward checks each of them against its master.
+  void weights_updated(const std::vector<size_t>& copies_written) override;
 
   // One micro-batch of B sequences: forward, SUM cross-entropy loss, backward (`at` is
   // ignored: nothing in Track 3 changes over a run). tokens/targets: B*seq_len host int32
@@ -76,6 +85,14 @@ class Gpt final : public Model {
   // the backward has finished its gradient.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
                           RunPosition at = {}, GradReadySink* ready = nullptr) override;
+  // The step's loss summed on the model's device (Model::begin_loss_sum): on CUDA each
+  // micro-batch adds its sum in a kernel (ops::add_sum_of_losses) and the token ids go up
+  // through pinned staging (HostUploader), so a micro-batch has no host synchronization;
+  // end_loss_sum() reads the sum (one synchronization per step).
+  void begin_loss_sum() override;
+  void forward_backward_summed(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
+                               RunPosition at = {}, GradReadySink* ready = nullptr) override;
+  double end_loss_sum() override;
   // The summed loss only (validation).
   double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) override;
   // The capped logits (B*seq_len, padded_vocab_size) into `out` (tests, debugging).
@@ -104,12 +121,24 @@ class Gpt final : public Model {
   void forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink);
   // Head + loss over row chunks; with `backward`, also the head's gradients and dhf.
   double head_loss(const Tensor& targets, int64_t B, bool backward);
+  // The same without the sum: the per-token losses stay in the activations (device).
+  void head_losses(const Tensor& targets, int64_t B, bool backward);
   void backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready);
   // The weight a product or the embedding reads: its bf16 copy when there is one, else the
   // f32 master. Parameter gradients always go to grad(index).
   Tensor weight(size_t index) const;
-  // Remakes stale bf16 copies (start of every forward).
+  // Remakes stale bf16 copies (start of every forward); with SPEEDRUN_CHECK_COPIES=1 first
+  // checks the copies the optimizers wrote.
   void refresh_weight_copies();
+  // Throws std::logic_error naming the first copy in `verify_` that differs from its master's
+  // conversion (synchronizes; debug only).
+  void verify_optimizer_copies() const;
+  // The ids on the model's device: the host array itself on the CPU; on CUDA an
+  // asynchronous upload into `device_buffer` through the pinned staging.
+  Tensor ids_on_device(const int32_t* ids, int64_t n, const Tensor& device_buffer);
+  // Forward and backward of one micro-batch, leaving the per-token losses in the activations.
+  void micro_batch(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
+                   GradReadySink* ready);
 
   config::ModelConfig cfg_;
   ParamLayout layout_;
@@ -120,7 +149,13 @@ class Gpt final : public Model {
   std::unique_ptr<Activations> act_;
   DType act_dtype_;
   std::unique_ptr<WeightCopies> copies_;
-  bool copies_stale_ = true;
+  bool lend_copies_ = false;            // SPEEDRUN_WEIGHT_COPIES=optimizer and there are copies
+  bool any_stale_ = true;               // some copy needs converting
+  std::vector<char> stale_;             // per parameter: its copy needs converting
+  std::vector<size_t> verify_;          // copies the optimizers wrote, checked at the next forward
+  std::unique_ptr<HostUploader> uploader_;  // CUDA: token and target uploads
+  Buffer loss_total_;                   // one f64 on the model's device: the step's loss sum
+  bool loss_total_empty_ = true;        // no micro-batch added since begin_loss_sum()
 };
 
 }  // namespace speedrun::model

@@ -15,6 +15,11 @@ SoftCap softcap_of(const config::ModelConfig& m) {
 }
 
 double head_loss(const HeadTensors& h, const SoftCap& cap, bool backward) {
+  head_losses(h, cap, backward);
+  return ops::sum_losses(h.losses.slice_rows(0, h.hf.size(0)));
+}
+
+void head_losses(const HeadTensors& h, const SoftCap& cap, bool backward) {
   const int64_t N = h.hf.size(0), chunk = h.logits.size(0);
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t r1 = std::min(N, r0 + chunk);
@@ -35,7 +40,6 @@ double head_loss(const HeadTensors& h, const SoftCap& cap, bool backward) {
       ops::linear_backward(h.dhf.slice_rows(r0, r1), h.dw, h.db, dz, hf, h.w, false);
     }
   }
-  return ops::sum_losses(h.losses.slice_rows(0, N));
 }
 
 }  // namespace speedrun::model

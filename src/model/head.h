@@ -23,8 +23,12 @@ struct HeadTensors {
   Tensor losses;       // (N) f32 per-token losses
 };
 
-// Returns the summed loss of the N = hf.size(0) rows (in double, in row order).
+// Returns the summed loss of the N = hf.size(0) rows (in double, in row order). On CUDA
+// reading the sum synchronizes the host with the device.
 double head_loss(const HeadTensors& h, const SoftCap& cap, bool backward);
+// head_loss without the sum: fills h.losses (and the gradients with `backward`) and leaves
+// everything on the model's device (no host synchronization).
+void head_losses(const HeadTensors& h, const SoftCap& cap, bool backward);
 
 // The cap a model config asks for (model.logit_softcap, logit_cap, sigmoid_temperature).
 SoftCap softcap_of(const config::ModelConfig& m);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "config/run_config.h"
 #include "core/tensor.h"
@@ -68,6 +69,16 @@ class Model {
   // The parameters were changed outside the model (optimizer step, broadcast, direct
   // writes): whatever the model derived from them (bf16 copies) is remade at the next forward.
   virtual void weights_changed() = 0;
+  // The bf16 copy of parameter `index` (layout order) that the forward reads in place of its
+  // f32 master, when the model lets the optimizers' update kernels write it
+  // (SPEEDRUN_WEIGHT_COPIES=optimizer, model/weight_copies.h); else empty. A (rows, cols)
+  // bf16 tensor on the model's device, valid for the model's lifetime. Default: none.
+  virtual Tensor weight_copy(size_t index) { return {}; }
+  // As weights_changed(), except that the copies of the parameters listed in
+  // `copies_written` (layout indices) were written by the optimizer step itself from the new
+  // masters (round to nearest even, as the model's own conversion) and are current. Every
+  // other copy is remade at the next forward. Default: weights_changed().
+  virtual void weights_updated(const std::vector<size_t>& copies_written) { weights_changed(); }
 
   // One micro-batch of B sequences of config().seq_len tokens: forward, SUM cross-entropy
   // loss, backward. tokens/targets: B*seq_len host int32. Gradients are added to grads().
@@ -77,6 +88,19 @@ class Model {
   virtual double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B,
                                   LayerInputSink* sink = nullptr, RunPosition at = {},
                                   GradReadySink* ready = nullptr) = 0;
+  // A step's loss without a host synchronisation per micro-batch: begin_loss_sum(), then
+  // forward_backward_summed() per micro-batch (the arguments and gradients of
+  // forward_backward), then end_loss_sum() returns the SUM over those micro-batches' tokens.
+  // A CUDA model keeps the sum on the device (adding each micro-batch's sum in double) and
+  // reads it once, in end_loss_sum(); the default adds forward_backward's return values on
+  // the host (the same bits as summing them by hand).
+  virtual void begin_loss_sum() { loss_sum_ = 0.0; }
+  virtual void forward_backward_summed(const int32_t* tokens, const int32_t* targets, int64_t B,
+                                       LayerInputSink* sink = nullptr, RunPosition at = {},
+                                       GradReadySink* ready = nullptr) {
+    loss_sum_ += forward_backward(tokens, targets, B, sink, at, ready);
+  }
+  virtual double end_loss_sum() { return loss_sum_; }
   // The summed loss only (validation).
   virtual double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) = 0;
   // The capped logits (B*seq_len, padded_vocab_size) into host memory `out` (tests, debugging).
@@ -87,6 +111,7 @@ class Model {
   virtual size_t weight_copy_bytes() const = 0;
 
  private:
+  double loss_sum_ = 0.0;  // the default loss sum's accumulator
   Tensor view(float* base, const ParamSpec& spec) const { return ParamLayout::view(spec, base, device()); }
 };
 

@@ -104,4 +104,28 @@ double sum_losses(const Tensor& losses) {
   return total;
 }
 
+void add_sum_of_losses(Tensor total, const Tensor& losses, bool overwrite) {
+  const Checker check("add_sum_of_losses");
+  check.dtype({"total", total}, DType::f64);
+  check.shape({"total", total}, {1});
+  check.same_device({{"total", total}, {"losses", losses}});
+  if (losses.device == Device::cuda) {
+    detail::cuda_prelude(check, losses.dtype);
+    check.dtype({"losses", losses}, DType::f32);
+    cuda::add_sum_of_losses(total.data<double>(), losses.data<float>(), losses.numel(), overwrite);
+    return;
+  }
+  const double sum = sum_losses(losses);
+  double* t = total.data<double>();
+  *t = overwrite ? sum : *t + sum;
+}
+
+double read_scalar_f64(const Tensor& total) {
+  const Checker check("read_scalar_f64");
+  check.dtype({"total", total}, DType::f64);
+  check.shape({"total", total}, {1});
+  if (total.device == Device::cuda) return cuda::read_f64(total.data<double>());
+  return *total.data<double>();
+}
+
 }  // namespace speedrun::ops

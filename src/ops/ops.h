@@ -168,5 +168,15 @@ void softcap_cross_entropy(Tensor losses, Tensor dz, const Tensor& z, const Tens
 // The sum of the per-row losses in double, in row order: the same value on every machine and
 // thread count (losses (N) f32 or f64, on the CPU).
 double sum_losses(const Tensor& losses);
+// total (1) f64 on the losses' device: total[0] = (overwrite ? 0 : total[0]) + the sum of
+// losses (N) f32, without a host synchronization. CPU: the sum is sum_losses's (row order,
+// double), so adding micro-batches here gives the bits of adding their sum_losses on the
+// host. CUDA: one block sums in double in a fixed order (strided per thread, then a fixed
+// tree): deterministic, but not row order (differs from sum_losses by double rounding,
+// ~1e-16 relative). Never run on a GPU yet.
+void add_sum_of_losses(Tensor total, const Tensor& losses, bool overwrite);
+// The value of a one-element f64 tensor on the host (CUDA: waits for cuda::stream(), then
+// copies 8 bytes: synchronizes; call it once per step).
+double read_scalar_f64(const Tensor& total);
 
 }  // namespace speedrun::ops

@@ -55,6 +55,13 @@ class AdamW final : public Optimizer {
 
   const char* type() const override { return "adamw"; }
 
+  // One process only: with several, the kernel updates this rank's shard pieces and the
+  // parameters are then all-gathered, so the model converts their copies itself.
+  std::vector<size_t> weight_copies_written() const override {
+    if (!device_ || comm_->world() != 1) return {};
+    return copies_written(params_, [](size_t) { return true; });
+  }
+
   void overlap_reduction(dist::GradBucketer& bucketer) override {
     bucketer_ = &bucketer;
     for (Bucket& b : buckets_) {
@@ -300,7 +307,9 @@ class AdamW final : public Optimizer {
   void build_device() {
     std::vector<cuda::AdamWSegment> segments;
     if (comm_->world() == 1) {
-      for (const ParamRef& p : params_) segments.push_back({p.param.data<float>(), p.grad.data<float>(), p.param.numel()});
+      // One process: the kernel also writes each parameter's bf16 weight copy, if lent.
+      for (const ParamRef& p : params_)
+        segments.push_back({p.param.data<float>(), p.grad.data<float>(), p.param.numel(), copy_pointer(p)});
     } else {
       for (Bucket& b : buckets_)
         for (size_t j = 0; j < b.params.size(); ++j) {

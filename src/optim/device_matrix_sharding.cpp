@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "optim/device_path.h"
 #include "optim/matrix_sharding.h"
 #include "kernels/optim/optim_cuda.h"
 
@@ -113,7 +114,9 @@ void DeviceMatrixSharding::scatter_gathered(const Round& r, const float* gathere
 std::vector<cuda::DeviceMatrix> DeviceMatrixSharding::owned_matrices() const {
   std::vector<cuda::DeviceMatrix> mats;
   for (size_t k = 0; k < params_.size(); ++k)
-    if (owns(k)) mats.push_back({params_[k].param.data<float>(), grad(k), params_[k].param.size(0), params_[k].param.size(1)});
+    if (owns(k))
+      mats.push_back({params_[k].param.data<float>(), grad(k), params_[k].param.size(0), params_[k].param.size(1),
+                      copy_pointer(params_[k])});
   return mats;
 }
 

@@ -41,7 +41,10 @@ class DeviceMatrixSharding {
   // matrices this rank owns.
   const float* grad(size_t k) const { return grad_[k]; }
   // The matrices this rank owns as the device optimizers take them: each parameter with
-  // its summed gradient.
+  // its summed gradient and its bf16 weight copy (null when none: ParamRef::copy). The
+  // owner's parameter is never overwritten by gather(), so its copy stays current; the
+  // other ranks' copies of the matrix are stale after gather() (weight_copies_written
+  // lists owned matrices only).
   std::vector<cuda::DeviceMatrix> owned_matrices() const;
   // Every round's reduce-scatter of the local gradients (or, attached, the wait for them).
   void reduce();

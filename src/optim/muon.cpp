@@ -78,6 +78,11 @@ class Muon final : public Optimizer {
 
   const char* type() const override { return "muon"; }
 
+  std::vector<size_t> weight_copies_written() const override {
+    if (!device_sharding_) return {};
+    return copies_written(params_, [this](size_t k) { return device_sharding_->owns(k); });
+  }
+
   void overlap_reduction(dist::GradBucketer& bucketer) override {
     if (device_sharding_)
       device_sharding_->attach(bucketer);

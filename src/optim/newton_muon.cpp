@@ -212,6 +212,11 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
     }
   }
 
+  std::vector<size_t> weight_copies_written() const override {
+    if (!device_sharding_) return {};
+    return copies_written(params_, [this](size_t k) { return device_sharding_->owns(k); });
+  }
+
   nlohmann::json metrics() const override {
     if (shapes_.empty()) return nullptr;
     // The failures are counted on the device; they change only on refreshes, so the
@@ -271,7 +276,7 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
         jobs.push_back({grad, out, pt.size(0), static_cast<size_t>(stat_of_[k])});
         grad = out;  // Muon reads the preconditioned gradient
       }
-      mats.push_back({pt.data<float>(), grad, pt.size(0), pt.size(1)});
+      mats.push_back({pt.data<float>(), grad, pt.size(0), pt.size(1), copy_pointer(params_[k])});
     }
     jobs_ = jobs;
     device_stats_ = std::make_unique<cuda::NewtonMuonStatsDevice>(shapes_, jobs, settings_.initial_scale);

@@ -34,6 +34,10 @@ struct ParamRef {
   Tensor param;
   Tensor grad;
   size_t index = 0;  // in the model's ParamLayout: the index GradReadySink reports
+  // The model's bf16 copy of this parameter (Model::weight_copy, same shape, bf16, on the
+  // parameter's device) when the model lets the optimizer's update kernel write it; else
+  // empty. Only the device optimizers write it (weight_copies_written says which).
+  Tensor copy = {};
 };
 
 // What an optimizer may use besides its parameters.
@@ -97,6 +101,12 @@ class Optimizer {
   // Counters for the step's metrics record (e.g. Newton-Muon's Cholesky fallbacks);
   // null when there are none.
   virtual nlohmann::json metrics() const { return nullptr; }
+  // The layout indices of the parameters whose bf16 copies (ParamRef::copy) every step()
+  // writes from the new masters in its own update kernels: the trainer tells the model
+  // (Model::weights_updated) so that it does not convert them again. A parameter that
+  // step() changes otherwise (an all-gather from other ranks, a host update) is never
+  // listed. Fixed for the optimizer's lifetime. Default: none.
+  virtual std::vector<size_t> weight_copies_written() const { return {}; }
   // Registers this group's gradient collectives with `bucketer` (see the top of this
   // file); afterwards step() waits on them there. Called at most once, before the first
   // step, with several ranks only. The default registers nothing: step() reduces itself.
@@ -124,5 +134,9 @@ namespace speedrun::optim {
 // patterns select (see param_groups.h; throws UserError on a bad assignment).
 std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<config::OptimizerConfig>& entries,
                                                          model::Model& model, const OptimizerContext& context);
+
+// The union of every optimizer's weight_copies_written(), for Model::weights_updated after
+// their steps.
+std::vector<size_t> weight_copies_written(const std::vector<std::unique_ptr<Optimizer>>& optimizers);
 
 }  // namespace speedrun::optim

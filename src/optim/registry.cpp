@@ -1,5 +1,6 @@
 // The optimizer registry: config type name -> factory. Adding an optimizer is a new
 // file, its settings in config/run_config.h, and one line here.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -35,9 +36,9 @@ std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<confi
     std::vector<ParamRef> refs;
     for (size_t i : groups[e]) {
       const model::ParamSpec& spec = model.layout().params()[i];
-      const Tensor p = model.param(i), g = model.grad(i);
+      const Tensor p = model.param(i), g = model.grad(i), copy = model.weight_copy(i);
       if (entries[e].type == config::AdamWSettings::type || spec.shape.size() != 3) {
-        refs.push_back({spec.name, p, g, i});
+        refs.push_back({spec.name, p, g, i, copy});
         continue;
       }
       // A stack of matrices (record26's qkv_w, (3, H*D, d)): a matrix optimizer updates each
@@ -46,12 +47,24 @@ std::vector<std::unique_ptr<Optimizer>> build_optimizers(const std::vector<confi
       // parameters with repeats, so a round holding several parts waits for i's one report.
       for (int64_t j = 0; j < spec.shape[0]; ++j) {
         auto part = [&](const Tensor& t) { return t.slice_rows(j, j + 1).reshaped({spec.shape[1], spec.shape[2]}); };
-        refs.push_back({spec.name + "[" + std::to_string(j) + "]", part(p), part(g), i});
+        refs.push_back({spec.name + "[" + std::to_string(j) + "]", part(p), part(g), i,
+                        copy.empty() ? Tensor{} : part(copy)});
       }
     }
     optimizers.push_back(make_optimizer(entries[e], std::move(refs), context));
   }
   return optimizers;
+}
+
+std::vector<size_t> weight_copies_written(const std::vector<std::unique_ptr<Optimizer>>& optimizers) {
+  std::vector<size_t> all;
+  for (const auto& opt : optimizers) {
+    const std::vector<size_t> mine = opt->weight_copies_written();
+    all.insert(all.end(), mine.begin(), mine.end());
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  return all;
 }
 
 }  // namespace speedrun::optim

@@ -379,6 +379,8 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   dist::Communicator* comm = &r.comm;
   model::Model& model = r.model;
   auto& optimizers = r.optimizers;
+  // The bf16 weight copies the optimizers' kernels write each step (model/weight_copies.h).
+  const std::vector<size_t> copies_written = optim::weight_copies_written(optimizers);
   data::TrainLoader& loader = r.loader;
   const data::Batch& val = r.val;
   LineFile& metrics = r.metrics;
@@ -448,11 +450,14 @@ TrainSummary run_loop(Run& r, TrainState& state) {
     loader.next(batch);
     model.zero_grad();
     optim::CaptureFanOut capture(optimizers, step);
-    double loss_sum = 0.0;
+    // The loss stays on the device until every micro-batch has run (Model::begin_loss_sum):
+    // one host synchronization per step, not per micro-batch.
+    model.begin_loss_sum();
     for (int64_t k = 0; k < micro_steps; ++k)
-      loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
-                                         t.micro_batch_seqs, capture.sink(), {step, t.steps},
-                                         k + 1 == micro_steps ? overlap : nullptr);
+      model.forward_backward_summed(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
+                                    t.micro_batch_seqs, capture.sink(), {step, t.steps},
+                                    k + 1 == micro_steps ? overlap : nullptr);
+    const double loss_sum = model.end_loss_sum();
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
     // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
@@ -466,8 +471,9 @@ TrainSummary run_loop(Run& r, TrainState& state) {
     const double factor = optim::lr_factor(cfg.schedule, step, t.steps);
     for (auto& opt : optimizers) opt->step(step, factor);
     // The bf16 weight copies (if any) are remade from the updated masters at the next
-    // forward, validation included.
-    model.weights_changed();
+    // forward, validation included, except those the optimizers' kernels wrote themselves
+    // (SPEEDRUN_WEIGHT_COPIES=optimizer: model/weight_copies.h).
+    model.weights_updated(copies_written);
 
     const double elapsed = training_time + seconds_since(t0);
     const double tokens_per_s = static_cast<double>(t.batch_tokens) * static_cast<double>(step + 1) / elapsed;

@@ -104,6 +104,39 @@ class KernelChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
         self.assertIn("kernel scratch (embedding sort, flash attention dQ)", r.stdout + r.stderr)
 
 
+class WeightCopyChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
+    """SPEEDRUN_WEIGHT_COPIES / SPEEDRUN_CHECK_COPIES (model/weight_copies.h) are read when the
+    model is made, on any device: a typo stops the run before training with exit 1."""
+
+    def test_a_typo_is_refused_before_a_run(self):
+        import random
+        rng = random.Random(7)
+        data = self.tmp / "data"
+        data.mkdir()
+        for split in ("train", "val"):
+            speedrun_testing.write_shard(data / f"t_{split}_000000.bin", [rng.randrange(256) for _ in range(2048)])
+        config = self.tmp / "tiny.json"
+        config.write_text(json.dumps({
+            "name": "copies",
+            "model": {"n_layer": 1, "d_model": 32, "n_head": 2, "head_dim": 16, "seq_len": 16, "vocab_size": 256,
+                      "padded_vocab_size": 256},
+            "data": {"train_glob": str(data / "t_train_*.bin"), "val_glob": str(data / "t_val_*.bin"),
+                     "val_tokens": 32},
+            "train": {"batch_tokens": 32, "micro_batch_seqs": 2, "steps": 2, "val_every": 2, "threads": 1,
+                      "out_dir": str(self.tmp / "runs")},
+            "optimizers": [{"type": "adamw", "params": ["*"], "lr": 0.01}],
+        }))
+        for var, value, expected in (("SPEEDRUN_WEIGHT_COPIES", "optimiser", "expected convert, optimizer or nothing"),
+                                     ("SPEEDRUN_CHECK_COPIES", "yes", "expected 1, 0 or nothing")):
+            r = run_speedrun("train", config, "--device", "cpu", "--no-progress", env={var: value})
+            self.assertFailsWith(r, f"{var}={value}: {expected}")
+            self.assertFalse(list((self.tmp / "runs").glob("*/metrics.jsonl")), "training started")
+        # The negative control: the accepted values train (a CPU model has no copies to lend).
+        r = run_speedrun("train", config, "--device", "cpu", "--no-progress",
+                         env={"SPEEDRUN_WEIGHT_COPIES": "optimizer", "SPEEDRUN_CHECK_COPIES": "1"})
+        self.assertSucceeds(r)
+
+
 class BenchKernelsWithoutCuda(speedrun_testing.SpeedrunTestCase):
     def test_refused_clearly(self):
         if "CUDA devices:" in run_speedrun("info").stdout:

@@ -191,6 +191,9 @@ class CudaOptimTest : public ::testing::Test {
   }
 };
 
+using CudaOptimTest_CaptureFn =
+    std::function<void(model::LayerInputSink* cpu, model::LayerInputSink* gpu, std::mt19937_64& rng)>;
+
 config::OptimizerConfig entry_of(config::OptimizerSettings settings, const std::string& type, double lr, double wd) {
   config::OptimizerConfig e;
   e.type = type;
@@ -360,6 +363,84 @@ TEST_F(CudaOptimTest, NewtonMuonCholeskyFailureFallsBackToIdentity) {
   // Per layer: q/k/v, attn.proj, mlp.fc (one block each) and mlp.proj (4 blocks) = 7
   // blocks, 2 layers, 2 refreshes (steps 1 and 3).
   EXPECT_EQ(gm["cholesky_failures"], 28);
+}
+
+// The bf16 weight copies the update kernels write (ParamRef::copy, SPEEDRUN_WEIGHT_COPIES=
+// optimizer). Each copy starts as NaN bits; after every step each element must be exactly
+// the round-to-nearest-even bf16 of the device's new f32 parameter (what ops::convert, the
+// separate pass it replaces, writes): no tolerance, the kernel rounds the very float it
+// stores. The negative control: the same optimizer without copies lent lists none and
+// leaves the NaN bits untouched (a kernel writing through a null or stale pointer, or a
+// copy written from the old value, fails one of the two).
+void expect_copies_written(const config::OptimizerConfig& entry, const std::vector<Shape>& shapes, uint64_t seed,
+                           bool lend, const CudaOptimTest_CaptureFn& capture = nullptr) {
+  std::mt19937_64 rng(seed);
+  TwinGroup group(shapes, rng);
+  constexpr uint16_t kPoison = 0x7fc1;  // a NaN no rounding produces (to_bf16_bits gives 0x7fc0)
+  std::vector<Buffer> copies;
+  std::vector<optim::ParamRef> refs = group.refs(Device::cuda), cpu_refs = group.refs(Device::cpu);
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    const std::vector<uint16_t> poison(static_cast<size_t>(shapes[k].numel()), kPoison);
+    copies.emplace_back(Device::cuda, poison.size() * 2);
+    device_copy(copies.back().data(), poison.data(), poison.size() * 2);
+    refs[k].index = cpu_refs[k].index = k;
+    if (lend) {
+      refs[k].copy = make_tensor(copies.back().data(), Device::cuda, shapes[k].dims);
+      refs[k].copy.dtype = DType::bf16;
+    }
+  }
+  const auto comm = dist::make_local_communicator();
+  auto gpu = optim::make_optimizer(entry, refs, {comm.get()});
+  auto cpu = optim::make_optimizer(entry, cpu_refs, {comm.get()});  // feeds Newton-Muon's capture only
+  std::vector<size_t> all(shapes.size());
+  for (size_t k = 0; k < all.size(); ++k) all[k] = k;
+  EXPECT_EQ(gpu->weight_copies_written(), lend ? all : std::vector<size_t>{}) << entry.type;
+  EXPECT_TRUE(cpu->weight_copies_written().empty()) << entry.type << ": a CPU optimizer writes no copy";
+  std::vector<Buffer> keep;
+  for (int s = 0; s < 3; ++s) {
+    group.next_step(rng, 0.1 + 0.05 * s);
+    model::LayerInputSink* gs = gpu->capture_sink(s);
+    if (gs && capture) capture(cpu->capture_sink(s), gs, rng);
+    gpu->step(s, 1.0 - 0.1 * s);
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      const std::vector<float> p = group.device_param(k);
+      std::vector<uint16_t> bits(p.size());
+      device_copy(bits.data(), copies[k].data(), bits.size() * 2);
+      size_t bad = 0, first = 0;
+      for (size_t i = 0; i < p.size(); ++i) {
+        const uint16_t want = lend ? to_bf16_bits(p[i]) : kPoison;
+        if (bits[i] != want && bad++ == 0) first = i;
+      }
+      EXPECT_EQ(bad, 0u) << entry.type << " step " << s << " " << shapes[k].name << (lend ? " copy" : " (not lent)")
+                         << ": " << bad << " of " << p.size() << " elements differ, first " << first << " (bits "
+                         << bits[first] << ", parameter " << p[first] << ")";
+      // The parameter really moved (the copy check would be vacuous on a no-op step).
+      EXPECT_NE(std::memcmp(p.data(), group.p_host[k].data(), p.size() * 4), 0) << shapes[k].name;
+    }
+  }
+}
+
+TEST_F(CudaOptimTest, UpdateKernelsWriteTheBf16WeightCopies) {
+  const uint64_t seed = optim_seed() + 7;
+  config::AdamWSettings adamw;
+  config::MuonSettings muon;  // bf16 Newton-Schulz, the GPU default
+  config::RmnpSettings rmnp;
+  for (const bool lend : {true, false}) {
+    SCOPED_TRACE(lend ? "copies lent" : "no copies");
+    // AdamW: odd sizes, a 3-D tensor, a parameter spanning three 64 Ki-element chunks.
+    expect_copies_written(entry_of(adamw, "adamw", 0.01, 0.1),
+                          {{"a", {1}}, {"b", {37}}, {"c", {64, 33}}, {"d", {5, 7, 3}}, {"e", {2 * 65536 + 5}}}, seed,
+                          lend);
+    expect_copies_written(entry_of(muon, "muon", 0.02, 0.05), matrix_shapes(), seed, lend);
+    std::vector<Shape> rmnp_shapes = matrix_shapes();
+    rmnp_shapes.push_back({"wide", {3, 1000}});
+    expect_copies_written(entry_of(rmnp, "rmnp", 0.005, 0.1), rmnp_shapes, seed, lend);
+    std::vector<Buffer> keep;
+    expect_copies_written(entry_of(newton_muon_settings(0.2), "newton_muon", 0.02, 0.025), newton_muon_shapes(), seed,
+                          lend, [&](model::LayerInputSink* c, model::LayerInputSink* g, std::mt19937_64& r) {
+                            capture_inputs(c, g, r, DType::f32, 1, 50, keep);
+                          });
+  }
 }
 
 }  // namespace
