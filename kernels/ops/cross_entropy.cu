@@ -204,14 +204,28 @@ __global__ void __launch_bounds__(kFusedThreads, 2)
   const bool valid = target >= 0 && target < vocab;
   const float nan = __int_as_float(0x7fc00000);
 
-  // A. the row into shared memory, and the max of the raw logits.
+  // A. the row into shared memory, and the max of the raw logits. kLoadBatch loads are issued
+  // before their stores: z is a generic pointer the compiler cannot prove disjoint from the
+  // shared row, so it would not hoist a load above the previous store by itself, and one
+  // 16-byte load in flight per thread is too little to cover DRAM latency.
+  constexpr int kLoadBatch = 4;
   float zmax = kNegInf;
-#pragma unroll 4
-  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-    const Chunk x = zr[c];
-    row[c] = x;
+  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += kLoadBatch * static_cast<int64_t>(blockDim.x)) {
+    Chunk x[kLoadBatch];
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) zmax = fmaxf(zmax, __bfloat162float(x.v[j]));
+    for (int b = 0; b < kLoadBatch; ++b) {
+      const int64_t c = c0 + b * static_cast<int64_t>(blockDim.x);
+      if (c < chunks) x[b] = zr[c];
+    }
+#pragma unroll
+    for (int b = 0; b < kLoadBatch; ++b) {
+      const int64_t c = c0 + b * static_cast<int64_t>(blockDim.x);
+      if (c < chunks) {
+        row[c] = x[b];
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) zmax = fmaxf(zmax, __bfloat162float(x[b].v[j]));
+      }
+    }
   }
   const float m = cap.fast_value(block_reduce_fixed<true>(zmax, reduce_scratch));
 
