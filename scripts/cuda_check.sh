@@ -5,13 +5,16 @@
 #      by scripts/gpu_bundle.sh (SPEEDRUN_PREBUILT=DIR, for machines without the Debian build
 #      dependencies, such as the lent ones);
 #   2. every CUDA test, group by group (a crash in one does not hide the others), then again with
-#      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model) and
-#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model);
+#      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model),
+#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model), SPEEDRUN_HEAD=fused (cross-entropy
+#      tests + the whole model) and SPEEDRUN_RELU2=recompute (ReLU^2 tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm; --sanitize-all: memcheck over every CUDA test too);
-#   5. `speedrun bench --kernels` (the per-op table) with the default kernels and with
-#      flash + fast, `speedrun bench --device cuda` (one micro-batch, whole steps) likewise,
+#      RMSNorm, the one-pass cross-entropy and the recomputing ReLU^2 backward; --sanitize-all:
+#      memcheck over every CUDA test too);
+#   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast
+#      and with the fused head + ReLU^2 recompute, `speedrun bench --device cuda` (one
+#      micro-batch, whole steps) likewise,
 #      and the optimizer benchmark on the Track 3 configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
 #      peak memory, whole steps) and scripts/gpu_ratio.py;
@@ -205,6 +208,10 @@ step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
 # against its master's conversion at every forward (model/weight_copies.h).
 step test-optimizer-copies "$group_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer SPEEDRUN_CHECK_COPIES=1 "$tests" \
   --gtest_filter='CudaModel.*'
+step test-head-fused "$group_timeout" env SPEEDRUN_HEAD=fused "$tests" \
+  --gtest_filter='CudaOpsTest.SoftcapCrossEntropy*:CudaModel.*'
+step test-relu2-recompute "$group_timeout" env SPEEDRUN_RELU2=recompute "$tests" \
+  --gtest_filter='CudaOpsTest.Relu2*:CudaModel.*'
 
 # ---- 3. kernel drivers -----------------------------------------------------------------------
 section "kernel drivers (dev/cuda)"
@@ -226,6 +233,9 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     # The update kernels writing the bf16 copies, the device loss sum, the pinned id uploads.
     step "$tool-step-kernels" "$san_timeout" compute-sanitizer --tool $tool --error-exitcode 3 "$tests" \
       --gtest_filter='CudaOptimTest.UpdateKernelsWrite*:CudaModel.LossSummed*:CudaModel.OptimizerWritten*'
+    step "$tool-head-relu2" "$san_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute compute-sanitizer \
+      --tool $tool --error-exitcode 3 "$tests" \
+      --gtest_filter='CudaOpsTest.SoftcapCrossEntropyFused*:CudaOpsTest.Relu2BackwardRecompute*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
@@ -242,15 +252,21 @@ step bench-kernels "$bench_timeout" "$speedrun" bench "$track3" --kernels --devi
   --json "$work/bench_kernels.json"
 step bench-kernels-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
   "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_flash_fast.json"
-[ "$dry" = 1 ] || sed -n '/^kernel table/,$p' "$work/bench-kernels.log" "$work/bench-kernels-flash-fast.log"
+step bench-kernels-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute "$speedrun" bench \
+  "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_head_relu2.json"
+[ "$dry" = 1 ] || sed -n '/^kernel table/,$p' "$work/bench-kernels.log" "$work/bench-kernels-flash-fast.log" \
+  "$work/bench-kernels-head-relu2.log"
 step bench-speedrun "$bench_timeout" "$speedrun" bench "$track3" --device cuda --steps 10 --warmup 3 \
   --json "$work/bench_speedrun.json"
 step bench-speedrun-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_flash_fast.json"
 step bench-speedrun-optimizer-copies "$bench_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer "$speedrun" bench \
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_optimizer_copies.json"
+step bench-speedrun-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute "$speedrun" bench \
+  "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_head_relu2.json"
 [ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
-  "$work/bench-speedrun-flash-fast.log" "$work/bench-speedrun-optimizer-copies.log"
+  "$work/bench-speedrun-flash-fast.log" "$work/bench-speedrun-optimizer-copies.log" \
+  "$work/bench-speedrun-head-relu2.log"
 for c in track3-muon track3-newton-muon track3-rmnp; do
   step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
     --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"

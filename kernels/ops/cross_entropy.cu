@@ -14,6 +14,34 @@
 //  2. (with dz) dz_v = grad_scale * (exp(s_v - m) / l - [v == target]) * softcap'(z_v).
 // dz may alias z: the block barrier inside the reduction separates every read of sweep 1
 // from the first write of sweep 2, and in sweep 2 each thread reads z_v before writing dz_v.
+//
+// The one-pass bf16 kernel (head_kernel() == fused, bf16 logits; NEVER RUN ON A GPU yet:
+// tests CudaOpsTest.SoftcapCrossEntropyFused*, scripts/cuda_check.sh). The model's fused head
+// writes bf16 logits (upstream's head is a bf16 product too) and this kernel reads each row
+// from DRAM once and writes its gradient once, in place:
+//   A. the block copies its row into shared memory (16-byte vectors when the row allows it:
+//      vocab % 8 == 0 and 16-byte aligned z, dz; else 2-byte elements), each thread keeping the
+//      max of the raw logits it copied. The soft caps are non-decreasing, so the row's capped
+//      max is cap(max z) (up to the cap's rounding: an exp argument may then exceed 0 by an
+//      ulp, which changes nothing). Block max reduction (fixed order).
+//   B. each thread sums exp(cap(z_v) - m) over the elements it copied (its own, so no barrier
+//      is needed between A and B beyond the reduction's); block sum reduction in a fixed
+//      order: deterministic. Thread 0 writes loss = (m - s_target) + log(l), as the CPU.
+//   C. (with dz) each thread writes dz_v = grad_scale (e^(s_v - m) / l - [v == target]) s'(z_v)
+//      for the elements it copied, from shared memory: dz may alias z (every global read of
+//      the row happened in A, by the same thread, before).
+// DRAM traffic per row: 2 V bytes read + 2 V bytes written (+ 4 for the target, 4 for the
+// loss): 201,224 bytes for V = 50,304 (forward only: 100,612). Shared memory: 2 V bytes
+// (98.3 KiB for V = 50,304: two blocks of 512 threads per SM); rows wider than
+// kFusedMaxVocab go to the two-sweep kernel. A NaN logit makes the row's sum NaN (fmaxf
+// skips it in the max, exp(NaN) does not), so the loss is NaN as on the CPU.
+// Arithmetic: the caps' fast_* forms and __expf (softcap.cuh: a few fp32 ulp, far below the
+// bf16 rounding of the logits), so that the ~20 instructions per logit stay under the
+// memory time (3.3 G logits per Track 3 micro-batch).
+#include <cstdlib>
+#include <string>
+
+#include "core/error.h"
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
 #include "kernels/ops/ops_cuda.h"
@@ -24,6 +52,24 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kRowThreads = 512;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Raises a kernel's dynamic shared-memory limit (the attribute persists; cheap to repeat).
+template <class Kernel>
+void set_max_dynamic_smem(Kernel kernel, size_t bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+HeadKernel head_kernel_from_environment() {
+  const char* value = std::getenv("SPEEDRUN_HEAD");  // <stdlib.h>: nvcc's cuda_runtime.h
+  const std::string v = value ? value : "";
+  if (v.empty() || v == "legacy") return HeadKernel::legacy;
+  if (v == "fused") return HeadKernel::fused;
+  throw UserError("SPEEDRUN_HEAD=" + v + ": expected fused, legacy or nothing (environment variable)");
+}
+
+int head_kernel_override = -1;  // -1: none; else a HeadKernel
 
 template <class T, class Cap>
 __global__ void softcap_forward_kernel(T* out, const T* z, int64_t n, Cap cap) {
@@ -105,7 +151,133 @@ __global__ void __launch_bounds__(kRowThreads) softcap_ce_kernel(float* losses, 
   }
 }
 
+// The per-thread element loop of the fused kernel: the row is `chunks` chunks of kVec
+// consecutive bf16 (kVec = 8: one 16-byte vector; 1: one element); thread t owns chunks
+// t, t + blockDim, ... in every phase.
+template <int kVec>
+struct alignas(sizeof(bf16) * kVec) RowChunk {  // kVec = 8: 16-byte aligned, so one 16-byte load
+  static_assert(kVec == 8 || kVec == 1);
+  bf16 v[kVec];
+};
+
+constexpr int kFusedThreads = 512;
+
+// Block-wide reductions in a fixed order (the same result on every run): warp shuffles, then
+// warp 0 over the warps' values. `scratch` holds 32 floats; the result is returned to every
+// thread. Starts with a barrier, so `scratch` may be reused by consecutive calls.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce_fixed(float x, float* scratch) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float y = __shfl_xor_sync(kFullMask, x, offset);
+    x = kMax ? fmaxf(x, y) : x + y;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  __syncthreads();  // a previous call's readers are done with scratch
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < warps ? scratch[lane] : (kMax ? kNegInf : 0.0f);
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      const float y = __shfl_xor_sync(kFullMask, w, offset);
+      w = kMax ? fmaxf(w, y) : w + y;
+    }
+    if (lane == 0) scratch[32] = w;
+  }
+  __syncthreads();
+  return scratch[32];
+}
+
+template <int kVec, class Cap>
+__global__ void __launch_bounds__(kFusedThreads, 2)
+    softcap_ce_bf16_fused_kernel(float* losses, bf16* dz, const bf16* z, const int32_t* targets, int64_t vocab,
+                                 Cap cap, float grad_scale) {
+  extern __shared__ __align__(16) unsigned char fused_smem[];
+  __shared__ float reduce_scratch[33];
+  using Chunk = RowChunk<kVec>;
+  Chunk* row = reinterpret_cast<Chunk*>(fused_smem);
+  const int64_t r = blockIdx.x;
+  const int64_t chunks = vocab / kVec;  // exact: kVec == 8 only when vocab % 8 == 0
+  const Chunk* zr = reinterpret_cast<const Chunk*>(z + r * vocab);
+  const int32_t target = targets[r];
+  const bool valid = target >= 0 && target < vocab;
+  const float nan = __int_as_float(0x7fc00000);
+
+  // A. the row into shared memory, and the max of the raw logits. kLoadBatch loads are issued
+  // before their stores: z is a generic pointer the compiler cannot prove disjoint from the
+  // shared row, so it would not hoist a load above the previous store by itself, and one
+  // 16-byte load in flight per thread is too little to cover DRAM latency.
+  constexpr int kLoadBatch = 4;
+  float zmax = kNegInf;
+  for (int64_t c0 = threadIdx.x; c0 < chunks; c0 += kLoadBatch * static_cast<int64_t>(blockDim.x)) {
+    Chunk x[kLoadBatch];
+#pragma unroll
+    for (int b = 0; b < kLoadBatch; ++b) {
+      const int64_t c = c0 + b * static_cast<int64_t>(blockDim.x);
+      if (c < chunks) x[b] = zr[c];
+    }
+#pragma unroll
+    for (int b = 0; b < kLoadBatch; ++b) {
+      const int64_t c = c0 + b * static_cast<int64_t>(blockDim.x);
+      if (c < chunks) {
+        row[c] = x[b];
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) zmax = fmaxf(zmax, __bfloat162float(x[b].v[j]));
+      }
+    }
+  }
+  const float m = cap.fast_value(block_reduce_fixed<true>(zmax, reduce_scratch));
+
+  // B. the softmax normalizer over this thread's own chunks.
+  float l = 0.0f;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const Chunk x = row[c];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) l += __expf(cap.fast_value(__bfloat162float(x.v[j])) - m);
+  }
+  l = block_reduce_fixed<false>(l, reduce_scratch);
+  if (threadIdx.x == 0) {
+    const bf16* rowv = reinterpret_cast<const bf16*>(row);
+    const float s_target = valid ? cap.fast_value(__bfloat162float(rowv[target])) : nan;
+    losses[r] = (m - s_target) + logf(l);
+  }
+  if (!dz) return;
+
+  // C. the gradient, in place.
+  Chunk* dzr = reinterpret_cast<Chunk*>(dz + r * vocab);
+  const float inv_l = 1.0f / l;
+#pragma unroll 2
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const Chunk x = row[c];
+    Chunk out;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      float s, slope;
+      cap.fast_value_and_slope(__bfloat162float(x.v[j]), s, slope);
+      const float p = __expf(s - m) * inv_l;
+      const int64_t v = c * kVec + j;
+      const float g = v == target ? p - 1.0f : (valid ? p : nan);
+      out.v[j] = __float2bfloat16_rn(grad_scale * g * slope);
+    }
+    dzr[c] = out;
+  }
+}
+
 }  // namespace
+
+bool fused_cross_entropy_fits(int64_t vocab) { return vocab >= 1 && vocab <= kFusedMaxVocab; }
+
+HeadKernel head_kernel() {
+  static const HeadKernel from_environment = head_kernel_from_environment();
+  return head_kernel_override < 0 ? from_environment : static_cast<HeadKernel>(head_kernel_override);
+}
+
+HeadKernel set_head_kernel(HeadKernel kernel) {
+  const HeadKernel previous = head_kernel();
+  head_kernel_override = static_cast<int>(kernel);
+  return previous;
+}
 
 void softcap_forward(DType act, void* out, const void* z, int64_t n, const SoftCap& cap) {
   if (n <= 0) return;
@@ -122,6 +294,21 @@ void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, co
                            int64_t vocab, const SoftCap& cap, float grad_scale) {
   if (rows <= 0) return;
   if (rows > INT32_MAX) throw std::invalid_argument("ops::softcap_cross_entropy: more than 2^31 rows");
+  if (act == DType::bf16 && head_kernel() == HeadKernel::fused && fused_cross_entropy_fits(vocab)) {
+    const bool vec = vocab % 8 == 0 && aligned16(z) && (!dz || aligned16(dz));
+    const size_t smem = static_cast<size_t>(vocab) * sizeof(bf16);
+    with_device_softcap(cap, [&](auto c) {
+      auto launch = [&](auto kernel) {
+        set_max_dynamic_smem(kernel, smem);
+        kernel<<<static_cast<unsigned>(rows), kFusedThreads, smem, stream()>>>(
+            losses, static_cast<bf16*>(dz), static_cast<const bf16*>(z), targets, vocab, c, grad_scale);
+        CUDA_CHECK_LAUNCH();
+      };
+      if (vec) launch(softcap_ce_bf16_fused_kernel<8, decltype(c)>);
+      else launch(softcap_ce_bf16_fused_kernel<1, decltype(c)>);
+    });
+    return;
+  }
   with_act(act, "softcap_cross_entropy", [&]<class T>(std::type_identity<T>) {
     with_device_softcap(cap, [&](auto c) {
       softcap_ce_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, stream()>>>(

@@ -26,6 +26,21 @@ namespace speedrun::cuda {
 // --- activation: ReLU^2 and the residual add (kernels/ops/activation.cu) ------------------
 void relu2_forward(DType act, void* out, const void* x, int64_t n);
 void relu2_backward(DType act, void* dx, const void* dout, const void* x, int64_t n);
+// g = relu(x)^2 and dx = dout * 2 relu(x) (as the two calls above) in one pass; g may alias
+// x, dx may alias dout.
+void relu2_backward_recompute(DType act, void* dx, void* g, const void* dout, const void* x, int64_t n);
+// What the model stores for ReLU^2 (src/model/gpt.cpp, on CUDA). `legacy`: per layer both
+// the pre-activation f and g = relu(f)^2 (mlp.proj's input, read again by its weight
+// gradient). `recompute`: f only; the forward writes g into the backward's dfg scratch (free
+// during the forward) and the backward rebuilds g over f with relu2_backward_recompute (f is
+// dead after it): one (tokens x 4d) activation per layer less. The environment variable
+// SPEEDRUN_RELU2=recompute|legacy (read once, at the first call) chooses; unset means legacy
+// until recompute has passed on a GPU; another value is refused (UserError, naming the
+// variable: exit status 1). A model reads the choice when it is built.
+enum class Relu2Storage { legacy, recompute };
+Relu2Storage relu2_storage();
+// Overrides the environment's choice (tests compare both); returns the previous relu2_storage().
+Relu2Storage set_relu2_storage(Relu2Storage storage);
 void residual_forward(DType act, void* out, const void* a, const void* b, int64_t n);
 // dst += src
 void accumulate(DType act, void* dst, const void* src, int64_t n);
@@ -73,6 +88,8 @@ void embedding_backward(float* dtable, const int32_t* tokens, DType act, const v
 void softcap_forward(DType act, void* out, const void* z, int64_t n, const SoftCap& cap);
 // losses (rows) f32; dz may be null or alias z. A target outside [0, vocab) gives a NaN loss
 // (and a NaN gradient row).
+// bf16 z with head_kernel() == fused and vocab <= kFusedMaxVocab runs the one-pass kernel
+// (the row staged in shared memory; kernels/ops/cross_entropy.cu), else the two-sweep one.
 void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, const int32_t* targets, int64_t rows,
                            int64_t vocab, const SoftCap& cap, float grad_scale);
 
@@ -83,6 +100,24 @@ void softcap_cross_entropy(float* losses, DType act, void* dz, const void* z, co
 void add_sum_of_losses(double* total, const float* losses, int64_t n, bool overwrite);
 // *total on the host, after everything issued on stream() (synchronizes).
 double read_f64(const double* total);
+// Which loss head the model runs with bf16 activations on CUDA (model::head_loss,
+// src/model/gpt.cpp). `legacy`: the head product writes an f32 logit chunk, the two-sweep
+// cross-entropy overwrites it with f32 dlogits, a conversion pass writes a bf16 copy for the
+// head's backward products. `fused`: the product writes bf16 logits (as upstream's bf16
+// head), and the one-pass kernel above writes bf16 dlogits over them in place: no f32
+// (rows x vocab) tensor, no conversion pass, a third of the chunk memory. The environment
+// variable SPEEDRUN_HEAD=fused|legacy (read once, at the first call) chooses; unset means
+// legacy until the fused kernel has passed on a GPU; another value is refused (UserError,
+// naming the variable: exit status 1).
+enum class HeadKernel { legacy, fused };
+HeadKernel head_kernel();
+// Overrides the environment's choice (tests compare both); returns the previous head_kernel().
+// A model reads the choice when it is built (it decides the logit chunk's dtype).
+HeadKernel set_head_kernel(HeadKernel kernel);
+// The widest row the one-pass kernel takes: 2 * vocab bytes of shared memory per block
+// (sm_90 allows 227 KiB; 98.3 KiB for the padded GPT-2 vocabulary, 50,304).
+inline constexpr int64_t kFusedMaxVocab = 110592;  // 216 KiB of bf16
+bool fused_cross_entropy_fits(int64_t vocab);
 
 // --- attention (kernels/ops/attention.cu) -----------------------------------------------------
 // q, k, v, out (B, T, H, D) of type `act`; lse (B, H, T) f32. head_dim 64 or 128.

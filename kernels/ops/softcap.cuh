@@ -3,6 +3,11 @@
 //   algebraic  s = (c z) (1 / sqrt(z^2 + c^2))   s' = (c r)^3, r = 1 / sqrt(z^2 + c^2); |z| clamped to 1e18
 //   sigmoid    s = c sigmoid(z / den)             s' = (c / den) e q^2, e = exp(-|u|), q = 1 / (1 + e)
 //   none       s = z                              s' = 1
+// The fast_* forms are the same formulas with the hardware's approximate instructions
+// (rsqrtf, __expf, __fdividef; a few ulp of fp32), for the one-pass cross-entropy of the fused
+// head, whose inputs are bf16 logits (2^-9 relative) and whose per-element work would
+// otherwise bound it by compute rather than memory (the IEEE division and square root are
+// ~10 instructions each, and run twice per logit).
 #pragma once
 
 #include "kernels/runtime/common.cuh"
@@ -16,6 +21,8 @@ struct DeviceNoCap {
     s = z;
     slope = 1.0f;
   }
+  __device__ float fast_value(float z) const { return z; }
+  __device__ void fast_value_and_slope(float z, float& s, float& slope) const { value_and_slope(z, s, slope); }
 };
 
 struct DeviceAlgebraicCap {
@@ -33,10 +40,21 @@ struct DeviceAlgebraicCap {
     const float cr = c * r;
     slope = cr * cr * cr;
   }
+  __device__ float fast_value(float z) const {
+    z = clamped(z);
+    return (c * z) * rsqrtf(z * z + c_squared);
+  }
+  __device__ void fast_value_and_slope(float z, float& s, float& slope) const {
+    z = clamped(z);
+    const float r = rsqrtf(z * z + c_squared);
+    s = (c * z) * r;
+    const float cr = c * r;
+    slope = cr * cr * cr;
+  }
 };
 
 struct DeviceSigmoidCap {
-  float c, den, c_over_den;
+  float c, den, c_over_den, inv_den;
   __device__ float value(float z) const {
     const float u = z / den;
     const float e = expf(-fabsf(u));
@@ -47,6 +65,19 @@ struct DeviceSigmoidCap {
     const float u = z / den;
     const float e = expf(-fabsf(u));
     const float q = 1.0f / (1.0f + e);
+    s = c * (u >= 0.0f ? q : e * q);
+    slope = c_over_den * (e * q * q);
+  }
+  __device__ float fast_value(float z) const {
+    const float u = z * inv_den;
+    const float e = __expf(-fabsf(u));
+    const float q = __fdividef(1.0f, 1.0f + e);
+    return c * (u >= 0.0f ? q : e * q);
+  }
+  __device__ void fast_value_and_slope(float z, float& s, float& slope) const {
+    const float u = z * inv_den;
+    const float e = __expf(-fabsf(u));
+    const float q = __fdividef(1.0f, 1.0f + e);
     s = c * (u >= 0.0f ? q : e * q);
     slope = c_over_den * (e * q * q);
   }
@@ -65,7 +96,7 @@ void with_device_softcap(const SoftCap& cap, Fn&& fn) {
     }
     case SoftCap::Kind::sigmoid: {
       const float c = static_cast<float>(cap.cap), den = static_cast<float>(cap.denominator);
-      fn(DeviceSigmoidCap{c, den, c / den});
+      fn(DeviceSigmoidCap{c, den, c / den, 1.0f / den});
       return;
     }
   }

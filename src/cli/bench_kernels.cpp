@@ -120,6 +120,9 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
   const int64_t B = t.micro_batch_seqs, T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(),
                 f = m.mlp_hidden(), V = m.padded_vocab_size, H = m.n_head, D = m.head_dim;
   const int64_t chunk = model::Gpt::head_chunk_rows(m, Device::cuda, B);
+  // The head and ReLU^2 storage the model runs with (SPEEDRUN_HEAD, SPEEDRUN_RELU2): the
+  // table times the kernels of that choice.
+  const model::Gpt::Storage storage = model::Gpt::storage_choice(Device::cuda, act);
 
   // Memory: the model (for the whole micro-batch) is freed before the table's tensors are made.
   train::MemoryPlan plan = train::plan_memory(cfg, Device::cuda, act, /*with_optimizer_state=*/false);
@@ -222,10 +225,12 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
         return [&, in] { ops::residual_forward(mat(dx, N, in), mat(x, N, in), mat(y, N, in)); };
       case KernelOp::relu2_fwd:
         return [&] { ops::relu2_forward(ga, fa); };
-      case KernelOp::head_fwd:
-        return [&] { ops::linear_forward(logits, hf, head_w, vec(bias, V)); };
+      case KernelOp::head_fwd:  // the fused head's bf16 logits go to the act-dtype chunk
+        return [&] { ops::linear_forward(storage.fused_head ? dlogits : logits, hf, head_w, vec(bias, V)); };
       case KernelOp::cross_entropy:
         return [&] { ops::softcap_cross_entropy(vec(losses, chunk), logits, logits, targets, cap, 1.0); };
+      case KernelOp::cross_entropy_fused:
+        return [&] { ops::softcap_cross_entropy(vec(losses, chunk), dlogits, dlogits, targets, cap, 1.0); };
       case KernelOp::convert_dlogits:
         return [&] { ops::convert(dlogits, logits); };
       case KernelOp::head_bwd:
@@ -237,6 +242,8 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
         };
       case KernelOp::relu2_bwd:
         return [&] { ops::relu2_backward(dfa, dfa, fa); };
+      case KernelOp::relu2_bwd_recompute:  // g out of place: fa stays the table's f
+        return [&] { ops::relu2_backward_recompute(dfa, ga, dfa, fa); };
       case KernelOp::rmsnorm_bwd:
         return [&, in, acc = r.accumulate] {
           ops::rmsnorm_backward(mat(dx, N, in), vec(dgains, in), mat(dy, N, in), mat(x, N, in), vec(gains, in),
@@ -267,7 +274,8 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
     Timed time;
   };
   std::vector<Result> results;
-  const std::vector<KernelRow> rows = model::micro_batch_kernel_rows(m, B, act, emb, chunk);
+  const std::vector<KernelRow> rows =
+      model::micro_batch_kernel_rows(m, B, act, emb, chunk, storage.fused_head, storage.relu2_recompute);
   // The attention and RMSNorm kernels are the ones selected (SPEEDRUN_ATTENTION,
   // SPEEDRUN_RMSNORM): run the bench once per selection (scripts/cuda_check.sh does), so that a
   // kernel that fails cannot take the other table down with it.
@@ -278,9 +286,15 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
     const bool attention = r.op == KernelOp::attention_fwd || r.op == KernelOp::attention_bwd;
     const bool norm = r.op == KernelOp::rmsnorm_fwd || r.op == KernelOp::rmsnorm_bwd ||
                       r.op == KernelOp::qk_norm_fwd || r.op == KernelOp::qk_norm_bwd;
+    const bool head = r.op == KernelOp::head_fwd || r.op == KernelOp::cross_entropy ||
+                      r.op == KernelOp::cross_entropy_fused || r.op == KernelOp::convert_dlogits ||
+                      r.op == KernelOp::head_bwd;
+    const bool relu2_bwd = r.op == KernelOp::relu2_bwd || r.op == KernelOp::relu2_bwd_recompute;
     const std::string kernel = attention ? (act == DType::bf16 ? attention_name(attention_selected) : "simt")
-                               : norm    ? norm_name
-                                         : "";
+                               : norm      ? norm_name
+                               : head      ? (storage.fused_head ? "fused" : "legacy")
+                               : relu2_bwd ? (storage.relu2_recompute ? "recomp" : "legacy")
+                                           : "";
     results.push_back({r, kernel, time_call(call_for(r), timed, warmup)});
   }
   cuda::synchronize_stream();

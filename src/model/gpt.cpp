@@ -6,8 +6,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "build_info.h"
 #include "core/device_memory.h"
 #include "core/error.h"
+#include "kernels/ops/ops_cuda.h"
 #include "model/head.h"
 #include "model/precision.h"
 #include "model/weight_copies.h"
@@ -21,10 +23,13 @@ struct BlockParams {
   size_t norm1, norm2, q_w, q_b, k_w, k_b, v_w, v_b, proj_w, proj_b, fc_w, fc_b, mproj_w, mproj_b;
 };
 
-// The head's f32 logits are produced and consumed in row chunks of at most this many
-// bytes, so that a (tokens x 50304) logit matrix never has to exist whole. On CUDA the
-// chunks are larger: each is one GEMM, and ~2,700 rows keep it large enough to run near the
-// device's peak (Track 3: 25 chunks per 64 x 1024 micro-batch instead of 197).
+// The head's logits are produced and consumed in row chunks of at most this many bytes of
+// f32, so that a (tokens x 50304) logit matrix never has to exist whole. On CUDA the chunks
+// are larger: each is one GEMM, and ~2,700 rows keep it large enough to run near the
+// device's peak (Track 3: 25 chunks per 64 x 1024 micro-batch instead of 197). The fused
+// head (bf16 logits) keeps the same row count: 256 MiB instead of 768 MiB (f32 chunk and its
+// bf16 twin); the whole bf16 (65,536 x 50,304) matrix would be 6.1 GiB, and a larger chunk
+// would not make the ~2,700 x 50,304 x 768 products faster.
 constexpr int64_t kHeadChunkBytesCpu = 64ll << 20;
 constexpr int64_t kHeadChunkBytesCuda = 512ll << 20;
 
@@ -60,10 +65,11 @@ struct Gpt::WeightCopies {
 
 // Everything the backward needs, for up to max_batch_seqs sequences, plus scratch. Tensors
 // of the activation dtype `act`, except what is f32 whatever it is (kernels/ops/ops_cuda.h: rstd, lse,
-// losses, rotary tables) and the head's logit chunk (f32 for the loss).
+// losses, rotary tables) and the head's logit chunk (f32 for the loss, unless the head is
+// fused: Gpt::Storage).
 struct Gpt::Activations {
   struct Layer {
-    Tensor rstd1, h1, q, k, v, q_rstd, k_rstd, qr, kr, y, lse, x_mid, rstd2, h2, f, g;
+    Tensor rstd1, h1, q, k, v, q_rstd, k_rstd, qr, kr, y, lse, x_mid, rstd2, h2, f, g;  // g empty: relu2_recompute
   };
   std::vector<BlockParams> blocks;
   size_t embed, norm_in, norm_out, head_w, head_b;
@@ -73,21 +79,23 @@ struct Gpt::Activations {
   std::vector<Layer> layers;
   Tensor rstd_f, hf;                 // final norm
   Tensor losses;                     // (N) per-token losses
-  Tensor logits;                     // (chunk_rows, V) f32 head chunk: logits, then their gradient
-  Tensor dlogits_act;                // (chunk_rows, V) the gradient in bf16 for the head's products (bf16 only)
+  Tensor logits;                     // (chunk_rows, V) head chunk: logits, then their gradient (f32; bf16 fused)
+  Tensor dlogits_act;                // (chunk_rows, V) the gradient in bf16 for the head's products (bf16, not fused)
   Tensor rope_cos, rope_sin;         // (T, head_dim/2)
   Tensor tokens, targets;            // (N) i32 device copies of the host ids (CUDA only)
   // backward scratch
   Tensor dresid, dh, tmp_d, dfg, dy, dqr, dkr, dv, dq, dk, dhf;
   int64_t chunk_rows = 0;
+  Gpt::Storage storage;
   Arena arena;
 
   explicit Activations(Device d) : arena(d) {}
 
-  void carve(const config::ModelConfig& m, int64_t B, Device device, DType act) {
+  void carve(const config::ModelConfig& m, int64_t B, Device device, DType act, Gpt::Storage s) {
     const int64_t T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(), H = m.n_head, f = m.mlp_hidden();
     const int64_t V = m.padded_vocab_size;
     const bool device_ids = device == Device::cuda;
+    storage = s;
     // `take` for activations, `take32` for what stays f32. With act == f32 both are the
     // same and the carve (order, sizes) is what it always was.
     auto take = [this, act](std::initializer_list<int64_t> shape) { return arena.take(act, shape); };
@@ -113,14 +121,18 @@ struct Gpt::Activations {
       L.rstd2 = take32({N});
       L.h2 = take({N, d});
       L.f = take({N, f});
-      L.g = take({N, f});
+      if (!s.relu2_recompute) L.g = take({N, f});
     }
     rstd_f = take32({N});
     hf = take({N, d});
     losses = take32({N});
     chunk_rows = Gpt::head_chunk_rows(m, device, B);
-    logits = take32({chunk_rows, V});
-    if (act != DType::f32) dlogits_act = take({chunk_rows, V});
+    if (s.fused_head) {
+      logits = take({chunk_rows, V});
+    } else {
+      logits = take32({chunk_rows, V});
+      if (act != DType::f32) dlogits_act = take({chunk_rows, V});
+    }
     rope_cos = take32({T, m.head_dim / 2});
     rope_sin = take32({T, m.head_dim / 2});
     dresid = take({N, d});
@@ -155,10 +167,11 @@ Gpt::Gpt(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, 
   params_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
   grads_ = Buffer(device, static_cast<size_t>(layout_.total_numel()) * sizeof(float));
 
+  const Storage storage = storage_choice(device, activations);
   act_ = std::make_unique<Activations>(device);
-  act_->carve(cfg_, max_batch_seqs_, device, act_dtype_);
+  act_->carve(cfg_, max_batch_seqs_, device, act_dtype_, storage);
   act_->arena.allocate();
-  act_->carve(cfg_, max_batch_seqs_, device, act_dtype_);
+  act_->carve(cfg_, max_batch_seqs_, device, act_dtype_, storage);
   copies_ = std::make_unique<WeightCopies>(device, layout_, act_dtype_, embedding);
   stale_.assign(layout_.params().size(), 1);
   // Read here so that a bad SPEEDRUN_WEIGHT_COPIES or SPEEDRUN_CHECK_COPIES fails at
@@ -195,8 +208,19 @@ size_t Gpt::weight_copy_bytes() const { return copies_->arena.bytes(); }
 size_t Gpt::plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
                                   DType activations) {
   Activations plan(device);  // an Arena that is never allocated only counts
-  plan.carve(cfg, max_batch_seqs, device, activations);
+  plan.carve(cfg, max_batch_seqs, device, activations, storage_choice(device, activations));
   return plan.arena.bytes();
+}
+
+Gpt::Storage Gpt::storage_choice(Device device, DType activations) {
+  Storage s;
+  if (!SPEEDRUN_HAVE_CUDA || device != Device::cuda) return s;
+  // Both choices are read whatever the dtype, so that a typo in either variable is refused
+  // on every CUDA run (the head's choice applies to bf16 activations only).
+  const bool fused = cuda::head_kernel() == cuda::HeadKernel::fused;
+  s.fused_head = fused && activations == DType::bf16;
+  s.relu2_recompute = cuda::relu2_storage() == cuda::Relu2Storage::recompute;
+  return s;
 }
 
 int64_t Gpt::head_chunk_rows(const config::ModelConfig& cfg, Device device, int64_t batch_seqs) {
@@ -328,9 +352,11 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
     ops::rmsnorm_forward(rows(L.h2, N), rows(L.rstd2, N), rows(L.x_mid, N), param(p.norm2), eps);
     if (sink) sink->capture(l, CapturePoint::mlp_fc, rows(L.h2, N));
     ops::linear_forward(rows(L.f, N), rows(L.h2, N), weight(p.fc_w), param(p.fc_b));
-    ops::relu2_forward(rows(L.g, N), rows(L.f, N));
-    if (sink) sink->capture(l, CapturePoint::mlp_proj, rows(L.g, N));
-    ops::linear_forward(rows(a.tmp_d, N), rows(L.g, N), weight(p.mproj_w), param(p.mproj_b));
+    // With relu2_recompute, g goes to the backward's dfg scratch (unused in the forward).
+    const Tensor g = rows(a.storage.relu2_recompute ? a.dfg : L.g, N);
+    ops::relu2_forward(g, rows(L.f, N));
+    if (sink) sink->capture(l, CapturePoint::mlp_proj, g);
+    ops::linear_forward(rows(a.tmp_d, N), g, weight(p.mproj_w), param(p.mproj_b));
     ops::residual_forward(rows(a.resid[l + 1], N), rows(L.x_mid, N), rows(a.tmp_d, N));
   }
   ops::rmsnorm_forward(rows(a.hf, N), rows(a.rstd_f, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out), eps);
@@ -368,9 +394,20 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) 
     const BlockParams& p = a.blocks[l];
     // resid[l+1] = x_mid + mlp.proj(relu(mlp.fc(h2))^2)
     const Tensor dfg = rows(a.dfg, N);
-    ops::linear_backward(dfg, grad(p.mproj_w), grad(p.mproj_b), dresid, rows(L.g, N), weight(p.mproj_w), false);
-    final({p.mproj_w, p.mproj_b});
-    ops::relu2_backward(dfg, dfg, rows(L.f, N));
+    if (a.storage.relu2_recompute) {
+      // dfg = dresid W first; then one pass rebuilds g over f (f is dead after this layer's
+      // backward) and turns dfg into the pre-activation's gradient; then mlp.proj's weight
+      // and bias gradients from the rebuilt g.
+      const Tensor f = rows(L.f, N);
+      ops::linear_backward(dfg, Tensor{}, Tensor{}, dresid, f, weight(p.mproj_w), false);
+      ops::relu2_backward_recompute(dfg, f, dfg, f);
+      ops::linear_backward(Tensor{}, grad(p.mproj_w), grad(p.mproj_b), dresid, f, weight(p.mproj_w), false);
+      final({p.mproj_w, p.mproj_b});
+    } else {
+      ops::linear_backward(dfg, grad(p.mproj_w), grad(p.mproj_b), dresid, rows(L.g, N), weight(p.mproj_w), false);
+      final({p.mproj_w, p.mproj_b});
+      ops::relu2_backward(dfg, dfg, rows(L.f, N));
+    }
     ops::linear_backward(dh, grad(p.fc_w), grad(p.fc_b), dfg, rows(L.h2, N), weight(p.fc_w), false);
     final({p.fc_w, p.fc_b});
     ops::rmsnorm_backward(dresid, grad(p.norm2), dh, rows(L.x_mid, N), param(p.norm2), rows(L.rstd2, N), true);

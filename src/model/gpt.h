@@ -111,6 +111,20 @@ class Gpt final : public Model {
   // B * seq_len rows in chunks of this many: 64 MiB of f32 logits on the CPU, 512 MiB on CUDA).
   static int64_t head_chunk_rows(const config::ModelConfig& cfg, Device device, int64_t batch_seqs);
 
+  // What the activation arena holds, by the kernel choices of kernels/ops/ops_cuda.h (CUDA
+  // only; on the CPU both are false and the arena is what it always was):
+  //   fused_head       cuda::head_kernel() == fused with bf16 activations: the logit chunk is
+  //                    bf16 (chunk_rows x V), its gradient written over it in place; no f32
+  //                    chunk, no bf16 dlogits copy.
+  //   relu2_recompute  cuda::relu2_storage() == recompute: per layer f only (no g); g lives
+  //                    in the dfg scratch during the forward and over f in the backward.
+  // Read when a model is built (and by plan_activation_bytes), so both agree.
+  struct Storage {
+    bool fused_head = false;
+    bool relu2_recompute = false;
+  };
+  static Storage storage_choice(Device device, DType activations);
+
  private:
   struct Activations;
   struct WeightCopies;

@@ -25,7 +25,8 @@ void head_losses(const HeadTensors& h, const SoftCap& cap, bool backward) {
     const int64_t r1 = std::min(N, r0 + chunk);
     const Tensor z = h.logits.slice_rows(0, r1 - r0);
     const Tensor hf = h.hf.slice_rows(r0, r1);
-    // f32 logits whatever the activation dtype (a bf16 product written in f32 on CUDA).
+    // Logits of the chunk's dtype: f32 (a bf16 product written in f32 on CUDA's legacy head),
+    // or bf16 (the fused head, whose gradient then needs no conversion: dlogits_act is empty).
     ops::linear_forward(z, hf, h.w, h.b);
     // The gradient of the summed loss overwrites the chunk's logits in place.
     ops::softcap_cross_entropy(h.losses.slice_rows(r0, r1), backward ? z : Tensor{}, z, h.targets.slice_rows(r0, r1),

@@ -1,7 +1,11 @@
 // The LM head and the loss, shared by every architecture: z = hf W^T (+ b), the soft cap,
 // the SUM cross-entropy and, with `backward`, the gradients of W, b and hf. The (tokens x
 // padded_vocab) logit matrix never exists whole: rows are processed in chunks of
-// logits.size(0) rows, the chunk's f32 logits overwritten in place by their gradient.
+// logits.size(0) rows, the chunk's logits overwritten in place by their gradient. The chunk
+// is f32 (the CPU; CUDA's legacy head, which then rounds the gradient into dlogits_act for
+// the bf16 products), or bf16 (CUDA's fused head, cuda::head_kernel(): the product writes
+// bf16 logits as upstream's bf16 head does, and the one-pass cross-entropy writes the bf16
+// gradient over them).
 #pragma once
 
 #include <cstdint>
@@ -18,8 +22,8 @@ struct HeadTensors {
   Tensor dw, db;       // their f32 gradients (accumulated), db empty when b is
   Tensor dhf;          // (N, d) written with `backward`
   Tensor targets;      // (N) i32 on the model's device
-  Tensor logits;       // (chunk_rows, V) f32 scratch
-  Tensor dlogits_act;  // (chunk_rows, V) the gradient in the activation dtype; empty when it is f32
+  Tensor logits;       // (chunk_rows, V) scratch: f32, or bf16 (the fused head)
+  Tensor dlogits_act;  // (chunk_rows, V) the gradient in the activation dtype; empty when logits has it
   Tensor losses;       // (N) f32 per-token losses
 };
 

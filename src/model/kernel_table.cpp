@@ -5,7 +5,7 @@
 namespace speedrun::model {
 
 std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int64_t B, DType act, DType embedding,
-                                               int64_t chunk) {
+                                               int64_t chunk, bool fused_head, bool relu2_recompute) {
   if (B < 1 || chunk < 1 || m.n_layer < 1) throw std::invalid_argument("micro_batch_kernel_rows: sizes must be >= 1");
   const int64_t T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(), f = m.mlp_hidden(), H = m.n_head;
   const int64_t V = m.padded_vocab_size;
@@ -40,17 +40,28 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
   rows.push_back(product("linear fwd " + w(f) + "->" + w(d) + " (mlp proj)", KernelOp::linear_fwd, f, d, L));
   // head_loss, per chunk of `chunk` rows
   const double chunk_flops = 2.0 * r * static_cast<double>(d) * v;
-  rows.push_back(KernelRow{"lm head fwd (f32 logits)", KernelOp::head_fwd, chunk, d, V, false, chunks, chunk_flops, 0});
-  rows.push_back(KernelRow{"softcap cross-entropy (loss, dlogits)", KernelOp::cross_entropy, chunk, d, V, false, chunks,
-                           0, 2 * 4 * r * v + 8 * r});
-  if (act != DType::f32)
+  if (fused_head) {
+    // bf16 logits, then one pass: each row read once and its gradient written once in place
+    // (2 V a bytes per row, + 4 for the target and 4 for the loss: 201,224 for V = 50,304).
+    rows.push_back(KernelRow{"lm head fwd (bf16 logits)", KernelOp::head_fwd, chunk, d, V, false, chunks, chunk_flops, 0});
+    rows.push_back(KernelRow{"softcap cross-entropy, one pass (bf16)", KernelOp::cross_entropy_fused, chunk, d, V, false,
+                             chunks, 0, 2 * a * r * v + 8 * r});
+  } else {
+    rows.push_back(KernelRow{"lm head fwd (f32 logits)", KernelOp::head_fwd, chunk, d, V, false, chunks, chunk_flops, 0});
+    rows.push_back(KernelRow{"softcap cross-entropy (loss, dlogits)", KernelOp::cross_entropy, chunk, d, V, false,
+                             chunks, 0, 2 * 4 * r * v + 8 * r});
+  }
+  if (act != DType::f32 && !fused_head)
     rows.push_back(KernelRow{"dlogits f32 -> " + std::string(dtype_name(act)), KernelOp::convert_dlogits, chunk, d, V,
                              false, chunks, 0, (4 + a) * r * v});
   rows.push_back(KernelRow{"lm head bwd (dx, dW, db)", KernelOp::head_bwd, chunk, d, V, false, chunks, 2 * chunk_flops, 0});
   // backward_trunk
   rows.push_back(memory("rmsnorm bwd " + w(d), KernelOp::rmsnorm_bwd, d, 2, 3 * nd * a + 4 * n));
   rows.push_back(product("linear bwd " + w(f) + "->" + w(d) + " (mlp proj)", KernelOp::linear_bwd, f, d, L));
-  rows.push_back(memory("relu^2 bwd", KernelOp::relu2_bwd, f, L, 3 * nf * a));
+  if (relu2_recompute)
+    rows.push_back(memory("relu^2 bwd + g recomputed", KernelOp::relu2_bwd_recompute, f, L, 4 * nf * a));
+  else
+    rows.push_back(memory("relu^2 bwd", KernelOp::relu2_bwd, f, L, 3 * nf * a));
   rows.push_back(product("linear bwd " + w(d) + "->" + w(f) + " (mlp fc)", KernelOp::linear_bwd, d, f, L));
   rows.push_back(memory("rmsnorm bwd " + w(d) + " (dx +=)", KernelOp::rmsnorm_bwd, d, 2 * L, 4 * nd * a + 4 * n, true));
   rows.push_back(product("linear bwd " + w(hd) + "->" + w(d) + " (attn proj)", KernelOp::linear_bwd, hd, d, L));

@@ -34,10 +34,12 @@ enum class KernelOp {
   relu2_fwd,      // (rows, in = f)
   head_fwd,       // (rows = chunk, in = d) -> f32 logits (rows, out = V)
   cross_entropy,  // soft-capped loss + dlogits in place over (rows = chunk, out = V) f32
+  cross_entropy_fused,  // the same over bf16 logits in one pass (the fused head)
   convert_dlogits,  // f32 -> act over (rows = chunk, out = V)
   head_bwd,       // dhf and dW, db of the head
   linear_bwd,     // dx, dW, db
   relu2_bwd,      // (rows, in = f), in place
+  relu2_bwd_recompute,  // (rows, in = f): g = relu(f)^2 and dx in one pass (relu^2 recomputed)
   rmsnorm_bwd,    // (rows, in = d), dgains; accumulate: dx +=
   attention_bwd,
   rotary_bwd,
@@ -60,7 +62,12 @@ struct KernelRow {
 // The rows for a micro-batch of `batch_seqs` sequences with activations of dtype `act`, an
 // embedding read in `embedding` (f32 or bf16) and head chunks of `head_chunk_rows` rows
 // (model::Gpt::head_chunk_rows). Throws std::invalid_argument for non-positive sizes.
+// `fused_head` and `relu2_recompute` are model::Gpt::Storage's choices: the fused head's rows
+// are the product into bf16 logits and the one-pass cross-entropy (2 a bytes per logit: read
+// once, written once; no conversion row); recompute's backward row reads f and dout and
+// writes g and dx (4 a bytes per element instead of 3 a).
 std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int64_t batch_seqs, DType act,
-                                               DType embedding, int64_t head_chunk_rows);
+                                               DType embedding, int64_t head_chunk_rows, bool fused_head = false,
+                                               bool relu2_recompute = false);
 
 }  // namespace speedrun::model

@@ -56,6 +56,24 @@ void relu2_backward(Tensor dx, const Tensor& dout, const Tensor& x) {
   });
 }
 
+void relu2_backward_recompute(Tensor dx, Tensor g, const Tensor& dout, const Tensor& x) {
+  const Checker check("relu2_backward_recompute");
+  check.present({"dx", dx});
+  check.present({"g", g});
+  check.present({"dout", dout});
+  check_like(check, {"x", x}, {{"dx", dx}, {"g", g}, {"dout", dout}});
+  if (g.ptr == dout.ptr || g.ptr == dx.ptr) check.fail("g must not alias dout or dx (it may alias x)");
+  const Device device = check.same_device({{"dx", dx}, {"g", g}, {"dout", dout}, {"x", x}});
+  if (device == Device::cuda) {
+    detail::cuda_prelude(check, x.dtype);
+    cuda::relu2_backward_recompute(x.dtype, dx.ptr, g.ptr, dout.ptr, x.ptr, x.numel());
+    return;
+  }
+  detail::dispatch_float(check, device, x.dtype, [&]<class T>(std::type_identity<T>) {
+    cpu::relu2_backward_recompute(dx.data<T>(), g.data<T>(), dout.data<T>(), x.data<T>(), x.numel());
+  });
+}
+
 void residual_forward(Tensor out, const Tensor& a, const Tensor& b) {
   const Checker check("residual_forward");
   check.present({"out", out});

@@ -97,6 +97,11 @@ void attention_decode(Tensor out, const Tensor& q, const Tensor& k, const Tensor
 void relu2_forward(Tensor out, const Tensor& x);
 // dx = dout * 2 relu(x). dx may alias dout.
 void relu2_backward(Tensor dx, const Tensor& dout, const Tensor& x);
+// Both from the pre-activation x in one pass: g = relu(x)^2 (relu2_forward's value) and
+// dx = dout * 2 relu(x) (relu2_backward's), for a model that stores x only and rebuilds g
+// for mlp.proj's weight gradient (cuda::relu2_storage()). g may alias x, dx may alias dout;
+// g must not alias dout nor dx.
+void relu2_backward_recompute(Tensor dx, Tensor g, const Tensor& dout, const Tensor& x);
 
 // --- residual add -----------------------------------------------------------------------------
 // out = a + b (out may alias a or b).

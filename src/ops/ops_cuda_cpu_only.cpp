@@ -58,6 +58,14 @@ void attention_backward(DType, void*, void*, void*, const void*, const void*, co
                         const float*, int64_t, int64_t, int64_t, int64_t, float) {
   no_cuda("attention_backward");
 }
+HeadKernel head_kernel() { no_cuda("head_kernel"); }
+HeadKernel set_head_kernel(HeadKernel) { no_cuda("set_head_kernel"); }
+bool fused_cross_entropy_fits(int64_t) { no_cuda("fused_cross_entropy_fits"); }
+Relu2Storage relu2_storage() { no_cuda("relu2_storage"); }
+Relu2Storage set_relu2_storage(Relu2Storage) { no_cuda("set_relu2_storage"); }
+void relu2_backward_recompute(DType, void*, void*, const void*, const void*, int64_t) {
+  no_cuda("relu2_backward_recompute");
+}
 AttentionKernel attention_kernel() { no_cuda("attention_kernel"); }
 AttentionKernel set_attention_kernel(AttentionKernel) { no_cuda("set_attention_kernel"); }
 bool use_tensor_core_attention(DType, std::initializer_list<const void*>) { no_cuda("use_tensor_core_attention"); }

@@ -12,6 +12,7 @@
 #include "core/format_bytes.h"
 #include "kernels/ops/ops_cuda.h"
 #include "kernels/runtime/workspace_sizes.h"
+#include "model/gpt.h"
 #include "model/registry.h"
 #include "model/param_layout.h"
 #include "optim/param_groups.h"
@@ -135,8 +136,12 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
   plan.items.push_back({"gradients (f32)", param_bytes, false});
   if (const size_t copies = model::plan_weight_copy_bytes(m, device, activations); copies > 0)
     plan.items.push_back({"bf16 weight copies", copies, false});
-  std::snprintf(what, sizeof what, "activations (%s, %lld x %lld tokens)", dtype_name(activations), (long long)B,
-                (long long)m.seq_len);
+  // The storage choices that change the activations (model::Gpt::Storage) are named on the line.
+  const model::Gpt::Storage storage =
+      m.arch == "track3" ? model::Gpt::storage_choice(device, activations) : model::Gpt::Storage{};
+  std::snprintf(what, sizeof what, "activations (%s, %lld x %lld tokens%s%s)", dtype_name(activations), (long long)B,
+                (long long)m.seq_len, storage.fused_head ? ", fused head" : "",
+                storage.relu2_recompute ? ", relu^2 recomputed" : "");
   plan.items.push_back({what, model::plan_activation_bytes(m, device, B, activations), false});
   if (device == Device::cuda) {
     plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});

@@ -33,7 +33,9 @@ struct MemoryPlan {
 
 // What training (or the bench) of `cfg` on `device` with `activations` allocates:
 // parameters and gradients (f32), bf16 weight copies, the activation arena for one
-// micro-batch of train.micro_batch_seqs (the head's logit chunk included), on CUDA the
+// micro-batch of train.micro_batch_seqs (the head's logit chunk included; on CUDA the line
+// names the storage choices of model::Gpt::Storage in force: SPEEDRUN_HEAD=fused saves
+// chunk_rows x V x 4 bytes, SPEEDRUN_RELU2=recompute n_layer x tokens x 4d activations), on CUDA the
 // cuBLASLt and kernel scratch workspaces, on the CPU the ops' scratch, and
 // (with_optimizer_state) an estimate of the optimizers' state and, on the CPU, of their
 // work buffers. For one process: with several, each holds a shard of the optimizer

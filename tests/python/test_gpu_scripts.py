@@ -35,7 +35,8 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
         for name in ("test-ops-attention", "test-flash-attention", "test-rmsnorm-fast", "dev_attention_flash",
                      "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
-                     "train-quickstart-bf16"):
+                     "train-quickstart-bf16", "test-head-fused", "test-relu2-recompute", "memcheck-head-relu2",
+                     "racecheck-head-relu2", "bench-kernels-head-relu2", "bench-speedrun-head-relu2"):
             self.assertRegex(r.stdout, rf"would run {name} ", name)
         self.assertIn("SPEEDRUN_ATTENTION=flash", r.stdout)
         self.assertIn("--kernels", r.stdout)
@@ -102,6 +103,25 @@ class KernelChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
         # With flash selected the plan counts its dQ workspace.
         r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": "flash"})
         self.assertIn("kernel scratch (embedding sort, flash attention dQ)", r.stdout + r.stderr)
+
+    def test_bad_head_and_relu2_choices_are_refused_before_a_run(self):
+        if "CUDA    yes" not in run_speedrun("info").stdout:
+            self.skipTest("skipped: a build without CUDA never reads SPEEDRUN_HEAD or SPEEDRUN_RELU2")
+        config = speedrun_testing.SOURCE_DIR / "configs" / "quickstart.json"
+        for var, bad, expected in (("SPEEDRUN_HEAD", "fsued", "expected fused, legacy or nothing"),
+                                   ("SPEEDRUN_RELU2", "recompte", "expected recompute, legacy or nothing")):
+            r = run_speedrun("validate-config", config, env={var: bad})
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn(f"--device cuda: {var}={bad}: {expected}", r.stderr)
+            self.assertNotIn("internal error", r.stderr)
+            self.assertNotIn("device memory plan for --device cuda", r.stderr)
+        for var, good in (("SPEEDRUN_HEAD", "fused"), ("SPEEDRUN_HEAD", "legacy"), ("SPEEDRUN_HEAD", ""),
+                          ("SPEEDRUN_RELU2", "recompute"), ("SPEEDRUN_RELU2", "legacy")):
+            r = run_speedrun("validate-config", config, env={var: good})  # the negative control
+            self.assertEqual(r.returncode, 0, f"{var}={good!r}: {r.stderr}")
+        # The plan's activations line names the choices in force (and is smaller with them).
+        r = run_speedrun("validate-config", config, env={"SPEEDRUN_HEAD": "fused", "SPEEDRUN_RELU2": "recompute"})
+        self.assertIn("fused head, relu^2 recomputed", r.stdout + r.stderr)
 
 
 class WeightCopyChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):

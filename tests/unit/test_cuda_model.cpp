@@ -27,6 +27,7 @@
 #include "config/run_config.h"
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
+#include "kernels/ops/ops_cuda.h"
 #include "model/gpt.h"
 #include "test_ops_common.h"
 #include "test_support.h"
@@ -72,8 +73,41 @@ void expect_grads_near(model::Gpt& gpu, model::Gpt& cpu, double tol) {
   }
 }
 
+// The storage choices of model::Gpt::Storage, set through the kernel-choice overrides for the
+// life of a scope (a model reads them when it is built).
+struct StorageChoice {
+  const char* name;
+  cuda::HeadKernel head;
+  cuda::Relu2Storage relu2;
+};
+const StorageChoice kStorageChoices[] = {
+    {"head legacy, relu2 legacy", cuda::HeadKernel::legacy, cuda::Relu2Storage::legacy},
+    {"head fused, relu2 legacy", cuda::HeadKernel::fused, cuda::Relu2Storage::legacy},
+    {"head legacy, relu2 recompute", cuda::HeadKernel::legacy, cuda::Relu2Storage::recompute},
+    {"head fused, relu2 recompute", cuda::HeadKernel::fused, cuda::Relu2Storage::recompute},
+};
+class ChoiceScope {
+ public:
+  explicit ChoiceScope(const StorageChoice& c)
+      : head_(cuda::set_head_kernel(c.head)), relu2_(cuda::set_relu2_storage(c.relu2)) {}
+  ~ChoiceScope() {
+    cuda::set_head_kernel(head_);
+    cuda::set_relu2_storage(relu2_);
+  }
+
+ private:
+  cuda::HeadKernel head_;
+  cuda::Relu2Storage relu2_;
+};
+
+void forward_backward_matches_cpu();
+
 TEST(CudaModel, ForwardBackwardMatchesCpu) {
   SKIP_WITHOUT_CUDA();
+  forward_backward_matches_cpu();
+}
+
+void forward_backward_matches_cpu() {
   const uint64_t seed = test_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) + " (SPEEDRUN_TEST_SEED replays it)");
   std::mt19937_64 rng(seed);
@@ -156,14 +190,41 @@ TEST(CudaModel, Bf16TrainingStepWithBf16EmbeddingMatchesCpu) {
 }
 
 // The bf16 model allocates what the memory plan says it will (the plan is what a run
-// checks against free memory before allocating).
+// checks against free memory before allocating), with each storage choice.
 TEST(CudaModel, AllocatesWhatThePlanSays) {
   SKIP_WITHOUT_CUDA();
   config::ModelConfig m = tiny_config();
   m.embedding_dtype = "bf16";
-  const model::Gpt gpu(m, Device::cuda, 3, DType::bf16);
-  EXPECT_EQ(gpu.activation_bytes(), model::Gpt::plan_activation_bytes(m, Device::cuda, 3, DType::bf16));
-  EXPECT_EQ(gpu.weight_copy_bytes(), model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::bf16));
+  for (const StorageChoice& choice : kStorageChoices) {
+    const ChoiceScope scope(choice);
+    const model::Gpt gpu(m, Device::cuda, 3, DType::bf16);
+    EXPECT_EQ(gpu.activation_bytes(), model::Gpt::plan_activation_bytes(m, Device::cuda, 3, DType::bf16));
+    EXPECT_EQ(gpu.weight_copy_bytes(), model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::bf16));
+  }
+}
+
+// The whole step with each choice of loss head (legacy: f32 logits; fused: bf16 logits and
+// the one-pass cross-entropy in place) and of ReLU^2 storage (legacy: f and g; recompute: f
+// only, g rebuilt in the backward) against the CPU; never run on a GPU when written. The
+// tolerances are the bf16 model's above: the fused head adds one rounding of each logit to
+// bf16 before the cap (2^-9 relative, as upstream's bf16 head) to the ~60 roundings the 5%
+// budget covers, and no rounding of dlogits that the legacy head does not also do (it rounds
+// the f32 gradient to bf16 for the products); recompute is exact (g is the same function of
+// the same bf16 f). The f32 model with recompute keeps the f32 test's 1e-3 (the head choice
+// does not apply to f32 activations).
+TEST(CudaModel, Bf16TrainingStepMatchesCpuWithEachStorage) {
+  SKIP_WITHOUT_CUDA();
+  for (const StorageChoice& choice : kStorageChoices) {
+    SCOPED_TRACE(choice.name);
+    const ChoiceScope scope(choice);
+    bf16_step_matches_cpu("f32");
+  }
+}
+
+TEST(CudaModel, F32ForwardBackwardMatchesCpuWithRelu2Recompute) {
+  SKIP_WITHOUT_CUDA();
+  const ChoiceScope scope({"recompute", cuda::HeadKernel::fused, cuda::Relu2Storage::recompute});
+  forward_backward_matches_cpu();
 }
 
 }  // namespace

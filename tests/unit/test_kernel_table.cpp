@@ -69,7 +69,9 @@ TEST(KernelTable, EveryOpOfAMicroBatchOnce) {
     if (r.op == KernelOp::linear_bwd) linear_bwd += r.count;
     if (r.op == KernelOp::head_fwd) EXPECT_DOUBLE_EQ(r.count, 65536.0 / 2668.0);
   }
-  EXPECT_EQ(seen.size(), static_cast<size_t>(KernelOp::embedding_bwd) + 1);  // every op, convert included (bf16)
+  // Every op, convert included (bf16), but the two of the storage choices (next test).
+  EXPECT_EQ(seen.size(), static_cast<size_t>(KernelOp::embedding_bwd) + 1 - 2);
+  EXPECT_EQ(seen.count(KernelOp::cross_entropy_fused) + seen.count(KernelOp::relu2_bwd_recompute), 0u);
   EXPECT_EQ(rmsnorm_fwd, 2 * L + 2);  // norm_in, two per block, the final norm
   EXPECT_EQ(rmsnorm_bwd, 2 * L + 2);
   EXPECT_EQ(linear_fwd, 6 * L);  // q, k, v, proj, fc, mlp proj
@@ -78,6 +80,32 @@ TEST(KernelTable, EveryOpOfAMicroBatchOnce) {
   rows = model::micro_batch_kernel_rows(m, 64, DType::f32, DType::f32, 2668);
   for (const auto& r : rows) EXPECT_NE(r.op, KernelOp::convert_dlogits) << r.name;
   EXPECT_THROW(model::micro_batch_kernel_rows(m, 0, DType::f32, DType::f32, 1), std::invalid_argument);
+}
+
+// The fused head's rows: the product (same FLOPs) into bf16 logits and one cross-entropy pass
+// that reads each bf16 logit once and writes its gradient once (201,224 bytes per row of
+// 50,304: what a GPU run divides by the time for GB/s), no conversion row. Recompute: the
+// relu^2 backward row moves f, dout, g and dx (4 x 2 bytes per element).
+TEST(KernelTable, FusedHeadAndRelu2RecomputeRows) {
+  const config::ModelConfig m{};
+  const int64_t chunk = 2668, V = m.padded_vocab_size, N = 64 * m.seq_len;
+  const auto legacy = model::micro_batch_kernel_rows(m, 64, DType::bf16, DType::f32, chunk);
+  const auto fused = model::micro_batch_kernel_rows(m, 64, DType::bf16, DType::f32, chunk, true, true);
+  std::set<KernelOp> seen;
+  for (const auto& r : fused) {
+    seen.insert(r.op);
+    if (r.op == KernelOp::cross_entropy_fused) EXPECT_DOUBLE_EQ(r.bytes, static_cast<double>(chunk) * (4.0 * V + 8));
+    if (r.op == KernelOp::relu2_bwd_recompute)
+      EXPECT_DOUBLE_EQ(r.bytes, 8.0 * static_cast<double>(N) * static_cast<double>(m.mlp_hidden()));
+  }
+  EXPECT_EQ(static_cast<double>(chunk) * (4.0 * V + 8) / chunk, 201224.0);
+  EXPECT_EQ(seen.count(KernelOp::cross_entropy_fused), 1u);
+  EXPECT_EQ(seen.count(KernelOp::relu2_bwd_recompute), 1u);
+  for (KernelOp gone : {KernelOp::cross_entropy, KernelOp::convert_dlogits, KernelOp::relu2_bwd})
+    EXPECT_EQ(seen.count(gone), 0u) << static_cast<int>(gone);
+  EXPECT_EQ(sum_flops(fused, {KernelOp::head_fwd, KernelOp::head_bwd}),
+            sum_flops(legacy, {KernelOp::head_fwd, KernelOp::head_bwd}));
+  EXPECT_EQ(fused.size() + 1, legacy.size());  // the conversion row is gone
 }
 
 }  // namespace

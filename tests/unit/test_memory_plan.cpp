@@ -387,5 +387,61 @@ TEST(Precision, ResolvesAndRefusesBf16OnCpu) {
   EXPECT_THROW(model::Gpt(small_model(), Device::cpu, 1, DType::bf16), UserError);
 }
 
+// The storage choices of model::Gpt::Storage (SPEEDRUN_HEAD=fused, SPEEDRUN_RELU2=recompute)
+// save exactly what they say, at Track 3's 64 x 1024 tokens with bf16 activations, and the
+// plan's activations line names them: the fused head drops the f32 logit chunk and its bf16
+// twin for one bf16 chunk (chunk_rows x V x 4 bytes less: 2,668 x 50,304 x 4 = 512 MiB less);
+// recompute drops g, one (tokens x 4d) bf16 activation per layer (12 x 65,536 x 3,072 x 2 =
+// 4.5 GiB less). The model allocates what the plan counts (CudaModel.AllocatesWhatThePlanSays).
+TEST(MemoryPlan, HeadAndRelu2StorageChoices) {
+  config::RunConfig c = small_run("muon");
+  c.model = config::ModelConfig{};
+  c.train.micro_batch_seqs = 64;
+  c.train.batch_tokens = 524288;
+  const auto& m = c.model;
+  const int64_t B = 64, N = B * m.seq_len;
+  auto activations = [&] { return model::Gpt::plan_activation_bytes(m, Device::cuda, B, DType::bf16); };
+  auto line = [&] {
+    for (const train::MemoryItem& i : train::plan_memory(c, Device::cuda, DType::bf16, false).items)
+      if (i.what.rfind("activations", 0) == 0) return i.what;
+    return std::string("no activations line");
+  };
+  // The CPU's arena never changes with the choices (its head stays bitwise what it was).
+  const size_t cpu_bytes = model::Gpt::plan_activation_bytes(m, Device::cpu, 1, DType::f32);
+#if SPEEDRUN_HAVE_CUDA
+  const cuda::HeadKernel head = cuda::set_head_kernel(cuda::HeadKernel::legacy);
+  const cuda::Relu2Storage relu2 = cuda::set_relu2_storage(cuda::Relu2Storage::legacy);
+  const size_t legacy = activations();
+  const size_t f32_legacy = model::Gpt::plan_activation_bytes(m, Device::cuda, B, DType::f32);
+  EXPECT_EQ(line().find("fused"), std::string::npos) << line();
+  cuda::set_head_kernel(cuda::HeadKernel::fused);
+  const size_t fused = activations();
+  const int64_t chunk = model::Gpt::head_chunk_rows(m, Device::cuda, B);
+  EXPECT_EQ(legacy - fused, static_cast<size_t>(chunk * m.padded_vocab_size) * 4);
+  EXPECT_NE(line().find("fused head"), std::string::npos) << line();
+  cuda::set_relu2_storage(cuda::Relu2Storage::recompute);
+  const size_t both = activations();
+  EXPECT_EQ(fused - both, static_cast<size_t>(m.n_layer * N * m.mlp_hidden()) * 2);
+  EXPECT_NE(line().find("fused head, relu^2 recomputed"), std::string::npos) << line();
+  // f32 activations: the head choice does not apply (their logits are f32 anyway); recompute does.
+  cuda::set_relu2_storage(cuda::Relu2Storage::legacy);
+  EXPECT_EQ(model::Gpt::plan_activation_bytes(m, Device::cuda, B, DType::f32), f32_legacy);
+  cuda::set_relu2_storage(cuda::Relu2Storage::recompute);
+  EXPECT_EQ(f32_legacy - model::Gpt::plan_activation_bytes(m, Device::cuda, B, DType::f32),
+            static_cast<size_t>(m.n_layer * N * m.mlp_hidden()) * 4);
+  EXPECT_EQ(model::Gpt::plan_activation_bytes(m, Device::cpu, 1, DType::f32), cpu_bytes);
+  std::printf("Track 3 bf16 activations, 64 x 1024 tokens: legacy %.2f GiB, fused head %.2f GiB, "
+              "+ relu^2 recomputed %.2f GiB\n",
+              legacy / double(1ull << 30), fused / double(1ull << 30), both / double(1ull << 30));
+  cuda::set_head_kernel(head);
+  cuda::set_relu2_storage(relu2);
+#else
+  EXPECT_EQ(line().find("fused"), std::string::npos) << line();
+  EXPECT_FALSE(model::Gpt::storage_choice(Device::cuda, DType::bf16).fused_head);
+  EXPECT_GT(cpu_bytes, 0u);
+  (void)N;
+#endif
+}
+
 }  // namespace
 }  // namespace speedrun::test

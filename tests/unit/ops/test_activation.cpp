@@ -63,6 +63,32 @@ TEST_F(OpsRelu2, BackwardMasksAndAliases) {
   expect_bitwise_equal("dx aliasing dout", ds, want);
 }
 
+// The recomputing backward is the two ops above element by element: bitwise the same
+// values, with g over x and dx over dout (how the model calls it), and the aliasing it
+// refuses (g over dout would be read after being written).
+TEST_F(OpsRelu2, BackwardRecomputeIsForwardPlusBackward) {
+  for (int64_t n : {1, 7, 1000, 40000}) {
+    std::vector<float> x = cast<float>(uniform(n, -2.0, 2.0)), dout = cast<float>(uniform(n));
+    x[0] = 0.0f;  // the kink: g = 0, dx = 0
+    std::vector<float> g_want(n), dx_want(n), g(n), dx(n);
+    ops::relu2_forward(view(g_want, {n}), view(x, {n}));
+    ops::relu2_backward(view(dx_want, {n}), view(dout, {n}), view(x, {n}));
+    ops::relu2_backward_recompute(view(dx, {n}), view(g, {n}), view(dout, {n}), view(x, {n}));
+    expect_bitwise_equal("g", g, g_want);
+    expect_bitwise_equal("dx", dx, dx_want);
+    ops::relu2_backward_recompute(view(dout, {n}), view(x, {n}), view(dout, {n}), view(x, {n}));
+    expect_bitwise_equal("g over x", x, g_want);
+    expect_bitwise_equal("dx over dout", dout, dx_want);
+  }
+  std::vector<float> x(6, 1.0f), d(6, 1.0f), y(6);
+  EXPECT_INVALID_ARGUMENT(ops::relu2_backward_recompute(view(d, {6}), view(d, {6}), view(d, {6}), view(x, {6})),
+                          "relu2_backward_recompute", "alias");
+  EXPECT_INVALID_ARGUMENT(ops::relu2_backward_recompute(view(y, {6}), Tensor(), view(d, {6}), view(x, {6})),
+                          "relu2_backward_recompute", "g");
+  EXPECT_INVALID_ARGUMENT(ops::relu2_backward_recompute(view(y, {3, 2}), view(x, {6}), view(d, {6}), view(x, {6})),
+                          "relu2_backward_recompute", "dx");
+}
+
 class OpsResidual : public OpsTest {};
 
 TEST_F(OpsResidual, ForwardAddsAndAliases) {
@@ -160,6 +186,26 @@ CUDA_OP_CASE(Relu2AndResidualMatchCpu) {
     // In place (out aliasing x), as the model calls relu2_backward.
     run_cuda([&](const Side& s) { ops::relu2_backward(s["dout"], s["dout"], s["x"]); });
     expect_near_rel("relu2_backward in place", device("dout"), wide(cpu("dx")), tol);
+  });
+}
+
+// The recomputing backward (SPEEDRUN_RELU2=recompute; never run on a GPU when written): g and
+// dx against the CPU, out of place and in place (g over x, dx over dout, as the model calls
+// it). Each output is one fp32 computation rounded once: the tolerances of the case above.
+CUDA_OP_CASE(Relu2BackwardRecomputeMatchesCpu) {
+  for_each_case<1>(kActs, {{1}, {31}, {1000}, {70001}}, [&](DType t, std::array<int64_t, 1> shape) {
+    const int64_t n = shape[0];
+    input("x", t, {n}, -2.0, 2.0);
+    input("dout", t, {n});
+    output("g", t, {n});
+    output("dx", t, {n});
+    run([&](const Side& s) { ops::relu2_backward_recompute(s["dx"], s["g"], s["dout"], s["x"]); });
+    const double tol = t == DType::f32 ? kF32Tol : kBf16One;
+    expect_near("g", tol);
+    expect_near("dx", tol);
+    run_cuda([&](const Side& s) { ops::relu2_backward_recompute(s["dout"], s["x"], s["dout"], s["x"]); });
+    expect_near_rel("g over x", device("x"), wide(cpu("g")), tol);
+    expect_near_rel("dx over dout", device("dout"), wide(cpu("dx")), tol);
   });
 }
 

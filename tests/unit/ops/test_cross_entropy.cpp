@@ -330,5 +330,53 @@ CUDA_OP_CASE(SoftcapCrossEntropyMatchesCpu) {
   }
 }
 
+// The one-pass bf16 kernel (SPEEDRUN_HEAD=fused; never run on a GPU when written) against the
+// CPU on the same bf16 logits: both caps of the project (Track 3's algebraic cap, record
+// #26's sigmoid cap) and none; rows of 16-byte vectors (vocab % 8 == 0: fewer chunks than
+// threads, one more than a block's 512, the padded GPT-2 vocabulary) and of 2-byte elements
+// (vocab % 8 != 0), and a row wider than kFusedMaxVocab (the two-sweep fallback).
+// Tolerances: the CPU computes in fp32 from the same bf16 values (cuda_op_case.h), so the
+// losses differ by summation order and the kernel's approximate rsqrtf/__expf (a few fp32
+// ulp per term: ~1e-6 of the loss at most, kF32Tol relative allows 1e-5); dz is one fp32
+// value rounded once to bf16 (kBf16One, of a scale of 0.5 = grad_scale). The rounding of the logits to
+// bf16 before the cap is not visible here (both sides see bf16 logits); the model tests
+// (CudaModel.*WithEachStorage) bound it: |dz| changes by one bf16 rounding of z times the
+// cap's slope, and the loss by at most 2 max_v |s'(z_v) dz_v| <= 2 * 2^-9 max_z |z s'(z)|
+// (0.385 c for the algebraic cap: 0.023 for c = 15), the same rounding upstream's bf16 head has.
+CUDA_OP_CASE(SoftcapCrossEntropyFusedMatchesCpu) {
+  using Kind = ops::SoftCap::Kind;
+  const ops::SoftCap caps[] = {{Kind::algebraic, 15.0, 1.0}, {Kind::sigmoid, 30.0, 7.5 * 27.7128}, {Kind::none, 0.0, 1.0}};
+#if SPEEDRUN_HAVE_CUDA
+  const cuda::HeadKernel previous = cuda::set_head_kernel(cuda::HeadKernel::fused);
+  const int64_t wide_row = cuda::kFusedMaxVocab + 8;
+#else
+  const int64_t wide_row = 110600;
+#endif
+  for (const ops::SoftCap& cap : caps) {
+    for_each_case<2>({DType::bf16}, {{1, 1}, {3, 10}, {9, 1000}, {4, 4104}, {5, 50304}, {2, 50301}, {1, wide_row}},
+                     [&](DType t, std::array<int64_t, 2> shape) {
+      const auto [rows, vocab] = shape;
+      input("z", t, {rows, vocab}, -40.0, 40.0);
+      indices_arg("targets", {rows}, static_cast<int32_t>(vocab));
+      output("losses", DType::f32, {rows});
+      output("dz", t, {rows, vocab});
+      run([&](const Side& s) { ops::softcap_cross_entropy(s["losses"], s["dz"], s["z"], s["targets"], cap, 0.5); });
+      expect_near("losses", kF32Tol);
+      expect_near("dz", kBf16One, 0.5);
+      // Deterministic: the same losses again, bit for bit (fixed-order block reductions).
+      const std::vector<float> first = device("losses");
+      poison("losses");
+      run_cuda([&](const Side& s) { ops::softcap_cross_entropy(s["losses"], Tensor(), s["z"], s["targets"], cap, 0.5); });
+      EXPECT_EQ(device("losses"), first) << "losses only (evaluation) differ from the losses with dz";
+      // In place over the logits, as the model calls it.
+      run_cuda([&](const Side& s) { ops::softcap_cross_entropy(s["losses"], s["z"], s["z"], s["targets"], cap, 0.5); });
+      expect_near_rel("dz in place", device("z"), wide(cpu("dz")), kBf16One, 0.5);
+    }, "cap kind " + std::to_string(static_cast<int>(cap.kind)));
+  }
+#if SPEEDRUN_HAVE_CUDA
+  cuda::set_head_kernel(previous);
+#endif
+}
+
 }  // namespace
 }  // namespace speedrun::test
