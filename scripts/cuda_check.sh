@@ -9,7 +9,8 @@
 #      SPEEDRUN_RMSNORM=fast (norm tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm; --sanitize-all: memcheck over every CUDA test too);
+#      RMSNorm, record #26's masked attention, scaled sum and dot; --sanitize-all: memcheck over
+#      every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels and with
 #      flash + fast, `speedrun bench --device cuda` (one micro-batch, whole steps) likewise,
 #      and the optimizer benchmark on the Track 3 configs;
@@ -166,6 +167,7 @@ groups=(
   'ops-cross-entropy:CudaOpsTest.SoftcapCrossEntropy*'
   'ops-linear:CudaOpsTest.Linear*'
   'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
+  'ops-scale:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
   'model:CudaModel.*'
   'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
   'optim-muon:CudaOptimTest.Muon*'
@@ -204,6 +206,10 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Attention*'
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
+    # Record #26's mask on the default kernels (tensor-core bf16, CUDA-core f32 and bf16: the
+    # flash runs above include it) and the scaled-sum / dot kernels.
+    step "$tool-masked-attention" "$san_timeout" compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.AttentionMask*:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'

@@ -92,8 +92,8 @@ void run_bench(const Options& o) {
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
-  // A model the CUDA kernels cannot run (record26: CPU only for now; a head_dim without a
-  // CUDA attention instance) is refused first, device or not.
+  // A model the CUDA kernels cannot run (a head_dim without a CUDA attention instance) is
+  // refused first, device or not.
   const std::string requested = o.device.empty() ? t.device : o.device;
   if (requested == "cuda") {
     model::check_arch_supported(m, Device::cuda);
