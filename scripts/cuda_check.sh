@@ -13,7 +13,8 @@
 #      every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels and with
 #      flash + fast, `speedrun bench --device cuda` (one micro-batch, whole steps) likewise,
-#      and the optimizer benchmark on the Track 3 configs;
+#      record #26's bench (configs/record26.json), and the optimizer benchmark on the Track 3
+#      configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
 #      peak memory, whole steps) and scripts/gpu_ratio.py;
 #   7. short training runs on CUDA (the quickstart in f32 and bf16), then several ranks on the
@@ -233,6 +234,11 @@ step bench-speedrun-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPE
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_flash_fast.json"
 [ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
   "$work/bench-speedrun-flash-fast.log"
+# Record #26 (masked attention on the default kernels; its run position: the middle of the run).
+step bench-record26 "$bench_timeout" "$speedrun" bench configs/record26.json --device cuda --steps 3 --warmup 1 \
+  --json "$work/bench_record26.json"
+[ "$dry" = 1 ] || grep -h -E 'record26 at step|forward\+backward|MFU|whole step|memory in use' \
+  "$work/bench-record26.log"
 for c in track3-muon track3-newton-muon track3-rmnp; do
   step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
     --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"

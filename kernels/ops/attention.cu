@@ -23,10 +23,11 @@
 //  - accumulators: thread owns row tid / 4 and columns d = tid % 4 + 4 j (j < D / 4) of the
 //    output tile, kept in registers (D/4 floats: 32 for D = 128).
 //
-// Masks: a Mask type says which (query t, key s) pairs are allowed and bounds the tile
-// loops (key_begin/key_end for a query tile, query_begin for a key tile). Only the causal
-// mask exists; a sliding window (key_begin = t - window + 1, allowed: t - s < window) or a
-// document mask (allowed: doc[t] == doc[s], bounds from document starts) is another Mask.
+// Masks: a Mask type says which (query t, key s) pairs are allowed, bounds the tile loops
+// (key_begin/key_end for a query tile, query_begin/query_end for a key tile) and classifies
+// each (query tile, key tile) block: masked blocks are skipped before loading, full ones
+// skip the per-element test. The causal mask (attention_common.cuh) and record #26's
+// document and window mask (DocWindowMask, attention_mask.h; not yet run on a GPU).
 // Rows fully masked inside a tile are handled (their running max stays -inf, their
 // probabilities 0), so such masks need no change to the kernels.
 //
@@ -121,7 +122,8 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kBc * kBc; k0 < k_end; k0 += kBc) {
     const int64_t k1 = k0 + kBc < seq ? k0 + kBc : seq;
-    if (mask.block(q0, q1, k0, k1) == BlockKind::masked) continue;  // wholly hidden: never loaded
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous tile's ps, ks, vs are no longer read
     load_tile<D>(ks, D + 1, k, base, stride, k0, kBc, seq);
     load_tile<D>(vs, D, v, base, stride, k0, kBc, seq);
@@ -131,7 +133,8 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
       const int r = e / kBc, c = e % kBc;
       const int64_t t = q0 + r, s = k0 + c;
       float score = kNegInf;
-      if (t < seq && s < seq && mask.allowed(t, s)) score = scale * dot_rows<D>(qs + r * D, ks + c * (D + 1));
+      if (t < seq && s < seq && (kind == BlockKind::full || mask.allowed(t, s)))
+        score = scale * dot_rows<D>(qs + r * D, ks + c * (D + 1));
       ps[r * (kBc + 1) + c] = score;
     }
     __syncthreads();
@@ -198,15 +201,16 @@ struct BwdSmem {
 
 // P and dS of one (query tile, key tile) pair into ps (optional) and dss:
 //   p = exp(scale q.k - lse_t), ds = p (dout_t . v_s - delta_t), 0 where masked/out of range.
+// full: the mask's block() said every pair is visible (no per-element test).
 template <int D, class Mask>
 __device__ void probabilities(float* ps, float* dss, const float* qs, const float* dos, const float* ks,
                               const float* vs, const float* lses, const float* deltas, int64_t q0, int64_t k0,
-                              int64_t seq, float scale, const Mask& mask) {
+                              int64_t seq, float scale, const Mask& mask, bool full) {
   for (int e = threadIdx.x; e < kBr * kBc; e += kThreads) {
     const int r = e / kBc, c = e % kBc;
     const int64_t t = q0 + r, s = k0 + c;
     float p = 0.0f, ds = 0.0f;
-    if (t < seq && s < seq && mask.allowed(t, s)) {
+    if (t < seq && s < seq && (full || mask.allowed(t, s))) {
       p = expf(scale * dot_rows<D>(qs + r * D, ks + c * (D + 1)) - lses[r]);
       ds = p * (dot_rows<D>(dos + r * D, vs + c * (D + 1)) - deltas[r]);
     }
@@ -263,11 +267,12 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(T* dk, T* dv, 
   const int64_t k1 = k0 + kBc < seq ? k0 + kBc : seq;
   const int64_t q_end = mask.query_end(k1, seq);
   for (int64_t q0 = mask.query_begin(k0) / kBr * kBr; q0 < q_end; q0 += kBr) {
-    if (mask.block(q0, q0 + kBr < seq ? q0 + kBr : seq, k0, k1) == BlockKind::masked) continue;  // never loaded
+    const BlockKind kind = mask.block(q0, q0 + kBr < seq ? q0 + kBr : seq, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous query tile is no longer read (and ks/vs are loaded)
     load_query_tile<D>(qs, dos, lses, deltas, q, dout, lse, delta, base, stride, bh, q0, seq);
     __syncthreads();
-    probabilities<D>(ps, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask);
+    probabilities<D>(ps, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask, kind == BlockKind::full);
     __syncthreads();
     for (int r = 0; r < kBr; ++r) {
       const float p = ps[r * (kBc + 1) + col];
@@ -297,7 +302,8 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(T* dk, T* dv, 
 template <class T, int D, class Mask>
 __global__ void __launch_bounds__(kThreads) attention_dq_kernel(T* dq, const T* dout, const T* q, const T* k,
                                                                 const T* v, const float* lse, const float* delta,
-                                                                int64_t seq, int64_t heads, float scale, Mask mask_arg) {
+                                                                int64_t seq, int64_t heads, float scale,
+                                                                Mask mask_arg) {
   extern __shared__ float smem[];
   using L = BwdSmem<D>;  // the p tile is unused here
   float* ks = smem + L::k;
@@ -324,12 +330,14 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(T* dq, const T* 
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kBc * kBc; k0 < k_end; k0 += kBc) {
     const int64_t k1 = k0 + kBc < seq ? k0 + kBc : seq;
-    if (mask.block(q0, q1, k0, k1) == BlockKind::masked) continue;  // wholly hidden: never loaded
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();
     load_tile<D>(ks, D + 1, k, base, stride, k0, kBc, seq);
     load_tile<D>(vs, D + 1, v, base, stride, k0, kBc, seq);
     __syncthreads();
-    probabilities<D>(nullptr, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask);
+    probabilities<D>(nullptr, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask,
+                     kind == BlockKind::full);
     __syncthreads();
     for (int c = 0; c < kBc; ++c) {
       const float ds = dss[row * (kBc + 1) + c];

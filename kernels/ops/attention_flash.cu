@@ -25,8 +25,10 @@
 //    causality: they iterate the tile range the mask gives, ask it for each (query tile, key
 //    tile) block whether it is fully masked (skipped, not even loaded), fully visible (no
 //    per-element test) or partial (per-element allowed(t, s)), and handle rows that see no
-//    key at all. A sliding window in 128-token blocks or a same-document mask (record #26)
-//    is another struct with the same four functions.
+//    key at all. Record #26's mask (same document, sliding window of blocks) is
+//    DocWindowMask (kernels/ops/attention_mask.h), the same functions plus at_batch(b) (its
+//    document numbers are per sequence); attention_flash_*_masked instantiate it. Not yet
+//    run on a GPU either.
 //
 // ---- Layout and conventions (identical to kernels/attention_tc.cu) ------------------------
 // q, k, v, out, dout, dq, dk, dv are (B, T, H, D) bf16: row t of head (b, h) starts at

@@ -200,7 +200,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(bf16* 
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kTile * kTile; k0 < k_end; k0 += kTile) {
     const int64_t k1 = k0 + kTile < seq ? k0 + kTile : seq;
-    if (mask.block(q0, q1, k0, k1) == BlockKind::masked) continue;  // wholly hidden: never loaded
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous tile's ks, vts are no longer read
     load_rows<D>(ks, nullptr, k, base, stride, k0, seq);
     load_rows<D>(nullptr, vts, v, base, stride, k0, seq);
@@ -216,7 +217,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(bf16* 
       for (int e = 0; e < 4; ++e) {
         const int hr = e >> 1;
         const int64_t key = k0 + 8 * j + 2 * tq + (e & 1);
-        const float x = row[hr] < seq && key < seq && mask.allowed(row[hr], key) ? scale * s[j][e] : kNegInf;
+        const bool keep = row[hr] < seq && key < seq && (kind == BlockKind::full || mask.allowed(row[hr], key));
+        const float x = keep ? scale * s[j][e] : kNegInf;
         s[j][e] = x;
         mx[hr] = fmaxf(mx[hr], x);
       }
@@ -325,7 +327,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(bf16* dk,
   const int64_t k1 = k0 + kTile < seq ? k0 + kTile : seq;
   const int64_t q_end = mask.query_end(k1, seq);
   for (int64_t q0 = mask.query_begin(k0) / kTile * kTile; q0 < q_end; q0 += kTile) {
-    if (mask.block(q0, q0 + kTile < seq ? q0 + kTile : seq, k0, k1) == BlockKind::masked) continue;  // never loaded
+    const BlockKind kind = mask.block(q0, q0 + kTile < seq ? q0 + kTile : seq, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous query tile is no longer read (and ks, vs are loaded)
     load_rows<D>(qs, qts, q, base, stride, q0, seq);
     load_rows<D>(dos, dots, dout, base, stride, q0, seq);
@@ -343,7 +346,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(bf16* dk,
         const int hr = e >> 1, col = 8 * j + 2 * tq + (e & 1);
         const int64_t t = q0 + col;
         float p = 0.0f, ds = 0.0f;
-        if (t < seq && key[hr] < seq && mask.allowed(t, key[hr])) {
+        if (t < seq && key[hr] < seq && (kind == BlockKind::full || mask.allowed(t, key[hr]))) {
           p = expf(scale * pt[j][e] - lses[col]);
           ds = p * (dst[j][e] - deltas[col]);
         }
@@ -394,7 +397,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(bf16* dq, c
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kTile * kTile; k0 < k_end; k0 += kTile) {
     const int64_t k1 = k0 + kTile < seq ? k0 + kTile : seq;
-    if (mask.block(q0, q1, k0, k1) == BlockKind::masked) continue;  // wholly hidden: never loaded
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();
     load_rows<D>(ks, kts, k, base, stride, k0, seq);
     load_rows<D>(vs, nullptr, v, base, stride, k0, seq);
@@ -411,7 +415,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(bf16* dq, c
         const int hr = e >> 1, r = r0 + g + 8 * hr;
         const int64_t key = k0 + 8 * j + 2 * tq + (e & 1);
         float d = 0.0f;
-        if (row[hr] < seq && key < seq && mask.allowed(row[hr], key)) {
+        if (row[hr] < seq && key < seq && (kind == BlockKind::full || mask.allowed(row[hr], key))) {
           const float p = expf(scale * s[j][e] - lses[r]);
           d = p * (ds[j][e] - deltas[r]);
         }

@@ -34,7 +34,7 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         for name in ("test-ops-attention", "test-flash-attention", "test-rmsnorm-fast", "dev_attention_flash",
                      "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
-                     "test-ops-scale", "memcheck-masked-attention", "racecheck-masked-attention",
+                     "test-ops-scale", "memcheck-masked-attention", "racecheck-masked-attention", "bench-record26",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
                      "train-quickstart-bf16"):
             self.assertRegex(r.stdout, rf"would run {name} ", name)

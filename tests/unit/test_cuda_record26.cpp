@@ -166,20 +166,22 @@ std::vector<config::OptimizerConfig> spec_optimizers() {
   return {adam, muon};
 }
 
-// Parameters after `steps` optimizer steps. Each step moves an element by at most ~lr (Adam's
-// normalized update; Muon's orthogonalized one is of that order too), so the device and the
-// CPU can differ by 2 lr per step where a gradient element is so near zero that the two
-// gradients' rounding gives it opposite signs (Adam's first step is lr sign(g)). Everything
-// else agrees to 1e-4 of the tensor's scale plus 5% of the total movement (Muon's bf16
-// Newton-Schulz on either side differs by rounding); at most 1% of the elements may be the
-// sign-flip case, each within 2 lr per step.
+// Parameters after `steps` optimizer steps. Each step moves an element by about lr at most
+// (Adam's normalized update, whose bias-corrected ratio m/sqrt(v) stays below ~1.5 in the
+// first steps; Muon's orthogonalized update is of that order too), so the device and the CPU
+// can differ by ~2 lr per step where a gradient element is so near zero that the two
+// gradients' rounding gives it opposite signs (Adam's first step is lr sign(g)): bounded by
+// 3 lr per step. Everything else agrees to 1e-4 of the tensor's scale plus 5% of the total
+// movement (Muon's bf16 Newton-Schulz on either side differs by rounding); at most 1% of the
+// elements may be the sign-flip case (the CPU reference test leaves such "noise-led" AdamW
+// elements out the same way).
 void expect_params_near(model::Record26& gpu, model::Record26& cpu, double lr, int64_t steps) {
   const std::vector<float> got_all = host_copy(gpu.params(), cpu.layout().total_numel());
   for (const auto& spec : cpu.layout().params()) {
     double scale = 0;
     for (int64_t i = 0; i < spec.numel; ++i) scale = std::max(scale, std::fabs(double(cpu.params()[spec.offset + i])));
     const double close = 1e-4 * scale + 0.05 * lr * static_cast<double>(steps);
-    const double flip = 2.01 * lr * static_cast<double>(steps);
+    const double flip = 3.0 * lr * static_cast<double>(steps);
     int64_t flipped = 0;
     for (int64_t i = 0; i < spec.numel; ++i) {
       const double d = std::fabs(double(got_all[spec.offset + i]) - cpu.params()[spec.offset + i]);
@@ -219,7 +221,7 @@ TEST(CudaModel, Record26OptimizerStepsMatchCpu) {
     cpu.weights_changed();
     gpu.weights_changed();
   }
-  expect_params_near(gpu, cpu, 5e-3, steps);
+  expect_params_near(gpu, cpu, 5e-3, steps);  // the larger of the two learning rates (Muon's)
   // Not vacuous: the steps moved the parameters by much more than the tolerance's close part.
   double moved = 0;
   for (int64_t i = 0; i < cpu.layout().total_numel(); ++i)
