@@ -403,7 +403,9 @@ __global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const Fwd
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int t = t0 + 16 * mi + 8 * (e >> 1), key = key0 + 8 * j + (e & 1);
-            if (!(key < seq && mask.allowed(t, key))) s[mi][j][e] = kNegInf;
+            // t < seq first: rows past T exist in the last tile, and a mask may read per-row
+            // data (DocWindowMask's document numbers) that ends at T.
+            if (!(t < seq && key < seq && mask.allowed(t, key))) s[mi][j][e] = kNegInf;
           }
         }
       }

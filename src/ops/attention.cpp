@@ -1,6 +1,7 @@
 // The attention op (ops.h): causal attention, optionally document- and window-masked. CPU: ops/cpu/attention.h; CUDA:
 // kernels/ops/attention.cu, attention_tc.cu and attention_flash.cu (the mask: attention_mask.h); tests:
-// tests/unit/ops/test_attention.cpp, test_attention_mask_blocks.cpp and the CUDA cases CudaOpsTest.AttentionMask*.
+// tests/unit/ops/test_attention.cpp, test_attention_mask.cpp (CUDA cases CudaOpsTest.AttentionMask*) and
+// tests/python/test_attention_mask_blocks.py.
 #include <climits>
 #include <cmath>
 #include <string>
