@@ -10,12 +10,12 @@
 #      tests + the whole model) and SPEEDRUN_RELU2=recompute (ReLU^2 tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm, the one-pass cross-entropy and the recomputing ReLU^2 backward; --sanitize-all:
-#      memcheck over every CUDA test too);
+#      RMSNorm, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
+#      attention, scaled sum and dot; --sanitize-all: memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast
 #      and with the fused head + ReLU^2 recompute, `speedrun bench --device cuda` (one
-#      micro-batch, whole steps) likewise,
-#      and the optimizer benchmark on the Track 3 configs;
+#      micro-batch, whole steps) likewise, record #26's bench (configs/record26.json), and the
+#      optimizer benchmark on the Track 3 configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
 #      peak memory, whole steps) and scripts/gpu_ratio.py;
 #   7. short training runs on CUDA (the quickstart in f32 and bf16), then several ranks on the
@@ -184,6 +184,7 @@ groups=(
   'ops-cross-entropy:CudaOpsTest.SoftcapCrossEntropy*'
   'ops-linear:CudaOpsTest.Linear*'
   'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
+  'ops-scale:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
   'model:CudaModel.*'
   'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*:CudaOptimTest.UpdateKernelsWrite*'
   'optim-muon:CudaOptimTest.Muon*'
@@ -236,6 +237,10 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     step "$tool-head-relu2" "$san_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute compute-sanitizer \
       --tool $tool --error-exitcode 3 "$tests" \
       --gtest_filter='CudaOpsTest.SoftcapCrossEntropyFused*:CudaOpsTest.Relu2BackwardRecompute*'
+    # Record #26's mask on the default kernels (tensor-core bf16, CUDA-core f32 and bf16: the
+    # flash runs above include it) and the scaled-sum / dot kernels.
+    step "$tool-masked-attention" "$san_timeout" compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.AttentionMask*:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
@@ -267,6 +272,11 @@ step bench-speedrun-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN
 [ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
   "$work/bench-speedrun-flash-fast.log" "$work/bench-speedrun-optimizer-copies.log" \
   "$work/bench-speedrun-head-relu2.log"
+# Record #26 (masked attention on the default kernels; its run position: the middle of the run).
+step bench-record26 "$bench_timeout" "$speedrun" bench configs/record26.json --device cuda --steps 3 --warmup 1 \
+  --json "$work/bench_record26.json"
+[ "$dry" = 1 ] || grep -h -E 'record26 at step|forward\+backward|MFU|whole step|memory in use' \
+  "$work/bench-record26.log"
 for c in track3-muon track3-newton-muon track3-rmnp; do
   step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
     --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"

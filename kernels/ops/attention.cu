@@ -23,10 +23,11 @@
 //  - accumulators: thread owns row tid / 4 and columns d = tid % 4 + 4 j (j < D / 4) of the
 //    output tile, kept in registers (D/4 floats: 32 for D = 128).
 //
-// Masks: a Mask type says which (query t, key s) pairs are allowed and bounds the tile
-// loops (key_begin/key_end for a query tile, query_begin for a key tile). Only the causal
-// mask exists; a sliding window (key_begin = t - window + 1, allowed: t - s < window) or a
-// document mask (allowed: doc[t] == doc[s], bounds from document starts) is another Mask.
+// Masks: a Mask type says which (query t, key s) pairs are allowed, bounds the tile loops
+// (key_begin/key_end for a query tile, query_begin/query_end for a key tile) and classifies
+// each (query tile, key tile) block: masked blocks are skipped before loading, full ones
+// skip the per-element test. The causal mask (attention_common.cuh) and record #26's
+// document and window mask (DocWindowMask, attention_mask.h; not yet run on a GPU).
 // Rows fully masked inside a tile are handled (their running max stays -inf, their
 // probabilities 0), so such masks need no change to the kernels.
 //
@@ -90,7 +91,7 @@ struct FwdSmem {
 template <class T, int D, class Mask>
 __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, float* lse, const T* q, const T* k,
                                                                      const T* v, int64_t seq, int64_t heads,
-                                                                     float scale, Mask mask) {
+                                                                     float scale, Mask mask_arg) {
   extern __shared__ float smem[];
   using L = FwdSmem<D>;
   float* qs = smem + L::q;
@@ -103,6 +104,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t bh = blockIdx.y, b = bh / heads, h = bh % heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
   const int64_t q1 = q0 + kBr < seq ? q0 + kBr : seq;
   const int64_t stride = heads * D, base = (b * seq * heads + h) * D;
@@ -119,6 +121,9 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
 
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kBc * kBc; k0 < k_end; k0 += kBc) {
+    const int64_t k1 = k0 + kBc < seq ? k0 + kBc : seq;
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous tile's ps, ks, vs are no longer read
     load_tile<D>(ks, D + 1, k, base, stride, k0, kBc, seq);
     load_tile<D>(vs, D, v, base, stride, k0, kBc, seq);
@@ -128,7 +133,8 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
       const int r = e / kBc, c = e % kBc;
       const int64_t t = q0 + r, s = k0 + c;
       float score = kNegInf;
-      if (t < seq && s < seq && mask.allowed(t, s)) score = scale * dot_rows<D>(qs + r * D, ks + c * (D + 1));
+      if (t < seq && s < seq && (kind == BlockKind::full || mask.allowed(t, s)))
+        score = scale * dot_rows<D>(qs + r * D, ks + c * (D + 1));
       ps[r * (kBc + 1) + c] = score;
     }
     __syncthreads();
@@ -195,15 +201,16 @@ struct BwdSmem {
 
 // P and dS of one (query tile, key tile) pair into ps (optional) and dss:
 //   p = exp(scale q.k - lse_t), ds = p (dout_t . v_s - delta_t), 0 where masked/out of range.
+// full: the mask's block() said every pair is visible (no per-element test).
 template <int D, class Mask>
 __device__ void probabilities(float* ps, float* dss, const float* qs, const float* dos, const float* ks,
                               const float* vs, const float* lses, const float* deltas, int64_t q0, int64_t k0,
-                              int64_t seq, float scale, const Mask& mask) {
+                              int64_t seq, float scale, const Mask& mask, bool full) {
   for (int e = threadIdx.x; e < kBr * kBc; e += kThreads) {
     const int r = e / kBc, c = e % kBc;
     const int64_t t = q0 + r, s = k0 + c;
     float p = 0.0f, ds = 0.0f;
-    if (t < seq && s < seq && mask.allowed(t, s)) {
+    if (t < seq && s < seq && (full || mask.allowed(t, s))) {
       p = expf(scale * dot_rows<D>(qs + r * D, ks + c * (D + 1)) - lses[r]);
       ds = p * (dot_rows<D>(dos + r * D, vs + c * (D + 1)) - deltas[r]);
     }
@@ -232,7 +239,7 @@ template <class T, int D, class Mask>
 __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(T* dk, T* dv, const T* dout, const T* q,
                                                                   const T* k, const T* v, const float* lse,
                                                                   const float* delta, int64_t seq, int64_t heads,
-                                                                  float scale, Mask mask) {
+                                                                  float scale, Mask mask_arg) {
   extern __shared__ float smem[];
   using L = BwdSmem<D>;
   float* ks = smem + L::k;
@@ -246,6 +253,7 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(T* dk, T* dv, 
 
   const int tid = threadIdx.x;
   const int64_t bh = blockIdx.y, b = bh / heads, h = bh % heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBc;
   const int64_t stride = heads * D, base = (b * seq * heads + h) * D;
   load_tile<D>(ks, D + 1, k, base, stride, k0, kBc, seq);
@@ -256,11 +264,15 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(T* dk, T* dv, 
 #pragma unroll
   for (int j = 0; j < D / kTpr; ++j) dk_acc[j] = dv_acc[j] = 0.0f;
 
-  for (int64_t q0 = mask.query_begin(k0) / kBr * kBr; q0 < seq; q0 += kBr) {
+  const int64_t k1 = k0 + kBc < seq ? k0 + kBc : seq;
+  const int64_t q_end = mask.query_end(k1, seq);
+  for (int64_t q0 = mask.query_begin(k0) / kBr * kBr; q0 < q_end; q0 += kBr) {
+    const BlockKind kind = mask.block(q0, q0 + kBr < seq ? q0 + kBr : seq, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous query tile is no longer read (and ks/vs are loaded)
     load_query_tile<D>(qs, dos, lses, deltas, q, dout, lse, delta, base, stride, bh, q0, seq);
     __syncthreads();
-    probabilities<D>(ps, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask);
+    probabilities<D>(ps, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask, kind == BlockKind::full);
     __syncthreads();
     for (int r = 0; r < kBr; ++r) {
       const float p = ps[r * (kBc + 1) + col];
@@ -290,7 +302,8 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(T* dk, T* dv, 
 template <class T, int D, class Mask>
 __global__ void __launch_bounds__(kThreads) attention_dq_kernel(T* dq, const T* dout, const T* q, const T* k,
                                                                 const T* v, const float* lse, const float* delta,
-                                                                int64_t seq, int64_t heads, float scale, Mask mask) {
+                                                                int64_t seq, int64_t heads, float scale,
+                                                                Mask mask_arg) {
   extern __shared__ float smem[];
   using L = BwdSmem<D>;  // the p tile is unused here
   float* ks = smem + L::k;
@@ -303,6 +316,7 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(T* dq, const T* 
 
   const int tid = threadIdx.x;
   const int64_t bh = blockIdx.y, b = bh / heads, h = bh % heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
   const int64_t q1 = q0 + kBr < seq ? q0 + kBr : seq;
   const int64_t stride = heads * D, base = (b * seq * heads + h) * D;
@@ -315,11 +329,15 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(T* dq, const T* 
 
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kBc * kBc; k0 < k_end; k0 += kBc) {
+    const int64_t k1 = k0 + kBc < seq ? k0 + kBc : seq;
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();
     load_tile<D>(ks, D + 1, k, base, stride, k0, kBc, seq);
     load_tile<D>(vs, D + 1, v, base, stride, k0, kBc, seq);
     __syncthreads();
-    probabilities<D>(nullptr, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask);
+    probabilities<D>(nullptr, dss, qs, dos, ks, vs, lses, deltas, q0, k0, seq, scale, mask,
+                     kind == BlockKind::full);
     __syncthreads();
     for (int c = 0; c < kBc; ++c) {
       const float ds = dss[row * (kBc + 1) + c];
@@ -340,62 +358,91 @@ dim3 tile_grid(int64_t seq, int64_t batch_heads) { return attention_tile_grid(se
 
 }  // namespace
 
-void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
-                       int64_t seq, int64_t heads, int64_t head_dim, float scale) {
-  if (batch * seq * heads <= 0) return;
-  if (use_flash_attention(act, {out, q, k, v})) {
-    attention_flash_forward(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
-    return;
-  }
-  if (use_tensor_core_attention(act, {out, q, k, v})) {
-    attention_forward_tc(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
-    return;
-  }
+namespace {
+
+template <class Mask>
+void forward_simt(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                  int64_t seq, int64_t heads, int64_t head_dim, float scale, const Mask& mask) {
   with_act(act, "attention_forward", [&]<class T>(std::type_identity<T>) {
     with_head_dim(head_dim, "attention_forward", [&]<int D>(std::integral_constant<int, D>) {
-      auto kernel = attention_forward_kernel<T, D, CausalMask>;
+      auto kernel = attention_forward_kernel<T, D, Mask>;
       allow_smem(kernel, FwdSmem<D>::bytes);
       kernel<<<tile_grid(seq, batch * heads), kThreads, FwdSmem<D>::bytes, stream()>>>(
           static_cast<T*>(out), lse, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), seq,
-          heads, scale, CausalMask{});
+          heads, scale, mask);
       CUDA_CHECK_LAUNCH();
     });
   });
 }
 
-void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
-                        const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
-                        int64_t head_dim, float scale) {
+template <class Mask>
+void backward_simt(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                   const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
+                   int64_t head_dim, float scale, const Mask& mask) {
   const int64_t rows = batch * seq * heads;
-  if (rows <= 0) return;
-  if (use_flash_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
-    attention_flash_backward(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
-    return;
-  }
-  if (use_tensor_core_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
-    attention_backward_tc(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
-    return;
-  }
   with_act(act, "attention_backward", [&]<class T>(std::type_identity<T>) {
     with_head_dim(head_dim, "attention_backward", [&]<int D>(std::integral_constant<int, D>) {
       float* delta = static_cast<float*>(workspace(static_cast<size_t>(rows) * sizeof(float)));
       launch_attention_delta<T>(delta, static_cast<const T*>(dout), static_cast<const T*>(out), rows, seq, heads,
                                 head_dim);
       const dim3 grid = tile_grid(seq, batch * heads);
-      auto dkdv = attention_dkdv_kernel<T, D, CausalMask>;
+      auto dkdv = attention_dkdv_kernel<T, D, Mask>;
       allow_smem(dkdv, BwdSmem<D>::bytes);
       dkdv<<<grid, kThreads, BwdSmem<D>::bytes, stream()>>>(
           static_cast<T*>(dk), static_cast<T*>(dv), static_cast<const T*>(dout), static_cast<const T*>(q),
-          static_cast<const T*>(k), static_cast<const T*>(v), lse, delta, seq, heads, scale, CausalMask{});
+          static_cast<const T*>(k), static_cast<const T*>(v), lse, delta, seq, heads, scale, mask);
       CUDA_CHECK_LAUNCH();
-      auto dqk = attention_dq_kernel<T, D, CausalMask>;
+      auto dqk = attention_dq_kernel<T, D, Mask>;
       allow_smem(dqk, BwdSmem<D>::bytes);
       dqk<<<grid, kThreads, BwdSmem<D>::bytes, stream()>>>(
           static_cast<T*>(dq), static_cast<const T*>(dout), static_cast<const T*>(q), static_cast<const T*>(k),
-          static_cast<const T*>(v), lse, delta, seq, heads, scale, CausalMask{});
+          static_cast<const T*>(v), lse, delta, seq, heads, scale, mask);
       CUDA_CHECK_LAUNCH();
     });
   });
+}
+
+}  // namespace
+
+// A mask (record #26's) takes the same route as the causal mask: flash, tensor-core or
+// CUDA-core kernels by attention_kernel() and the pointers' alignment; each is the kernel
+// instantiated with DocWindowMask instead of CausalMask.
+void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                       int64_t seq, int64_t heads, int64_t head_dim, float scale, const DocWindowMask* mask) {
+  if (batch * seq * heads <= 0) return;
+  if (use_flash_attention(act, {out, q, k, v})) {
+    if (mask) attention_flash_forward_masked(out, lse, q, k, v, batch, seq, heads, head_dim, scale, *mask);
+    else attention_flash_forward(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
+    return;
+  }
+  if (use_tensor_core_attention(act, {out, q, k, v})) {
+    if (mask) attention_forward_tc_masked(out, lse, q, k, v, batch, seq, heads, head_dim, scale, *mask);
+    else attention_forward_tc(out, lse, q, k, v, batch, seq, heads, head_dim, scale);
+    return;
+  }
+  if (mask) forward_simt(act, out, lse, q, k, v, batch, seq, heads, head_dim, scale, *mask);
+  else forward_simt(act, out, lse, q, k, v, batch, seq, heads, head_dim, scale, CausalMask{});
+}
+
+void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                        const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
+                        int64_t head_dim, float scale, const DocWindowMask* mask) {
+  const int64_t rows = batch * seq * heads;
+  if (rows <= 0) return;
+  if (use_flash_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
+    if (mask)
+      attention_flash_backward_masked(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, *mask);
+    else attention_flash_backward(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
+    return;
+  }
+  if (use_tensor_core_attention(act, {dq, dk, dv, dout, q, k, v, out})) {
+    if (mask)
+      attention_backward_tc_masked(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, *mask);
+    else attention_backward_tc(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale);
+    return;
+  }
+  if (mask) backward_simt(act, dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, *mask);
+  else backward_simt(act, dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, CausalMask{});
 }
 
 }  // namespace speedrun::cuda

@@ -10,16 +10,26 @@
 
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
+#include "kernels/ops/attention_mask.h"
 
 namespace speedrun::cuda {
 namespace {
 
-// Which (query t, key s) pairs are allowed, and the tile-loop bounds that follow. Only the
-// causal mask exists; a sliding window (key_begin = t - window + 1, allowed: t - s < window)
-// or a document mask (allowed: doc[t] == doc[s], bounds from document starts) is another
-// such type. Rows fully masked inside a tile are handled by both implementations.
+// Which (query t, key s) pairs are allowed, and the tile-loop bounds that follow. The causal
+// mask; record #26's document and window mask is DocWindowMask (kernels/ops/attention_mask.h,
+// the same functions; only the CUDA-core kernels of attention.cu take it). Rows fully masked
+// inside a tile are handled by both implementations.
 struct CausalMask {
+  __host__ __device__ CausalMask at_batch(int64_t /*b*/) const { return *this; }
   __device__ bool allowed(int64_t t, int64_t s) const { return s <= t; }
+  // Queries that may see keys [k0, k1) end at: (clamped to seq).
+  __host__ __device__ int64_t query_end(int64_t /*k1*/, int64_t seq) const { return seq; }
+  // The block queries [q0, q1) x keys [k0, k1): the tile loops' bounds already keep only
+  // blocks with a visible pair, so never `masked` inside them.
+  __device__ BlockKind block(int64_t q0, int64_t q1, int64_t k0, int64_t k1) const {
+    if (k0 > q1 - 1) return BlockKind::masked;
+    return k1 - 1 <= q0 ? BlockKind::full : BlockKind::partial;
+  }
   // Keys that queries [q0, q1) may see: [key_begin, key_end).
   __host__ __device__ int64_t key_begin(int64_t /*q0*/) const { return 0; }
   __host__ __device__ int64_t key_end(int64_t q1) const { return q1; }

@@ -25,8 +25,10 @@
 //    causality: they iterate the tile range the mask gives, ask it for each (query tile, key
 //    tile) block whether it is fully masked (skipped, not even loaded), fully visible (no
 //    per-element test) or partial (per-element allowed(t, s)), and handle rows that see no
-//    key at all. A sliding window in 128-token blocks or a same-document mask (record #26)
-//    is another struct with the same four functions.
+//    key at all. Record #26's mask (same document, sliding window of blocks) is
+//    DocWindowMask (kernels/ops/attention_mask.h), the same functions plus at_batch(b) (its
+//    document numbers are per sequence); attention_flash_*_masked instantiate it. Not yet
+//    run on a GPU either.
 //
 // ---- Layout and conventions (identical to kernels/attention_tc.cu) ------------------------
 // q, k, v, out, dout, dq, dk, dv are (B, T, H, D) bf16: row t of head (b, h) starts at
@@ -137,6 +139,7 @@
 #include "kernels/runtime/common.cuh"
 #include "kernels/runtime/context.cuh"
 #include "kernels/ops/attention_flash.h"
+#include "kernels/ops/attention_mask.h"
 
 namespace speedrun::cuda {
 namespace flash {
@@ -144,10 +147,11 @@ namespace flash {
 // ---- masks ---------------------------------------------------------------------------------
 // What the kernels ask a mask. Positions are in [0, T); ranges are half-open; the ranges
 // may be supersets (blocks inside them are still classified), never subsets.
-enum class BlockKind : int { masked, partial, full };
+// BlockKind and record #26's DocWindowMask (document, sliding window): kernels/ops/attention_mask.h.
 
 // Causal: query t sees keys s <= t.
 struct CausalMask {
+  __host__ __device__ CausalMask at_batch(int64_t /*b*/) const { return *this; }
   // Keys that queries [q0, q1) may see: [key_begin, key_end).
   __host__ __device__ int key_begin(int /*q0*/) const { return 0; }
   __host__ __device__ int key_end(int q1) const { return q1; }
@@ -302,7 +306,7 @@ struct FwdParams {
 };
 
 template <int D, int WM, class Mask>
-__global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const FwdParams p, const Mask mask) {
+__global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const FwdParams p, const Mask mask_arg) {
   using L = FwdSmem<D, WM>;
   constexpr int BM = L::BM, BN = kFwdBN, P = L::P;
   extern __shared__ __align__(16) unsigned char smem_bytes[];
@@ -314,6 +318,7 @@ __global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const Fwd
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int seq = p.seq;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int q0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * BM;
   const int q1 = min(q0 + BM, seq);
   const int64_t stride = static_cast<int64_t>(p.heads) * D, base = (b * seq * p.heads + h) * D;
@@ -398,7 +403,9 @@ __global__ void __launch_bounds__(kFwdThreads, 2) flash_forward_kernel(const Fwd
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int t = t0 + 16 * mi + 8 * (e >> 1), key = key0 + 8 * j + (e & 1);
-            if (!(key < seq && mask.allowed(t, key))) s[mi][j][e] = kNegInf;
+            // t < seq first: rows past T exist in the last tile, and a mask may read per-row
+            // data (DocWindowMask's document numbers) that ends at T.
+            if (!(t < seq && key < seq && mask.allowed(t, key))) s[mi][j][e] = kNegInf;
           }
         }
       }
@@ -566,7 +573,7 @@ __device__ __forceinline__ void load_query_tile(bf16* qs, bf16* dos, float* lses
 }
 
 template <int D, class Mask>
-__global__ void __launch_bounds__(kBwdThreads, 1) flash_backward_kernel(const BwdParams p, const Mask mask) {
+__global__ void __launch_bounds__(kBwdThreads, 1) flash_backward_kernel(const BwdParams p, const Mask mask_arg) {
   using L = BwdSmem<D>;
   constexpr int BN = kBwdBN, BR = kBwdBR, P = L::P, PS = L::PS;
   constexpr int DC = D / (kBwdWarps / 4);  // dQ columns per warp
@@ -584,6 +591,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flash_backward_kernel(const Bw
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int seq = p.seq;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int k0 = static_cast<int>(blockIdx.x) * BN;
   const int k1 = min(k0 + BN, seq);
   const int64_t stride = static_cast<int64_t>(p.heads) * D, base = (b * seq * p.heads + h) * D;
@@ -780,24 +788,50 @@ void allow_smem(Kernel kernel, size_t bytes) {
 
 size_t delta_bytes(int64_t rows) { return (static_cast<size_t>(rows) * sizeof(float) + 255) / 256 * 256; }
 
-}  // namespace flash
-
-void attention_flash_forward(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
-                             int64_t seq, int64_t heads, int64_t head_dim, float scale) {
-  using namespace flash;
+template <class Mask>
+void forward(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch, int64_t seq,
+             int64_t heads, int64_t head_dim, float scale, const Mask& mask) {
   check_args("forward", batch, seq, heads, head_dim, {out, q, k, v});
   if (batch * seq * heads <= 0) return;
   with_head_dim(head_dim, [&]<int D>(std::integral_constant<int, D>) {
     using L = FwdSmem<D, kFwdWM>;
-    auto kernel = flash_forward_kernel<D, kFwdWM, CausalMask>;
+    auto kernel = flash_forward_kernel<D, kFwdWM, Mask>;
     allow_smem(kernel, L::bytes);
     const FwdParams p{static_cast<bf16*>(out), lse, static_cast<const bf16*>(q), static_cast<const bf16*>(k),
                       static_cast<const bf16*>(v), static_cast<int>(seq), static_cast<int>(heads),
                       scale * kLog2eHost};
     const dim3 grid(static_cast<unsigned>(ceil_div(seq, L::BM)), static_cast<unsigned>(batch * heads));
-    kernel<<<grid, kFwdThreads, L::bytes, stream()>>>(p, CausalMask{});
+    kernel<<<grid, kFwdThreads, L::bytes, stream()>>>(p, mask);
     CUDA_CHECK_LAUNCH();
   });
+}
+
+template <class Mask>
+void backward(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+              const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+              float scale, const Mask& mask);
+
+// The masked entry points' own checks: the mask's rows are this call's sequences.
+void check_mask(const char* op, int64_t seq, const DocWindowMask& mask) {
+  const std::string where = std::string("attention_flash_") + op + "_masked: ";
+  if (mask.doc && mask.seq != seq)
+    throw std::invalid_argument(where + "mask.seq " + std::to_string(mask.seq) + " is not seq " + std::to_string(seq));
+  if (mask.window_blocks > 0 && mask.block_size <= 0)
+    throw std::invalid_argument(where + "a window needs block_size > 0, got " + std::to_string(mask.block_size));
+}
+
+}  // namespace flash
+
+void attention_flash_forward(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                             int64_t seq, int64_t heads, int64_t head_dim, float scale) {
+  flash::forward(out, lse, q, k, v, batch, seq, heads, head_dim, scale, flash::CausalMask{});
+}
+
+void attention_flash_forward_masked(void* out, float* lse, const void* q, const void* k, const void* v,
+                                    int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                                    const DocWindowMask& mask) {
+  flash::check_mask("forward", seq, mask);
+  flash::forward(out, lse, q, k, v, batch, seq, heads, head_dim, scale, mask);
 }
 
 size_t attention_flash_backward_workspace_bytes(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim) {
@@ -805,10 +839,12 @@ size_t attention_flash_backward_workspace_bytes(int64_t batch, int64_t seq, int6
   return flash::delta_bytes(rows) + static_cast<size_t>(rows * head_dim) * sizeof(float);
 }
 
-void attention_flash_backward(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
-                              const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
-                              int64_t heads, int64_t head_dim, float scale) {
-  using namespace flash;
+namespace flash {
+
+template <class Mask>
+void backward(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+              const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+              float scale, const Mask& mask) {
   check_args("backward", batch, seq, heads, head_dim, {dq, dk, dv, dout, q, k, v, out});
   const int64_t rows = batch * seq * heads;
   if (rows <= 0) return;
@@ -821,18 +857,33 @@ void attention_flash_backward(void* dq, void* dk, void* dv, const void* dout, co
         static_cast<int>(heads));
     CUDA_CHECK_LAUNCH();
     using L = BwdSmem<D>;
-    auto kernel = flash_backward_kernel<D, CausalMask>;
+    auto kernel = flash_backward_kernel<D, Mask>;
     allow_smem(kernel, L::bytes);
     const BwdParams p{static_cast<bf16*>(dk), static_cast<bf16*>(dv), dq_accum, static_cast<const bf16*>(dout),
                       static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse,
                       delta, static_cast<int>(seq), static_cast<int>(heads), scale, scale * kLog2eHost};
     const dim3 grid(static_cast<unsigned>(ceil_div(seq, kBwdBN)), static_cast<unsigned>(batch * heads));
-    kernel<<<grid, kBwdThreads, L::bytes, stream()>>>(p, CausalMask{});
+    kernel<<<grid, kBwdThreads, L::bytes, stream()>>>(p, mask);
     CUDA_CHECK_LAUNCH();
     const int64_t n = rows * D;
     flash_dq_convert_kernel<<<grid_for(n / 4, 256), 256, 0, stream()>>>(static_cast<bf16*>(dq), dq_accum, n, scale);
     CUDA_CHECK_LAUNCH();
   });
+}
+
+}  // namespace flash
+
+void attention_flash_backward(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                              const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                              int64_t heads, int64_t head_dim, float scale) {
+  flash::backward(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, flash::CausalMask{});
+}
+
+void attention_flash_backward_masked(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                                     const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                                     int64_t heads, int64_t head_dim, float scale, const DocWindowMask& mask) {
+  flash::check_mask("backward", seq, mask);
+  flash::backward(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, mask);
 }
 
 }  // namespace speedrun::cuda

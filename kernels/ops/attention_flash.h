@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/ops/attention_mask.h"
+
 namespace speedrun::cuda {
 
 // out = softmax(scale q k^T + mask) v, and lse (see above).
@@ -28,6 +30,20 @@ void attention_flash_forward(void* out, float* lse, const void* q, const void* k
 void attention_flash_backward(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                               const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
                               int64_t heads, int64_t head_dim, float scale);
+
+// The same two under record #26's mask instead of the causal one (kernels/ops/attention_mask.h:
+// causal AND same document AND a sliding window of block_size-token blocks; a (query tile, key
+// tile) block the mask fully hides is skipped without loading it). mask.doc: (B, T) i32 on the
+// device, nondecreasing along each row (not checked here), or null; mask.seq = T when doc is set.
+// Rows that see no key (impossible under this mask: t always sees itself) would get out = 0,
+// lse = -inf. Errors: those above, and std::invalid_argument for mask.seq != T or a window
+// without a positive block_size. NOT YET RUN ON A GPU.
+void attention_flash_forward_masked(void* out, float* lse, const void* q, const void* k, const void* v,
+                                    int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                                    const DocWindowMask& mask);
+void attention_flash_backward_masked(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                                     const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                                     int64_t heads, int64_t head_dim, float scale, const DocWindowMask& mask);
 
 // Scratch bytes attention_flash_backward takes from cuda::workspace(): B H T floats of delta
 // (rounded up to 256 bytes) + B T H D floats of dQ accumulator (192 MiB at Track 3's shape).

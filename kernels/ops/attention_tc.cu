@@ -175,7 +175,7 @@ struct TcFwdSmem {
 template <int D, class Mask>
 __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(bf16* out, float* lse, const bf16* q,
                                                                           const bf16* k, const bf16* v, int64_t seq,
-                                                                          int64_t heads, float scale, Mask mask) {
+                                                                          int64_t heads, float scale, Mask mask_arg) {
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   using L = TcFwdSmem<D>;
   bf16* smem = reinterpret_cast<bf16*>(smem_bytes);
@@ -185,6 +185,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(bf16* 
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int64_t bh = blockIdx.y, b = bh / heads, h = bh % heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t q1 = q0 + kTile < seq ? q0 + kTile : seq;
   const int64_t stride = heads * D, base = (b * seq * heads + h) * D;
@@ -198,6 +199,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(bf16* 
 
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kTile * kTile; k0 < k_end; k0 += kTile) {
+    const int64_t k1 = k0 + kTile < seq ? k0 + kTile : seq;
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous tile's ks, vts are no longer read
     load_rows<D>(ks, nullptr, k, base, stride, k0, seq);
     load_rows<D>(nullptr, vts, v, base, stride, k0, seq);
@@ -213,7 +217,8 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(bf16* 
       for (int e = 0; e < 4; ++e) {
         const int hr = e >> 1;
         const int64_t key = k0 + 8 * j + 2 * tq + (e & 1);
-        const float x = row[hr] < seq && key < seq && mask.allowed(row[hr], key) ? scale * s[j][e] : kNegInf;
+        const bool keep = row[hr] < seq && key < seq && (kind == BlockKind::full || mask.allowed(row[hr], key));
+        const float x = keep ? scale * s[j][e] : kNegInf;
         s[j][e] = x;
         mx[hr] = fmaxf(mx[hr], x);
       }
@@ -293,7 +298,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(bf16* dk,
                                                                        const bf16* q, const bf16* k, const bf16* v,
                                                                        const float* lse, const float* delta,
                                                                        int64_t seq, int64_t heads, float scale,
-                                                                       Mask mask) {
+                                                                       Mask mask_arg) {
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   using L = TcBwdSmem<D>;
   bf16* smem = reinterpret_cast<bf16*>(smem_bytes);
@@ -308,6 +313,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(bf16* dk,
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int64_t bh = blockIdx.y, b = bh / heads, h = bh % heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t stride = heads * D, base = (b * seq * heads + h) * D;
   const int c0 = warp * 16;
@@ -318,7 +324,11 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(bf16* dk,
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   zero(dk_acc);
   zero(dv_acc);
-  for (int64_t q0 = mask.query_begin(k0) / kTile * kTile; q0 < seq; q0 += kTile) {
+  const int64_t k1 = k0 + kTile < seq ? k0 + kTile : seq;
+  const int64_t q_end = mask.query_end(k1, seq);
+  for (int64_t q0 = mask.query_begin(k0) / kTile * kTile; q0 < q_end; q0 += kTile) {
+    const BlockKind kind = mask.block(q0, q0 + kTile < seq ? q0 + kTile : seq, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();  // the previous query tile is no longer read (and ks, vs are loaded)
     load_rows<D>(qs, qts, q, base, stride, q0, seq);
     load_rows<D>(dos, dots, dout, base, stride, q0, seq);
@@ -336,7 +346,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dkdv_tc_kernel(bf16* dk,
         const int hr = e >> 1, col = 8 * j + 2 * tq + (e & 1);
         const int64_t t = q0 + col;
         float p = 0.0f, ds = 0.0f;
-        if (t < seq && key[hr] < seq && mask.allowed(t, key[hr])) {
+        if (t < seq && key[hr] < seq && (kind == BlockKind::full || mask.allowed(t, key[hr]))) {
           p = expf(scale * pt[j][e] - lses[col]);
           ds = p * (dst[j][e] - deltas[col]);
         }
@@ -358,7 +368,7 @@ template <int D, class Mask>
 __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(bf16* dq, const bf16* dout, const bf16* q,
                                                                      const bf16* k, const bf16* v, const float* lse,
                                                                      const float* delta, int64_t seq, int64_t heads,
-                                                                     float scale, Mask mask) {
+                                                                     float scale, Mask mask_arg) {
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   using L = TcBwdSmem<D>;  // t1 is unused here
   bf16* smem = reinterpret_cast<bf16*>(smem_bytes);
@@ -372,6 +382,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(bf16* dq, c
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int64_t bh = blockIdx.y, b = bh / heads, h = bh % heads;
+  const Mask mask = mask_arg.at_batch(b);
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t q1 = q0 + kTile < seq ? q0 + kTile : seq;
   const int64_t stride = heads * D, base = (b * seq * heads + h) * D;
@@ -385,6 +396,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(bf16* dq, c
   zero(acc);
   const int64_t k_end = mask.key_end(q1) < seq ? mask.key_end(q1) : seq;
   for (int64_t k0 = mask.key_begin(q0) / kTile * kTile; k0 < k_end; k0 += kTile) {
+    const int64_t k1 = k0 + kTile < seq ? k0 + kTile : seq;
+    const BlockKind kind = mask.block(q0, q1, k0, k1);
+    if (kind == BlockKind::masked) continue;  // wholly hidden: never loaded
     __syncthreads();
     load_rows<D>(ks, kts, k, base, stride, k0, seq);
     load_rows<D>(vs, nullptr, v, base, stride, k0, seq);
@@ -401,7 +415,7 @@ __global__ void __launch_bounds__(kTcThreads) attention_dq_tc_kernel(bf16* dq, c
         const int hr = e >> 1, r = r0 + g + 8 * hr;
         const int64_t key = k0 + 8 * j + 2 * tq + (e & 1);
         float d = 0.0f;
-        if (row[hr] < seq && key < seq && mask.allowed(row[hr], key)) {
+        if (row[hr] < seq && key < seq && (kind == BlockKind::full || mask.allowed(row[hr], key))) {
           const float p = expf(scale * s[j][e] - lses[r]);
           d = p * (ds[j][e] - deltas[r]);
         }
@@ -463,22 +477,26 @@ bool use_flash_attention(DType act, std::initializer_list<const void*> pointers)
   return true;
 }
 
-void attention_forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
-                          int64_t seq, int64_t heads, int64_t head_dim, float scale) {
+namespace {
+
+template <class Mask>
+void forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch, int64_t seq,
+                int64_t heads, int64_t head_dim, float scale, const Mask& mask) {
   if (batch * seq * heads <= 0) return;
   with_head_dim(head_dim, "attention_forward", [&]<int D>(std::integral_constant<int, D>) {
-    auto kernel = attention_forward_tc_kernel<D, CausalMask>;
+    auto kernel = attention_forward_tc_kernel<D, Mask>;
     allow_smem(kernel, TcFwdSmem<D>::bytes);
     kernel<<<attention_tile_grid(seq, batch * heads, kTile), kTcThreads, TcFwdSmem<D>::bytes, stream()>>>(
         static_cast<bf16*>(out), lse, static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-        static_cast<const bf16*>(v), seq, heads, scale, CausalMask{});
+        static_cast<const bf16*>(v), seq, heads, scale, mask);
     CUDA_CHECK_LAUNCH();
   });
 }
 
-void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
-                           const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
-                           int64_t heads, int64_t head_dim, float scale) {
+template <class Mask>
+void backward_tc(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+                 const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 float scale, const Mask& mask) {
   const int64_t rows = batch * seq * heads;
   if (rows <= 0) return;
   with_head_dim(head_dim, "attention_backward", [&]<int D>(std::integral_constant<int, D>) {
@@ -486,19 +504,44 @@ void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const
     launch_attention_delta<bf16>(delta, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), rows, seq,
                                  heads, head_dim);
     const dim3 grid = attention_tile_grid(seq, batch * heads, kTile);
-    auto dkdv = attention_dkdv_tc_kernel<D, CausalMask>;
+    auto dkdv = attention_dkdv_tc_kernel<D, Mask>;
     allow_smem(dkdv, TcBwdSmem<D>::bytes);
     dkdv<<<grid, kTcThreads, TcBwdSmem<D>::bytes, stream()>>>(
         static_cast<bf16*>(dk), static_cast<bf16*>(dv), static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
-        static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, delta, seq, heads, scale, CausalMask{});
+        static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, delta, seq, heads, scale, mask);
     CUDA_CHECK_LAUNCH();
-    auto dqk = attention_dq_tc_kernel<D, CausalMask>;
+    auto dqk = attention_dq_tc_kernel<D, Mask>;
     allow_smem(dqk, TcBwdSmem<D>::bytes);
     dqk<<<grid, kTcThreads, TcBwdSmem<D>::bytes, stream()>>>(
         static_cast<bf16*>(dq), static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
-        static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, delta, seq, heads, scale, CausalMask{});
+        static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, delta, seq, heads, scale, mask);
     CUDA_CHECK_LAUNCH();
   });
+}
+
+}  // namespace
+
+void attention_forward_tc(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                          int64_t seq, int64_t heads, int64_t head_dim, float scale) {
+  forward_tc(out, lse, q, k, v, batch, seq, heads, head_dim, scale, CausalMask{});
+}
+
+void attention_forward_tc_masked(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                                 int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                                 const DocWindowMask& mask) {
+  forward_tc(out, lse, q, k, v, batch, seq, heads, head_dim, scale, mask);
+}
+
+void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                           const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                           int64_t heads, int64_t head_dim, float scale) {
+  backward_tc(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, CausalMask{});
+}
+
+void attention_backward_tc_masked(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                                  const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                                  int64_t heads, int64_t head_dim, float scale, const DocWindowMask& mask) {
+  backward_tc(dq, dk, dv, dout, q, k, v, out, lse, batch, seq, heads, head_dim, scale, mask);
 }
 
 }  // namespace speedrun::cuda

@@ -20,6 +20,7 @@
 
 #include "core/tensor.h"
 #include "core/softcap.h"
+#include "kernels/ops/attention_mask.h"
 
 namespace speedrun::cuda {
 
@@ -44,6 +45,13 @@ Relu2Storage set_relu2_storage(Relu2Storage storage);
 void residual_forward(DType act, void* out, const void* a, const void* b, int64_t n);
 // dst += src
 void accumulate(DType act, void* dst, const void* src, int64_t n);
+
+// --- scaled sums and dot products (kernels/ops/scale.cu) ----------------------------------------
+// out = alpha x + beta y (y null: out = alpha x), n elements of type `act`; out may alias x or y.
+void scaled_sum(DType act, void* out, float alpha, const void* x, float beta, const void* y, int64_t n);
+// sum_i x[i] y[i] accumulated in fp64 in a fixed order (the same bits on every run and
+// device). Returns to the host: synchronizes cuda::stream().
+double dot(DType act, const void* x, const void* y, int64_t n);
 
 // --- rmsnorm, QK-norm included (kernels/ops/rmsnorm.cu) --------------------------------------------
 // gains may be null. rstd (rows) f32.
@@ -121,11 +129,16 @@ bool fused_cross_entropy_fits(int64_t vocab);
 
 // --- attention (kernels/ops/attention.cu) -----------------------------------------------------
 // q, k, v, out (B, T, H, D) of type `act`; lse (B, H, T) f32. head_dim 64 or 128.
+// mask: null for causal, else record #26's document and window mask (kernels/ops/attention_mask.h;
+// mask->doc (B, T) i32 on the device or null, mask->seq = T). A masked call takes the kernels
+// a causal one would (attention_kernel() below: tensor-core, CUDA-core or flash, f32 always
+// CUDA-core), each instantiated with the mask; all skip the (query tile, key tile) blocks the
+// mask hides without loading them. NOT YET RUN ON A GPU with a mask.
 void attention_forward(DType act, void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
-                       int64_t seq, int64_t heads, int64_t head_dim, float scale);
+                       int64_t seq, int64_t heads, int64_t head_dim, float scale, const DocWindowMask* mask = nullptr);
 void attention_backward(DType act, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                         const void* v, const void* out, const float* lse, int64_t batch, int64_t seq, int64_t heads,
-                        int64_t head_dim, float scale);
+                        int64_t head_dim, float scale, const DocWindowMask* mask = nullptr);
 // The head dims the attention kernels are instantiated for: the one list that every check
 // (the trainer, bench, validate-config, compare, the op's own check) and every message
 // naming the supported dims is derived from. It must match the kernels' dispatch on
@@ -178,6 +191,12 @@ void attention_forward_tc(void* out, float* lse, const void* q, const void* k, c
 void attention_backward_tc(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
                            const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
                            int64_t heads, int64_t head_dim, float scale);
+// The same under record #26's mask (attention_mask.h), for attention_forward/backward's masked calls.
+void attention_forward_tc_masked(void* out, float* lse, const void* q, const void* k, const void* v, int64_t batch,
+                                 int64_t seq, int64_t heads, int64_t head_dim, float scale, const DocWindowMask& mask);
+void attention_backward_tc_masked(void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+                                  const void* v, const void* out, const float* lse, int64_t batch, int64_t seq,
+                                  int64_t heads, int64_t head_dim, float scale, const DocWindowMask& mask);
 
 // --- linear through cuBLASLt (kernels/ops/linear.cu) --------------------------------------------
 // y = x W^T (+ b): x (rows, in), w (out, in) of type `act`; y (rows, out) of type `out_type`

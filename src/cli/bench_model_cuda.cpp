@@ -17,7 +17,8 @@
 #include "core/format_bytes.h"
 #include "dist/communicator.h"
 #include "model/flops.h"
-#include "model/gpt.h"
+#include "model/record26.h"
+#include "model/registry.h"
 #include "model/precision.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -62,7 +63,13 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
   const cuda::GemmCeiling ceiling = measure_gemm_ceiling();
   print_gemm_ceiling(ceiling);
 
-  model::Gpt model(m, Device::cuda, B, act);
+  const std::unique_ptr<model::Model> owned = model::make_model(m, Device::cuda, B, act);
+  model::Model& model = *owned;
+  // record26's attention window grows with the step: the bench runs at the middle of the run,
+  // where the window has its mean size (the attention's cost grows linearly with it). track3
+  // ignores the position.
+  const model::RunPosition at{t.steps / 2, t.steps};
+  const bool record26 = m.arch == "record26";
   model.init_parameters(static_cast<uint64_t>(t.seed));
   model.zero_grad();
   std::mt19937 rng(1234);
@@ -75,13 +82,18 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
               "embedding read in %s\n",
               cfg.name.c_str(), (long long)m.n_layer, (long long)m.d_model, (long long)m.seq_len, (long long)B,
               (long long)m.seq_len, dtype_name(act), m.embedding_dtype.c_str());
+  if (record26)
+    std::printf("record26 at step %lld of %lld: long window %lld blocks of %lld tokens; FLOPs count the keys the "
+                "mask keeps\n",
+                (long long)at.step, (long long)at.steps, (long long)model::Record26::long_window_blocks(m, at),
+                (long long)m.attn_block_size);
   // Each micro-batch is timed on its own between two events: it includes the host-to-device
   // copy of the ids and the loss's copy back (a synchronization), as in a training step.
   cuda::EventTimer timer;
   std::vector<double> ms;
   for (int i = 0; i < warmup + timed; ++i) {
     timer.start();
-    model.forward_backward(inputs.data(), targets.data(), B);
+    model.forward_backward(inputs.data(), targets.data(), B, nullptr, at);
     const double elapsed = timer.stop_ms();
     if (i >= warmup) ms.push_back(elapsed);
   }
@@ -101,7 +113,8 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
     timer.start();
     model.zero_grad();
     model.begin_loss_sum();
-    for (int64_t k = 0; k < micro_steps; ++k) model.forward_backward_summed(inputs.data(), targets.data(), B);
+    for (int64_t k = 0; k < micro_steps; ++k)
+      model.forward_backward_summed(inputs.data(), targets.data(), B, nullptr, at);
     if (!std::isfinite(model.end_loss_sum())) throw UserError("bench: the step's loss is not finite");
     for (auto& opt : opts) opt->step(s, optim::lr_factor(cfg.schedule, 0, t.steps));
     model.weights_updated(copies_written);
@@ -111,7 +124,10 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
   size_t free_after = 0, total_after = 0;
   device_memory_info(&free_after, &total_after);  // in use now: the model, the optimizers, scratch, the context
   const double tokens_per_s = static_cast<double>(micro_tokens) / (fb_ms / 1000.0);
-  const double flops = model::flops_per_token(m);
+  // record26: the attention its mask keeps for these tokens at `at` (model/flops.h).
+  const double flops = record26 ? model::flops_per_token(
+                                      m, model::Record26::attention_keys_per_token(m, inputs.data(), B, at))
+                                : model::flops_per_token(m);
   const double tflops = flops * tokens_per_s / 1e12;
   const double mfu = tflops / ceiling.tflops;
   std::printf("forward+backward: %.3f ms per micro-batch (median of %d after %d warm-up), %.0f tokens/s\n", fb_ms,
@@ -141,6 +157,7 @@ void bench_model_cuda(const config::RunConfig& cfg, int timed, int warmup, const
                         {"micro_batch_ms_all", ms},
                         {"tokens_per_s", tokens_per_s},
                         {"flops_per_token", flops},
+                        {"run_position", {at.step, at.steps}},
                         {"tflops", tflops},
                         {"mfu", mfu},
                         {"gemm_ceiling", gemm_ceiling_json(ceiling)},

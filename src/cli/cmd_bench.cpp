@@ -25,6 +25,7 @@
 #include "core/host_memory.h"
 #include "model/device_support.h"
 #include "model/flops.h"
+#include "model/record26.h"
 #include "model/registry.h"
 #include "model/precision.h"
 #include "optim/optimizer.h"
@@ -92,8 +93,8 @@ void run_bench(const Options& o) {
   const auto& m = cfg.model;
   const auto& t = cfg.train;
   // The model alone may run on CUDA before the optimizers do: forward+backward, no step.
-  // A model the CUDA kernels cannot run (record26: CPU only for now; a head_dim without a
-  // CUDA attention instance) is refused first, device or not.
+  // A model the CUDA kernels cannot run (a head_dim without a CUDA attention instance) is
+  // refused first, device or not.
   const std::string requested = o.device.empty() ? t.device : o.device;
   if (requested == "cuda") {
     model::check_arch_supported(m, Device::cuda);
@@ -157,7 +158,13 @@ void run_bench(const Options& o) {
   }
   const double step = median(step_ms);
   const double tokens_per_s = static_cast<double>(t.batch_tokens) / (step / 1000.0);
-  const double flops = model::flops_per_token(m);
+  // record26: the attention its mask keeps for these tokens at the bench's run position
+  // (step 0: the smallest window), as the CUDA bench counts it (model/flops.h).
+  const double flops =
+      m.arch == "record26"
+          ? model::flops_per_token(m, model::Record26::attention_keys_per_token(m, inputs.data(),
+                                                                                t.micro_batch_seqs, {0, t.steps}))
+          : model::flops_per_token(m);
   const double tflops = flops * tokens_per_s / 1e12;
   std::printf("forward+backward: %.2f ms per micro-batch (%.0f tokens/s)\n", median(fb_ms),
               static_cast<double>(micro_tokens) / (median(fb_ms) / 1000.0));

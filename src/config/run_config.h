@@ -60,7 +60,7 @@ struct ModelConfig {
   void bind(A& a) {
     a.field("arch", arch, one_of({"track3", "record26"}),
             "the architecture: track3 (the Track 3 optimizer benchmark GPT) or record26 (the Track 1 speedrun "
-            "record #26: value embeddings, U-net skips, document-masked sliding-window attention; CPU only for now)");
+            "record #26: value embeddings, U-net skips, document-masked sliding-window attention; CUDA not yet run on a GPU)");
     a.field("vocab_size", vocab_size, in_range<int64_t>(2, kMaxInt32),
             "GPT-2 has 50257 tokens; data ids must be below this");
     a.field("padded_vocab_size", padded_vocab_size, in_range<int64_t>(2, kMaxInt32),

@@ -1,7 +1,17 @@
 // model.arch record26: the modded-nanogpt Track 1 speedrun record #26 (2025-07-12, commit
 // 345b2fb; ../shared/specs/model-record26.md), forward and backward written out against
-// the ops layer like model::Gpt: no autograd, every saved activation explicit. CPU only for
-// now (model/registry.h refuses CUDA with a UserError); activations f32.
+// the ops layer like model::Gpt: no autograd, every saved activation explicit. CPU (f32) and
+// CUDA (f32 or bf16 activations; bf16 as model::Gpt: bf16 copies of the matrices, f32 master
+// weights and gradients). NOT YET RUN ON A GPU: the CUDA path (masked attention kernels,
+// scaled sums and dots, the host round trips below) is compiled only; CudaModel.Record26*
+// compare it with the CPU when a device is present.
+//
+// Host round trips on CUDA, per micro-batch: the tokens, targets and document numbers (computed
+// on the host from the tokens) are uploaded; the scalars block (scalars_size floats) is copied
+// to the host once per forward, since the scalars scale whole tensors as kernel arguments; every
+// scalar gradient is a dot product returned to the host (each synchronizes the stream: ~5 per
+// layer), summed there, and the scalars' gradient block is read before and written after the
+// backward.
 //
 //   x = x0 = rmsnorm(embed[tokens])
 //   for i in 0..L-1:
@@ -81,6 +91,11 @@ class Record26 final : public Model {
   // block-mask construction turns into the diagonal block alone (the partial-block count is
   // clamped to >= 1, the full-block count to <= -1, i.e. none): 1 block.
   static int64_t layer_window_blocks(const config::ModelConfig& m, int64_t layer, RunPosition at);
+  // The keys a query sees under the mask (causal, same document, the layer's window at `at`),
+  // averaged over the B * seq_len tokens and summed over the layers with attention: the
+  // attention work model/flops.h counts. Host arithmetic over the tokens' documents.
+  static double attention_keys_per_token(const config::ModelConfig& m, const int32_t* tokens, int64_t B,
+                                         RunPosition at);
 
   Record26(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs, DType activations = DType::f32);
   ~Record26() override;
@@ -89,15 +104,15 @@ class Record26 final : public Model {
 
   const config::ModelConfig& config() const override { return cfg_; }
   const ParamLayout& layout() const override { return layout_; }
-  Device device() const override { return Device::cpu; }
-  DType activation_dtype() const override { return DType::f32; }
+  Device device() const override { return device_; }
+  DType activation_dtype() const override { return act_dtype_; }
   int64_t max_batch_seqs() const override { return max_batch_seqs_; }
   float* params() override { return params_.as<float>(); }
   float* grads() override { return grads_.as<float>(); }
 
   void init_parameters(uint64_t seed) override;
   void zero_grad() override;
-  void weights_changed() override {}  // nothing is derived from the parameters
+  void weights_changed() override { copies_stale_ = true; }  // the bf16 copies are remade before the next use
 
   // `at` is required (steps > 0): the attention window depends on it. `ready` is never
   // called (no per-parameter reports yet): the gradient bucketer then starts every
@@ -110,25 +125,43 @@ class Record26 final : public Model {
 
   size_t activation_bytes() const override;
   size_t parameter_bytes() const override { return params_.bytes(); }
-  size_t weight_copy_bytes() const override { return 0; }
+  size_t weight_copy_bytes() const override;
 
   static size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
                                       DType activations);
+  // Bytes of the bf16 weight copies (0 with f32 activations).
+  static size_t plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations);
 
  private:
   struct Activations;
+  struct WeightCopies;
   void forward_trunk(const int32_t* tokens, int64_t B, RunPosition at, LayerInputSink* sink);
   double head_loss(const int32_t* targets, int64_t B, bool backward);
   void backward_trunk(const int32_t* tokens, int64_t B, RunPosition at);
-  float scalar(int64_t index) { return param(scalars_).data<float>()[index]; }
-  void add_scalar_grad(int64_t index, double g) { grad(scalars_).data<float>()[index] += static_cast<float>(g); }
+  // The parameter as the products read it: its bf16 copy, or the f32 master.
+  Tensor weight(size_t index);
+  void refresh_weight_copies();
+  Tensor ids_on(const int32_t* ids, int64_t n, const Tensor& device_buffer) const;
+  // The scalars as the forward read them (host copy made by load_scalars at its start).
+  float scalar(int64_t index) const;
+  // Scalar gradients go to a host copy of the scalars' gradient block, read by
+  // load_scalar_grads at the start of the backward and written back by store_scalar_grads at
+  // its end: each entry gets at most one addition per backward, as the CPU did in place.
+  void add_scalar_grad(int64_t index, double g);
+  void load_scalars();
+  void load_scalar_grads();
+  void store_scalar_grads();
 
   config::ModelConfig cfg_;
   ParamLayout layout_;
+  Device device_;
+  DType act_dtype_;
   int64_t max_batch_seqs_;
   SoftCap softcap_;
   Buffer params_, grads_;
   std::unique_ptr<Activations> act_;
+  std::unique_ptr<WeightCopies> copies_;
+  bool copies_stale_ = true;
   size_t scalars_ = 0;
 };
 

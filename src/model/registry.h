@@ -15,7 +15,8 @@
 namespace speedrun::model {
 
 // Throws UserError naming model.arch when the architecture has no implementation on
-// `device` (record26 is CPU only for now). Everything below calls it first.
+// `device` (today every architecture runs on both: the hook stays for the next one), and
+// std::invalid_argument for an arch without a model class. Everything below calls it first.
 void check_arch_supported(const config::ModelConfig& cfg, Device device);
 
 // The model of cfg.arch, allocated for micro-batches of up to max_batch_seqs sequences

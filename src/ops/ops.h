@@ -65,7 +65,8 @@ void rotary_tables(Tensor cos, Tensor sin, int64_t head_dim, double base);
 //   - t / block_size - s / block_size < window_blocks     (when window_blocks > 0),
 // i.e. the key lies in one of the window_blocks nearest blocks at or before the query's block.
 // doc_ids (B, T) i32, nondecreasing along each sequence (document numbers, the running count of
-// separators), on the CPU. The kept keys of query t are then one run [start(t), t], start(t)
+// separators), on q's device (on CUDA the order is a precondition, not checked: the kernels'
+// tile skipping relies on it). The kept keys of query t are then one run [start(t), t], start(t)
 // nondecreasing in t, which is how the CPU kernels use it. An empty mask is plain causal.
 struct AttentionMask {
   Tensor doc_ids;
@@ -77,7 +78,8 @@ struct AttentionMask {
 // q, k, v, out (B, T, H, D); lse (B, H, T) f32: log-sum-exp of each query's scaled
 // scores, saved for the backward (no T x T matrix is kept).
 //   out[b,t,h,:] = sum_{s kept for t} softmax_s(scale * q[b,t,h,:].k[b,s,h,:]) v[b,s,h,:]
-// A mask other than causal is CPU only for now (std::invalid_argument on CUDA).
+// On CUDA a mask other than causal runs the same kernels as causal attention instantiated with
+// it (kernels/ops/attention_mask.h), which skip the tiles it hides; NOT YET RUN ON A GPU.
 void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                        const AttentionMask& mask = {});
 // dq, dk, dv written (B, T, H, D); `mask` as in the forward.
@@ -110,10 +112,13 @@ void residual_forward(Tensor out, const Tensor& a, const Tensor& b);
 void residual_backward(Tensor da, Tensor db, const Tensor& dout);
 
 // --- scaled sums and dot products (record26's learned scalars) --------------------------------
-// out = alpha * x + beta * y (y may be empty: out = alpha * x); out may alias x or y. CPU only.
+// out = alpha * x + beta * y (y may be empty: out = alpha * x); out may alias x or y. On CUDA
+// (f32, bf16) alpha and beta are used as floats.
 void scaled_sum(Tensor out, double alpha, const Tensor& x, double beta, const Tensor& y);
 // sum_i x[i] * y[i] over every element, accumulated in double in a fixed order (the same value
-// for any thread count): the gradient of a scalar that multiplies a whole tensor. CPU only.
+// for any thread count): the gradient of a scalar that multiplies a whole tensor. On CUDA
+// another fixed order (kernels/ops/scale.cu: the same bits run to run), and the call waits for
+// the stream: the result is read back to the host.
 double dot(const Tensor& x, const Tensor& y);
 
 // --- dtype conversion ---------------------------------------------------------------------

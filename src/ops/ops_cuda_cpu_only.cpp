@@ -50,12 +50,14 @@ void softcap_cross_entropy(float*, DType, void*, const void*, const int32_t*, in
 }
 void add_sum_of_losses(double*, const float*, int64_t, bool) { no_cuda("add_sum_of_losses"); }
 double read_f64(const double*) { no_cuda("read_f64"); }
+void scaled_sum(DType, void*, float, const void*, float, const void*, int64_t) { no_cuda("scaled_sum"); }
+double dot(DType, const void*, const void*, int64_t) { no_cuda("dot"); }
 void attention_forward(DType, void*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t,
-                       int64_t, float) {
+                       int64_t, float, const DocWindowMask*) {
   no_cuda("attention_forward");
 }
 void attention_backward(DType, void*, void*, void*, const void*, const void*, const void*, const void*, const void*,
-                        const float*, int64_t, int64_t, int64_t, int64_t, float) {
+                        const float*, int64_t, int64_t, int64_t, int64_t, float, const DocWindowMask*) {
   no_cuda("attention_backward");
 }
 HeadKernel head_kernel() { no_cuda("head_kernel"); }
@@ -77,6 +79,15 @@ void attention_forward_tc(void*, float*, const void*, const void*, const void*, 
 void attention_backward_tc(void*, void*, void*, const void*, const void*, const void*, const void*, const void*,
                            const float*, int64_t, int64_t, int64_t, int64_t, float) {
   no_cuda("attention_backward_tc");
+}
+void attention_forward_tc_masked(void*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t,
+                                 int64_t, float, const DocWindowMask&) {
+  no_cuda("attention_forward_tc_masked");
+}
+void attention_backward_tc_masked(void*, void*, void*, const void*, const void*, const void*, const void*,
+                                  const void*, const float*, int64_t, int64_t, int64_t, int64_t, float,
+                                  const DocWindowMask&) {
+  no_cuda("attention_backward_tc_masked");
 }
 void linear_forward(DType, DType, void*, const void*, const void*, const float*, int64_t, int64_t, int64_t) {
   no_cuda("linear_forward");

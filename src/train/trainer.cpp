@@ -137,7 +137,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   // Precision settings the device cannot honour fail before anything is read or allocated.
   const DType activations = model::resolve_activation_dtype(t.activation_dtype, device);
   model::resolve_embedding_dtype(m, device);
-  model::check_arch_supported(m, device);  // record26 is CPU only for now
+  model::check_arch_supported(m, device);
   // The CUDA attention is compiled for a few head widths only; say so before anything
   // is read or allocated rather than at the first forward.
   model::check_model_runs_on(m, device);

@@ -34,6 +34,7 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         for name in ("test-ops-attention", "test-flash-attention", "test-rmsnorm-fast", "dev_attention_flash",
                      "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
+                     "test-ops-scale", "memcheck-masked-attention", "racecheck-masked-attention", "bench-record26",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
                      "train-quickstart-bf16", "test-head-fused", "test-relu2-recompute", "memcheck-head-relu2",
                      "racecheck-head-relu2", "bench-kernels-head-relu2", "bench-speedrun-head-relu2"):

@@ -206,16 +206,48 @@ TEST(Record26, LossesAgreeAndUnusedScalarsGetNoGradient) {
   EXPECT_THROW(model.forward_loss(x.data(), y.data(), 1), std::invalid_argument);  // no run position
 }
 
-TEST(Record26, IsCpuOnlyForNow) {
+// CUDA is accepted (the run itself: CudaModel.Record26*); what stays refused is bf16
+// activations on the CPU. The plans count without a device: the bf16 model's weight copies
+// are the matrices the products read (not the embedding tables or the scalars), and the
+// memory plan grows with the ids CUDA keeps on the device.
+TEST(Record26, CudaIsAcceptedAndPlanned) {
   const config::ModelConfig m = tiny_record26();
-  EXPECT_THROW(model::make_model(m, Device::cuda, 1), UserError);
-  EXPECT_THROW(model::check_arch_supported(m, Device::cuda), UserError);
-  EXPECT_THROW(model::plan_activation_bytes(m, Device::cuda, 1, DType::bf16), UserError);
-  try {
-    model::check_arch_supported(m, Device::cuda);
-  } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("not yet on CUDA"), std::string::npos) << e.what();
-  }
+  EXPECT_NO_THROW(model::check_arch_supported(m, Device::cuda));
+  EXPECT_THROW(model::Record26(m, Device::cpu, 1, DType::bf16), UserError);
+  EXPECT_EQ(model::plan_weight_copy_bytes(m, Device::cuda, DType::f32), 0u);
+  const model::ParamLayout layout = model::record26_layout(m);
+  size_t matrices = 0;
+  for (const model::ParamSpec& spec : layout.params())
+    if (spec.name.find("blocks.") == 0 || spec.name == "lm_head.weight") matrices += static_cast<size_t>(spec.numel);
+  const size_t copies = model::plan_weight_copy_bytes(m, Device::cuda, DType::bf16);
+  EXPECT_GE(copies, 2 * matrices);
+  EXPECT_LT(copies, 2 * matrices + 64 * layout.params().size());  // at most alignment padding on top
+  EXPECT_GT(model::plan_activation_bytes(m, Device::cuda, 2, DType::f32),
+            model::plan_activation_bytes(m, Device::cpu, 2, DType::f32));  // + tokens, targets, documents
+  EXPECT_LT(model::plan_activation_bytes(m, Device::cuda, 2, DType::bf16),
+            model::plan_activation_bytes(m, Device::cuda, 2, DType::f32));
+}
+
+// The attention work FLOPs count (model/flops.h): with no separator and a window covering the
+// sequence, causal's (T + 1) / 2 keys per layer; documents and small windows cut it.
+TEST(Record26, AttentionKeysPerTokenCountsTheMask) {
+  config::ModelConfig m = tiny_record26();
+  const int64_t T = m.seq_len, B = 2;
+  int64_t attention_layers = 0;
+  for (int64_t l = 0; l < m.n_layer; ++l) attention_layers += model::Record26::has_attention(l);
+  std::vector<int32_t> tokens(static_cast<size_t>(B * T), 1);
+  m.window_pattern = std::string(static_cast<size_t>(m.n_layer), 'L');
+  const model::RunPosition end{10, 10};  // the whole window: 40 tokens = 5 blocks of 8 = T
+  EXPECT_DOUBLE_EQ(model::Record26::attention_keys_per_token(m, tokens.data(), B, end),
+                   static_cast<double>(attention_layers) * (T + 1) / 2.0);
+  // One separator in the middle of each row: two documents of 20 tokens each.
+  tokens[20] = tokens[T + 20] = static_cast<int32_t>(m.doc_separator);
+  EXPECT_DOUBLE_EQ(model::Record26::attention_keys_per_token(m, tokens.data(), B, end),
+                   static_cast<double>(attention_layers) * (20 + 1) / 2.0);
+  // At step 0 the window is one block of 8: keys 1..8 within the block, so (1 + ... + 8) / 8.
+  std::fill(tokens.begin(), tokens.end(), 1);
+  EXPECT_DOUBLE_EQ(model::Record26::attention_keys_per_token(m, tokens.data(), B, {0, 10}),
+                   static_cast<double>(attention_layers) * 4.5);
 }
 
 // Matrix optimizers take qkv_w as three matrices (upstream's Muon orthogonalizes the last two

@@ -1,6 +1,10 @@
 // ops::attention_forward / attention_backward with an ops::AttentionMask (record26's causal,
 // same-document, sliding-window-of-blocks attention: ../shared/specs/model-record26.md), and
 // the block rule against upstream's FlexAttention block-mask construction.
+#include <cstdlib>
+
+#include "cuda_op_case.h"
+#include "kernels/ops/attention_mask.h"
 #include "ops/cpu/attention.h"
 #include "test_ops_common.h"
 
@@ -242,6 +246,236 @@ TEST_F(OpsAttentionMask, IsThreadCountDeterministic) {
     return all;
   };
   expect_bitwise_equal("out, lse, dq, dk, dv", run(1), run(3));
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- the CUDA kernels' mask (kernels/ops/attention_mask.h), on the host ------------------------
+namespace speedrun::test {
+namespace {
+
+// cuda::DocWindowMask is host-callable: its per-element rule and its block classification
+// against the CPU's definition (start(t) of attention_key_starts), over random layouts, tile
+// sizes that are and are not multiples of the window block, and T not a multiple of the tile.
+// block() must be exact (masked iff no pair visible, full iff all pairs visible), and the
+// tile walks the kernels make (key_begin/key_end per query tile, query_begin/query_end per
+// key tile, skipping masked blocks) must visit every visible pair.
+TEST_F(OpsAttentionMask, CudaMaskClassifiesBlocksExactly) {
+  int64_t blocks = 0, skipped = 0, full = 0, partial = 0;
+  for (int trial = 0; trial < 120; ++trial) {
+    const int64_t bs = std::vector<int64_t>{1, 4, 16, 128}[trial % 4];
+    const int64_t tile = std::vector<int64_t>{8, 16, 64}[(trial / 4) % 3];
+    const int64_t seq = 1 + static_cast<int64_t>(rng_() % 300);
+    const double p = std::vector<double>{0.0, 0.01, 0.05, 0.3}[(trial / 12) % 4];
+    const int64_t batch = 2;
+    const std::vector<int32_t> docs = random_documents(rng_, batch, seq, p);
+    for (int64_t W : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{3}, (seq + bs - 1) / bs + 1}) {
+      std::vector<int64_t> start;
+      ops::cpu::attention_key_starts(start, p > 0 ? docs.data() : nullptr, batch, seq, bs, W);
+      cuda::DocWindowMask all{p > 0 ? docs.data() : nullptr, seq, static_cast<int>(bs), static_cast<int>(W)};
+      for (int64_t b = 0; b < batch; ++b) {
+        const cuda::DocWindowMask m = all.at_batch(b);
+        auto vis = [&](int64_t t, int64_t s) { return s <= t && s >= start[b * seq + t]; };
+        for (int64_t t = 0; t < seq; ++t)
+          for (int64_t s = 0; s < seq; ++s) ASSERT_EQ(m.allowed(t, s), vis(t, s)) << "t " << t << " s " << s;
+        std::vector<char> covered_by_q(static_cast<size_t>(seq * seq), 0), covered_by_k(covered_by_q);
+        for (int64_t q0 = 0; q0 < seq; q0 += tile) {
+          const int64_t q1 = std::min(q0 + tile, seq);
+          for (int64_t k0 = 0; k0 < seq; k0 += tile) {
+            const int64_t k1 = std::min(k0 + tile, seq);
+            int64_t seen = 0;
+            for (int64_t t = q0; t < q1; ++t)
+              for (int64_t s = k0; s < k1; ++s) seen += vis(t, s);
+            const cuda::BlockKind kind = m.block(q0, q1, k0, k1);
+            const cuda::BlockKind want = seen == 0                       ? cuda::BlockKind::masked
+                                         : seen == (q1 - q0) * (k1 - k0) ? cuda::BlockKind::full
+                                                                         : cuda::BlockKind::partial;
+            ASSERT_EQ(static_cast<int>(kind), static_cast<int>(want))
+                << "trial " << trial << " q [" << q0 << ", " << q1 << ") k [" << k0 << ", " << k1 << ") W " << W;
+            ++blocks;
+            skipped += want == cuda::BlockKind::masked;
+            full += want == cuda::BlockKind::full;
+            partial += want == cuda::BlockKind::partial;
+            // The int instantiation (the flash kernels') agrees.
+            ASSERT_EQ(static_cast<int>(m.block<int>(static_cast<int>(q0), static_cast<int>(q1), static_cast<int>(k0),
+                                                    static_cast<int>(k1))),
+                      static_cast<int>(want));
+          }
+          // The forward's walk: key tiles from key_begin's tile to key_end, unmasked ones.
+          for (int64_t k0 = m.key_begin(q0) / tile * tile; k0 < std::min(m.key_end(q1), seq); k0 += tile) {
+            const int64_t k1 = std::min(k0 + tile, seq);
+            if (m.block(q0, q1, k0, k1) == cuda::BlockKind::masked) continue;
+            for (int64_t t = q0; t < q1; ++t)
+              for (int64_t s = k0; s < k1; ++s) covered_by_q[t * seq + s] = 1;
+          }
+        }
+        // The backward's walk over query tiles per key tile.
+        for (int64_t k0 = 0; k0 < seq; k0 += tile) {
+          const int64_t k1 = std::min(k0 + tile, seq);
+          for (int64_t q0 = m.query_begin(k0) / tile * tile; q0 < m.query_end(k1, seq); q0 += tile) {
+            const int64_t q1 = std::min(q0 + tile, seq);
+            if (m.block(q0, q1, k0, k1) == cuda::BlockKind::masked) continue;
+            for (int64_t t = q0; t < q1; ++t)
+              for (int64_t s = k0; s < k1; ++s) covered_by_k[t * seq + s] = 1;
+          }
+        }
+        for (int64_t t = 0; t < seq; ++t)
+          for (int64_t s = 0; s < seq; ++s)
+            if (vis(t, s)) {
+              ASSERT_TRUE(covered_by_q[t * seq + s]) << "forward walk misses t " << t << " s " << s;
+              ASSERT_TRUE(covered_by_k[t * seq + s]) << "backward walk misses t " << t << " s " << s;
+            }
+      }
+    }
+  }
+  // Not vacuous: every kind occurs often.
+  EXPECT_GT(skipped, blocks / 10);
+  EXPECT_GT(full, blocks / 20);
+  EXPECT_GT(partial, blocks / 20);
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+// ---- CUDA against the CPU (cuda_op_case.h) -------------------------------------------------
+namespace speedrun::test {
+namespace {
+
+struct MaskKernelScope {
+  cuda::AttentionKernel previous;
+  explicit MaskKernelScope(cuda::AttentionKernel k) : previous(cuda::set_attention_kernel(k)) {}
+  ~MaskKernelScope() { cuda::set_attention_kernel(previous); }
+  MaskKernelScope(const MaskKernelScope&) = delete;
+  MaskKernelScope& operator=(const MaskKernelScope&) = delete;
+};
+
+// Record #26's mask on every CUDA kernel against the CPU (whose masked attention is checked
+// against a dense double reference and finite differences above): f32 on the CUDA-core
+// kernels, bf16 on the tensor-core (default), CUDA-core and flash kernels. Several documents
+// per row (separators with probability 1/40, so ~T/40 documents), windows of 1..n blocks and
+// none, window blocks of 128 (the model's) and of 16 (so the window cuts inside the 64- and
+// 128-row tiles), T not a multiple of any tile. Tolerances are AttentionMatchesCpu's
+// (cuda_op_case.h): masking removes terms from the same sums, it adds no rounding.
+CUDA_OP_CASE(AttentionMaskMatchesCpu) {
+  struct Variant {
+    DType t;
+    cuda::AttentionKernel kernel;
+    const char* name;
+  };
+  const char* env = std::getenv("SPEEDRUN_ATTENTION");
+  const std::string only = env ? env : "";
+  struct Layout {
+    std::array<int64_t, 4> shape;
+    int64_t block_size;
+    double separator_p;
+  };
+  const std::vector<Layout> layouts = {{{2, 300, 2, 64}, 128, 1.0 / 40},
+                                       {{1, 333, 1, 128}, 16, 1.0 / 40},
+                                       {{2, 77, 3, 64}, 16, 0.1},
+                                       {{1, 1, 1, 64}, 128, 0.5}};
+  for (const Variant& variant : {Variant{DType::f32, cuda::AttentionKernel::simt, "simt"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::tensor_core, "tc"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::simt, "simt"},
+                                 Variant{DType::bf16, cuda::AttentionKernel::flash, "flash"}}) {
+    if (!only.empty() && (variant.t != DType::bf16 || only != variant.name)) continue;
+    const MaskKernelScope scope(variant.kernel);
+    for (const Layout& layout : layouts) {
+      const auto [B, T, H, D] = layout.shape;
+      const int64_t nb = (T + layout.block_size - 1) / layout.block_size;
+      std::vector<int64_t> windows;
+      for (int64_t w = 1; w <= nb; w += std::max<int64_t>(1, nb / 6)) windows.push_back(w);
+      windows.push_back(0);
+      for (const int64_t W : windows) {
+        for (const bool documents : {true, false}) {
+          if (!documents && W == 0) continue;  // plain causal: AttentionMatchesCpu
+          const std::string what = std::string(variant.name) + " block " + std::to_string(layout.block_size) +
+                                   " window " + std::to_string(W) + (documents ? " documents" : "");
+          for_each_case<4>({variant.t}, {layout.shape}, [&](DType t, std::array<int64_t, 4>) {
+            std::vector<int32_t> docs = random_documents(rng_, B, T, layout.separator_p);
+            const Dev docs_dev(docs);
+            auto mask_of = [&](const Side& s) {
+              ops::AttentionMask m;
+              if (documents) m.doc_ids = s.device() ? docs_dev.t({B, T}) : Tensor::of(docs.data(), {B, T});
+              m.block_size = layout.block_size;
+              m.window_blocks = W;
+              return m;
+            };
+            const double scale = 0.12;
+            input("q", t, {B, T, H, D}, -1.7, 1.7);
+            input("k", t, {B, T, H, D}, -1.7, 1.7);
+            input("v", t, {B, T, H, D});
+            output("out", t, {B, T, H, D});
+            output("lse", DType::f32, {B, H, T});
+            run([&](const Side& s) {
+              ops::attention_forward(s["out"], s["lse"], s["q"], s["k"], s["v"], scale, mask_of(s));
+            });
+            expect_near("out", t == DType::f32 ? kF32SumTol : kBf16One);
+            expect_near("lse", kF32SumTol);
+            from_cpu("o", "out", t);
+            from_cpu("lse_ref", "lse", DType::f32);
+            input("g", t, {B, T, H, D});
+            output("gq", t, {B, T, H, D});
+            output("gk", t, {B, T, H, D});
+            output("gv", t, {B, T, H, D});
+            run([&](const Side& s) {
+              ops::attention_backward(s["gq"], s["gk"], s["gv"], s["g"], s["q"], s["k"], s["v"], s["o"],
+                                      s["lse_ref"], scale, mask_of(s));
+            });
+            const double tol = t == DType::f32 ? kF32SumTol : kBf16Two;
+            // With T = 1 the only query sees only itself: dq = dk = 0 up to the cancellation of
+            // terms up to scale D max|g| max|v| max|k| (AttentionMatchesCpu's bound); otherwise
+            // other rows set the scale.
+            const double term =
+                T == 1 ? scale * static_cast<double>(D) * max_abs(cpu("g")) * max_abs(cpu("v")) * max_abs(cpu("k"))
+                       : 0.0;
+            expect_near("gq", tol, term);
+            expect_near("gk", tol, term);
+            expect_near("gv", tol);
+          }, what);
+        }
+      }
+    }
+  }
+}
+
+// Negative control: the CUDA result under the mask differs from the causal one on the same
+// inputs (so AttentionMaskMatchesCpu could not pass with the mask ignored).
+CUDA_OP_CASE(AttentionMaskChangesTheResult) {
+  const int64_t B = 1, T = 300, H = 1, D = 64;
+  std::vector<int32_t> docs(T);
+  for (int64_t t = 0; t < T; ++t) docs[t] = static_cast<int32_t>(t / 50);  // six documents
+  const Dev docs_dev(docs);
+  input("q", DType::f32, {B, T, H, D}, -1.7, 1.7);
+  input("k", DType::f32, {B, T, H, D}, -1.7, 1.7);
+  input("v", DType::f32, {B, T, H, D});
+  output("masked", DType::f32, {B, T, H, D});
+  output("causal", DType::f32, {B, T, H, D});
+  output("lse", DType::f32, {B, H, T});
+  const Side s(*this, true);
+  ops::attention_forward(s["masked"], s["lse"], s["q"], s["k"], s["v"], 0.12,
+                         ops::AttentionMask{docs_dev.t({B, T}), 128, 1});
+  ops::attention_forward(s["causal"], s["lse"], s["q"], s["k"], s["v"], 0.12);
+  const std::vector<float> a = device("masked"), c = device("causal");
+  int64_t differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) differ += std::abs(a[i] - c[i]) > 1e-3f;
+  // Rows 0..49 see the same keys either way; every later row loses keys.
+  EXPECT_GT(differ, static_cast<int64_t>(a.size()) / 2);
+}
+
+// The CUDA path's own refusals: documents on the wrong device, a window without a block size.
+CUDA_OP_CASE(AttentionMaskRefusesBadMasks) {
+  const int64_t B = 1, T = 6, H = 1, D = 64;
+  input("q", DType::f32, {B, T, H, D});
+  output("lse", DType::f32, {B, H, T});
+  const Side s(*this, true);
+  std::vector<int32_t> docs(T, 0);
+  EXPECT_INVALID_ARGUMENT(ops::attention_forward(s["q"], s["lse"], s["q"], s["q"], s["q"], 0.12,
+                                                 ops::AttentionMask{Tensor::of(docs.data(), {B, T}), 128, 1}),
+                          "mask.doc_ids must be on q's device");
+  EXPECT_INVALID_ARGUMENT(
+      ops::attention_forward(s["q"], s["lse"], s["q"], s["q"], s["q"], 0.12, ops::AttentionMask{Tensor{}, 0, 2}),
+      "needs mask.block_size > 0");
 }
 
 }  // namespace
