@@ -9,7 +9,8 @@
 #      SPEEDRUN_RMSNORM=fast (norm tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm; --sanitize-all: memcheck over every CUDA test too);
+#      RMSNorm, the FP8 head's quantization kernels and cuBLASLt products; --sanitize-all:
+#      memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels and with
 #      flash + fast, `speedrun bench --device cuda` (one micro-batch, whole steps) likewise,
 #      and the optimizer benchmark on the Track 3 configs;
@@ -166,6 +167,7 @@ groups=(
   'ops-cross-entropy:CudaOpsTest.SoftcapCrossEntropy*'
   'ops-linear:CudaOpsTest.Linear*'
   'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
+  'ops-fp8-head:CudaOpsTest.Fp8Head*:OpsFp8.CudaHead*:CudaModel.Fp8Head*'
   'model:CudaModel.*'
   'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*'
   'optim-muon:CudaOptimTest.Muon*'
@@ -204,6 +206,8 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Attention*'
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
+    step "$tool-fp8-head" "$san_timeout" compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Fp8Head*:CudaModel.Fp8Head*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'

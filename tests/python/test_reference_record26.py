@@ -29,7 +29,7 @@ except ImportError as e:  # pragma: no cover
     sys.exit(77)
 
 import record26_torch  # noqa: E402
-from test_reference_torch import ReferenceChecks, STEPS  # noqa: E402
+from test_reference_torch import ReferenceChecks, STEPS, rel_err  # noqa: E402
 
 CONFIG = pathlib.Path(__file__).parent / "configs" / "reference-record26.json"
 DOC_PROB = 0.05  # ~3 separators per 64-token sequence
@@ -85,6 +85,93 @@ class TestRecord26AgainstTorch(ReferenceChecks):
         finally:
             record26_torch.upstream_block_mask = saved
         print(f"negative control failed as it must: {str(caught.exception).splitlines()[-1]}")
+
+
+class TestRecord26Fp8HeadAgainstTorch(ReferenceChecks):
+    """model.fp8_head: our training head (the CPU's FP8 emulation, ops::fp8_head_*) against the
+    reference's emulation of upstream's nanogpt::mm (record26_torch.Fp8Head, float64 everywhere
+    but the FP8 and bf16 roundings themselves). Evaluation keeps the plain head: the eval logits
+    are compared as in the f32 test.
+
+    Tolerances. Rounding to e4m3 (4 significant bits), e5m2 (3) and bf16 (8) is discontinuous:
+    where our fp32 value and the float64 one lie on either side of a rounding midpoint, the two
+    runs round one element to neighbouring values, a step of 2^-4..2^-3 (e4m3), 2^-3..2^-2
+    (e5m2) or 2^-8 (bf16) of the element. fp32 values reach the head with relative errors of
+    ~1e-6 (the module docstring of test_reference_torch.py), so an element flips with
+    probability ~2e-6 / step: ~1e-5 for the head's e4m3/e5m2 roundings and ~5e-4 for the bf16
+    ones (dx, the logits). Over the 384 x 64 rounded inputs and 384 x 50304 logit gradients of a
+    step that is a few e4m3 flips, a few hundred e5m2 flips (each changing one token's
+    contribution to a head-gradient row by ~20%) and tens of bf16 flips in dx. Their effect on a
+    gradient, as a relative L2 error, is about sqrt(flips / elements) x step: ~1e-3 for the
+    head's gradient, ~1e-4 for the trunk's (which sees only dx's bf16 flips). FP8_GRAD_TOL =
+    1e-2 leaves a factor ~10; the negative controls show that the check still sees the FP8
+    rounding itself (a reference without it, or with e4m3 in place of e5m2 for the gradient,
+    fails by more). The summed loss moves by flips of single logits: 1e-5 relative."""
+
+    FP8_GRAD_TOL = 1e-2
+    LOSS_TOL = 1e-5
+
+    def run_fp8(self):
+        return self.run_reference("--doc-prob", str(DOC_PROB), "--init-noise", "0.02", "--set", "model.fp8_head=true",
+                                  config=CONFIG)
+
+    def gradient_errors(self, ref):
+        loss = ref.step_loss_and_grads(0)
+        errors = {}
+        for n in ref.names:
+            g_ref, g = ref.params[n].grad.numpy(), ref.load("grads", n)
+            if not np.any(g_ref):
+                np.testing.assert_array_equal(g, 0.0, err_msg=f"gradient of {n} should be exactly zero")
+                continue
+            errors[n] = rel_err(g, g_ref)
+        return ref.meta["losses"][0] / loss - 1.0, errors
+
+    def check_fp8(self, ref):
+        self.assertTrue(ref.cfg["model"]["fp8_head"])
+        with torch.no_grad():
+            logits = ref.model.logits(ref.inputs[0, 0], step=0).reshape(-1, ref.cfg["model"]["padded_vocab_size"])
+        ours = np.load(ref.dir / "logits.npy").astype(np.float64)
+        self.assertLess(rel_err(ours, logits.numpy()), 2e-5, "evaluation logits (the plain head)")
+        loss_err, errors = self.gradient_errors(ref)
+        worst = max(errors.items(), key=lambda kv: kv[1])
+        print(f"fp8 head: loss relative error {loss_err:.1e}; head gradient {errors['lm_head.weight']:.1e}; "
+              f"worst gradient {worst[1]:.1e} ({worst[0]})")
+        self.assertLess(abs(loss_err), self.LOSS_TOL, "step-0 summed loss")
+        for n, e in errors.items():
+            self.assertLess(e, self.FP8_GRAD_TOL, f"gradient of {n}")
+        return loss_err, errors
+
+    def test_fp8_head_loss_and_gradients(self):
+        self.check_fp8(self.run_fp8())
+
+    def test_negative_controls(self):
+        """The same draw against a reference without the FP8 head, and against one that rounds
+        the gradient to e4m3 instead of e5m2: both must fail the checks above."""
+        ref = self.run_fp8()
+        for name, patch in (("no FP8 head", ("Fp8Head", None)), ("e4m3 gradient", ("e5m2", record26_torch.e4m3))):
+            saved = getattr(record26_torch, patch[0])
+            try:
+                if patch[1] is None:
+                    class Plain(torch.autograd.Function):
+                        @staticmethod
+                        def forward(ctx, x, w, *_):
+                            ctx.save_for_backward(x, w)
+                            return x @ w.T
+
+                        @staticmethod
+                        def backward(ctx, dy):
+                            x, w = ctx.saved_tensors
+                            return dy @ w, dy.T @ x, None, None, None
+                    setattr(record26_torch, patch[0], Plain)
+                else:
+                    setattr(record26_torch, patch[0], patch[1])
+                loss_err, errors = self.gradient_errors(ref)
+            finally:
+                setattr(record26_torch, patch[0], saved)
+            print(f"negative control ({name}): loss {loss_err:.1e}, head gradient {errors['lm_head.weight']:.1e}")
+            self.assertTrue(abs(loss_err) > self.LOSS_TOL or errors["lm_head.weight"] > self.FP8_GRAD_TOL,
+                            f"{name}: the check cannot tell")
+            self.assertGreater(errors["lm_head.weight"], self.FP8_GRAD_TOL, f"{name}: head gradient")
 
 
 class TestUpstreamBlockMask(speedrun_testing.SpeedrunTestCase):
