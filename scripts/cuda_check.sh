@@ -11,7 +11,8 @@
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
 #      RMSNorm, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
-#      attention, scaled sum and dot; --sanitize-all: memcheck over every CUDA test too);
+#      attention, scaled sum and dot, the FP8 head's quantization kernels and cuBLASLt
+#      products; --sanitize-all: memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast
 #      and with the fused head + ReLU^2 recompute, `speedrun bench --device cuda` (one
 #      micro-batch, whole steps) likewise, record #26's bench (configs/record26.json), and the
@@ -185,6 +186,7 @@ groups=(
   'ops-linear:CudaOpsTest.Linear*'
   'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
   'ops-scale:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
+  'ops-fp8-head:CudaOpsTest.Fp8Head*:OpsFp8.CudaHead*:CudaModel.Fp8Head*'
   'model:CudaModel.*'
   'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*:CudaOptimTest.UpdateKernelsWrite*'
   'optim-muon:CudaOptimTest.Muon*'
@@ -241,6 +243,8 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     # flash runs above include it) and the scaled-sum / dot kernels.
     step "$tool-masked-attention" "$san_timeout" compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.AttentionMask*:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
+    step "$tool-fp8-head" "$san_timeout" compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Fp8Head*:CudaModel.Fp8Head*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
@@ -273,8 +277,12 @@ step bench-speedrun-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN
   "$work/bench-speedrun-flash-fast.log" "$work/bench-speedrun-optimizer-copies.log" \
   "$work/bench-speedrun-head-relu2.log"
 # Record #26 (masked attention on the default kernels; its run position: the middle of the run).
-step bench-record26 "$bench_timeout" "$speedrun" bench configs/record26.json --device cuda --steps 3 --warmup 1 \
-  --json "$work/bench_record26.json"
+# The CUDA model does not run the FP8 head yet (a CUDA run with model.fp8_head is refused):
+# bench the config with the plain head.
+python3 -c 'import json, sys; c = json.load(open("configs/record26.json")); c["model"]["fp8_head"] = False
+json.dump(c, open(sys.argv[1], "w"))' "$work/record26-plain-head.json"
+step bench-record26 "$bench_timeout" "$speedrun" bench "$work/record26-plain-head.json" --device cuda --steps 3 \
+  --warmup 1 --json "$work/bench_record26.json"
 [ "$dry" = 1 ] || grep -h -E 'record26 at step|forward\+backward|MFU|whole step|memory in use' \
   "$work/bench-record26.log"
 for c in track3-muon track3-newton-muon track3-rmnp; do

@@ -211,6 +211,23 @@ void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, 
 void bias_add(DType act, void* y, const float* b, int64_t rows, int64_t cols);
 void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols);
 
+// --- record #26's FP8 head (kernels/ops/fp8_head.cu; never run on a GPU yet) -------------------
+// q (rows, cols) and qt (cols, rows) (null: not written) of type `kind` (e4m3 or e5m2) =
+// fp8(x / scale), x (rows, cols) of type `in` (f32 or bf16): the quotient in f32 (IEEE
+// division), one round-to-nearest-even conversion with .satfinite (overflow gives +-max, as
+// ops::fp8_round with saturate). round_bf16_first: x is rounded to bf16 before the division
+// (upstream's mm_backward receives the bf16 gradient of its bf16 output).
+void fp8_quantize(DType kind, void* q, void* qt, DType in, const void* x, int64_t rows, int64_t cols, float scale,
+                  bool round_bf16_first);
+// y (m, n) = alpha a b^T + beta y through cuBLASLt: a (m, k) and b (n, k) row-major FP8 (e4m3
+// or e5m2, not both e5m2), both K-major as Hopper's FP8 products require; y of type out_type
+// (f32 or bf16); fp32 accumulation, fast_accum as CUBLASLT_MATMUL_DESC_FAST_ACCUM. m, n and k
+// multiples of 16, a and b 16-byte aligned (std::invalid_argument otherwise).
+void fp8_gemm_tn(DType out_type, void* y, DType a_type, const void* a, DType b_type, const void* b, int64_t m,
+                 int64_t n, int64_t k, float alpha, float beta, bool fast_accum);
+// y[i] = bf16(y[i]) in place (round to nearest even; the f32 holds the bf16 value).
+void round_to_bf16_values(float* y, int64_t n);
+
 // --- convert (kernels/ops/convert.cu) --------------------------------------------------------------
 // dst = src elementwise between f32 and bf16 (round to nearest even), or a copy.
 void convert(DType dst_type, void* dst, DType src_type, const void* src, int64_t n);

@@ -35,6 +35,10 @@ struct LtPlanKey {
   bool bias_epilogue = false;
   bool beta_nonzero = false;
   uint32_t align_a = 0, align_b = 0, align_c = 0, align_d = 0;
+  // FP8 products (kernels/ops/fp8_head.cu): the two operand types (they may differ: e5m2 x
+  // e4m3) and CUBLASLT_MATMUL_DESC_FAST_ACCUM; -1, -1, false for every other product.
+  int fp8_a_type = -1, fp8_b_type = -1;
+  bool fast_accum = false;
   auto operator<=>(const LtPlanKey&) const = default;
 };
 

@@ -20,4 +20,10 @@ struct GemmCeiling {
 // `warmup` products, then times `reps` one by one and returns the median. Frees everything.
 GemmCeiling measure_bf16_gemm_ceiling(int64_t m, int64_t n, int64_t k, int warmup, int reps);
 
+// The same for FP8 (record #26's head, kernels/ops/fp8_head.cu): A (m x k) and B (n x k) e4m3,
+// both K-major as Hopper's FP8 products need, C (m x n) bf16, fp32 accumulation with fast
+// accumulation (the head's forward setting), through cuda::fp8_gemm_tn. m, n, k multiples of
+// 16. NEVER RUN ON A GPU YET.
+GemmCeiling measure_fp8_gemm_ceiling(int64_t m, int64_t n, int64_t k, int warmup, int reps);
+
 }  // namespace speedrun::cuda

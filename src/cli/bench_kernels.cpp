@@ -20,6 +20,7 @@
 #include "core/files.h"
 #include "core/format_bytes.h"
 #include "model/gpt.h"
+#include "model/head.h"
 #include "model/precision.h"
 #include "ops/ops.h"
 #include "train/memory_plan.h"
@@ -78,6 +79,7 @@ size_t table_bytes(const config::ModelConfig& m, int64_t N, int64_t chunk, DType
   b += V * d * 4 * 2 + (emb == DType::bf16 ? V * d * 2 : 0);  // table, dtable (+ bf16 copy)
   b += n * 4 * (2 + static_cast<size_t>(m.n_head)) + n * 4;  // tokens, rstd, qk rstd, lse
   b += static_cast<size_t>(m.seq_len * m.head_dim) * 4 + 4 * w * 4;  // rotary tables, gains
+  if (m.fp8_head) b += 2 * c * d + 2 * V * d + 2 * c * V;  // FP8 xq, xqt, wq, wqt, g, gt (1 byte each)
   return b;
 }
 
@@ -141,6 +143,12 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
 
   const cuda::GemmCeiling gemm = measure_gemm_ceiling();
   print_gemm_ceiling(gemm);
+  // model.fp8_head: the FP8 rows are rated against the FP8 ceiling (e4m3 x e4m3 -> bf16).
+  cuda::GemmCeiling fp8_gemm;
+  if (m.fp8_head) {
+    fp8_gemm = measure_fp8_gemm_ceiling();
+    print_gemm_ceiling(fp8_gemm, "FP8");
+  }
   const cuda::CopyBandwidth copy = cuda::measure_copy_bandwidth(size_t{1} << 30, 3, 20);
   std::printf("device-to-device copy: 1 GiB in %.3f ms (median of %d) = %.0f GB/s (read + write)\n", copy.median_ms,
               copy.reps, copy.gb_per_s);
@@ -185,6 +193,19 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
   ops::rotary_tables(cos, sin, D, m.rotary_base);
   const Tensor gains = flat(DType::f32, 1, w, 0.5, 1.5), dgains = flat(DType::f32, 1, w);
   const double eps = m.rmsnorm_eps;
+  // model.fp8_head: the FP8 operands and their copies (one byte an element), written by the
+  // forward row's call before the backward row reads them (rows run in table order).
+  std::vector<Buffer> fp8_bytes;
+  auto fp8_buffer = [&](DType k, std::initializer_list<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t x2 : shape) n *= x2;
+    fp8_bytes.emplace_back(m.fp8_head ? Device::cuda : Device::cpu, static_cast<size_t>(m.fp8_head ? n : 1));
+    return Tensor(fp8_bytes.back().data(), k, Device::cuda, shape);
+  };
+  const Tensor xq8 = fp8_buffer(DType::e4m3, {chunk, d}), wq8 = fp8_buffer(DType::e4m3, {V, d});
+  const ops::Fp8HeadCuda fp8_cu{fp8_buffer(DType::e4m3, {d, chunk}), fp8_buffer(DType::e4m3, {d, V}),
+                                fp8_buffer(DType::e5m2, {chunk, V}), fp8_buffer(DType::e5m2, {V, chunk})};
+  const ops::Fp8HeadScales fp8_scales = model::fp8_head_scales(m);
   // The model's cap (model::Gpt's constructor).
   SoftCap cap{SoftCap::Kind::none, 0.0, 1.0};
   if (m.logit_softcap == "algebraic") cap = {SoftCap::Kind::algebraic, m.logit_cap, 1.0};
@@ -235,6 +256,10 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
         return [&] { ops::convert(dlogits, logits); };
       case KernelOp::head_bwd:
         return [&] { ops::linear_backward(dhf, head_dw, vec(dbias, V), dlogits, hf, head_w, false); };
+      case KernelOp::head_fp8_fwd:
+        return [&] { ops::fp8_head_forward(logits, xq8, wq8, hf, head_w, fp8_scales, fp8_cu); };
+      case KernelOp::head_fp8_bwd:
+        return [&] { ops::fp8_head_backward(dhf, head_dw, logits, xq8, wq8, fp8_scales, false, fp8_cu); };
       case KernelOp::linear_bwd:
         return [&, in, out, acc = r.accumulate] {
           ops::linear_backward(mat(in == f ? dfa : dx, N, in), weight_grad(out, in), vec(dbias, out),
@@ -311,7 +336,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
     const double per_micro = res.time.ms * r.count;
     const bool compute = r.flops > 0;
     const double rate = compute ? r.flops / (res.time.ms * 1e-3) / 1e12 : r.bytes / (res.time.ms * 1e-3) / 1e9;
-    const double pct = 100.0 * rate / (compute ? gemm.tflops : copy.gb_per_s);
+    const double pct = 100.0 * rate / (compute ? (r.fp8 ? fp8_gemm.tflops : gemm.tflops) : copy.gb_per_s);
     total += per_micro;
     std::printf("%-40s %-6s %7.2f %10.4f %10.3f %8.1f %s %7.1f%%\n", r.name.c_str(), res.kernel.c_str(), r.count,
                 res.time.ms, per_micro, rate, compute ? "TF" : "GB", pct);
@@ -327,6 +352,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
                      {"flops", r.flops},
                      {"bytes", r.bytes},
                      {compute ? "tflops" : "gb_per_s", rate},
+                     {"fp8", r.fp8},
                      {"percent_of_ceiling", pct}});
   }
   std::printf("sum of the ops: %.3f ms; whole micro-batch (forward_backward, median of %d): %.3f ms; "
@@ -344,6 +370,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
                         {"attention_kernel", attention_name(attention_selected)},
                         {"rmsnorm_kernel", norm_name},
                         {"gemm_ceiling", gemm_ceiling_json(gemm)},
+                        {"fp8_gemm_ceiling", m.fp8_head ? gemm_ceiling_json(fp8_gemm) : nlohmann::json()},
                         {"copy_bandwidth", {{"bytes", copy.bytes}, {"reps", copy.reps}, {"median_ms", copy.median_ms},
                                             {"gb_per_s", copy.gb_per_s}}},
                         {"rows", jrows},

@@ -19,8 +19,19 @@ cuda::GemmCeiling measure_gemm_ceiling(int64_t size, int warmup, int reps) {
 #endif
 }
 
-void print_gemm_ceiling(const cuda::GemmCeiling& c) {
-  std::printf("bf16 GEMM ceiling: %lld x %lld x %lld in %.3f ms (median of %d) = %.1f TFLOP/s\n", (long long)c.m,
+cuda::GemmCeiling measure_fp8_gemm_ceiling(int64_t size, int warmup, int reps) {
+#if SPEEDRUN_HAVE_CUDA
+  const CudaStatus status = query_cuda();
+  if (status.devices.empty()) throw UserError("FP8 GEMM ceiling: no CUDA device: " + status.no_device_reason);
+  return cuda::measure_fp8_gemm_ceiling(size, size, size, warmup, reps);
+#else
+  (void)size, (void)warmup, (void)reps;
+  throw UserError("FP8 GEMM ceiling: this binary was built without CUDA");
+#endif
+}
+
+void print_gemm_ceiling(const cuda::GemmCeiling& c, const char* what) {
+  std::printf("%s GEMM ceiling: %lld x %lld x %lld in %.3f ms (median of %d) = %.1f TFLOP/s\n", what, (long long)c.m,
               (long long)c.n, (long long)c.k, c.median_ms, c.reps, c.tflops);
 }
 

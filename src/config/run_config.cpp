@@ -184,6 +184,8 @@ static void check_cross_fields(const RunConfig& c, Errors& errors) {
       errors.add("model.doc_separator", "must be a token id below model.vocab_size (" + std::to_string(m.vocab_size) +
                                             "), got " + std::to_string(m.doc_separator));
   }
+  if (m.fp8_head && m.arch != "record26")
+    errors.add("model.fp8_head", "is a record #26 head (model.arch record26); model.arch is " + m.arch);
   if (m.padded_vocab_size < m.vocab_size)
     errors.add("model.padded_vocab_size", "must be >= model.vocab_size (" + std::to_string(m.vocab_size) + "), got " +
                                               std::to_string(m.padded_vocab_size));

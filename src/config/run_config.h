@@ -52,6 +52,10 @@ struct ModelConfig {
   int64_t attn_block_size = 128;
   int64_t window_tokens = 1728;
   std::string window_pattern = "LSSSLSSLSSSL";
+  // record26 only (model-record26.md, "Optimizers"): the LM head product in training in FP8
+  // as upstream's nanogpt::mm (e4m3 inputs and weights with the fixed scales sqrt(d)/448 and
+  // 24/448, an e5m2 gradient with 1/448; model/fp8_head.h); evaluation uses the plain head.
+  bool fp8_head = false;
 
   int64_t mlp_hidden() const { return mlp_ratio * d_model; }
   int64_t attn_dim() const { return n_head * head_dim; }
@@ -98,6 +102,11 @@ struct ModelConfig {
     a.field("window_pattern", window_pattern, non_empty_string(),
             "record26: one letter per layer, L (long window) or S (short: half the long window's blocks, at least "
             "1); upstream's 12 layers: LSSSLSSLSSSL");
+    a.field("fp8_head", fp8_head, any<bool>(),
+            "record26: the LM head's product in training in FP8 as upstream (inputs and weights e4m3 with scales "
+            "sqrt(d_model)/448 and 24/448, logits rounded to bf16, the logit gradient e5m2 with scale 1/448); "
+            "validation and sampling use the plain head. The CPU emulates the FP8 rounding (f32 sums); CUDA runs "
+            "it through cuBLASLt");
   }
 };
 

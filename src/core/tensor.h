@@ -14,7 +14,9 @@
 namespace speedrun {
 
 enum class Device : uint8_t { cpu, cuda };
-enum class DType : uint8_t { f32, f64, bf16, i32, u16 };
+// e4m3 and e5m2: the OCP FP8 formats (one byte; CUDA storage of record #26's FP8 head,
+// kernels/ops/fp8_head.cu; the CPU emulates them in f32, ops.h "FP8 emulation").
+enum class DType : uint8_t { f32, f64, bf16, i32, u16, e4m3, e5m2 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -23,6 +25,8 @@ constexpr size_t dtype_size(DType t) {
     case DType::bf16: return 2;
     case DType::i32: return 4;
     case DType::u16: return 2;
+    case DType::e4m3: return 1;
+    case DType::e5m2: return 1;
   }
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "config/run_config.h"
 #include "core/softcap.h"
 #include "core/tensor.h"
+#include "ops/ops.h"
 
 namespace speedrun::model {
 
@@ -27,12 +28,32 @@ struct HeadTensors {
   Tensor losses;       // (N) f32 per-token losses
 };
 
+// The FP8 product (record #26's training head, model.fp8_head): the logits are
+// bf16(xq wq^T x_s w_s) instead of hf w^T, the backward upstream's mm_backward (ops.h
+// fp8_head_forward/backward). CPU: xq (N, d) and wq (V, d) f32 holding the e4m3 values.
+// CUDA: xq, wq e4m3, and `cuda` the transposed and gradient copies (ops::Fp8HeadCuda) for
+// one chunk of logits.size(0) rows: xqt (d, chunk), wqt (d, V), g (chunk, V), gt (V, chunk);
+// a chunk of fewer rows uses the start of each. Every chunk's row count must be a multiple of
+// 16 on CUDA (cuBLASLt's FP8 rule): N and logits.size(0) multiples of 16.
+struct Fp8HeadTensors {
+  ops::Fp8HeadScales scales;
+  Tensor xq, wq;
+  ops::Fp8HeadCuda cuda;
+};
+
 // Returns the summed loss of the N = hf.size(0) rows (in double, in row order). On CUDA
 // reading the sum synchronizes the host with the device.
-double head_loss(const HeadTensors& h, const SoftCap& cap, bool backward);
+// fp8: the FP8 product (h.b must be empty) instead of the plain one.
+double head_loss(const HeadTensors& h, const SoftCap& cap, bool backward, const Fp8HeadTensors* fp8 = nullptr);
 // head_loss without the sum: fills h.losses (and the gradients with `backward`) and leaves
 // everything on the model's device (no host synchronization).
-void head_losses(const HeadTensors& h, const SoftCap& cap, bool backward);
+void head_losses(const HeadTensors& h, const SoftCap& cap, bool backward, const Fp8HeadTensors* fp8 = nullptr);
+
+// Record #26's fixed FP8 scales (upstream's lm_head = CastedLinear(.., use_fp8=True,
+// x_s=(model_dim**0.5)/448, w_s=24/448, grad_s=1/448), train_gpt.py at 345b2fb line 403;
+// the spec's "Optimizers"), with the saturating casts (ops.h fp8_round: the compiled and
+// hardware conversions).
+ops::Fp8HeadScales fp8_head_scales(const config::ModelConfig& m);
 
 // The cap a model config asks for (model.logit_softcap, logit_cap, sigmoid_temperature).
 SoftCap softcap_of(const config::ModelConfig& m);

@@ -40,7 +40,20 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
   rows.push_back(product("linear fwd " + w(f) + "->" + w(d) + " (mlp proj)", KernelOp::linear_fwd, f, d, L));
   // head_loss, per chunk of `chunk` rows
   const double chunk_flops = 2.0 * r * static_cast<double>(d) * v;
-  if (fused_head) {
+  if (m.fp8_head) {
+    // Record #26's FP8 head (ops::fp8_head_forward/backward): the quantization kernels are
+    // inside the calls; the f32 logit gradient is read directly (no conversion row).
+    KernelRow fwd{"lm head fwd FP8 (e4m3 x, w; f32 logits)", KernelOp::head_fp8_fwd, chunk, d, V, false, chunks,
+                  chunk_flops, 0};
+    fwd.fp8 = true;
+    rows.push_back(fwd);
+    rows.push_back(KernelRow{"softcap cross-entropy (loss, dlogits)", KernelOp::cross_entropy, chunk, d, V, false,
+                             chunks, 0, 2 * 4 * r * v + 8 * r});
+    KernelRow bwd{"lm head bwd FP8 (e5m2 dlogits; dx, dW)", KernelOp::head_fp8_bwd, chunk, d, V, false, chunks,
+                  2 * chunk_flops, 0};
+    bwd.fp8 = true;
+    rows.push_back(bwd);
+  } else if (fused_head) {
     // bf16 logits, then one pass: each row read once and its gradient written once in place
     // (2 V a bytes per row, + 4 for the target and 4 for the loss: 201,224 for V = 50,304).
     rows.push_back(KernelRow{"lm head fwd (bf16 logits)", KernelOp::head_fwd, chunk, d, V, false, chunks, chunk_flops, 0});
@@ -51,10 +64,13 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
     rows.push_back(KernelRow{"softcap cross-entropy (loss, dlogits)", KernelOp::cross_entropy, chunk, d, V, false,
                              chunks, 0, 2 * 4 * r * v + 8 * r});
   }
-  if (act != DType::f32 && !fused_head)
-    rows.push_back(KernelRow{"dlogits f32 -> " + std::string(dtype_name(act)), KernelOp::convert_dlogits, chunk, d, V,
-                             false, chunks, 0, (4 + a) * r * v});
-  rows.push_back(KernelRow{"lm head bwd (dx, dW, db)", KernelOp::head_bwd, chunk, d, V, false, chunks, 2 * chunk_flops, 0});
+  if (!m.fp8_head) {
+    if (act != DType::f32 && !fused_head)
+      rows.push_back(KernelRow{"dlogits f32 -> " + std::string(dtype_name(act)), KernelOp::convert_dlogits, chunk, d, V,
+                               false, chunks, 0, (4 + a) * r * v});
+    rows.push_back(
+        KernelRow{"lm head bwd (dx, dW, db)", KernelOp::head_bwd, chunk, d, V, false, chunks, 2 * chunk_flops, 0});
+  }
   // backward_trunk
   rows.push_back(memory("rmsnorm bwd " + w(d), KernelOp::rmsnorm_bwd, d, 2, 3 * nd * a + 4 * n));
   rows.push_back(product("linear bwd " + w(f) + "->" + w(d) + " (mlp proj)", KernelOp::linear_bwd, f, d, L));

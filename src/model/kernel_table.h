@@ -1,5 +1,6 @@
 // The ops of one micro-batch's forward + backward as model::Gpt runs them
-// (src/model/gpt.cpp: forward_trunk, head_loss, backward_trunk), each with its call shape,
+// (src/model/gpt.cpp: forward_trunk, head_loss, backward_trunk; with model.fp8_head the head
+// rows are record #26's FP8 head, model/head.h), each with its call shape,
 // how many times a micro-batch calls it, and the work one call must do: FLOPs for the
 // products and attention, the fewest bytes it must move (each input read once, each output
 // written once) for the memory-bound ops. `speedrun bench --kernels` (src/cli/bench_kernels.cpp)
@@ -45,6 +46,9 @@ enum class KernelOp {
   rotary_bwd,
   qk_norm_bwd,
   embedding_bwd,  // dtable from (rows, in = d)
+  // model.fp8_head only, in place of head_fwd, convert_dlogits and head_bwd:
+  head_fp8_fwd,   // quantize hf (and the weight) to e4m3, FP8 product -> f32 logits (bf16 values)
+  head_fp8_bwd,   // quantize dlogits to e5m2, FP8 products dhf and dW
 };
 
 struct KernelRow {
@@ -57,6 +61,10 @@ struct KernelRow {
   double count = 0;     // calls per micro-batch (the head's: N / chunk rows, fractional)
   double flops = 0;     // per call; 0 for a memory-bound op
   double bytes = 0;     // per call: the fewest bytes moved; 0 for a compute-bound op
+  // The products run on FP8 tensor cores (model.fp8_head): rated against the FP8 ceiling
+  // (cuda::measure_fp8_gemm_ceiling), not the bf16 one. FLOPs are counted as for any product
+  // (2 m n k per product); FP8's higher rate is the ceiling's, not the count's.
+  bool fp8 = false;
 };
 
 // The rows for a micro-batch of `batch_seqs` sequences with activations of dtype `act`, an

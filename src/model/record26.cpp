@@ -164,6 +164,7 @@ struct Record26::Activations {
   Tensor ve_rows[3];      // value_embeds.j[tokens]
   std::vector<Layer> layers;
   Tensor rstd_f, hf, losses, logits, dlogits_act, rope_cos, rope_sin;
+  Fp8HeadTensors fp8;  // model.fp8_head: the e4m3-rounded hf and lm_head (f32 holding FP8 values; CPU only so far)
   Tensor dx, dh, tmp_d, dfg, dy, dqr, dkr, dv, dq, dk, tmp_hd, dx0, dhf;
   Tensor tokens, targets, docs_dev;  // (N) i32 device copies (CUDA only)
   std::vector<Tensor> dskip;  // gradient reaching layer l's output through its skip (l < L/2)
@@ -217,6 +218,11 @@ struct Record26::Activations {
     chunk_rows = std::clamp<int64_t>(chunk_bytes / (V * 4), 1, N);
     logits = take32({chunk_rows, V});
     if (act != DType::f32) dlogits_act = take({chunk_rows, V});
+    if (m.fp8_head) {
+      fp8.xq = take32({N, d});
+      fp8.wq = take32({V, d});
+      fp8.scales = fp8_head_scales(m);
+    }
     rope_cos = take32({T, m.head_dim / 2});
     rope_sin = take32({T, m.head_dim / 2});
     for (Tensor* t : {&dx, &dh, &tmp_d, &dx0, &dhf}) *t = take({N, d});
@@ -426,10 +432,12 @@ void Record26::forward_trunk(const int32_t* tokens, int64_t B, RunPosition at, L
 double Record26::head_loss(const int32_t* targets, int64_t B, bool backward) {
   Activations& a = *act_;
   const int64_t N = B * cfg_.seq_len;
-  // FP8 seam (record26.h): the FP8 emulation rounds hf and lm_head here, dz inside head_loss.
+  // model.fp8_head: the training product in FP8 as upstream's CastedLinear(use_fp8=True), whose
+  // `self.training` branch alone takes nanogpt::mm; evaluation (no backward) keeps the plain head.
+  const bool fp8 = cfg_.fp8_head && backward;
   return model::head_loss({rows(a.hf, N), weight(a.head), Tensor{}, grad(a.head), Tensor{}, rows(a.dhf, N),
                            ids_on(targets, N, a.targets), a.logits, a.dlogits_act, rows(a.losses, N)},
-                          softcap_, backward);
+                          softcap_, backward, fp8 ? &a.fp8 : nullptr);
 }
 
 void Record26::backward_trunk(const int32_t* tokens, int64_t B, RunPosition at) {

@@ -46,9 +46,11 @@
 // counted within the row (doc id = running count of separators, the separator opening its
 // document).
 //
-// FP8 head seam: upstream's training head product is FP8 (e4m3 inputs, e5m2 gradients). That
-// emulation op comes separately; Record26::head_loss is where it applies (hf and lm_head
-// rounded before the product, dz after the loss), and it is f32 until then.
+// FP8 head (model.fp8_head): upstream's training head product is FP8 (e4m3 inputs, e5m2
+// gradients, fixed scales: model::fp8_head_scales). With the key set, Record26::head_loss runs
+// the training product (forward_backward) through ops::fp8_head_forward/backward, which emulate
+// the rounding on the CPU; forward_loss and forward_logits (validation, eval, sampling) keep the
+// f32 head, as upstream's CastedLinear outside `self.training`.
 #pragma once
 
 #include <cstdint>

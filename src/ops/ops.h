@@ -127,7 +127,7 @@ double dot(const Tensor& x, const Tensor& y);
 // bf16 weight copies and the LM head's bf16 logit gradient with it.
 void convert(Tensor dst, const Tensor& src);
 
-// --- FP8 emulation (record #26's FP8 head; CPU only: ops/cpu/fp8.h, src/ops/fp8.cpp) ------------
+// --- FP8 (record #26's FP8 head: emulated on the CPU, ops/cpu/fp8.h; cuBLASLt on CUDA, kernels/ops/fp8_head.cu) --
 // The OCP FP8 formats: e4m3 (E4M3FN: max 448, no infinity) and e5m2 (max 57344, IEEE-like).
 enum class Fp8Kind { e4m3, e5m2 };
 // out = fp8(x / scale) elementwise, x and out f32 (same shape; out may alias x): the
@@ -149,19 +149,34 @@ struct Fp8HeadScales {
   double x_s = 0.0, w_s = 0.0, grad_s = 0.0;  // record #26: sqrt(768)/448, 24/448, 1/448
   bool saturate = true;                      // overflow rule of fp8_round
 };
-// Forward. x (N, C), w (V, C), y (N, V), xq (N, C), wq (V, C), all f32 on the CPU.
+// CUDA only (every tensor empty on the CPU): the copies cuBLASLt's FP8 products need. On
+// Hopper an FP8 product takes both operands K-major ("TN", kernels/ops/fp8_head.cu), so the
+// backward reads xq and wq transposed and the gradient both ways; the quantization kernels
+// write these copies as they write xq, wq and the gradient.
+//   xqt (C, N) e4m3, wqt (C, V) e4m3       written by fp8_head_forward (wqt with wq)
+//   g (N, V) e5m2, gt (V, N) e5m2          scratch of fp8_head_backward
+struct Fp8HeadCuda {
+  Tensor xqt, wqt, g, gt;
+};
+// Forward. x (N, C), w (V, C), y (N, V), xq (N, C), wq (V, C), all f32 on the CPU. CUDA: x
+// and w f32 or bf16, xq and wq e4m3, y f32 (bf16 values) or bf16; N, C and V multiples of 16
+// (cuBLASLt's FP8 rule: 16-byte aligned leading dimensions), else std::invalid_argument.
 //   xq = e4m3(x / x_s), wq = e4m3(w / w_s)                (saved for the backward)
 //   y  = bf16((xq wq^T) * (x_s * w_s))                     (_scaled_mm, out_dtype bf16)
-// y holds bf16 values in f32 (upstream's logits.float()).
-void fp8_head_forward(Tensor y, Tensor xq, Tensor wq, const Tensor& x, const Tensor& w, const Fp8HeadScales& s);
+// y holds bf16 values in f32 (upstream's logits.float()). w may be empty: wq then already
+// holds e4m3(w / w_s) (an earlier call's, e.g. for the next chunk of rows) and is only read.
+void fp8_head_forward(Tensor y, Tensor xq, Tensor wq, const Tensor& x, const Tensor& w, const Fp8HeadScales& s,
+                      const Fp8HeadCuda& cuda = {});
 // Backward from dy (N, V) f32, the gradient of y:
 //   g  = e5m2(bf16(dy) / grad_s)     (upstream's op receives the bf16 gradient of its bf16 output)
 //   dx = (or +=, accumulate_dx) bf16((g wq) * (grad_s * w_s))           (N, C), bf16 values in f32
 //   dw += (g^T xq) * (x_s * grad_s)                                        (V, C), f32
 // Only xq and wq are read: x and w themselves are never used again, as upstream saves
-// only x_f8 and w_f8. dx or dw may be empty.
+// only x_f8 and w_f8. dx or dw may be empty. CUDA: dy f32 or bf16, dx bf16 or f32 (bf16
+// values; accumulate_dx needs a bf16 dx), dw f32; the products read cuda.wqt and cuda.xqt
+// (xq and wq themselves only for their shapes).
 void fp8_head_backward(Tensor dx, Tensor dw, const Tensor& dy, const Tensor& xq, const Tensor& wq,
-                       const Fp8HeadScales& s, bool accumulate_dx);
+                       const Fp8HeadScales& s, bool accumulate_dx, const Fp8HeadCuda& cuda = {});
 
 // --- soft-capped cross-entropy, SUM reduction -------------------------------------------------
 // The cap (kind, cap, denominator) is described in core/softcap.h.

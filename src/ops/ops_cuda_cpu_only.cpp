@@ -101,4 +101,10 @@ void bias_grad(DType, float*, const void*, int64_t, int64_t) { no_cuda("bias_gra
 void convert(DType, void*, DType, const void*, int64_t) { no_cuda("convert"); }
 void fill_nan(DType, void*, int64_t) { no_cuda("fill_nan"); }
 
+void fp8_quantize(DType, void*, void*, DType, const void*, int64_t, int64_t, float, bool) { no_cuda("fp8_quantize"); }
+void fp8_gemm_tn(DType, void*, DType, const void*, DType, const void*, int64_t, int64_t, int64_t, float, float, bool) {
+  no_cuda("fp8_gemm_tn");
+}
+void round_to_bf16_values(float*, int64_t) { no_cuda("round_to_bf16_values"); }
+
 }  // namespace speedrun::cuda

@@ -65,6 +65,67 @@ def upstream_block_mask(docs, block_size, window):
     return dense
 
 
+def round_to_format(x, mantissa_bits, min_exponent, max_value):
+    """x rounded to the nearest value of a binary float format with `mantissa_bits` stored
+    mantissa bits, smallest normal exponent `min_exponent` (subnormals below it) and largest
+    finite value `max_value`, ties to even; overflow saturates to +-max_value (the .satfinite
+    conversions record #26's compiled casts use). Written from the OCP FP8 spec and IEEE 754:
+    the quantum of |x| is 2^(max(floor(log2 |x|), min_exponent) - mantissa_bits)."""
+    a = x.abs()
+    _, e = torch.frexp(a)  # a = m 2^e, m in [0.5, 1): floor(log2 a) = e - 1
+    exponent = torch.clamp(e - 1, min=min_exponent)
+    quantum = torch.ldexp(torch.ones_like(a), exponent - mantissa_bits)
+    r = torch.round(a / quantum) * quantum  # torch.round: half to even; a / quantum is exact
+    r = torch.clamp(r, max=max_value)
+    return torch.copysign(r, x)
+
+
+def e4m3(x):
+    return round_to_format(x, 3, -6, 448.0)
+
+
+def e5m2(x):
+    return round_to_format(x, 2, -14, 57344.0)
+
+
+def bf16(x):
+    return round_to_format(x, 7, -126, float(torch.finfo(torch.bfloat16).max))
+
+
+def f32(v):
+    """A Python float rounded to float32, as the scales reach the kernels."""
+    return float(torch.tensor(v, dtype=torch.float32))
+
+
+class Fp8Head(torch.autograd.Function):
+    """Upstream's nanogpt::mm / mm_backward (train_gpt.py at 345b2fb, lines 26-103) with the FP8
+    and bf16 roundings emulated in the parameters' dtype: x_f8 = e4m3(x / x_s), w_f8 =
+    e4m3(w / w_s), out = bf16(x_f8 w_f8^T x_s w_s); backward g_f8 = e5m2(bf16(g) / grad_s),
+    dx = bf16(g_f8 w_f8 grad_s w_s), dw = g_f8^T x_f8 x_s grad_s. The scales are rounded to
+    float32 (the kernels' type) and the products' factors are their float32 products."""
+
+    @staticmethod
+    def forward(ctx, x, w, x_s, w_s, grad_s):
+        xq, wq = e4m3(x / x_s), e4m3(w / w_s)
+        ctx.save_for_backward(xq, wq)
+        ctx.scales = x_s, w_s, grad_s
+        return bf16((xq @ wq.T) * f32(x_s * w_s))
+
+    @staticmethod
+    def backward(ctx, dy):
+        xq, wq = ctx.saved_tensors
+        x_s, w_s, grad_s = ctx.scales
+        g = e5m2(bf16(dy) / grad_s)
+        dx = bf16((g @ wq) * f32(grad_s * w_s))
+        dw = (g.T @ xq) * f32(x_s * grad_s)
+        return dx, dw, None, None, None
+
+
+def fp8_head_scales(d_model):
+    """Upstream's lm_head scales (train_gpt.py line 403), as float32 values."""
+    return f32(d_model ** 0.5 / 448), f32(24 / 448), f32(1 / 448)
+
+
 def masked_attention(q, k, v, scale, masks):
     """(B, T, H, D) in and out; masks (B, T, T) bool, True where a key is visible."""
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
@@ -90,7 +151,9 @@ class Record26GPT:
             short_masks.append(upstream_block_mask(docs, c["attn_block_size"], w // 2))  # upstream: W // 2, even 0
         return torch.stack(long_masks), torch.stack(short_masks)
 
-    def logits(self, tokens, capture=None, step=0):
+    def logits(self, tokens, capture=None, step=0, fp8=False):
+        """fp8: the head product through Fp8Head (training with model.fp8_head); else the plain
+        head (evaluation, as upstream's CastedLinear outside self.training)."""
         c, p = self.cfg, self.p
         if capture is None:
             capture = lambda layer, point, x: None  # noqa: E731
@@ -131,9 +194,15 @@ class Record26GPT:
             x = x + F.linear(f, p[b + "mlp.c_proj.weight"])
             if i < n:
                 skips.append(x)
-        z = F.linear(rms_norm(x, eps), p["lm_head.weight"])
+        h = rms_norm(x, eps)
+        if fp8:
+            x_s, w_s, grad_s = fp8_head_scales(c["d_model"])
+            z = Fp8Head.apply(h.reshape(B * T, -1), p["lm_head.weight"], x_s, w_s, grad_s).view(B, T, -1)
+        else:
+            z = F.linear(h, p["lm_head.weight"])
         return softcap(z, c)
 
     def loss(self, tokens, targets, capture=None, step=0):
-        logits = self.logits(tokens, capture, step)
+        """The training loss: the FP8 head when the config asks for it."""
+        logits = self.logits(tokens, capture, step, fp8=self.cfg.get("fp8_head", False))
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")

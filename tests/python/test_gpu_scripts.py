@@ -35,6 +35,7 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
         for name in ("test-ops-attention", "test-flash-attention", "test-rmsnorm-fast", "dev_attention_flash",
                      "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
                      "test-ops-scale", "memcheck-masked-attention", "racecheck-masked-attention", "bench-record26",
+                     "test-ops-fp8-head", "memcheck-fp8-head", "racecheck-fp8-head",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
                      "train-quickstart-bf16", "test-head-fused", "test-relu2-recompute", "memcheck-head-relu2",
                      "racecheck-head-relu2", "bench-kernels-head-relu2", "bench-speedrun-head-relu2"):
@@ -44,6 +45,7 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
         self.assertIn("gpu_compare", r.stdout)
         self.assertIn("speedrun_tests: ok", r.stdout)  # the binaries under test were found
         self.assertRegex(r.stdout, r"test-ops-attention: [1-9][0-9]* tests")  # the filters name real tests
+        self.assertRegex(r.stdout, r"test-ops-fp8-head: [1-9][0-9]* tests")
         self.assertIn("compare configs/gpu-mini-muon.json", r.stdout)
         # The device tool brings back at most 8 files, at most 2 folders down: summary.txt
         # and the packed logs (the JSON results exist only after a real run).

@@ -29,7 +29,7 @@ except ImportError as e:  # pragma: no cover
     sys.exit(77)
 
 import record26_torch  # noqa: E402
-from test_reference_torch import ReferenceChecks, STEPS  # noqa: E402
+from test_reference_torch import ReferenceChecks, STEPS, rel_err  # noqa: E402
 
 CONFIG = pathlib.Path(__file__).parent / "configs" / "reference-record26.json"
 DOC_PROB = 0.05  # ~3 separators per 64-token sequence
@@ -85,6 +85,115 @@ class TestRecord26AgainstTorch(ReferenceChecks):
         finally:
             record26_torch.upstream_block_mask = saved
         print(f"negative control failed as it must: {str(caught.exception).splitlines()[-1]}")
+
+
+class TestRecord26Fp8HeadAgainstTorch(ReferenceChecks):
+    """model.fp8_head: our training head (the CPU's FP8 emulation, ops::fp8_head_*) against the
+    reference's emulation of upstream's nanogpt::mm (record26_torch.Fp8Head, float64 everywhere
+    but the FP8 and bf16 roundings themselves). Evaluation keeps the plain head: the eval logits
+    are compared as in the f32 test.
+
+    Tolerances. Rounding to e4m3 (4 significant bits), e5m2 (3) and bf16 (8) is discontinuous:
+    where our fp32 value and the float64 one lie on either side of a rounding midpoint, the two
+    runs round that element to neighbouring values, a step of 2^-4..2^-3 (e4m3), 2^-3..2^-2
+    (e5m2) or 2^-8 (bf16) of it. fp32 values reach the head with relative errors of ~1e-6
+    (test_reference_torch.py's docstring), so an element flips with probability ~1e-6 / step:
+    rare, and one flip moves a gradient little: it changes one token's term of one head-gradient
+    element (a sum over 384 tokens) or one bf16 element of dx. Measured (draw 1048882970): loss
+    3.1e-8, head gradient 3.1e-6, worst gradient 7.1e-6 (the scalars) relative, the f32 run's
+    own level. FP8_GRAD_TOL = 5e-4 allows many flips more (a flip of an e5m2 gradient element
+    of rms size moves the head gradient by ~0.25 / sqrt(384 x 50304 nonzero terms) ~ 6e-5) and
+    stays far below what the FP8 rounding itself does: a reference without it is 2.6e-2 off in
+    the head gradient, one rounding the gradient to e4m3 instead of e5m2 6.5e-3 (the negative
+    controls, which must fail). LOSS_TOL = 1e-6: a bf16 flip of one raw logit (|z| < 1 here)
+    moves the summed loss (~4000) by < 1e-8. The trunk's gradients are more exposed: every one
+    of them flows through dx = bf16(g wq ...), where a flipped e5m2 gradient element (a 25%
+    step) or a flipped bf16 element of dx enters the whole backward of its token; measured
+    4.8e-5 (draw 607842515), 1.1e-4 (blocks.1.attn.qkv_w, draw 384262728) and once 1.1e-3
+    (embed.weight, whose gradient has only the batch's 384 rows). TRUNK_GRAD_TOL = 5e-3 for
+    them; the op itself (the bf16 rounding of dx, the scales) is checked elementwise by
+    OpsFp8.HeadForwardBackwardMatchFloat64Emulation, and the trunk's backward by the f32 test."""
+
+    FP8_GRAD_TOL = 5e-4  # lm_head.weight
+    TRUNK_GRAD_TOL = 5e-3  # every other parameter
+    LOSS_TOL = 1e-6
+
+    def run_fp8(self):
+        return self.run_reference("--doc-prob", str(DOC_PROB), "--init-noise", "0.02", "--set", "model.fp8_head=true",
+                                  config=CONFIG)
+
+    def gradient_errors(self, ref):
+        loss = ref.step_loss_and_grads(0)
+        errors = {}
+        for n in ref.names:
+            g_ref, g = ref.params[n].grad.numpy(), ref.load("grads", n)
+            if not np.any(g_ref):
+                np.testing.assert_array_equal(g, 0.0, err_msg=f"gradient of {n} should be exactly zero")
+                continue
+            errors[n] = rel_err(g, g_ref)
+        return ref.meta["losses"][0] / loss - 1.0, errors
+
+    def check_fp8(self, ref):
+        self.assertTrue(ref.cfg["model"]["fp8_head"])
+        with torch.no_grad():
+            logits = ref.model.logits(ref.inputs[0, 0], step=0).reshape(-1, ref.cfg["model"]["padded_vocab_size"])
+        ours = np.load(ref.dir / "logits.npy").astype(np.float64)
+        self.assertLess(rel_err(ours, logits.numpy()), 2e-5, "evaluation logits (the plain head)")
+        loss_err, errors = self.gradient_errors(ref)
+        worst = max(errors.items(), key=lambda kv: kv[1])
+        print(f"fp8 head: loss relative error {loss_err:.1e}; head gradient {errors['lm_head.weight']:.1e}; "
+              f"worst gradient {worst[1]:.1e} ({worst[0]})")
+        self.assertLess(abs(loss_err), self.LOSS_TOL, "step-0 summed loss")
+        for n, e in errors.items():
+            self.assertLess(e, self.FP8_GRAD_TOL if n == "lm_head.weight" else self.TRUNK_GRAD_TOL, f"gradient of {n}")
+        return loss_err, errors
+
+    def test_fp8_head_loss_gradients_and_steps(self):
+        ref = self.run_fp8()
+        self.check_fp8(ref)
+        # The later steps (windows 2, 3, 5, 6 blocks): our summed training loss at each step
+        # against the reference's FP8 loss at our parameters of that step (trajectory/ of the
+        # dump). The parameter comparison of the f32 test is not repeated: its AdamW noise
+        # model assumes fp32 gradient noise (~1e-6 of the rms), and the FP8 roundings' flips
+        # make float32's own gradients 3.6e-5 noisy at step 1 of draw 384262728; the update
+        # rules are the same as in that test.
+        for step in range(1, STEPS):
+            params_dir = ref.dir / "trajectory" / str(step)
+            ps = {n: torch.tensor(np.load(params_dir / f"{n}.npy").astype(np.float64)) for n in ref.names}
+            model = record26_torch.Record26GPT(ref.cfg["model"], ps, ref.cfg["train"]["steps"])
+            with torch.no_grad():
+                loss = sum(model.loss(ref.inputs[step, k], ref.targets[step, k], step=step).item()
+                           for k in range(ref.inputs.size(1)))
+            self.assertAlmostEqual(ref.meta["losses"][step] / loss, 1.0, delta=self.LOSS_TOL, msg=f"loss at step {step}")
+
+    def test_negative_controls(self):
+        """The same draw against a reference without the FP8 head, and against one that rounds
+        the gradient to e4m3 instead of e5m2: both must fail the checks above."""
+        ref = self.run_fp8()
+        for name, patch in (("no FP8 head", ("Fp8Head", None)), ("e4m3 gradient", ("e5m2", record26_torch.e4m3))):
+            saved = getattr(record26_torch, patch[0])
+            try:
+                if patch[1] is None:
+                    class Plain(torch.autograd.Function):
+                        @staticmethod
+                        def forward(ctx, x, w, *_):
+                            ctx.save_for_backward(x, w)
+                            return x @ w.T
+
+                        @staticmethod
+                        def backward(ctx, dy):
+                            x, w = ctx.saved_tensors
+                            return dy @ w, dy.T @ x, None, None, None
+                    setattr(record26_torch, patch[0], Plain)
+                else:
+                    setattr(record26_torch, patch[0], patch[1])
+                loss_err, errors = self.gradient_errors(ref)
+            finally:
+                setattr(record26_torch, patch[0], saved)
+            print(f"negative control ({name}): loss {loss_err:.1e}, head gradient {errors['lm_head.weight']:.1e}")
+            self.assertTrue(abs(loss_err) > self.LOSS_TOL or errors["lm_head.weight"] > self.FP8_GRAD_TOL,
+                            f"{name}: the check cannot tell")
+            self.assertGreater(errors["lm_head.weight"], self.FP8_GRAD_TOL, f"{name}: head gradient")
 
 
 class TestUpstreamBlockMask(speedrun_testing.SpeedrunTestCase):

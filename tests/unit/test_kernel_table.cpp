@@ -108,5 +108,34 @@ TEST(KernelTable, FusedHeadAndRelu2RecomputeRows) {
   EXPECT_EQ(fused.size() + 1, legacy.size());  // the conversion row is gone
 }
 
+// model.fp8_head (record #26): the head rows are the FP8 ones, rated against the FP8 ceiling,
+// with the FLOPs of the plain head (2 N d V forward, twice that backward); no dlogits
+// conversion (the FP8 backward quantizes the f32 gradient itself).
+TEST(KernelTable, Fp8HeadRows) {
+  config::ModelConfig m;
+  m.arch = "record26";
+  m.fp8_head = true;
+  const int64_t B = 1, chunk = 4096, N = B * m.seq_len;
+  const auto rows = model::micro_batch_kernel_rows(m, B, DType::bf16, DType::f32, chunk);
+  config::ModelConfig plain = m;
+  plain.fp8_head = false;
+  const auto plain_rows = model::micro_batch_kernel_rows(plain, B, DType::bf16, DType::f32, chunk);
+  int fp8 = 0;
+  for (const auto& r : rows) {
+    EXPECT_NE(r.op, KernelOp::head_fwd) << r.name;
+    EXPECT_NE(r.op, KernelOp::head_bwd) << r.name;
+    EXPECT_NE(r.op, KernelOp::convert_dlogits) << r.name;
+    EXPECT_EQ(r.fp8, r.op == KernelOp::head_fp8_fwd || r.op == KernelOp::head_fp8_bwd) << r.name;
+    fp8 += r.fp8;
+  }
+  EXPECT_EQ(fp8, 2);
+  const double d = static_cast<double>(m.d_model), V = static_cast<double>(m.padded_vocab_size);
+  EXPECT_DOUBLE_EQ(sum_flops(rows, {KernelOp::head_fp8_fwd}), 2.0 * static_cast<double>(N) * d * V);
+  EXPECT_DOUBLE_EQ(sum_flops(rows, {KernelOp::head_fp8_bwd}), 4.0 * static_cast<double>(N) * d * V);
+  EXPECT_DOUBLE_EQ(sum_flops(rows, {KernelOp::head_fp8_fwd, KernelOp::head_fp8_bwd}),
+                   sum_flops(plain_rows, {KernelOp::head_fwd, KernelOp::head_bwd}));
+  for (const auto& r : plain_rows) EXPECT_FALSE(r.fp8) << r.name;
+}
+
 }  // namespace
 }  // namespace speedrun::test

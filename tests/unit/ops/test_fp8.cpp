@@ -5,9 +5,12 @@
 // with ties to the even code, overflow by IEEE round-to-nearest (a value at or past the
 // midpoint between max and the next power step that the format lacks overflows, unless
 // the tie goes to an even max). Debian's torch has no float8 dtypes, so torch itself is
-// not the reference. There is no CUDA case: the CUDA FP8 head is a separate piece of work.
+// not the reference. The CUDA cases (CudaOpsTest.Fp8Head*, kernels/ops/fp8_head.cu, never run
+// on a GPU yet) compare the device with the CPU emulation, whose own tests come first.
 #include <map>
 
+#include "cuda_op_case.h"
+#include "ops/cpu/fp8.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -320,6 +323,192 @@ TEST_F(OpsFp8, HeadForwardBackwardMatchFloat64Emulation) {
     }
   EXPECT_GT(worst, 1e-2);
 }
+
+// --- CUDA (kernels/ops/fp8_head.cu) against the CPU emulation ---------------------------------
+
+// The value of each of the 256 codes of a format (OCP spec; NaN codes NaN), for reading the
+// device's FP8 bytes.
+std::vector<double> decode_table(ops::Fp8Kind kind) {
+  const Fp8Ref r = make_ref(kind);
+  std::vector<double> t(256, std::nan(""));
+  for (const auto& [v, code] : r.values) {
+    t[static_cast<size_t>(code)] = v;
+    t[static_cast<size_t>(code | 0x80)] = -v;
+  }
+  if (kind == ops::Fp8Kind::e5m2) {
+    t[0x7C] = std::numeric_limits<double>::infinity();
+    t[0xFC] = -std::numeric_limits<double>::infinity();
+  }
+  return t;
+}
+
+// n FP8 bytes on the device.
+struct DevFp8 {
+  Buffer buf;
+  DType kind;
+  int64_t n;
+  DevFp8(DType k, int64_t count) : buf(Device::cuda, static_cast<size_t>(std::max<int64_t>(count, 1))), kind(k), n(count) {
+    std::vector<uint8_t> poison(static_cast<size_t>(count), 0x7F);  // NaN in both formats
+    device_copy(buf.data(), poison.data(), poison.size());
+  }
+  Tensor t(std::initializer_list<int64_t> shape) const { return Tensor(buf.data(), kind, Device::cuda, shape); }
+  std::vector<double> read() const {
+    std::vector<uint8_t> bytes(static_cast<size_t>(n));
+    device_copy(bytes.data(), buf.data(), bytes.size());
+    const std::vector<double> table = decode_table(kind == DType::e4m3 ? ops::Fp8Kind::e4m3 : ops::Fp8Kind::e5m2);
+    std::vector<double> v(bytes.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = table[bytes[i]];
+    return v;
+  }
+};
+
+// The quantization kernel: bitwise the CPU's rounding (the same f32 quotient, one round to
+// nearest even, .satfinite), for f32 and bf16 inputs, both formats, values from below the
+// smallest subnormal to beyond the max; the transposed copy is the transpose. Shapes that are
+// and are not multiples of the kernel's 32 x 32 tile.
+CUDA_OP_CASE(Fp8HeadQuantizeBitwiseWithTransposedCopy) {
+  for_each_case<2>(kActs, {{1, 1}, {16, 48}, {37, 45}, {64, 200}}, [&](DType t, auto shape) {
+    const int64_t rows = shape[0], cols = shape[1];
+    for (ops::Fp8Kind kind : {ops::Fp8Kind::e4m3, ops::Fp8Kind::e5m2}) {
+      for (bool bf16_first : {false, true}) {
+        const float scale = kind == ops::Fp8Kind::e4m3 ? 0.0625f * 0.75f : 1.0f / 448;
+        std::uniform_real_distribution<double> log2mag(kind == ops::Fp8Kind::e4m3 ? -13 : -20, 18);
+        std::bernoulli_distribution neg(0.5);
+        std::vector<float> x(static_cast<size_t>(rows * cols));
+        for (auto& v : x) v = static_cast<float>((neg(rng_) ? -1 : 1) * std::exp2(log2mag(rng_)) * scale);
+        x = round_to(t, x);
+        Dev dx(x, t);
+        const DType k = kind == ops::Fp8Kind::e4m3 ? DType::e4m3 : DType::e5m2;
+        DevFp8 q(k, rows * cols), qt(k, rows * cols);
+        cuda::fp8_quantize(k, q.buf.data(), qt.buf.data(), t, dx.buf.data(), rows, cols, scale, bf16_first);
+        const std::vector<double> got = q.read(), got_t = qt.read();
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            const size_t i = static_cast<size_t>(r * cols + c);
+            const float in = bf16_first ? ops::cpu::round_to_bf16(x[i]) : x[i];
+            const double want = ops::cpu::round_to_fp8(in / scale, ops::cpu::format_of(kind), true);
+            ASSERT_TRUE(same(got[i], want)) << "x " << x[i] << ": got " << got[i] << ", want " << want;
+            ASSERT_TRUE(same(got_t[static_cast<size_t>(c * rows + r)], got[i])) << "transposed copy at " << r << ", " << c;
+          }
+      }
+    }
+  });
+}
+
+// Sum of |terms| of each output of y = a b^T (a (m, k), b (n, k) row-major), for the bounds.
+std::vector<double> abs_products(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t n,
+                                 int64_t k) {
+  std::vector<double> out(static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t l = 0; l < k; ++l) s += std::fabs(a[i * k + l] * b[j * k + l]);
+      out[static_cast<size_t>(i * n + j)] = s;
+    }
+  return out;
+}
+
+// The head's forward and backward on the device against the CPU emulation. The rounded
+// operands (xq, wq) must be bitwise equal. The products sum the same exact FP8 products in
+// another order and precision: with fast accumulation (the forward) Hopper's FP8 tensor cores
+// keep about 14 significant bits in the accumulator between promotions (DeepSeek-V3 technical
+// report, section 3.3.2), so a k-term sum can be off by up to (k/32 + 1) 2^-14 of its sum of
+// |terms| (one accumulator rounding per 32-deep MMA step); the backward's products are
+// promoted to fp32 periodically (fast_accum off) and get the same bound, which is loose for
+// them. A bf16 output may also differ by one bf16 ulp where the two sums straddle a rounding
+// boundary. dw (f32, accumulated onto random values) gets the bound plus 2^-23 |dw0|.
+// Shapes multiples of 16 (cuBLASLt's FP8 rule), one at record #26's width (768).
+CUDA_OP_CASE(Fp8HeadForwardBackwardMatchCpu) {
+  for_each_case<3>(kActs, {{16, 16, 16}, {48, 64, 80}, {96, 768, 272}}, [&](DType t, auto shape) {
+    const int64_t n = shape[0], c = shape[1], v = shape[2];
+    const ops::Fp8HeadScales s{std::sqrt(static_cast<double>(c)) / 448, 24.0 / 448, 1.0 / 448, true};
+    std::vector<float> x = round_to(t, cast<float>(uniform(n * c, -3.0, 3.0)));
+    std::vector<float> w = cast<float>(uniform(v * c, -1.5, 1.5));
+    std::vector<float> dy(static_cast<size_t>(n * v));
+    std::uniform_real_distribution<double> l(std::log(1e-9), std::log(1e-1));
+    std::bernoulli_distribution neg(0.5);
+    for (auto& d : dy) d = static_cast<float>((neg(rng_) ? -1 : 1) * std::exp(l(rng_)));
+    const std::vector<float> dw0 = cast<float>(uniform(v * c));
+    // CPU
+    std::vector<float> y(n * v), xq(n * c), wq(v * c), dx(n * c), dw = dw0;
+    ops::fp8_head_forward(view(y, {n, v}), view(xq, {n, c}), view(wq, {v, c}), view(x, {n, c}), view(w, {v, c}), s);
+    ops::fp8_head_backward(view(dx, {n, c}), view(dw, {v, c}), view(dy, {n, v}), view(xq, {n, c}), view(wq, {v, c}),
+                           s, false);
+    // Device: x in the activation dtype, w the f32 master, y f32 (bf16 values), dx in the
+    // activation dtype, dy f32 (the head's logit buffer).
+    Dev gx(x, t), gw(w, DType::f32), gdy(dy, DType::f32), gdw(dw0, DType::f32);
+    Dev gy(std::vector<float>(static_cast<size_t>(n * v)), DType::f32), gdx(std::vector<float>(n * c), t);
+    gy.poison();
+    gdx.poison();
+    DevFp8 gxq(DType::e4m3, n * c), gwq(DType::e4m3, v * c), gxqt(DType::e4m3, n * c), gwqt(DType::e4m3, v * c),
+        gg(DType::e5m2, n * v), ggt(DType::e5m2, n * v);
+    const ops::Fp8HeadCuda cu{gxqt.t({c, n}), gwqt.t({c, v}), gg.t({n, v}), ggt.t({v, n})};
+    ops::fp8_head_forward(gy.t({n, v}), gxq.t({n, c}), gwq.t({v, c}), gx.t({n, c}), gw.t({v, c}), s, cu);
+    ops::fp8_head_backward(gdx.t({n, c}), gdw.t({v, c}), gdy.t({n, v}), gxq.t({n, c}), gwq.t({v, c}), s, false, cu);
+    const std::vector<double> dxq = gxq.read(), dwq = gwq.read();
+    for (int64_t i = 0; i < n * c; ++i) ASSERT_EQ(dxq[i], xq[i]) << "xq " << i;
+    for (int64_t i = 0; i < v * c; ++i) ASSERT_EQ(dwq[i], wq[i]) << "wq " << i;
+    std::vector<double> g(static_cast<size_t>(n * v)), gT(static_cast<size_t>(n * v)), wqT(static_cast<size_t>(v * c)),
+        xqT(static_cast<size_t>(n * c));
+    for (int64_t i = 0; i < n * v; ++i)
+      g[i] = ops::cpu::round_to_fp8(ops::cpu::round_to_bf16(dy[i]) / static_cast<float>(s.grad_s), ops::cpu::kE5M2, true);
+    const std::vector<double> dg = gg.read();
+    for (int64_t i = 0; i < n * v; ++i) ASSERT_TRUE(same(dg[i], g[i])) << "g " << i;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < v; ++j) gT[j * n + i] = g[i * v + j];
+    for (int64_t j = 0; j < v; ++j)
+      for (int64_t k = 0; k < c; ++k) wqT[k * v + j] = wq[j * c + k];
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < c; ++k) xqT[k * n + i] = xq[i * c + k];
+    const float fs = static_cast<float>(s.x_s) * static_cast<float>(s.w_s);
+    const float bs = static_cast<float>(s.grad_s) * static_cast<float>(s.w_s);
+    const float ws = static_cast<float>(s.x_s) * static_cast<float>(s.grad_s);
+    auto bound = [](double sum_abs, int64_t k, double factor) { return (k / 32.0 + 1) * 0x1p-14 * sum_abs * factor; };
+    const std::vector<double> ay = abs_products(std::vector<double>(xq.begin(), xq.end()),
+                                                std::vector<double>(wq.begin(), wq.end()), n, v, c);
+    const std::vector<float> gyv = gy.read();
+    for (int64_t i = 0; i < n * v; ++i)
+      ASSERT_NEAR(gyv[i], y[i], bf16_ulp(std::fabs(y[i])) + bound(ay[i], c, fs)) << "y " << i;
+    const std::vector<double> adx = abs_products(g, wqT, n, c, v);
+    const std::vector<float> gdxv = gdx.read();
+    for (int64_t i = 0; i < n * c; ++i)
+      ASSERT_NEAR(gdxv[i], dx[i], bf16_ulp(std::fabs(dx[i])) + bound(adx[i], v, bs)) << "dx " << i;
+    const std::vector<double> adw = abs_products(gT, xqT, v, c, n);
+    const std::vector<float> gdwv = gdw.read();
+    for (int64_t i = 0; i < v * c; ++i)
+      ASSERT_NEAR(gdwv[i], dw[i], bound(adw[i], n, ws) + 0x1p-23 * std::fabs(dw0[i])) << "dw " << i;
+  });
+}
+
+#if SPEEDRUN_HAVE_CUDA
+// The shape rule is checked before any device work (so this runs without a device): a
+// dimension that is not a multiple of 16 is refused naming it.
+TEST_F(OpsFp8, CudaHeadRefusesShapesCuBlasLtCannotTake) {
+  std::vector<uint8_t> bytes(64 * 64);
+  std::vector<float> f(64 * 64);
+  auto fp8 = [&](DType k, std::initializer_list<int64_t> shape) { return Tensor(bytes.data(), k, Device::cuda, shape); };
+  auto f32 = [&](std::initializer_list<int64_t> shape) { return Tensor(f.data(), DType::f32, Device::cuda, shape); };
+  const ops::Fp8HeadScales s{1.0, 1.0, 1.0, true};
+  EXPECT_INVALID_ARGUMENT(ops::fp8_head_forward(f32({24, 32}), fp8(DType::e4m3, {24, 16}), fp8(DType::e4m3, {32, 16}),
+                                                f32({24, 16}), f32({32, 16}), s,
+                                                {fp8(DType::e4m3, {16, 24}), fp8(DType::e4m3, {16, 32}), {}, {}}),
+                          "fp8_head_forward", "multiple of 16", "rows N is 24");
+  EXPECT_INVALID_ARGUMENT(ops::fp8_head_backward(f32({16, 16}), f32({40, 16}), f32({16, 40}), fp8(DType::e4m3, {16, 16}),
+                                                 fp8(DType::e4m3, {40, 16}), s, false,
+                                                 {fp8(DType::e4m3, {16, 16}), fp8(DType::e4m3, {16, 40}),
+                                                  fp8(DType::e5m2, {16, 40}), fp8(DType::e5m2, {40, 16})}),
+                          "fp8_head_backward", "vocabulary V is 40");
+  // The transposed copies are required on CUDA, with their shapes.
+  EXPECT_INVALID_ARGUMENT(ops::fp8_head_forward(f32({16, 32}), fp8(DType::e4m3, {16, 16}), fp8(DType::e4m3, {32, 16}),
+                                                f32({16, 16}), f32({32, 16}), s),
+                          "fp8_head_forward", "cuda.xqt");
+  // xq must be FP8 storage on CUDA.
+  EXPECT_INVALID_ARGUMENT(ops::fp8_head_forward(f32({16, 32}), f32({16, 16}), fp8(DType::e4m3, {32, 16}), f32({16, 16}),
+                                                f32({32, 16}), s,
+                                                {fp8(DType::e4m3, {16, 16}), fp8(DType::e4m3, {16, 32}), {}, {}}),
+                          "fp8_head_forward", "xq", "e4m3");
+}
+#endif
 
 }  // namespace
 }  // namespace speedrun::test
