@@ -5,13 +5,15 @@
 #      by scripts/gpu_bundle.sh (SPEEDRUN_PREBUILT=DIR, for machines without the Debian build
 #      dependencies, such as the lent ones);
 #   2. every CUDA test, group by group (a crash in one does not hide the others), then again with
-#      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model) and
-#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model);
+#      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model),
+#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model) and SPEEDRUN_GEMM_EPILOGUE=fused
+#      (linear tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm; --sanitize-all: memcheck over every CUDA test too);
+#      RMSNorm, the fused GEMM epilogues; --sanitize-all: memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels and with
-#      flash + fast, `speedrun bench --device cuda` (one micro-batch, whole steps) likewise,
+#      every opt-in (flash + fast + fused epilogues), `speedrun bench --device cuda` (one
+#      micro-batch, whole steps) likewise,
 #      and the optimizer benchmark on the Track 3 configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
 #      peak memory, whole steps) and scripts/gpu_ratio.py;
@@ -186,6 +188,8 @@ step test-flash-attention "$group_timeout" env SPEEDRUN_ATTENTION=flash "$tests"
   --gtest_filter='CudaOpsTest.Attention*:CudaModel.*'
 step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
   --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*'
+step test-gemm-epilogue-fused "$group_timeout" env SPEEDRUN_GEMM_EPILOGUE=fused "$tests" \
+  --gtest_filter='CudaOpsTest.Linear*:CudaModel.*'
 
 # ---- 3. kernel drivers -----------------------------------------------------------------------
 section "kernel drivers (dev/cuda)"
@@ -204,6 +208,8 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Attention*'
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
+    step "$tool-gemm-epilogue-fused" "$san_timeout" env SPEEDRUN_GEMM_EPILOGUE=fused compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.LinearEpilogues*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
@@ -218,12 +224,15 @@ section "benches: kernel table, micro-batch and whole step, optimizers"
 track3=configs/track3-muon.json
 step bench-kernels "$bench_timeout" "$speedrun" bench "$track3" --kernels --device cuda --steps 10 --warmup 3 \
   --json "$work/bench_kernels.json"
-step bench-kernels-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
+# The opt-in run selects every opt-in kernel set (its JSON names each: attention_kernel,
+# rmsnorm_kernel, gemm_epilogue); the file names keep their earlier "flash_fast".
+optin=(SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast SPEEDRUN_GEMM_EPILOGUE=fused)
+step bench-kernels-flash-fast "$bench_timeout" env "${optin[@]}" "$speedrun" bench \
   "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_flash_fast.json"
 [ "$dry" = 1 ] || sed -n '/^kernel table/,$p' "$work/bench-kernels.log" "$work/bench-kernels-flash-fast.log"
 step bench-speedrun "$bench_timeout" "$speedrun" bench "$track3" --device cuda --steps 10 --warmup 3 \
   --json "$work/bench_speedrun.json"
-step bench-speedrun-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
+step bench-speedrun-flash-fast "$bench_timeout" env "${optin[@]}" "$speedrun" bench \
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_flash_fast.json"
 [ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
   "$work/bench-speedrun-flash-fast.log"

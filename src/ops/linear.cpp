@@ -46,12 +46,17 @@ void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b)
   if (!f32_from_bf16) check.same_dtype({"y", y}, {"w", w});
   if (!b.empty()) {
     check.shape({"b", b}, {d.out});
-    check.param_dtype({"b", b}, {"w", w});
+    // On CUDA a bf16 layer with a bf16 output may take a bf16 bias: the model's bf16 copy,
+    // for cuBLASLt's bias epilogue, whose bias has the output's type (kernels/ops/linear.cuh).
+    const bool bf16_bias = b.device == Device::cuda && b.dtype == DType::bf16 && w.dtype == DType::bf16 &&
+                           y.dtype == DType::bf16;
+    if (!bf16_bias) check.param_dtype({"b", b}, {"w", w});
   }
   const Device device = check.same_device({{"y", y}, {"x", x}, {"w", w}, {"b", b}});
   if (device == Device::cuda) {
     detail::cuda_prelude(check, w.dtype);
-    cuda::linear_forward(w.dtype, y.dtype, y.ptr, x.ptr, w.ptr, data_or_null<float>(b), d.rows, d.in, d.out);
+    cuda::linear_forward(w.dtype, y.dtype, y.ptr, x.ptr, w.ptr, b.empty() ? nullptr : b.ptr,
+                         b.empty() ? DType::f32 : b.dtype, d.rows, d.in, d.out);
     return;
   }
   detail::dispatch_float(check, device, w.dtype, [&]<class T>(std::type_identity<T>) {

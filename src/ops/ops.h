@@ -36,7 +36,9 @@ void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor
                       const Tensor& rstd, bool accumulate_dx);
 
 // --- linear: y = x W^T + b -------------------------------------------------------------
-// x (N, in), w (out, in), b (out) or empty, y (N, out).
+// x (N, in), w (out, in), b (out) or empty, y (N, out). b has the parameters' dtype (f32
+// with bf16 activations), or on CUDA, for a bf16 y, bf16 (cuBLASLt's bias epilogue:
+// cuda::gemm_epilogue()).
 void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b);
 // dx = (or +=) dy W; dw += dy^T x; db += sum_n dy. Any of dx, dw, db may be empty.
 void linear_backward(Tensor dx, Tensor dw, Tensor db, const Tensor& dy, const Tensor& x, const Tensor& w,

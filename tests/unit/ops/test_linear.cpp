@@ -1,5 +1,6 @@
 // ops::linear_forward / linear_backward (GEMMs through OpenBLAS).
 #include "cuda_op_case.h"
+#include "gemm_epilogue_scope.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -161,6 +162,15 @@ TEST_F(OpsLinear, RejectsBadArguments) {
   EXPECT_INVALID_ARGUMENT(ops::linear_backward(view(dx, {6, 4}), Tensor(), Tensor(), view(y, {4, 5}),
                                                view(x, {4, 6}), view(w, {5, 6}), false),
                           "linear_backward", "dx");
+  // A bf16 bias goes only with a bf16 output on CUDA (cuBLASLt's bias has the output's type):
+  // the LM head's f32 logits of bf16 inputs take the f32 bias.
+  auto as_bf16 = [](Tensor t) {
+    t.dtype = DType::bf16;
+    return t;
+  };
+  EXPECT_INVALID_ARGUMENT(ops::linear_forward(on_cuda(view(y, {4, 5})), as_bf16(on_cuda(view(x, {4, 6}))),
+                                              as_bf16(on_cuda(view(w, {5, 6}))), as_bf16(on_cuda(view(b, {5})))),
+                          "linear_forward", "b", "bf16", "f32");
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::linear_forward(on_cuda(view(y, {4, 5})), on_cuda(view(x, {4, 6})),
                                                   on_cuda(view(w, {5, 6})), Tensor()),
                               "linear_forward");
@@ -227,6 +237,57 @@ CUDA_OP_CASE(LinearBf16InputsF32OutputMatchesCpu) {
       });
       expect_near("y", kF32SumTol);
     }, "bias offset " + std::to_string(bias_offset));
+  }
+}
+
+// A bf16 layer's bias under both SPEEDRUN_GEMM_EPILOGUE choices (kernels/ops/linear.cu), with
+// each bias the model may give it: its bf16 copy (fused: cuBLASLt's BIAS epilogue; separate,
+// or 2 bytes off alignment: bias_add reading bf16) and the f32 master (bias_add). The
+// backward's db comes from the weight-gradient product's BGRADB epilogue (fused) or the
+// column-sum kernel (separate), added to an accumulator that starts nonzero.
+// Shapes: 1 x 1 x 1, odd sizes not multiples of 8 or 16 (7 x 13 x 5, 33 x 100 x 77), and
+// the Track 3 q/k/v, fused-qkv and MLP shapes at 130 / 64 rows.
+// Tolerances: the CPU sees exactly the device's bf16 inputs (the bias too: rounded to bf16 on
+// both sides). The epilogue rounds x W^T + b once, to bf16: kBf16One; bias_add rounds the
+// product, then the sum: kBf16Two (both paths are held to kBf16Two's bound for the f32 bias,
+// the epilogue's to kBf16One for the bf16 one). dx: one rounding, kBf16One. dw and db: fp32
+// sums of exact bf16 products in another order: kF32SumTol.
+CUDA_OP_CASE(LinearEpiloguesMatchCpu) {
+  for (cuda::GemmEpilogue epilogue : {cuda::GemmEpilogue::separate, cuda::GemmEpilogue::fused}) {
+    const GemmEpilogueScope scope(epilogue);
+    const bool fused = epilogue == cuda::GemmEpilogue::fused;
+    // -1: the f32 bias; 0: the bf16 bias, aligned; 1: the bf16 bias one element (2 bytes) in.
+    for (int bias_case : {-1, 0, 1}) {
+      for_each_case<3>({DType::bf16}, {{1, 1, 1}, {7, 13, 5}, {33, 100, 77}, {130, 768, 2304}, {64, 768, 3072}},
+                       [&](DType t, std::array<int64_t, 3> shape) {
+        const auto [rows, in, out] = shape;
+        input("x", t, {rows, in});
+        input("w", t, {out, in});
+        input("b32", DType::f32, {out});
+        input("b16", DType::bf16, {out + 1});
+        input("dy", t, {rows, out});
+        output("y", t, {rows, out});
+        run([&](const Side& s) {
+          const Tensor b = bias_case < 0 ? s["b32"] : s.at("b16", bias_case, {out});
+          ops::linear_forward(s["y"], s["x"], s["w"], b);
+        });
+        expect_near("y", fused && bias_case == 0 ? kBf16One : kBf16Two);
+
+        output("dx", t, {rows, in});
+        accumulator("dw", DType::f32, {out, in});
+        accumulator("db", DType::f32, {out});
+        accumulator("db_only", DType::f32, {out});
+        run([&](const Side& s) {
+          ops::linear_backward(s["dx"], s["dw"], s["db"], s["dy"], s["x"], s["w"], false);
+          // db without dw: the column sums whatever the choice (no product to fuse into).
+          ops::linear_backward(Tensor(), Tensor(), s["db_only"], s["dy"], s["x"], s["w"], false);
+        });
+        expect_near("dx", kBf16One);
+        expect_near("dw", kF32SumTol);
+        expect_near("db", kF32SumTol);
+        expect_near("db_only", kF32SumTol);
+      }, std::string(fused ? "fused" : "separate") + ", bias case " + std::to_string(bias_case));
+    }
   }
 }
 
