@@ -209,7 +209,7 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
     step "$tool-gemm-epilogue-fused" "$san_timeout" env SPEEDRUN_GEMM_EPILOGUE=fused compute-sanitizer --tool $tool \
-      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.LinearEpilogues*'
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.LinearEpilogues*:CudaOpsTest.LinearQkv*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'

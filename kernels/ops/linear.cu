@@ -54,6 +54,24 @@ struct BiasGradValue {
 // The largest power of two (at most 256) dividing the address: cuBLASLt assumes 256-byte
 // aligned matrices unless told otherwise, and row slices of activations are not.
 uint32_t alignment(const void* p) { return lt_alignment(reinterpret_cast<uintptr_t>(p)); }
+// For every matrix of a batch: the base address and the byte stride between matrices.
+uint32_t alignment(const void* p, int64_t stride, DType t) {
+  return lt_alignment(reinterpret_cast<uintptr_t>(p) | static_cast<uint64_t>(stride) * dtype_size(t));
+}
+
+// A matrix layout, with the batch attributes when there is more than one matrix.
+cublasLtMatrixLayout_t make_layout(cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld, int64_t batch,
+                                   int64_t stride) {
+  cublasLtMatrixLayout_t layout = nullptr;
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, rows, cols, ld));
+  if (batch > 1) {
+    const int32_t count = static_cast<int32_t>(batch);
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                  sizeof(stride)));
+  }
+  return layout;
+}
 
 std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, cublasLtEpilogue_t epilogue,
                                   uint32_t align_a, uint32_t align_b, uint32_t align_c) {
@@ -70,19 +88,24 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, cu
     const void* vector = g.bias ? g.bias : static_cast<const void*>(g.bias_grad);
     CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector, sizeof(vector)));
+    if (g.batch > 1) {
+      const int64_t stride = g.stride_vector;
+      CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &stride,
+                                                  sizeof(stride)));
+    }
   }
   const cudaDataType_t ab = lt_data_type(g.ab_type, "gemm"), ct = lt_data_type(g.c_type, "gemm");
   // Stored column-major shapes (see the top of this file).
   const uint64_t a_rows = g.trans_b ? g.k : g.n, a_cols = g.trans_b ? g.n : g.k;
   const uint64_t b_rows = g.trans_a ? g.m : g.k, b_cols = g.trans_a ? g.k : g.m;
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, ab, a_rows, a_cols, g.ldb));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, ab, b_rows, b_cols, g.lda));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, ct, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m),
-                                          g.ldc));
+  plan->a = make_layout(ab, a_rows, a_cols, g.ldb, g.batch, g.stride_b);
+  plan->b = make_layout(ab, b_rows, b_cols, g.lda, g.batch, g.stride_a);
+  plan->c = make_layout(ct, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m), g.ldc, g.batch, g.stride_c);
 
-  // A' is our B and B' our A; D is C. The bias gradient is optional (the caller falls back
-  // to the column-sum kernel), so no algorithm for it is an answer, not an error.
-  if (epilogue == CUBLASLT_EPILOGUE_BGRADB) {
+  // A' is our B and B' our A; D is C. The bias gradient and the batch are optional (the
+  // caller falls back to the column-sum kernel, or to one product at a time), so no
+  // algorithm for them is an answer, not an error.
+  if (epilogue == CUBLASLT_EPILOGUE_BGRADB || g.batch > 1) {
     lt_find_algorithm(handle, *plan, align_b, align_a, align_c, align_c);
     return plan;
   }
@@ -123,11 +146,11 @@ void bias_add(DType act, void* y, const void* b, DType bias_type, int64_t rows, 
                                 " rows");
   with_act(act, "bias_add", [&]<class T>(std::type_identity<T>) {
     if (bias_type == DType::f32) {
-      bias_add_kernel<T, float>
-          <<<grid_for(rows * cols, kThreads), kThreads, 0, stream()>>>(static_cast<T*>(y), static_cast<const float*>(b), rows, cols);
+      bias_add_kernel<T, float><<<grid_for(rows * cols, kThreads), kThreads, 0, stream()>>>(
+          static_cast<T*>(y), static_cast<const float*>(b), rows, cols);
     } else {
-      bias_add_kernel<T, T>
-          <<<grid_for(rows * cols, kThreads), kThreads, 0, stream()>>>(static_cast<T*>(y), static_cast<const T*>(b), rows, cols);
+      bias_add_kernel<T, T><<<grid_for(rows * cols, kThreads), kThreads, 0, stream()>>>(
+          static_cast<T*>(y), static_cast<const T*>(b), rows, cols);
     }
     CUDA_CHECK_LAUNCH();
   });
@@ -140,7 +163,7 @@ void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols)
 }
 
 bool gemm(const GemmArgs& g) {
-  if (g.m <= 0 || g.n <= 0) return true;
+  if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return true;
   if (g.bias && g.bias_type != g.c_type)
     throw std::invalid_argument(std::string("gemm: a ") + dtype_name(g.bias_type) + " bias for a " +
                                 dtype_name(g.c_type) + " output (cuBLASLt's bias has the output's type)");
@@ -153,15 +176,22 @@ bool gemm(const GemmArgs& g) {
   const cublasLtEpilogue_t epilogue = g.bias        ? CUBLASLT_EPILOGUE_BIAS
                                       : g.bias_grad ? CUBLASLT_EPILOGUE_BGRADB
                                                     : CUBLASLT_EPILOGUE_DEFAULT;
-  const uint32_t align_a = alignment(g.a), align_b = alignment(g.b), align_c = alignment(g.c);
+  const bool batched = g.batch > 1;
+  const uint32_t align_a = alignment(g.a, batched ? g.stride_a : 0, g.ab_type);
+  const uint32_t align_b = alignment(g.b, batched ? g.stride_b : 0, g.ab_type);
+  const uint32_t align_c = alignment(g.c, batched ? g.stride_c : 0, g.c_type);
   // The vector's alignment is part of the key: the heuristic saw the first call's pointer.
-  const uint32_t align_v = alignment(g.bias ? g.bias : static_cast<const void*>(g.bias_grad));
-  const LtPlanKey key{.trans_a = g.trans_a, .trans_b = g.trans_b, .m = g.m, .n = g.n, .k = g.k, .lda = g.lda,
-                      .ldb = g.ldb, .ldc = g.ldc, .ldd = g.ldc, .ab_type = static_cast<int>(g.ab_type),
+  const uint32_t align_v = alignment(g.bias ? g.bias : static_cast<const void*>(g.bias_grad),
+                                     batched ? g.stride_vector : 0, g.c_type);
+  const LtPlanKey key{.batched = batched, .trans_a = g.trans_a, .trans_b = g.trans_b, .m = g.m, .n = g.n, .k = g.k,
+                      .batch = g.batch, .lda = g.lda, .stride_a = batched ? g.stride_a : 0, .ldb = g.ldb,
+                      .stride_b = batched ? g.stride_b : 0, .ldc = g.ldc, .stride_c = batched ? g.stride_c : 0,
+                      .ldd = g.ldc, .stride_d = batched ? g.stride_c : 0, .ab_type = static_cast<int>(g.ab_type),
                       .c_type = static_cast<int>(g.c_type), .epilogue = static_cast<uint32_t>(epilogue),
                       .bias_type = epilogue == CUBLASLT_EPILOGUE_DEFAULT ? -1 : static_cast<int>(g.c_type),
                       .beta_nonzero = g.beta != 0.0f, .align_a = align_a, .align_b = align_b, .align_c = align_c,
-                      .align_d = align_c, .align_vector = epilogue == CUBLASLT_EPILOGUE_DEFAULT ? 0 : align_v};
+                      .align_d = align_c, .align_vector = epilogue == CUBLASLT_EPILOGUE_DEFAULT ? 0 : align_v,
+                      .stride_vector = epilogue != CUBLASLT_EPILOGUE_DEFAULT && batched ? g.stride_vector : 0};
   bool ran = false;
   lt_run(
       key,
@@ -235,6 +265,54 @@ void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, 
     gemm(g);
   }
   if (db) bias_grad(act, db, dy, rows, out);
+}
+
+// `batch` layers reading one x (q, k and v), as one strided-batched product: weight i at
+// w + i w_stride, bias i at b + i b_stride, output i at y + i y_stride (elements). The bias
+// must take the epilogue (its type the output's, 16-byte aligned base and stride), else the
+// layers run one by one (false). Not yet run on a GPU.
+bool linear_forward_batched(DType act, void* y, int64_t y_stride, const void* x, const void* w, int64_t w_stride,
+                            const void* b, DType bias_type, int64_t b_stride, int64_t batch, int64_t rows, int64_t in,
+                            int64_t out) {
+  if (rows <= 0 || batch <= 0) return true;
+  if (b && (bias_type != act || alignment(b, b_stride, bias_type) < 16)) return false;
+  GemmArgs g{.trans_b = true, .m = rows, .n = out, .k = in, .a = x, .lda = in, .b = w, .ldb = in, .c = y,
+             .ldc = out, .ab_type = act, .c_type = act, .bias = b, .bias_type = bias_type, .batch = batch,
+             .stride_a = 0, .stride_b = w_stride, .stride_c = y_stride, .stride_vector = b_stride};
+  return gemm(g);
+}
+
+// dw_i += dy_i^T x (f32, beta = 1) as one strided-batched product, and db_i += the column
+// sums of dy_i: by the product's BGRADB epilogue into a (batch x out) f32 scratch, then one
+// add per layer; by the column-sum kernel where cuBLASLt has no batched BGRADB algorithm.
+// False (nothing done) when it has no batched algorithm at all. Not yet run on a GPU.
+bool linear_weight_grad_batched(DType act, float* dw, int64_t dw_stride, float* db, int64_t db_stride,
+                                const void* dy, int64_t dy_stride, const void* x, int64_t batch, int64_t rows,
+                                int64_t in, int64_t out) {
+  if (rows <= 0 || batch <= 0) return true;
+  GemmArgs g{.trans_a = true, .m = out, .n = in, .k = rows, .a = dy, .lda = out, .b = x, .ldb = in, .c = dw,
+             .ldc = in, .ab_type = act, .c_type = DType::f32, .beta = 1.0f, .batch = batch,
+             .stride_a = dy_stride, .stride_b = 0, .stride_c = dw_stride};
+  if (db) {
+    float* scratch = static_cast<float*>(workspace(static_cast<size_t>(batch * out) * sizeof(float)));
+    g.bias_grad = scratch;
+    g.stride_vector = out;
+    if (gemm(g)) {
+      for (int64_t i = 0; i < batch; ++i) accumulate(DType::f32, db + i * db_stride, scratch + i * out, out);
+      return true;
+    }
+    g.bias_grad = nullptr;
+    g.stride_vector = 0;
+  }
+  if (!gemm(g)) return false;
+  if (db) {
+    with_act(act, "linear_weight_grad_batched", [&]<class T>(std::type_identity<T>) {
+      for (int64_t i = 0; i < batch; ++i)
+        add_column_sums(db + i * db_stride, BiasGradValue<T>{static_cast<const T*>(dy) + i * dy_stride, out}, rows,
+                        out);
+    });
+  }
+  return true;
 }
 
 }  // namespace speedrun::cuda

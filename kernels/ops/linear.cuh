@@ -51,12 +51,16 @@ struct GemmArgs {
   const void* bias = nullptr;    // length n, added to every row of C (CUBLASLT_EPILOGUE_BIAS)
   DType bias_type = DType::f32;  // must be c_type
   float* bias_grad = nullptr;    // length m, written: row sums of op(A) (CUBLASLT_EPILOGUE_BGRADB); f32 C only
+  // A strided batch of `batch` products: matrix i of A, B, C and the bias (or bias gradient)
+  // vector start stride_* elements after matrix i - 1's (a stride of 0 shares one matrix).
+  int64_t batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0, stride_vector = 0;
 };
 
-// Runs the product. Returns false (having computed nothing) only when bias_grad is set and
-// cuBLASLt has no algorithm for the product with that epilogue; the caller then runs it
-// without. No algorithm otherwise: std::runtime_error naming the product. bias and
-// bias_grad together: std::invalid_argument.
+// Runs the product. Returns false (having computed nothing) only for the optional forms,
+// a bias gradient or a batch, when cuBLASLt has no algorithm for them; the caller then
+// runs the product without the epilogue or one by one. No algorithm otherwise:
+// std::runtime_error naming the product. bias and bias_grad together: std::invalid_argument.
 bool gemm(const GemmArgs& args);
 
 }  // namespace speedrun::cuda

@@ -146,6 +146,20 @@ void linear_forward(DType act, DType out_type, void* y, const void* x, const voi
 // dx = (or +=) dy W  (type act);  dw += dy^T x  (f32);  db += column sums of dy (f32).
 void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, const void* x, const void* w,
                      int64_t rows, int64_t in, int64_t out, bool accumulate_dx);
+// `batch` linear layers that read the same x (an attention layer's q, k and v) as ONE
+// strided-batched cuBLASLt product (SPEEDRUN_GEMM_EPILOGUE=fused; not yet run on a GPU).
+// Layer i's weight (out, in), bias (out), output (rows, out), dy (rows, out), dw and db lie
+// *_stride elements after layer i - 1's. Forward: y_i = x W_i^T + b_i, the bias through the
+// epilogue (so of the output's type, 16-byte aligned with its stride). Weight gradients:
+// dw_i += dy_i^T x, db_i += column sums of dy_i (db may be null). Each returns false, having
+// done nothing, when the batched form cannot run (no cuBLASLt algorithm for it, or a bias
+// the epilogue cannot take): the caller then runs the layers one by one.
+bool linear_forward_batched(DType act, void* y, int64_t y_stride, const void* x, const void* w, int64_t w_stride,
+                            const void* b, DType bias_type, int64_t b_stride, int64_t batch, int64_t rows, int64_t in,
+                            int64_t out);
+bool linear_weight_grad_batched(DType act, float* dw, int64_t dw_stride, float* db, int64_t db_stride,
+                                const void* dy, int64_t dy_stride, const void* x, int64_t batch, int64_t rows,
+                                int64_t in, int64_t out);
 // The bias halves of the linear op, by kernel: y[r, c] += b[c] (y rows x cols of type act;
 // b f32 or of type act), and db[c] += sum_r dy[r, c], deterministic (fixed reduction order).
 void bias_add(DType act, void* y, const void* b, DType bias_type, int64_t rows, int64_t cols);
@@ -156,8 +170,9 @@ void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols)
 // gradient. `fused`: cuBLASLt's epilogues (kernels/ops/linear.cuh): CUBLASLT_EPILOGUE_BIAS
 // with a bf16 bias (the model keeps bf16 copies of its biases for it: model/gpt.cpp) and the
 // bias gradient from the weight-gradient product (CUBLASLT_EPILOGUE_BGRADB, falling back to
-// the column sums where cuBLASLt has no algorithm for it). f32 outputs always take the f32
-// bias through the epilogue. The environment variable SPEEDRUN_GEMM_EPILOGUE=fused|separate
+// the column sums where cuBLASLt has no algorithm for it), and the model's q, k and v
+// projections as one strided-batched product each way (ops::linear_forward_qkv). f32
+// outputs always take the f32 bias through the epilogue. The environment variable SPEEDRUN_GEMM_EPILOGUE=fused|separate
 // (read once, at the first call) chooses; unset means separate until the fused path has
 // passed on a GPU (it has not yet run on one); another value is refused (UserError, naming
 // the variable: exit status 1).

@@ -37,6 +37,7 @@ struct LtPlanKey {
   bool beta_nonzero = false;
   uint32_t align_a = 0, align_b = 0, align_c = 0, align_d = 0;
   uint32_t align_vector = 0;  // the epilogue vector's (the heuristic reads its pointer); 0 without one
+  int64_t stride_vector = 0;  // the epilogue vector's batch stride (elements)
   auto operator<=>(const LtPlanKey&) const = default;
 };
 

@@ -150,9 +150,11 @@ struct Gpt::Activations {
     dy = take({N, hd});
     dqr = take({N, hd});
     dkr = take({N, hd});
-    dv = take({N, hd});
+    // dq, dk, dv in this order, one after another: the weight-gradient product of q, k and v
+    // reads them as one strided batch (ops::linear_backward_qkv).
     dq = take({N, hd});
     dk = take({N, hd});
+    dv = take({N, hd});
     dhf = take({N, d});
     if (device_ids) {
       tokens = arena.take(DType::i32, {N});
@@ -280,9 +282,10 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
     const Tensor x = rows(a.resid[l], N);
     ops::rmsnorm_forward(rows(L.h1, N), rows(L.rstd1, N), x, param(p.norm1), eps);
     if (sink) sink->capture(l, CapturePoint::attn_qkv, rows(L.h1, N));
-    ops::linear_forward(rows(L.q, N), rows(L.h1, N), weight(p.q_w), bias(p.q_b));
-    ops::linear_forward(rows(L.k, N), rows(L.h1, N), weight(p.k_w), bias(p.k_b));
-    ops::linear_forward(rows(L.v, N), rows(L.h1, N), weight(p.v_w), bias(p.v_b));
+    // One product on CUDA with the fused epilogues (q, k, v and their weights and biases each
+    // lie at one stride: the layout's order, the arenas' carve order), else three.
+    ops::linear_forward_qkv({rows(L.q, N), rows(L.k, N), rows(L.v, N)}, rows(L.h1, N),
+                            {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, {bias(p.q_b), bias(p.k_b), bias(p.v_b)});
     ops::qk_norm_forward(rows(L.qr, N), rows(L.q_rstd, N * H), rows(L.q, N), D, eps);
     ops::qk_norm_forward(rows(L.kr, N), rows(L.k_rstd, N * H), rows(L.k, N), D, eps);
     ops::rotary_forward(heads(L.qr), heads(L.qr), a.rope_cos, a.rope_sin);
@@ -346,9 +349,9 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) 
     ops::rotary_backward(heads(a.dkr), heads(a.dkr), a.rope_cos, a.rope_sin);
     ops::qk_norm_backward(rows(a.dq, N), rows(a.dqr, N), rows(L.q, N), rows(L.q_rstd, N * H), D);
     ops::qk_norm_backward(rows(a.dk, N), rows(a.dkr, N), rows(L.k, N), rows(L.k_rstd, N * H), D);
-    ops::linear_backward(dh, grad(p.q_w), grad(p.q_b), rows(a.dq, N), rows(L.h1, N), weight(p.q_w), false);
-    ops::linear_backward(dh, grad(p.k_w), grad(p.k_b), rows(a.dk, N), rows(L.h1, N), weight(p.k_w), true);
-    ops::linear_backward(dh, grad(p.v_w), grad(p.v_b), rows(a.dv, N), rows(L.h1, N), weight(p.v_w), true);
+    ops::linear_backward_qkv(dh, {grad(p.q_w), grad(p.k_w), grad(p.v_w)}, {grad(p.q_b), grad(p.k_b), grad(p.v_b)},
+                             {rows(a.dq, N), rows(a.dk, N), rows(a.dv, N)}, rows(L.h1, N),
+                             {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, false);
     final({p.q_w, p.q_b, p.k_w, p.k_b, p.v_w, p.v_b});
     ops::rmsnorm_backward(dresid, grad(p.norm1), dh, rows(a.resid[l], N), param(p.norm1), rows(L.rstd1, N), true);
     final({p.norm1});

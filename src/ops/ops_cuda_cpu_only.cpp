@@ -75,6 +75,14 @@ void linear_backward(DType, void*, float*, float*, const void*, const void*, con
                      bool) {
   no_cuda("linear_backward");
 }
+bool linear_forward_batched(DType, void*, int64_t, const void*, const void*, int64_t, const void*, DType, int64_t,
+                            int64_t, int64_t, int64_t, int64_t) {
+  no_cuda("linear_forward_batched");
+}
+bool linear_weight_grad_batched(DType, float*, int64_t, float*, int64_t, const void*, int64_t, const void*, int64_t,
+                                int64_t, int64_t, int64_t) {
+  no_cuda("linear_weight_grad_batched");
+}
 void bias_add(DType, void*, const void*, DType, int64_t, int64_t) { no_cuda("bias_add"); }
 GemmEpilogue gemm_epilogue() { no_cuda("gemm_epilogue"); }
 GemmEpilogue set_gemm_epilogue(GemmEpilogue) { no_cuda("set_gemm_epilogue"); }

@@ -138,6 +138,56 @@ TEST_F(OpsLinear, IsThreadCountDeterministic) {
   }
 }
 
+// The q/k/v op (ops::linear_forward_qkv / linear_backward_qkv) on the CPU is exactly the
+// three single calls in order (the model's CPU results do not change with it): bitwise
+// equal, with the layers at one stride in one buffer (as the model lays them out) and not.
+TEST_F(OpsLinear, QkvIsThreeSingleCalls) {
+  const int64_t rows = 9, in = 12, out = 7, gap = 5;  // gap: the strided case's padding
+  for (bool strided : {true, false}) {
+    const int64_t ws = out * in + (strided ? gap : 0), bs = out + (strided ? gap : 0);
+    const std::vector<float> x = cast<float>(uniform(rows * in)), w = cast<float>(uniform(3 * ws)),
+                             b = cast<float>(uniform(3 * bs)), dy = cast<float>(uniform(3 * rows * out)),
+                             acc = cast<float>(uniform(3 * ws + 3 * bs + rows * in));
+    struct Result {
+      std::vector<float> y, dx, dw, db;
+    };
+    auto run = [&](bool together) {
+      Result r{std::vector<float>(3 * rows * out), std::vector<float>(acc.begin(), acc.begin() + rows * in),
+               std::vector<float>(acc.begin(), acc.begin() + 3 * ws), std::vector<float>(acc.begin(), acc.begin() + 3 * bs)};
+      std::vector<float> xc = x, wc = w, bc = b, dyc = dy;
+      auto at = [](std::vector<float>& v, int64_t offset, std::initializer_list<int64_t> shape) {
+        return Tensor::of(v.data() + offset, shape);
+      };
+      const std::array<Tensor, 3> ys = {at(r.y, 0, {rows, out}), at(r.y, rows * out, {rows, out}),
+                                        at(r.y, 2 * rows * out, {rows, out})};
+      const std::array<Tensor, 3> ws3 = {at(wc, 0, {out, in}), at(wc, ws, {out, in}), at(wc, 2 * ws, {out, in})};
+      const std::array<Tensor, 3> bs3 = {at(bc, 0, {out}), at(bc, bs, {out}), at(bc, 2 * bs, {out})};
+      const std::array<Tensor, 3> dws = {at(r.dw, 0, {out, in}), at(r.dw, ws, {out, in}), at(r.dw, 2 * ws, {out, in})};
+      const std::array<Tensor, 3> dbs = {at(r.db, 0, {out}), at(r.db, bs, {out}), at(r.db, 2 * bs, {out})};
+      const std::array<Tensor, 3> dys = {at(dyc, 0, {rows, out}), at(dyc, rows * out, {rows, out}),
+                                         at(dyc, 2 * rows * out, {rows, out})};
+      const Tensor xt = view(xc, {rows, in}), dx = view(r.dx, {rows, in});
+      if (together) {
+        ops::linear_forward_qkv(ys, xt, ws3, bs3);
+        ops::linear_backward_qkv(dx, dws, dbs, dys, xt, ws3, true);
+      } else {
+        for (int i = 0; i < 3; ++i) ops::linear_forward(ys[i], xt, ws3[i], bs3[i]);
+        for (int i = 0; i < 3; ++i) ops::linear_backward(dx, dws[i], dbs[i], dys[i], xt, ws3[i], true);
+      }
+      return r;
+    };
+    const Result one = run(true), three = run(false);
+    const std::string what = strided ? "strided" : "with gaps";
+    expect_bitwise_equal("y " + what, one.y, three.y);
+    expect_bitwise_equal("dx " + what, one.dx, three.dx);
+    expect_bitwise_equal("dw " + what, one.dw, three.dw);
+    expect_bitwise_equal("db " + what, one.db, three.db);
+    // Not vacuous: the outputs were written, the accumulators moved.
+    EXPECT_NE(one.y[rows * out + 1], 0.0f);
+    EXPECT_NE(one.dw[ws + 1], acc[ws + 1]);
+  }
+}
+
 TEST_F(OpsLinear, RejectsBadArguments) {
   std::vector<float> x(4 * 6), w(5 * 6), b(5), y(4 * 5), dx(4 * 6), dw(5 * 6), db(5);
   std::vector<double> w64(5 * 6);
@@ -162,6 +212,17 @@ TEST_F(OpsLinear, RejectsBadArguments) {
   EXPECT_INVALID_ARGUMENT(ops::linear_backward(view(dx, {6, 4}), Tensor(), Tensor(), view(y, {4, 5}),
                                                view(x, {4, 6}), view(w, {5, 6}), false),
                           "linear_backward", "dx");
+  // The q/k/v op checks each layer as the single op does, naming itself.
+  EXPECT_INVALID_ARGUMENT(ops::linear_forward_qkv({view(y, {4, 5}), view(y, {4, 5}), view(y, {5, 4})}, view(x, {4, 6}),
+                                                  {view(w, {5, 6}), view(w, {5, 6}), view(w, {5, 6})},
+                                                  {Tensor(), Tensor(), Tensor()}),
+                          "linear_forward_qkv", "y", "(5, 4)");
+  EXPECT_INVALID_ARGUMENT(ops::linear_backward_qkv(view(dx, {4, 6}), {view(dw, {5, 6}), view(dw, {6, 5}), view(dw, {5, 6})},
+                                                   {Tensor(), Tensor(), Tensor()},
+                                                   {view(y, {4, 5}), view(y, {4, 5}), view(y, {4, 5})},
+                                                   view(x, {4, 6}), {view(w, {5, 6}), view(w, {5, 6}), view(w, {5, 6})},
+                                                   false),
+                          "linear_backward_qkv", "dw", "(6, 5)");
   // A bf16 bias goes only with a bf16 output on CUDA (cuBLASLt's bias has the output's type):
   // the LM head's f32 logits of bf16 inputs take the f32 bias.
   auto as_bf16 = [](Tensor t) {
@@ -287,6 +348,53 @@ CUDA_OP_CASE(LinearEpiloguesMatchCpu) {
         expect_near("db", kF32SumTol);
         expect_near("db_only", kF32SumTol);
       }, std::string(fused ? "fused" : "separate") + ", bias case " + std::to_string(bias_case));
+    }
+  }
+}
+
+// The q/k/v op (ops::linear_forward_qkv / linear_backward_qkv) under both GEMM epilogue
+// choices: with `fused`, one strided-batched product forward and one for the weight
+// gradients (BGRADB for db) when the three layers lie at one stride, as here (weights and
+// biases with a gap between them, outputs and dy back to back); three single products
+// otherwise (`separate`, or the f32 bias with bf16 outputs, which the epilogue cannot take).
+// Tolerances as in LinearEpiloguesMatchCpu; dx adds three products, each rounded to bf16
+// (beta = 1 reads the bf16 sum so far): kBf16Two. Shapes: 1 x 1 x 1, odd (7 x 13 x 5), the
+// Track 3 q/k/v at 130 rows.
+CUDA_OP_CASE(LinearQkvMatchesCpu) {
+  for (cuda::GemmEpilogue epilogue : {cuda::GemmEpilogue::separate, cuda::GemmEpilogue::fused}) {
+    const GemmEpilogueScope scope(epilogue);
+    for (bool bf16_bias : {true, false}) {
+      for_each_case<3>(kActs, {{1, 1, 1}, {7, 13, 5}, {130, 768, 768}}, [&](DType t, std::array<int64_t, 3> shape) {
+        const auto [rows, in, out] = shape;
+        if (bf16_bias && t != DType::bf16) return;
+        const int64_t ws = out * in + 32, bs = out + 32, ys = rows * out;  // strides (elements)
+        const DType bias_type = bf16_bias ? DType::bf16 : DType::f32;
+        input("x", t, {rows, in});
+        input("w", t, {3 * ws});
+        input("b", bias_type, {3 * bs});
+        input("dy", t, {3 * ys});
+        output("y", t, {3 * ys});
+        auto three = [](const Side& s, const std::string& name, int64_t stride, std::initializer_list<int64_t> shape) {
+          return std::array<Tensor, 3>{s.at(name, 0, shape), s.at(name, stride, shape), s.at(name, 2 * stride, shape)};
+        };
+        run([&](const Side& s) {
+          ops::linear_forward_qkv(three(s, "y", ys, {rows, out}), s["x"], three(s, "w", ws, {out, in}),
+                                  three(s, "b", bs, {out}));
+        });
+        expect_near("y", t == DType::f32 ? kF32SumTol : kBf16Two);
+
+        output("dx", t, {rows, in});
+        accumulator("dw", DType::f32, {3 * ws});
+        accumulator("db", DType::f32, {3 * bs});
+        run([&](const Side& s) {
+          ops::linear_backward_qkv(s["dx"], three(s, "dw", ws, {out, in}), three(s, "db", bs, {out}),
+                                   three(s, "dy", ys, {rows, out}), s["x"], three(s, "w", ws, {out, in}), false);
+        });
+        expect_near("dx", t == DType::f32 ? kF32SumTol : kBf16Two);
+        expect_near("dw", kF32SumTol);
+        expect_near("db", kF32SumTol);
+      }, std::string(epilogue == cuda::GemmEpilogue::fused ? "fused" : "separate") +
+             (bf16_bias ? ", bf16 bias" : ", f32 bias"));
     }
   }
 }
