@@ -1,4 +1,6 @@
 // ops::linear_forward / linear_backward (GEMMs through OpenBLAS).
+#include <cstdlib>
+
 #include "cuda_op_case.h"
 #include "gemm_epilogue_scope.h"
 #include "test_ops_common.h"
@@ -301,13 +303,18 @@ CUDA_OP_CASE(LinearBf16InputsF32OutputMatchesCpu) {
   }
 }
 
+// The Track 3 shapes only when SPEEDRUN_TEST_SMALL_SHAPES is unset: scripts/cuda_check.sh sets
+// it for compute-sanitizer, whose instrumented cuBLASLt kernels on the large shapes would take
+// minutes of a GPU window (the small shapes take the same code paths).
+bool track3_shapes() { return std::getenv("SPEEDRUN_TEST_SMALL_SHAPES") == nullptr; }
+
 // A bf16 layer's bias under both SPEEDRUN_GEMM_EPILOGUE choices (kernels/ops/linear.cu), with
 // each bias the model may give it: its bf16 copy (fused: cuBLASLt's BIAS epilogue; separate,
 // or 2 bytes off alignment: bias_add reading bf16) and the f32 master (bias_add). The
 // backward's db comes from the weight-gradient product's BGRADB epilogue (fused) or the
 // column-sum kernel (separate), added to an accumulator that starts nonzero.
 // Shapes: 1 x 1 x 1, odd sizes not multiples of 8 or 16 (7 x 13 x 5, 33 x 100 x 77), and
-// the Track 3 q/k/v, fused-qkv and MLP shapes at 130 / 64 rows.
+// (track3_shapes) the fused-qkv-sized and MLP shapes at 130 / 64 rows.
 // Tolerances: the CPU sees exactly the device's bf16 inputs (the bias too: rounded to bf16 on
 // both sides). The epilogue rounds x W^T + b once, to bf16: kBf16One; bias_add rounds the
 // product, then the sum: kBf16Two (both paths are held to kBf16Two's bound for the f32 bias,
@@ -319,8 +326,7 @@ CUDA_OP_CASE(LinearEpiloguesMatchCpu) {
     const bool fused = epilogue == cuda::GemmEpilogue::fused;
     // -1: the f32 bias; 0: the bf16 bias, aligned; 1: the bf16 bias one element (2 bytes) in.
     for (int bias_case : {-1, 0, 1}) {
-      for_each_case<3>({DType::bf16}, {{1, 1, 1}, {7, 13, 5}, {33, 100, 77}, {130, 768, 2304}, {64, 768, 3072}},
-                       [&](DType t, std::array<int64_t, 3> shape) {
+      const auto body = [&](DType t, std::array<int64_t, 3> shape) {
         const auto [rows, in, out] = shape;
         input("x", t, {rows, in});
         input("w", t, {out, in});
@@ -347,7 +353,10 @@ CUDA_OP_CASE(LinearEpiloguesMatchCpu) {
         expect_near("dw", kF32SumTol);
         expect_near("db", kF32SumTol);
         expect_near("db_only", kF32SumTol);
-      }, std::string(fused ? "fused" : "separate") + ", bias case " + std::to_string(bias_case));
+      };
+      const std::string what = std::string(fused ? "fused" : "separate") + ", bias case " + std::to_string(bias_case);
+      for_each_case<3>({DType::bf16}, {{1, 1, 1}, {7, 13, 5}, {33, 100, 77}}, body, what);
+      if (track3_shapes()) for_each_case<3>({DType::bf16}, {{130, 768, 2304}, {64, 768, 3072}}, body, what);
     }
   }
 }
@@ -364,7 +373,7 @@ CUDA_OP_CASE(LinearQkvMatchesCpu) {
   for (cuda::GemmEpilogue epilogue : {cuda::GemmEpilogue::separate, cuda::GemmEpilogue::fused}) {
     const GemmEpilogueScope scope(epilogue);
     for (bool bf16_bias : {true, false}) {
-      for_each_case<3>(kActs, {{1, 1, 1}, {7, 13, 5}, {130, 768, 768}}, [&](DType t, std::array<int64_t, 3> shape) {
+      const auto body = [&](DType t, std::array<int64_t, 3> shape) {
         const auto [rows, in, out] = shape;
         if (bf16_bias && t != DType::bf16) return;
         const int64_t ws = out * in + 32, bs = out + 32, ys = rows * out;  // strides (elements)
@@ -393,8 +402,11 @@ CUDA_OP_CASE(LinearQkvMatchesCpu) {
         expect_near("dx", t == DType::f32 ? kF32SumTol : kBf16Two);
         expect_near("dw", kF32SumTol);
         expect_near("db", kF32SumTol);
-      }, std::string(epilogue == cuda::GemmEpilogue::fused ? "fused" : "separate") +
-             (bf16_bias ? ", bf16 bias" : ", f32 bias"));
+      };
+      const std::string what = std::string(epilogue == cuda::GemmEpilogue::fused ? "fused" : "separate") +
+                               (bf16_bias ? ", bf16 bias" : ", f32 bias");
+      for_each_case<3>(kActs, {{1, 1, 1}, {7, 13, 5}}, body, what);
+      if (track3_shapes()) for_each_case<3>(kActs, {{130, 768, 768}}, body, what);
     }
   }
 }
