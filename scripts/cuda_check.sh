@@ -7,14 +7,15 @@
 #   2. every CUDA test, group by group (a crash in one does not hide the others), then again with
 #      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model),
 #      SPEEDRUN_RMSNORM=fast (norm tests + the whole model), SPEEDRUN_HEAD=fused (cross-entropy
-#      tests + the whole model) and SPEEDRUN_RELU2=recompute (ReLU^2 tests + the whole model);
+#      tests + the whole model) and SPEEDRUN_RELU2=recompute (ReLU^2 tests + the whole model)
+#      and SPEEDRUN_GEMM_EPILOGUE=fused (linear tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
 #      RMSNorm, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
 #      attention, scaled sum and dot, the FP8 head's quantization kernels and cuBLASLt
-#      products; --sanitize-all: memcheck over every CUDA test too);
-#   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast
-#      and with the fused head + ReLU^2 recompute, `speedrun bench --device cuda` (one
+#      products, the fused GEMM epilogues; --sanitize-all: memcheck over every CUDA test too);
+#   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast +
+#      fused epilogues and with the fused head + ReLU^2 recompute, `speedrun bench --device cuda` (one
 #      micro-batch, whole steps) likewise, record #26's bench (configs/record26.json), and the
 #      optimizer benchmark on the Track 3 configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
@@ -215,6 +216,8 @@ step test-head-fused "$group_timeout" env SPEEDRUN_HEAD=fused "$tests" \
   --gtest_filter='CudaOpsTest.SoftcapCrossEntropy*:CudaModel.*'
 step test-relu2-recompute "$group_timeout" env SPEEDRUN_RELU2=recompute "$tests" \
   --gtest_filter='CudaOpsTest.Relu2*:CudaModel.*'
+step test-gemm-epilogue-fused "$group_timeout" env SPEEDRUN_GEMM_EPILOGUE=fused "$tests" \
+  --gtest_filter='CudaOpsTest.Linear*:CudaModel.*'
 
 # ---- 3. kernel drivers -----------------------------------------------------------------------
 section "kernel drivers (dev/cuda)"
@@ -245,6 +248,10 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.AttentionMask*:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
     step "$tool-fp8-head" "$san_timeout" compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Fp8Head*:CudaModel.Fp8Head*'
+    # SPEEDRUN_TEST_SMALL_SHAPES: the linear cases' small shapes only (tests/unit/ops/test_linear.cpp).
+    step "$tool-gemm-epilogue-fused" "$san_timeout" env SPEEDRUN_GEMM_EPILOGUE=fused SPEEDRUN_TEST_SMALL_SHAPES=1 \
+      compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.LinearEpilogues*:CudaOpsTest.LinearQkv*'
   done
   [ "$sanitize_all" = 1 ] && step memcheck-all 900 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests" \
     --gtest_filter='CudaOps*:CudaModel*:CudaOptim*'
@@ -259,7 +266,10 @@ section "benches: kernel table, micro-batch and whole step, optimizers"
 track3=configs/track3-muon.json
 step bench-kernels "$bench_timeout" "$speedrun" bench "$track3" --kernels --device cuda --steps 10 --warmup 3 \
   --json "$work/bench_kernels.json"
-step bench-kernels-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
+# The opt-in run selects every opt-in kernel set (its JSON names each: attention_kernel,
+# rmsnorm_kernel, gemm_epilogue); the file names keep their earlier "flash_fast".
+optin=(SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast SPEEDRUN_GEMM_EPILOGUE=fused)
+step bench-kernels-flash-fast "$bench_timeout" env "${optin[@]}" "$speedrun" bench \
   "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_flash_fast.json"
 step bench-kernels-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute "$speedrun" bench \
   "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_head_relu2.json"
@@ -267,7 +277,7 @@ step bench-kernels-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_
   "$work/bench-kernels-head-relu2.log"
 step bench-speedrun "$bench_timeout" "$speedrun" bench "$track3" --device cuda --steps 10 --warmup 3 \
   --json "$work/bench_speedrun.json"
-step bench-speedrun-flash-fast "$bench_timeout" env SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast "$speedrun" bench \
+step bench-speedrun-flash-fast "$bench_timeout" env "${optin[@]}" "$speedrun" bench \
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_flash_fast.json"
 step bench-speedrun-optimizer-copies "$bench_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer "$speedrun" bench \
   "$track3" --device cuda --steps 10 --warmup 3 --json "$work/bench_speedrun_optimizer_copies.json"

@@ -200,15 +200,31 @@ void attention_backward_tc_masked(void* dq, void* dk, void* dv, const void* dout
 
 // --- linear through cuBLASLt (kernels/ops/linear.cu) --------------------------------------------
 // y = x W^T (+ b): x (rows, in), w (out, in) of type `act`; y (rows, out) of type `out_type`
-// (`act`, or f32 for bf16 inputs: the LM head's logits); b f32 or null.
-void linear_forward(DType act, DType out_type, void* y, const void* x, const void* w, const float* b, int64_t rows,
-                    int64_t in, int64_t out);
+// (`act`, or f32 for bf16 inputs: the LM head's logits); b null, or of type `bias_type`:
+// f32, or out_type (a bf16 bias for a bf16 output: the model's bf16 copy, which cuBLASLt's
+// bias epilogue needs); another pairing is std::invalid_argument.
+void linear_forward(DType act, DType out_type, void* y, const void* x, const void* w, const void* b,
+                    DType bias_type, int64_t rows, int64_t in, int64_t out);
 // dx = (or +=) dy W  (type act);  dw += dy^T x  (f32);  db += column sums of dy (f32).
 void linear_backward(DType act, void* dx, float* dw, float* db, const void* dy, const void* x, const void* w,
                      int64_t rows, int64_t in, int64_t out, bool accumulate_dx);
-// The bias halves of the linear op, by kernel: y[r, c] += b[c] (y rows x cols), and
-// db[c] += sum_r dy[r, c], deterministic (fixed reduction order).
-void bias_add(DType act, void* y, const float* b, int64_t rows, int64_t cols);
+// `batch` linear layers that read the same x (an attention layer's q, k and v) as ONE
+// strided-batched cuBLASLt product (SPEEDRUN_GEMM_EPILOGUE=fused; not yet run on a GPU).
+// Layer i's weight (out, in), bias (out), output (rows, out), dy (rows, out), dw and db lie
+// *_stride elements after layer i - 1's. Forward: y_i = x W_i^T + b_i, the bias through the
+// epilogue (so of the output's type, 16-byte aligned with its stride). Weight gradients:
+// dw_i += dy_i^T x, db_i += column sums of dy_i (db may be null). Each returns false, having
+// done nothing, when the batched form cannot run (no cuBLASLt algorithm for it, or a bias
+// the epilogue cannot take): the caller then runs the layers one by one.
+bool linear_forward_batched(DType act, void* y, int64_t y_stride, const void* x, const void* w, int64_t w_stride,
+                            const void* b, DType bias_type, int64_t b_stride, int64_t batch, int64_t rows, int64_t in,
+                            int64_t out);
+bool linear_weight_grad_batched(DType act, float* dw, int64_t dw_stride, float* db, int64_t db_stride,
+                                const void* dy, int64_t dy_stride, const void* x, int64_t batch, int64_t rows,
+                                int64_t in, int64_t out);
+// The bias halves of the linear op, by kernel: y[r, c] += b[c] (y rows x cols of type act;
+// b f32 or of type act), and db[c] += sum_r dy[r, c], deterministic (fixed reduction order).
+void bias_add(DType act, void* y, const void* b, DType bias_type, int64_t rows, int64_t cols);
 void bias_grad(DType act, float* db, const void* dy, int64_t rows, int64_t cols);
 
 // --- record #26's FP8 head (kernels/ops/fp8_head.cu; never run on a GPU yet) -------------------
@@ -227,6 +243,24 @@ void fp8_gemm_tn(DType out_type, void* y, DType a_type, const void* a, DType b_t
                  int64_t n, int64_t k, float alpha, float beta, bool fast_accum);
 // y[i] = bf16(y[i]) in place (round to nearest even; the f32 holds the bf16 value).
 void round_to_bf16_values(float* y, int64_t n);
+// How the bf16 linear layers treat their biases. `separate`: bias_add after the product
+// (the f32 bias, two roundings of the bf16 output) and the column-sum kernel for the bias
+// gradient. `fused`: cuBLASLt's epilogues (kernels/ops/linear.cuh): CUBLASLT_EPILOGUE_BIAS
+// with a bf16 bias (the model keeps bf16 copies of its biases for it: model/gpt.cpp) and the
+// bias gradient from the weight-gradient product (CUBLASLT_EPILOGUE_BGRADB, falling back to
+// the column sums where cuBLASLt has no algorithm for it), and the model's q, k and v
+// projections as one strided-batched product each way (ops::linear_forward_qkv). f32
+// outputs always take the f32 bias through the epilogue. The environment variable SPEEDRUN_GEMM_EPILOGUE=fused|separate
+// (read once, at the first call) chooses; unset means separate until the fused path has
+// passed on a GPU (it has not yet run on one); another value is refused (UserError, naming
+// the variable: exit status 1).
+enum class GemmEpilogue { separate, fused };
+GemmEpilogue gemm_epilogue();
+// Overrides the environment's choice (tests compare both); returns the previous
+// gemm_epilogue(). Not synchronized with linear calls on other threads. A model keeps bf16
+// bias copies only if fused was chosen when it was built (else its bf16 layers get the f32
+// bias, which the separate kernel adds whatever is chosen).
+GemmEpilogue set_gemm_epilogue(GemmEpilogue epilogue);
 
 // --- convert (kernels/ops/convert.cu) --------------------------------------------------------------
 // dst = src elementwise between f32 and bf16 (round to nearest even), or a copy.

@@ -56,11 +56,14 @@ uint32_t lt_alignment(uint64_t bits) {
   return align;
 }
 
-void lt_choose_algorithm(cublasLtHandle_t handle, LtPlan& plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
-                         uint32_t align_d, const std::function<std::string()>& describe) {
+bool lt_find_algorithm(cublasLtHandle_t handle, LtPlan& plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
+                       uint32_t align_d) {
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = kGemmWorkspaceBytes;
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
   try {
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
@@ -71,19 +74,28 @@ void lt_choose_algorithm(cublasLtHandle_t handle, LtPlan& plan, uint32_t align_a
                                                       sizeof(align_c)));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
                                                       sizeof(align_d)));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.d_layout(), pref, 1,
-                                                &result, &found));
-    if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS)
-      throw std::runtime_error("cuBLASLt has no algorithm for " + describe());
-    plan.algo = result.algo;
-    plan.workspace = result.workspaceSize;
+    // An unsupported combination is reported as CUBLAS_STATUS_NOT_SUPPORTED (or as no
+    // result): both mean "no algorithm", not an error of ours.
+    status = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.d_layout(), pref, 1,
+                                            &result, &found);
+    if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(status);
   } catch (...) {
     cublasLtMatmulPreferenceDestroy(pref);
     throw;
   }
   CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+  plan.has_algorithm = status == CUBLAS_STATUS_SUCCESS && found >= 1 && result.state == CUBLAS_STATUS_SUCCESS;
+  if (plan.has_algorithm) {
+    plan.algo = result.algo;
+    plan.workspace = result.workspaceSize;
+  }
+  return plan.has_algorithm;
+}
+
+void lt_choose_algorithm(cublasLtHandle_t handle, LtPlan& plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
+                         uint32_t align_d, const std::function<std::string()>& describe) {
+  if (!lt_find_algorithm(handle, plan, align_a, align_b, align_c, align_d))
+    throw std::runtime_error("cuBLASLt has no algorithm for " + describe());
 }
 
 void lt_run(const LtPlanKey& key, const std::function<std::unique_ptr<LtPlan>(cublasLtHandle_t)>& make,

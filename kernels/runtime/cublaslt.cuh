@@ -32,13 +32,16 @@ struct LtPlanKey {
   int64_t m = 0, n = 0, k = 0, batch = 1;
   int64_t lda = 0, stride_a = 0, ldb = 0, stride_b = 0, ldc = 0, stride_c = 0, ldd = 0, stride_d = 0;
   int ab_type = 0, c_type = 0;
-  bool bias_epilogue = false;
+  uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;  // a cublasLtEpilogue_t
+  int bias_type = -1;                             // the epilogue vector's DType, -1 without one
   bool beta_nonzero = false;
   uint32_t align_a = 0, align_b = 0, align_c = 0, align_d = 0;
   // FP8 products (kernels/ops/fp8_head.cu): the two operand types (they may differ: e5m2 x
   // e4m3) and CUBLASLT_MATMUL_DESC_FAST_ACCUM; -1, -1, false for every other product.
   int fp8_a_type = -1, fp8_b_type = -1;
   bool fast_accum = false;
+  uint32_t align_vector = 0;  // the epilogue vector's (the heuristic reads its pointer); 0 without one
+  int64_t stride_vector = 0;  // the epilogue vector's batch stride (elements)
   auto operator<=>(const LtPlanKey&) const = default;
 };
 
@@ -47,6 +50,9 @@ struct LtPlan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;  // d null: D uses c's layout
   cublasLtMatmulAlgo_t algo{};
   size_t workspace = 0;  // bytes the algorithm uses of the context's workspace
+  // False when the heuristic found no algorithm and the plan was made by a caller that
+  // can do without it (gemm with a bias-gradient epilogue: lt_find_algorithm).
+  bool has_algorithm = true;
   LtPlan() = default;
   LtPlan(const LtPlan&) = delete;
   LtPlan& operator=(const LtPlan&) = delete;
@@ -74,6 +80,11 @@ std::unique_ptr<LtPlan> lt_new_plan(bool trans_a, bool trans_b);
 // its workspace size in the plan. No algorithm: std::runtime_error with describe().
 void lt_choose_algorithm(cublasLtHandle_t handle, LtPlan& plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
                          uint32_t align_d, const std::function<std::string()>& describe);
+// The same, but no algorithm is an answer: returns false (and sets plan.has_algorithm to
+// false) instead of throwing. For optional epilogues whose support cuBLASLt does not
+// document per type and layout (the bias gradient, CUBLASLT_EPILOGUE_BGRADB).
+bool lt_find_algorithm(cublasLtHandle_t handle, LtPlan& plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
+                       uint32_t align_d);
 
 // Runs run(handle, plan, workspace) with key's plan, made by make(handle) at its first use,
 // while holding the context (one product at a time is set up and issued).

@@ -74,6 +74,7 @@ size_t table_bytes(const config::ModelConfig& m, int64_t N, int64_t chunk, DType
   b += 3 * n * f * a;                    // f, g, dfg
   b += 3 * f * w * a + 3 * f * w * 4;    // weights and f32 gradients (largest shape each)
   b += 4 * std::max(f, V) * 4;           // biases and their gradients
+  b += f * 2;                            // the bf16 layer bias (SPEEDRUN_GEMM_EPILOGUE=fused)
   b += V * d * (a + 4);                  // head weight copy, its gradient
   b += c * V * (4 + a) + 2 * c * 4 + c * d * 2 * a;  // logits, dlogits, targets, losses, hf, dhf
   b += V * d * 4 * 2 + (emb == DType::bf16 ? V * d * 2 : 0);  // table, dtable (+ bf16 copy)
@@ -180,6 +181,10 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
   const Tensor fa = flat(act, N, f), ga = flat(act, N, f), dfa = flat(act, N, f);
   const Tensor wt = flat(act, f, w, -0.05, 0.05), dwt = flat(DType::f32, f, w), bias = flat(DType::f32, 1, std::max(f, V));
   const Tensor dbias = flat(DType::f32, 1, std::max(f, V));
+  // The bias a bf16 trunk layer gets: the model's bf16 copy under SPEEDRUN_GEMM_EPILOGUE=fused
+  // (cuBLASLt's bias epilogue), else the f32 parameter (model/gpt.cpp: Gpt::bias).
+  const bool fused_epilogue = act == DType::bf16 && cuda::gemm_epilogue() == cuda::GemmEpilogue::fused;
+  const Tensor layer_bias = fused_epilogue ? flat(DType::bf16, 1, f) : bias;
   const Tensor head_w = flat(act, V, d, -0.05, 0.05), head_dw = flat(DType::f32, V, d);
   const Tensor logits = flat(DType::f32, chunk, V, -20, 20), dlogits = flat(act, chunk, V);
   const Tensor targets = pool.make(DType::i32, {chunk}, 0, static_cast<double>(m.vocab_size));
@@ -234,7 +239,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
       case KernelOp::linear_fwd:
         return [&, in, out] {
           ops::linear_forward(mat(out == f ? fa : y, N, out), mat(in == f ? ga : x, N, in), weight(out, in),
-                              vec(bias, out));
+                              vec(layer_bias, out));
         };
       case KernelOp::qk_norm_fwd:
         return [&, in] { ops::qk_norm_forward(mat(q, N, in), vec(qk_rstd, N * H), mat(x2, N, in), D, eps); };
@@ -307,6 +312,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
   const cuda::AttentionKernel attention_selected = cuda::attention_kernel();
   const cuda::RmsNormKernel norm_selected = cuda::rmsnorm_kernel();
   const char* norm_name = norm_selected == cuda::RmsNormKernel::fast ? "fast" : "legacy";
+  const char* epilogue_name = cuda::gemm_epilogue() == cuda::GemmEpilogue::fused ? "fused" : "separate";
   for (const KernelRow& r : rows) {
     const bool attention = r.op == KernelOp::attention_fwd || r.op == KernelOp::attention_bwd;
     const bool norm = r.op == KernelOp::rmsnorm_fwd || r.op == KernelOp::rmsnorm_bwd ||
@@ -315,10 +321,12 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
                       r.op == KernelOp::cross_entropy_fused || r.op == KernelOp::convert_dlogits ||
                       r.op == KernelOp::head_bwd;
     const bool relu2_bwd = r.op == KernelOp::relu2_bwd || r.op == KernelOp::relu2_bwd_recompute;
+    const bool linear = r.op == KernelOp::linear_fwd || r.op == KernelOp::linear_bwd;
     const std::string kernel = attention ? (act == DType::bf16 ? attention_name(attention_selected) : "simt")
                                : norm      ? norm_name
                                : head      ? (storage.fused_head ? "fused" : "legacy")
                                : relu2_bwd ? (storage.relu2_recompute ? "recomp" : "legacy")
+                               : linear    ? (act == DType::bf16 ? epilogue_name : "")
                                            : "";
     results.push_back({r, kernel, time_call(call_for(r), timed, warmup)});
   }
@@ -327,7 +335,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
   std::printf("\nkernel table: %s, one micro-batch of %lld x %lld tokens, %s activations; median of %d calls after %d "
               "warm-up, CUDA events; per-op figures are one call, 'x' the calls per micro-batch\n",
               cfg.name.c_str(), (long long)B, (long long)T, dtype_name(act), timed, warmup);
-  std::printf("%-40s %-6s %7s %10s %10s %10s %8s\n", "op", "kernel", "x", "ms/call", "ms/micro", "TFLOP/s|GB/s",
+  std::printf("%-40s %-8s %7s %10s %10s %10s %8s\n", "op", "kernel", "x", "ms/call", "ms/micro", "TFLOP/s|GB/s",
               "% ceil");
   double total = 0;
   nlohmann::json jrows = nlohmann::json::array();
@@ -338,7 +346,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
     const double rate = compute ? r.flops / (res.time.ms * 1e-3) / 1e12 : r.bytes / (res.time.ms * 1e-3) / 1e9;
     const double pct = 100.0 * rate / (compute ? (r.fp8 ? fp8_gemm.tflops : gemm.tflops) : copy.gb_per_s);
     total += per_micro;
-    std::printf("%-40s %-6s %7.2f %10.4f %10.3f %8.1f %s %7.1f%%\n", r.name.c_str(), res.kernel.c_str(), r.count,
+    std::printf("%-40s %-8s %7.2f %10.4f %10.3f %8.1f %s %7.1f%%\n", r.name.c_str(), res.kernel.c_str(), r.count,
                 res.time.ms, per_micro, rate, compute ? "TF" : "GB", pct);
     jrows.push_back({{"op", r.name},
                      {"kernel", res.kernel},
@@ -369,6 +377,7 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
                         {"warmup", warmup},
                         {"attention_kernel", attention_name(attention_selected)},
                         {"rmsnorm_kernel", norm_name},
+                        {"gemm_epilogue", epilogue_name},
                         {"gemm_ceiling", gemm_ceiling_json(gemm)},
                         {"fp8_gemm_ceiling", m.fp8_head ? gemm_ceiling_json(fp8_gemm) : nlohmann::json()},
                         {"copy_bandwidth", {{"bytes", copy.bytes}, {"reps", copy.reps}, {"median_ms", copy.median_ms},

@@ -18,13 +18,6 @@ void check_model_runs_on(const config::ModelConfig& m, Device device) {
         throw UserError(std::string("model.fp8_head on CUDA needs ") + key + " to be a multiple of 16 (cuBLASLt's FP8 "
                         "products take 16-byte aligned leading dimensions), got " + std::to_string(value) +
                         "; set model.fp8_head = false or change " + key);
-  // Until Record26's CUDA model carries the FP8 head's device buffers (e4m3 copies, the
-  // transposed and gradient chunks: model::Fp8HeadTensors), a CUDA run with the key is refused
-  // rather than silently trained with the plain head.
-  if (m.fp8_head)
-    throw UserError("model.fp8_head = true on CUDA: record26's CUDA model does not run the FP8 head yet (its kernels "
-                    "exist, kernels/ops/fp8_head.cu, and have not run on a GPU); set model.fp8_head = false "
-                    "(--set model.fp8_head=false) or train on the CPU");
   if (cuda::attention_supports_head_dim(m.head_dim)) return;
   throw UserError("model.head_dim = " + std::to_string(m.head_dim) + ": the CUDA attention kernels support head_dim " +
                   cuda::attention_head_dims_text() + " (the CPU backend any multiple of 4)");

@@ -33,32 +33,53 @@ struct BlockParams {
 constexpr int64_t kHeadChunkBytesCpu = 64ll << 20;
 constexpr int64_t kHeadChunkBytesCuda = 512ll << 20;
 
+// Whether the bf16 layers add their biases in cuBLASLt's epilogue, which takes a bias of the
+// output's type (kernels/ops/linear.cuh): then the model keeps bf16 copies of those biases.
+// Read when the model is built (and by the memory plan: the same answer). The choice is read
+// for every CUDA model, so that a bad SPEEDRUN_GEMM_EPILOGUE is refused before any run.
+bool bf16_bias_copies(Device device, DType activations) {
+  if (!SPEEDRUN_HAVE_CUDA || device != Device::cuda) return false;
+  const bool fused = cuda::gemm_epilogue() == cuda::GemmEpilogue::fused;
+  return fused && activations == DType::bf16;
+}
+
 // Which parameters get a bf16 copy: every matrix a linear layer reads (all 2-D weights
-// but the embedding) with bf16 activations; the embedding table when it is read in bf16.
-bool has_bf16_copy(const ParamSpec& spec, DType activations, DType embedding) {
+// but the embedding) with bf16 activations; the embedding table when it is read in bf16;
+// with `biases` (bf16_bias_copies) the bias of every trunk layer, but not the head's
+// ("proj.bias"): the head writes f32 logits, whose epilogue takes the f32 bias.
+bool has_bf16_copy(const ParamSpec& spec, DType activations, DType embedding, bool biases) {
   if (spec.name == "embed.weight") return embedding == DType::bf16;
+  if (spec.shape.size() == 1 && spec.name.ends_with(".bias")) return biases && spec.name != "proj.bias";
   return activations == DType::bf16 && spec.is_matrix();
+}
+
+// The shape of a parameter's bf16 copy: its own (a matrix or a vector).
+Tensor take_copy(Arena& arena, const ParamSpec& spec) {
+  if (spec.shape.size() == 1) return arena.take(DType::bf16, {spec.shape[0]});
+  return arena.take(DType::bf16, {spec.shape[0], spec.shape[1]});
 }
 
 }  // namespace
 
-// bf16 copies of f32 master weights, in one allocation (64-byte aligned views, which
-// cuBLASLt's fastest kernels want); copy[i] is empty for parameters without one.
+// bf16 copies of f32 master weights (and biases: has_bf16_copy), in one allocation
+// (64-byte aligned views, which cuBLASLt's fastest kernels want and its bias epilogue needs
+// 16 of); copy[i] is empty for parameters without one.
 struct Gpt::WeightCopies {
   Arena arena;
   std::vector<Tensor> copy;
 
   WeightCopies(Device d, const ParamLayout& layout, DType activations, DType embedding) : arena(d) {
-    carve(layout, activations, embedding);
+    const bool biases = bf16_bias_copies(d, activations);
+    carve(layout, activations, embedding, biases);
     if (arena.bytes() == 0) return;
     arena.allocate();
-    carve(layout, activations, embedding);
+    carve(layout, activations, embedding, biases);
   }
-  void carve(const ParamLayout& layout, DType activations, DType embedding) {
+  void carve(const ParamLayout& layout, DType activations, DType embedding, bool biases) {
     copy.assign(layout.params().size(), Tensor{});
     for (size_t i = 0; i < copy.size(); ++i) {
       const ParamSpec& spec = layout.params()[i];
-      if (has_bf16_copy(spec, activations, embedding)) copy[i] = arena.take(DType::bf16, {spec.shape[0], spec.shape[1]});
+      if (has_bf16_copy(spec, activations, embedding, biases)) copy[i] = take_copy(arena, spec);
     }
   }
 };
@@ -142,9 +163,11 @@ struct Gpt::Activations {
     dy = take({N, hd});
     dqr = take({N, hd});
     dkr = take({N, hd});
-    dv = take({N, hd});
+    // dq, dk, dv in this order, one after another: the weight-gradient product of q, k and v
+    // reads them as one strided batch (ops::linear_backward_qkv).
     dq = take({N, hd});
     dk = take({N, hd});
+    dv = take({N, hd});
     dhf = take({N, d});
     if (device_ids) {
       tokens = arena.take(DType::i32, {N});
@@ -231,9 +254,10 @@ int64_t Gpt::head_chunk_rows(const config::ModelConfig& cfg, Device device, int6
 size_t Gpt::plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations) {
   const ParamLayout layout(cfg);
   const DType embedding = resolve_embedding_dtype(cfg, device);
+  const bool biases = bf16_bias_copies(device, activations);
   Arena plan(device);
   for (const ParamSpec& spec : layout.params())
-    if (has_bf16_copy(spec, activations, embedding)) plan.take(DType::bf16, {spec.shape[0], spec.shape[1]});
+    if (has_bf16_copy(spec, activations, embedding, biases)) take_copy(plan, spec);
   return plan.bytes();
 }
 
@@ -338,25 +362,26 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
     const Tensor x = rows(a.resid[l], N);
     ops::rmsnorm_forward(rows(L.h1, N), rows(L.rstd1, N), x, param(p.norm1), eps);
     if (sink) sink->capture(l, CapturePoint::attn_qkv, rows(L.h1, N));
-    ops::linear_forward(rows(L.q, N), rows(L.h1, N), weight(p.q_w), param(p.q_b));
-    ops::linear_forward(rows(L.k, N), rows(L.h1, N), weight(p.k_w), param(p.k_b));
-    ops::linear_forward(rows(L.v, N), rows(L.h1, N), weight(p.v_w), param(p.v_b));
+    // One product on CUDA with the fused epilogues (q, k, v and their weights and biases each
+    // lie at one stride: the layout's order, the arenas' carve order), else three.
+    ops::linear_forward_qkv({rows(L.q, N), rows(L.k, N), rows(L.v, N)}, rows(L.h1, N),
+                            {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, {bias(p.q_b), bias(p.k_b), bias(p.v_b)});
     ops::qk_norm_forward(rows(L.qr, N), rows(L.q_rstd, N * H), rows(L.q, N), D, eps);
     ops::qk_norm_forward(rows(L.kr, N), rows(L.k_rstd, N * H), rows(L.k, N), D, eps);
     ops::rotary_forward(heads(L.qr), heads(L.qr), a.rope_cos, a.rope_sin);
     ops::rotary_forward(heads(L.kr), heads(L.kr), a.rope_cos, a.rope_sin);
     ops::attention_forward(heads(L.y), rows(L.lse, B), heads(L.qr), heads(L.kr), heads(L.v), cfg_.attn_scale);
     if (sink) sink->capture(l, CapturePoint::attn_proj, rows(L.y, N));
-    ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), weight(p.proj_w), param(p.proj_b));
+    ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), weight(p.proj_w), bias(p.proj_b));
     ops::residual_forward(rows(L.x_mid, N), x, rows(a.tmp_d, N));
     ops::rmsnorm_forward(rows(L.h2, N), rows(L.rstd2, N), rows(L.x_mid, N), param(p.norm2), eps);
     if (sink) sink->capture(l, CapturePoint::mlp_fc, rows(L.h2, N));
-    ops::linear_forward(rows(L.f, N), rows(L.h2, N), weight(p.fc_w), param(p.fc_b));
+    ops::linear_forward(rows(L.f, N), rows(L.h2, N), weight(p.fc_w), bias(p.fc_b));
     // With relu2_recompute, g goes to the backward's dfg scratch (unused in the forward).
     const Tensor g = rows(a.storage.relu2_recompute ? a.dfg : L.g, N);
     ops::relu2_forward(g, rows(L.f, N));
     if (sink) sink->capture(l, CapturePoint::mlp_proj, g);
-    ops::linear_forward(rows(a.tmp_d, N), g, weight(p.mproj_w), param(p.mproj_b));
+    ops::linear_forward(rows(a.tmp_d, N), g, weight(p.mproj_w), bias(p.mproj_b));
     ops::residual_forward(rows(a.resid[l + 1], N), rows(L.x_mid, N), rows(a.tmp_d, N));
   }
   ops::rmsnorm_forward(rows(a.hf, N), rows(a.rstd_f, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out), eps);
@@ -422,9 +447,9 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) 
     ops::rotary_backward(heads(a.dkr), heads(a.dkr), a.rope_cos, a.rope_sin);
     ops::qk_norm_backward(rows(a.dq, N), rows(a.dqr, N), rows(L.q, N), rows(L.q_rstd, N * H), D);
     ops::qk_norm_backward(rows(a.dk, N), rows(a.dkr, N), rows(L.k, N), rows(L.k_rstd, N * H), D);
-    ops::linear_backward(dh, grad(p.q_w), grad(p.q_b), rows(a.dq, N), rows(L.h1, N), weight(p.q_w), false);
-    ops::linear_backward(dh, grad(p.k_w), grad(p.k_b), rows(a.dk, N), rows(L.h1, N), weight(p.k_w), true);
-    ops::linear_backward(dh, grad(p.v_w), grad(p.v_b), rows(a.dv, N), rows(L.h1, N), weight(p.v_w), true);
+    ops::linear_backward_qkv(dh, {grad(p.q_w), grad(p.k_w), grad(p.v_w)}, {grad(p.q_b), grad(p.k_b), grad(p.v_b)},
+                             {rows(a.dq, N), rows(a.dk, N), rows(a.dv, N)}, rows(L.h1, N),
+                             {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, false);
     final({p.q_w, p.q_b, p.k_w, p.k_b, p.v_w, p.v_b});
     ops::rmsnorm_backward(dresid, grad(p.norm1), dh, rows(a.resid[l], N), param(p.norm1), rows(L.rstd1, N), true);
     final({p.norm1});

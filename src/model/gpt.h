@@ -103,7 +103,8 @@ class Gpt final : public Model {
   size_t weight_copy_bytes() const override;
 
   // What the constructor allocates, without allocating (the memory plan): the activation
-  // arena for micro-batches of `max_batch_seqs`, and the bf16 weight copies.
+  // arena for micro-batches of `max_batch_seqs`, and the bf16 weight copies (with the bf16
+  // bias copies when the fused GEMM epilogue is selected: cuda::gemm_epilogue()).
   static size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,
                                       DType activations);
   static size_t plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device, DType activations);
@@ -141,6 +142,10 @@ class Gpt final : public Model {
   // The weight a product or the embedding reads: its bf16 copy when there is one, else the
   // f32 master. Parameter gradients always go to grad(index).
   Tensor weight(size_t index) const;
+  // The bias a trunk layer's product adds: its bf16 copy when there is one (bf16 activations
+  // with SPEEDRUN_GEMM_EPILOGUE=fused when the model was built: cuBLASLt's bias epilogue
+  // wants the output's type), else the f32 master.
+  Tensor bias(size_t index) const { return weight(index); }
   // Remakes stale bf16 copies (start of every forward); with SPEEDRUN_CHECK_COPIES=1 first
   // checks the copies the optimizers wrote.
   void refresh_weight_copies();

@@ -14,6 +14,8 @@
 // - An empty Tensor means "absent" (no bias, no gains, no gradient wanted).
 #pragma once
 
+#include <array>
+
 #include <cstdint>
 
 #include "core/softcap.h"
@@ -36,11 +38,27 @@ void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor
                       const Tensor& rstd, bool accumulate_dx);
 
 // --- linear: y = x W^T + b -------------------------------------------------------------
-// x (N, in), w (out, in), b (out) or empty, y (N, out).
+// x (N, in), w (out, in), b (out) or empty, y (N, out). b has the parameters' dtype (f32
+// with bf16 activations), or on CUDA, for a bf16 y, bf16 (cuBLASLt's bias epilogue:
+// cuda::gemm_epilogue()).
 void linear_forward(Tensor y, const Tensor& x, const Tensor& w, const Tensor& b);
 // dx = (or +=) dy W; dw += dy^T x; db += sum_n dy. Any of dx, dw, db may be empty.
 void linear_backward(Tensor dx, Tensor dw, Tensor db, const Tensor& dy, const Tensor& x, const Tensor& w,
                      bool accumulate_dx);
+// Three linear layers reading one x (an attention layer's q, k and v): y[i] = x w[i]^T + b[i],
+// and backward dx = (or +=) sum_i dy[i] w[i], dw[i] += dy[i]^T x, db[i] += sum_n dy[i], with
+// every argument as for linear_forward / linear_backward. The results are those of the three
+// single calls in order i = 0, 1, 2 (on the CPU exactly those calls). On CUDA with
+// SPEEDRUN_GEMM_EPILOGUE=fused, when the three layers have one shape and their y, w, b (and
+// dy, dw, db) each follow one another at one stride in memory (the model's parameter layout
+// and arenas place them so), the forward is ONE strided-batched product and so are the
+// weight gradients (cuda::linear_forward_batched, linear_weight_grad_batched); dx stays
+// three products.
+void linear_forward_qkv(const std::array<Tensor, 3>& y, const Tensor& x, const std::array<Tensor, 3>& w,
+                        const std::array<Tensor, 3>& b);
+void linear_backward_qkv(Tensor dx, const std::array<Tensor, 3>& dw, const std::array<Tensor, 3>& db,
+                         const std::array<Tensor, 3>& dy, const Tensor& x, const std::array<Tensor, 3>& w,
+                         bool accumulate_dx);
 
 // --- QK-norm: RMSNorm without gains over each head's head_dim ------------------------
 // x, out (N, H*D) viewed as (N*H, D); rstd (N*H).

@@ -89,14 +89,24 @@ void attention_backward_tc_masked(void*, void*, void*, const void*, const void*,
                                   const DocWindowMask&) {
   no_cuda("attention_backward_tc_masked");
 }
-void linear_forward(DType, DType, void*, const void*, const void*, const float*, int64_t, int64_t, int64_t) {
+void linear_forward(DType, DType, void*, const void*, const void*, const void*, DType, int64_t, int64_t, int64_t) {
   no_cuda("linear_forward");
 }
 void linear_backward(DType, void*, float*, float*, const void*, const void*, const void*, int64_t, int64_t, int64_t,
                      bool) {
   no_cuda("linear_backward");
 }
-void bias_add(DType, void*, const float*, int64_t, int64_t) { no_cuda("bias_add"); }
+bool linear_forward_batched(DType, void*, int64_t, const void*, const void*, int64_t, const void*, DType, int64_t,
+                            int64_t, int64_t, int64_t, int64_t) {
+  no_cuda("linear_forward_batched");
+}
+bool linear_weight_grad_batched(DType, float*, int64_t, float*, int64_t, const void*, int64_t, const void*, int64_t,
+                                int64_t, int64_t, int64_t) {
+  no_cuda("linear_weight_grad_batched");
+}
+void bias_add(DType, void*, const void*, DType, int64_t, int64_t) { no_cuda("bias_add"); }
+GemmEpilogue gemm_epilogue() { no_cuda("gemm_epilogue"); }
+GemmEpilogue set_gemm_epilogue(GemmEpilogue) { no_cuda("set_gemm_epilogue"); }
 void bias_grad(DType, float*, const void*, int64_t, int64_t) { no_cuda("bias_grad"); }
 void convert(DType, void*, DType, const void*, int64_t) { no_cuda("convert"); }
 void fill_nan(DType, void*, int64_t) { no_cuda("fill_nan"); }

@@ -144,6 +144,9 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
                 storage.relu2_recompute ? ", relu^2 recomputed" : "");
   plan.items.push_back({what, model::plan_activation_bytes(m, device, B, activations), false});
   if (device == Device::cuda) {
+    // The GEMM epilogue choice decides the bf16 bias copies (counted above for track3); read
+    // it for every model, so that a misspelt SPEEDRUN_GEMM_EPILOGUE stops any CUDA run here.
+    if (SPEEDRUN_HAVE_CUDA) static_cast<void>(cuda::gemm_epilogue());
     plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});
     const bool flash = activations == DType::bf16 && flash_attention_selected();
     plan.items.push_back({flash ? "kernel scratch (embedding sort, flash attention dQ)"

@@ -36,11 +36,13 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
                      "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
                      "test-ops-scale", "memcheck-masked-attention", "racecheck-masked-attention", "bench-record26",
                      "test-ops-fp8-head", "memcheck-fp8-head", "racecheck-fp8-head",
+                     "test-gemm-epilogue-fused", "memcheck-gemm-epilogue-fused", "racecheck-gemm-epilogue-fused",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
                      "train-quickstart-bf16", "test-head-fused", "test-relu2-recompute", "memcheck-head-relu2",
                      "racecheck-head-relu2", "bench-kernels-head-relu2", "bench-speedrun-head-relu2"):
             self.assertRegex(r.stdout, rf"would run {name} ", name)
         self.assertIn("SPEEDRUN_ATTENTION=flash", r.stdout)
+        self.assertIn("SPEEDRUN_GEMM_EPILOGUE=fused", r.stdout)
         self.assertIn("--kernels", r.stdout)
         self.assertIn("gpu_compare", r.stdout)
         self.assertIn("speedrun_tests: ok", r.stdout)  # the binaries under test were found
@@ -103,6 +105,15 @@ class KernelChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
         for good in ("flash", "tc", "simt", ""):  # the negative control: accepted values pass
             r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": good})
             self.assertEqual(r.returncode, 0, f"{good!r}: {r.stderr}")
+        # The same for the GEMM epilogue choice (read by the plan: fused adds bf16 bias copies).
+        r = run_speedrun("validate-config", config, env={"SPEEDRUN_GEMM_EPILOGUE": "fsued"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("--device cuda: SPEEDRUN_GEMM_EPILOGUE=fsued: expected fused, separate or nothing", r.stderr)
+        self.assertNotIn("internal error", r.stderr)
+        for good in ("fused", "separate", ""):
+            r = run_speedrun("validate-config", config, env={"SPEEDRUN_GEMM_EPILOGUE": good})
+            self.assertEqual(r.returncode, 0, f"{good!r}: {r.stderr}")
+            self.assertNotIn("SPEEDRUN_GEMM_EPILOGUE", r.stderr)
         # With flash selected the plan counts its dQ workspace.
         r = run_speedrun("validate-config", config, env={"SPEEDRUN_ATTENTION": "flash"})
         self.assertIn("kernel scratch (embedding sort, flash attention dQ)", r.stdout + r.stderr)

@@ -28,6 +28,7 @@
 #include "core/cuda_info.h"
 #include "core/device_memory.h"
 #include "kernels/ops/ops_cuda.h"
+#include "gemm_epilogue_scope.h"
 #include "model/gpt.h"
 #include "test_ops_common.h"
 #include "test_support.h"
@@ -189,17 +190,41 @@ TEST(CudaModel, Bf16TrainingStepWithBf16EmbeddingMatchesCpu) {
   bf16_step_matches_cpu("bf16");
 }
 
+// The same step with SPEEDRUN_GEMM_EPILOGUE=fused (kernels/ops/linear.cu): a model built
+// under it keeps bf16 copies of its trunk biases (refreshed with the weights: the validation
+// after "the optimizer step" sees new biases), adds them in cuBLASLt's bias epilogue and
+// takes the bias gradients from the weight-gradient products (BGRADB). The bias rounded to
+// bf16 is one rounding more per layer, and the epilogue saves one (the product is no longer
+// rounded before the bias is added): the tolerances above hold. The bias copies exist (the
+// copies are larger than under `separate`), so the fused path is what runs.
+TEST(CudaModel, Bf16TrainingStepWithFusedEpiloguesMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  const config::ModelConfig m = tiny_config();
+  size_t separate_copies = 0;
+  {
+    const GemmEpilogueScope scope(cuda::GemmEpilogue::separate);
+    separate_copies = model::Gpt(m, Device::cuda, 1, DType::bf16).weight_copy_bytes();
+  }
+  const GemmEpilogueScope scope(cuda::GemmEpilogue::fused);
+  EXPECT_GT(model::Gpt(m, Device::cuda, 1, DType::bf16).weight_copy_bytes(), separate_copies);
+  bf16_step_matches_cpu("f32");
+}
+
 // The bf16 model allocates what the memory plan says it will (the plan is what a run
-// checks against free memory before allocating), with each storage choice.
+// checks against free memory before allocating), with each storage choice and under both
+// GEMM epilogue choices (fused adds the bf16 bias copies).
 TEST(CudaModel, AllocatesWhatThePlanSays) {
   SKIP_WITHOUT_CUDA();
   config::ModelConfig m = tiny_config();
   m.embedding_dtype = "bf16";
   for (const StorageChoice& choice : kStorageChoices) {
-    const ChoiceScope scope(choice);
-    const model::Gpt gpu(m, Device::cuda, 3, DType::bf16);
-    EXPECT_EQ(gpu.activation_bytes(), model::Gpt::plan_activation_bytes(m, Device::cuda, 3, DType::bf16));
-    EXPECT_EQ(gpu.weight_copy_bytes(), model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::bf16));
+    for (cuda::GemmEpilogue e : {cuda::GemmEpilogue::separate, cuda::GemmEpilogue::fused}) {
+      const ChoiceScope scope(choice);
+      const GemmEpilogueScope epilogue_scope(e);
+      const model::Gpt gpu(m, Device::cuda, 3, DType::bf16);
+      EXPECT_EQ(gpu.activation_bytes(), model::Gpt::plan_activation_bytes(m, Device::cuda, 3, DType::bf16));
+      EXPECT_EQ(gpu.weight_copy_bytes(), model::Gpt::plan_weight_copy_bytes(m, Device::cuda, DType::bf16));
+    }
   }
 }
 

@@ -264,6 +264,24 @@ TEST(MemoryPlan, Bf16ActivationsAndWeightCopiesOnCuda) {
   EXPECT_EQ(model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::bf16), matrices + table);
   EXPECT_EQ(model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::f32), table);
 
+  // SPEEDRUN_GEMM_EPILOGUE=fused adds a bf16 copy of every trunk bias (cuBLASLt's bias
+  // epilogue takes the output's type), not of the head's, whose f32 logits take the f32 bias.
+  if (SPEEDRUN_HAVE_CUDA) {
+    size_t biases = 0;
+    for (const auto& s : layout.params())
+      if (!s.is_matrix() && s.name.ends_with(".bias") && s.name != "proj.bias")
+        biases += round64(static_cast<size_t>(s.numel) * 2);
+    ASSERT_GT(biases, 0u);
+    const cuda::GemmEpilogue previous = cuda::set_gemm_epilogue(cuda::GemmEpilogue::fused);
+    const size_t fused = model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::bf16);
+    const size_t fused_f32 = model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::f32);
+    const train::MemoryPlan fused_plan = train::plan_memory(c, Device::cuda, DType::bf16, true);
+    cuda::set_gemm_epilogue(previous);
+    EXPECT_EQ(fused, matrices + table + biases);
+    EXPECT_EQ(fused_f32, table);  // f32 layers take the f32 bias in the epilogue: no copies
+    EXPECT_EQ(find_item(fused_plan, "bf16 weight copies")->bytes, matrices + table + biases);
+  }
+
   const train::MemoryPlan plan = train::plan_memory(c, Device::cuda, DType::bf16, true);
   EXPECT_EQ(find_item(plan, "activations")->bytes, bf16_act);
   EXPECT_EQ(find_item(plan, "bf16 weight copies")->bytes, matrices + table);

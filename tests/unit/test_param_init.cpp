@@ -190,5 +190,31 @@ TEST_F(ParamInit, Track3ValuesUnchanged) {
   EXPECT_EQ(h, 0x85b773a3cd547209ull);
 }
 
+// The fused q/k/v products (ops::linear_forward_qkv, SPEEDRUN_GEMM_EPILOGUE=fused) read an
+// attention layer's q, k and v weights, biases and gradients as one strided batch: each of
+// the three must lie at one positive stride from the previous in the flat buffer (the bf16
+// copies are carved in the same order). Checked for a multiple-of-16 and an odd shape (whose
+// views are padded to 16 floats); a reordered layout would make the model fall back to three
+// products without failing anything else.
+TEST_F(ParamInit, QkvLieAtOneStride) {
+  config::ModelConfig odd = small_model("track3");
+  odd.d_model = 24;
+  odd.n_head = 3;
+  odd.head_dim = 6;  // hd = 18: 18 x 24 weights, 18-float biases, both padded
+  for (const config::ModelConfig& m : {small_model("track3"), odd}) {
+    const model::ParamLayout layout(m);
+    for (int64_t l = 0; l < m.n_layer; ++l) {
+      for (const char* kind : {"weight", "bias"}) {
+        auto offset = [&](const char* which) {
+          return layout.find("blocks." + std::to_string(l) + ".attn." + which + "." + kind).offset;
+        };
+        const int64_t step = offset("k") - offset("q");
+        EXPECT_GT(step, 0) << kind;
+        EXPECT_EQ(offset("v") - offset("k"), step) << "layer " << l << " " << kind;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace speedrun::test

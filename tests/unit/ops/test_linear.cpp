@@ -1,5 +1,8 @@
 // ops::linear_forward / linear_backward (GEMMs through OpenBLAS).
+#include <cstdlib>
+
 #include "cuda_op_case.h"
+#include "gemm_epilogue_scope.h"
 #include "test_ops_common.h"
 
 namespace speedrun::test {
@@ -137,6 +140,56 @@ TEST_F(OpsLinear, IsThreadCountDeterministic) {
   }
 }
 
+// The q/k/v op (ops::linear_forward_qkv / linear_backward_qkv) on the CPU is exactly the
+// three single calls in order (the model's CPU results do not change with it): bitwise
+// equal, with the layers at one stride in one buffer (as the model lays them out) and not.
+TEST_F(OpsLinear, QkvIsThreeSingleCalls) {
+  const int64_t rows = 9, in = 12, out = 7, gap = 5;  // gap: the strided case's padding
+  for (bool strided : {true, false}) {
+    const int64_t ws = out * in + (strided ? gap : 0), bs = out + (strided ? gap : 0);
+    const std::vector<float> x = cast<float>(uniform(rows * in)), w = cast<float>(uniform(3 * ws)),
+                             b = cast<float>(uniform(3 * bs)), dy = cast<float>(uniform(3 * rows * out)),
+                             acc = cast<float>(uniform(3 * ws + 3 * bs + rows * in));
+    struct Result {
+      std::vector<float> y, dx, dw, db;
+    };
+    auto run = [&](bool together) {
+      Result r{std::vector<float>(3 * rows * out), std::vector<float>(acc.begin(), acc.begin() + rows * in),
+               std::vector<float>(acc.begin(), acc.begin() + 3 * ws), std::vector<float>(acc.begin(), acc.begin() + 3 * bs)};
+      std::vector<float> xc = x, wc = w, bc = b, dyc = dy;
+      auto at = [](std::vector<float>& v, int64_t offset, std::initializer_list<int64_t> shape) {
+        return Tensor::of(v.data() + offset, shape);
+      };
+      const std::array<Tensor, 3> ys = {at(r.y, 0, {rows, out}), at(r.y, rows * out, {rows, out}),
+                                        at(r.y, 2 * rows * out, {rows, out})};
+      const std::array<Tensor, 3> ws3 = {at(wc, 0, {out, in}), at(wc, ws, {out, in}), at(wc, 2 * ws, {out, in})};
+      const std::array<Tensor, 3> bs3 = {at(bc, 0, {out}), at(bc, bs, {out}), at(bc, 2 * bs, {out})};
+      const std::array<Tensor, 3> dws = {at(r.dw, 0, {out, in}), at(r.dw, ws, {out, in}), at(r.dw, 2 * ws, {out, in})};
+      const std::array<Tensor, 3> dbs = {at(r.db, 0, {out}), at(r.db, bs, {out}), at(r.db, 2 * bs, {out})};
+      const std::array<Tensor, 3> dys = {at(dyc, 0, {rows, out}), at(dyc, rows * out, {rows, out}),
+                                         at(dyc, 2 * rows * out, {rows, out})};
+      const Tensor xt = view(xc, {rows, in}), dx = view(r.dx, {rows, in});
+      if (together) {
+        ops::linear_forward_qkv(ys, xt, ws3, bs3);
+        ops::linear_backward_qkv(dx, dws, dbs, dys, xt, ws3, true);
+      } else {
+        for (int i = 0; i < 3; ++i) ops::linear_forward(ys[i], xt, ws3[i], bs3[i]);
+        for (int i = 0; i < 3; ++i) ops::linear_backward(dx, dws[i], dbs[i], dys[i], xt, ws3[i], true);
+      }
+      return r;
+    };
+    const Result one = run(true), three = run(false);
+    const std::string what = strided ? "strided" : "with gaps";
+    expect_bitwise_equal("y " + what, one.y, three.y);
+    expect_bitwise_equal("dx " + what, one.dx, three.dx);
+    expect_bitwise_equal("dw " + what, one.dw, three.dw);
+    expect_bitwise_equal("db " + what, one.db, three.db);
+    // Not vacuous: the outputs were written, the accumulators moved.
+    EXPECT_NE(one.y[rows * out + 1], 0.0f);
+    EXPECT_NE(one.dw[ws + 1], acc[ws + 1]);
+  }
+}
+
 TEST_F(OpsLinear, RejectsBadArguments) {
   std::vector<float> x(4 * 6), w(5 * 6), b(5), y(4 * 5), dx(4 * 6), dw(5 * 6), db(5);
   std::vector<double> w64(5 * 6);
@@ -161,6 +214,26 @@ TEST_F(OpsLinear, RejectsBadArguments) {
   EXPECT_INVALID_ARGUMENT(ops::linear_backward(view(dx, {6, 4}), Tensor(), Tensor(), view(y, {4, 5}),
                                                view(x, {4, 6}), view(w, {5, 6}), false),
                           "linear_backward", "dx");
+  // The q/k/v op checks each layer as the single op does, naming itself.
+  EXPECT_INVALID_ARGUMENT(ops::linear_forward_qkv({view(y, {4, 5}), view(y, {4, 5}), view(y, {5, 4})}, view(x, {4, 6}),
+                                                  {view(w, {5, 6}), view(w, {5, 6}), view(w, {5, 6})},
+                                                  {Tensor(), Tensor(), Tensor()}),
+                          "linear_forward_qkv", "y", "(5, 4)");
+  EXPECT_INVALID_ARGUMENT(ops::linear_backward_qkv(view(dx, {4, 6}), {view(dw, {5, 6}), view(dw, {6, 5}), view(dw, {5, 6})},
+                                                   {Tensor(), Tensor(), Tensor()},
+                                                   {view(y, {4, 5}), view(y, {4, 5}), view(y, {4, 5})},
+                                                   view(x, {4, 6}), {view(w, {5, 6}), view(w, {5, 6}), view(w, {5, 6})},
+                                                   false),
+                          "linear_backward_qkv", "dw", "(6, 5)");
+  // A bf16 bias goes only with a bf16 output on CUDA (cuBLASLt's bias has the output's type):
+  // the LM head's f32 logits of bf16 inputs take the f32 bias.
+  auto as_bf16 = [](Tensor t) {
+    t.dtype = DType::bf16;
+    return t;
+  };
+  EXPECT_INVALID_ARGUMENT(ops::linear_forward(on_cuda(view(y, {4, 5})), as_bf16(on_cuda(view(x, {4, 6}))),
+                                              as_bf16(on_cuda(view(w, {5, 6}))), as_bf16(on_cuda(view(b, {5})))),
+                          "linear_forward", "b", "bf16", "f32");
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::linear_forward(on_cuda(view(y, {4, 5})), on_cuda(view(x, {4, 6})),
                                                   on_cuda(view(w, {5, 6})), Tensor()),
                               "linear_forward");
@@ -227,6 +300,114 @@ CUDA_OP_CASE(LinearBf16InputsF32OutputMatchesCpu) {
       });
       expect_near("y", kF32SumTol);
     }, "bias offset " + std::to_string(bias_offset));
+  }
+}
+
+// The Track 3 shapes only when SPEEDRUN_TEST_SMALL_SHAPES is unset: scripts/cuda_check.sh sets
+// it for compute-sanitizer, whose instrumented cuBLASLt kernels on the large shapes would take
+// minutes of a GPU window (the small shapes take the same code paths).
+bool track3_shapes() { return std::getenv("SPEEDRUN_TEST_SMALL_SHAPES") == nullptr; }
+
+// A bf16 layer's bias under both SPEEDRUN_GEMM_EPILOGUE choices (kernels/ops/linear.cu), with
+// each bias the model may give it: its bf16 copy (fused: cuBLASLt's BIAS epilogue; separate,
+// or 2 bytes off alignment: bias_add reading bf16) and the f32 master (bias_add). The
+// backward's db comes from the weight-gradient product's BGRADB epilogue (fused) or the
+// column-sum kernel (separate), added to an accumulator that starts nonzero.
+// Shapes: 1 x 1 x 1, odd sizes not multiples of 8 or 16 (7 x 13 x 5, 33 x 100 x 77), and
+// (track3_shapes) the fused-qkv-sized and MLP shapes at 130 / 64 rows.
+// Tolerances: the CPU sees exactly the device's bf16 inputs (the bias too: rounded to bf16 on
+// both sides). The epilogue rounds x W^T + b once, to bf16: kBf16One; bias_add rounds the
+// product, then the sum: kBf16Two (both paths are held to kBf16Two's bound for the f32 bias,
+// the epilogue's to kBf16One for the bf16 one). dx: one rounding, kBf16One. dw and db: fp32
+// sums of exact bf16 products in another order: kF32SumTol.
+CUDA_OP_CASE(LinearEpiloguesMatchCpu) {
+  for (cuda::GemmEpilogue epilogue : {cuda::GemmEpilogue::separate, cuda::GemmEpilogue::fused}) {
+    const GemmEpilogueScope scope(epilogue);
+    const bool fused = epilogue == cuda::GemmEpilogue::fused;
+    // -1: the f32 bias; 0: the bf16 bias, aligned; 1: the bf16 bias one element (2 bytes) in.
+    for (int bias_case : {-1, 0, 1}) {
+      const auto body = [&](DType t, std::array<int64_t, 3> shape) {
+        const auto [rows, in, out] = shape;
+        input("x", t, {rows, in});
+        input("w", t, {out, in});
+        input("b32", DType::f32, {out});
+        input("b16", DType::bf16, {out + 1});
+        input("dy", t, {rows, out});
+        output("y", t, {rows, out});
+        run([&](const Side& s) {
+          const Tensor b = bias_case < 0 ? s["b32"] : s.at("b16", bias_case, {out});
+          ops::linear_forward(s["y"], s["x"], s["w"], b);
+        });
+        expect_near("y", fused && bias_case == 0 ? kBf16One : kBf16Two);
+
+        output("dx", t, {rows, in});
+        accumulator("dw", DType::f32, {out, in});
+        accumulator("db", DType::f32, {out});
+        accumulator("db_only", DType::f32, {out});
+        run([&](const Side& s) {
+          ops::linear_backward(s["dx"], s["dw"], s["db"], s["dy"], s["x"], s["w"], false);
+          // db without dw: the column sums whatever the choice (no product to fuse into).
+          ops::linear_backward(Tensor(), Tensor(), s["db_only"], s["dy"], s["x"], s["w"], false);
+        });
+        expect_near("dx", kBf16One);
+        expect_near("dw", kF32SumTol);
+        expect_near("db", kF32SumTol);
+        expect_near("db_only", kF32SumTol);
+      };
+      const std::string what = std::string(fused ? "fused" : "separate") + ", bias case " + std::to_string(bias_case);
+      for_each_case<3>({DType::bf16}, {{1, 1, 1}, {7, 13, 5}, {33, 100, 77}}, body, what);
+      if (track3_shapes()) for_each_case<3>({DType::bf16}, {{130, 768, 2304}, {64, 768, 3072}}, body, what);
+    }
+  }
+}
+
+// The q/k/v op (ops::linear_forward_qkv / linear_backward_qkv) under both GEMM epilogue
+// choices: with `fused`, one strided-batched product forward and one for the weight
+// gradients (BGRADB for db) when the three layers lie at one stride, as here (weights and
+// biases with a gap between them, outputs and dy back to back); three single products
+// otherwise (`separate`, or the f32 bias with bf16 outputs, which the epilogue cannot take).
+// Tolerances as in LinearEpiloguesMatchCpu; dx adds three products, each rounded to bf16
+// (beta = 1 reads the bf16 sum so far): kBf16Two. Shapes: 1 x 1 x 1, odd (7 x 13 x 5), the
+// Track 3 q/k/v at 130 rows.
+CUDA_OP_CASE(LinearQkvMatchesCpu) {
+  for (cuda::GemmEpilogue epilogue : {cuda::GemmEpilogue::separate, cuda::GemmEpilogue::fused}) {
+    const GemmEpilogueScope scope(epilogue);
+    for (bool bf16_bias : {true, false}) {
+      const auto body = [&](DType t, std::array<int64_t, 3> shape) {
+        const auto [rows, in, out] = shape;
+        if (bf16_bias && t != DType::bf16) return;
+        const int64_t ws = out * in + 32, bs = out + 32, ys = rows * out;  // strides (elements)
+        const DType bias_type = bf16_bias ? DType::bf16 : DType::f32;
+        input("x", t, {rows, in});
+        input("w", t, {3 * ws});
+        input("b", bias_type, {3 * bs});
+        input("dy", t, {3 * ys});
+        output("y", t, {3 * ys});
+        auto three = [](const Side& s, const std::string& name, int64_t stride, std::initializer_list<int64_t> shape) {
+          return std::array<Tensor, 3>{s.at(name, 0, shape), s.at(name, stride, shape), s.at(name, 2 * stride, shape)};
+        };
+        run([&](const Side& s) {
+          ops::linear_forward_qkv(three(s, "y", ys, {rows, out}), s["x"], three(s, "w", ws, {out, in}),
+                                  three(s, "b", bs, {out}));
+        });
+        expect_near("y", t == DType::f32 ? kF32SumTol : kBf16Two);
+
+        output("dx", t, {rows, in});
+        accumulator("dw", DType::f32, {3 * ws});
+        accumulator("db", DType::f32, {3 * bs});
+        run([&](const Side& s) {
+          ops::linear_backward_qkv(s["dx"], three(s, "dw", ws, {out, in}), three(s, "db", bs, {out}),
+                                   three(s, "dy", ys, {rows, out}), s["x"], three(s, "w", ws, {out, in}), false);
+        });
+        expect_near("dx", t == DType::f32 ? kF32SumTol : kBf16Two);
+        expect_near("dw", kF32SumTol);
+        expect_near("db", kF32SumTol);
+      };
+      const std::string what = std::string(epilogue == cuda::GemmEpilogue::fused ? "fused" : "separate") +
+                               (bf16_bias ? ", bf16 bias" : ", f32 bias");
+      for_each_case<3>(kActs, {{1, 1, 1}, {7, 13, 5}}, body, what);
+      if (track3_shapes()) for_each_case<3>(kActs, {{130, 768, 768}}, body, what);
+    }
   }
 }
 
