@@ -30,8 +30,10 @@
 #include "optim/reduction_overlap.h"
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
+#include "train/communication_plan.h"
 #include "train/device_choice.h"
 #include "train/evaluation.h"
+#include "train/grad_scaling.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/progress.h"
@@ -224,6 +226,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     // this process may still allocate before the first big allocation: a run that
     // cannot fit fails now, naming the numbers, not with std::bad_alloc or the OOM killer.
     MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    add_communication_items(plan, cfg, world, device);
     int64_t largest_shard = 0;
     for (const auto& s : train_shards) largest_shard = std::max(largest_shard, s.num_tokens);
     // A rank evaluates whole sequences, at most ceil(sequences / world) of them (loader.h).
@@ -248,7 +251,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   if (device == Device::cuda) {
     // Everything the run will hold on the device, checked against free memory before the
     // first allocation: a run that cannot fit fails now, naming the numbers.
-    const MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    add_communication_items(plan, cfg, world, device);
     size_t free_b = 0, total_b = 0;
     device_memory_info(&free_b, &total_b);
     check_plan_fits(plan, free_b, total_b);  // a refusal shows the plan itself
@@ -388,6 +392,11 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   const int64_t local_tokens = t.batch_tokens / world;
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = local_tokens / micro_tokens;
+  // The architecture's gradient: record26 averages over the batch's sequences as upstream
+  // averages over its ranks (model::gradient_scale); the scaler sits before the overlap.
+  std::optional<GradientScaler> scaler;
+  if (const double scale = model::gradient_scale(m, t.batch_tokens); scale != 1.0) scaler.emplace(model, scale, overlap);
+  model::GradReadySink* const last_backward_sink = scaler ? static_cast<model::GradReadySink*>(&*scaler) : overlap;
   const StopSignals stop_signals;  // SIGINT/SIGTERM: stop after the step in progress
   int stop_signal = 0;
 
@@ -404,6 +413,7 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   auto t0 = Clock::now();
   // A resume from a run's final checkpoint (its end unwritten) trains nothing.
   const bool already_finished = !state.finished_status.empty();
+  const int64_t state_first_step = state.step;  // this process's first step (a resume's too)
   for (int64_t step = state.step; !already_finished && step <= t.steps; ++step) {
     // --- validation (clock stopped) ---
     const int64_t val_freq =
@@ -452,9 +462,11 @@ TrainSummary run_loop(Run& r, TrainState& state) {
     for (int64_t k = 0; k < micro_steps; ++k)
       loss_sum += model.forward_backward(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
                                          t.micro_batch_seqs, capture.sink(), {step, t.steps},
-                                         k + 1 == micro_steps ? overlap : nullptr);
+                                         k + 1 == micro_steps ? last_backward_sink : nullptr);
+    if (scaler) scaler->finish();
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
-    // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
+    // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h),
+    // record26's scaled to the mean over sequences above.
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss)) {
       metrics.write_json(
@@ -486,6 +498,13 @@ TrainSummary run_loop(Run& r, TrainState& state) {
                                 {"started_in_backward", overlap->started_in_backward()},
                                 {"completed_in_backward", overlap->completed_in_backward()}};
     metrics.write_json(record);
+    if (world > 1 && writer && step == state_first_step) {
+      // After the first step every collective buffer exists: what the memory plan said.
+      size_t allocated = 0;
+      for (const auto& opt : optimizers) allocated += opt->communication_bytes();
+      spdlog::info("gradient reduction buffers: {} bytes allocated, {} bytes planned", allocated,
+                   plan_reduction_buffer_bytes(cfg, world, model.device()));
+    }
     state.step = step + 1;
     state.loader = loader.save_position();
     state.loader_shard_file = loader.shard_path(state.loader.shard).filename().string();
