@@ -289,10 +289,14 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
                    "process(es) would continue",
                    opts.resume_from.string(), resume->world_size(), world, resume->world_size());
   }
+  // Everything is loaded: the checkpoint file's mapping goes now, not at the end of the run
+  // (a long run would hold a file that keep_checkpoints may delete, and its pages).
+  const bool resumed = resume.has_value();
+  resume.reset();
 
   std::filesystem::path run_dir;
   LineFile metrics;  // closed (writes are no-ops) on ranks other than 0
-  if (writer && resume) {
+  if (writer && resumed) {
     // The checkpoint's own run directory, continued: metrics after the checkpoint's step
     // are cut (no duplicates), the summary of an earlier end goes until this run ends.
     run_dir = std::filesystem::absolute(opts.resume_from).parent_path().parent_path();
@@ -407,6 +411,17 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   const ValLineFormat val_line = val_line_format(m.arch);  // upstream's line for the architecture
   TrainSummary summary;
   summary.run_dir = r.run_dir;
+  // train.stop_at_target turned on at a resume whose validation history already reached the
+  // target: the run stops at once, at the checkpoint's step (the steps trained after the
+  // target cannot be undone), with status stopped_at_target; no checkpoint is written (nothing
+  // was trained), so a later resume without stop_at_target may still continue it.
+  if (!opts.resume_from.empty() && state.finished_status.empty() && t.stop_at_target && state.first_at_target) {
+    state.finished_status = "stopped_at_target";
+    if (writer)
+      spdlog::info("train.stop_at_target: the target {} was already reached at step {} (val_loss {:.5f}), before the "
+                   "checkpoint's step {}: stopping at once",
+                   *t.target_val_loss, state.first_at_target->step, state.first_at_target->val_loss, state.step);
+  }
   summary.status = "completed";
   double& training_time = state.train_time_s;
   data::Batch batch;
