@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "compare/comparability.h"
 #include "compare/plots.h"
 #include "compare/report.h"
 #include "compare/run_plan.h"
@@ -75,6 +76,11 @@ std::vector<ComparedConfig> load_configs(const Options& o) {
     throw UserError(problems + fmt::format("\n{} of {} config(s) could not be loaded; nothing was run", bad,
                                            o.configs.size()));
   compare::assign_labels(configs);
+  // Losses of runs that validate on other tokens, or train on other data, say nothing about
+  // each other: refuse before anything runs (models may differ: that is what is compared).
+  std::vector<compare::DataFingerprint> data;
+  for (const ComparedConfig& c : configs) data.push_back(compare::data_fingerprint(c.cfg));
+  compare::check_comparable(configs, data);
   return configs;
 }
 
@@ -185,6 +191,12 @@ void run_comparison(const Options& o) {
   std::printf("comparing %zu config(s) x %d seed(s) = %zu runs (%d to run, %zu finished earlier) in %s\n",
               configs.size(), o.seeds, plan.size(), to_run, plan.size() - static_cast<size_t>(to_run),
               out_dir.c_str());
+  for (const ComparedConfig& c : configs) {
+    const compare::ModelFacts m = compare::model_facts(c.cfg);
+    std::printf("  %s: model.arch %s, %lld parameters, %.4g FLOPs/token, %lld tokens/step\n", c.label.c_str(),
+                m.arch.c_str(), static_cast<long long>(m.parameters), m.flops_per_token,
+                static_cast<long long>(c.cfg.train.batch_tokens));
+  }
   std::fflush(stdout);
 
   RunTimes times;

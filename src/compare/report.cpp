@@ -16,6 +16,7 @@ std::vector<ConfigStats> config_stats(const std::vector<ComparedConfig>& configs
     ConfigStats& s = out[c];
     s.label = configs[c].label;
     s.file = configs[c].file;
+    s.model = model_facts(configs[c].cfg);
     s.target = configs[c].cfg.train.target_val_loss;
     std::vector<double> steps, times, ms, tps;
     for (const RunResult& r : runs) {
@@ -106,8 +107,17 @@ std::string markdown_report(const std::vector<ConfigStats>& stats, const std::ve
         "excluded). Track 3 check: (target − mean final val loss)·√n, to be ≥ 0.004. p: Welch's two-sided "
         "t-test of the final val loss against " +
         first + ".\n";
-  md += "\n| config | file |\n|---|---|\n";
-  for (const ComparedConfig& c : configs) md += fmt::format("| {} | `{}` |\n", c.label, c.file);
+  // The models side by side: losses are per token on the same validation tokens (checked before
+  // anything ran, compare/comparability.h), but a bigger or costlier model buys its loss with
+  // more compute per token.
+  md += "\n| config | arch | parameters | FLOPs/token | tokens/step | file |\n|---|---|---|---|---|---|\n";
+  for (size_t c = 0; c < configs.size(); ++c) {
+    const ModelFacts& m = c < stats.size() ? stats[c].model : model_facts(configs[c].cfg);
+    md += fmt::format("| {} | {} | {} | {:.4g} | {} | `{}` |\n", configs[c].label, m.arch, m.parameters,
+                      m.flops_per_token, configs[c].cfg.train.batch_tokens, configs[c].file);
+  }
+  md += "\nFLOPs/token: forward and backward, 6 per matrix parameter plus causal attention's 6·layers·seq_len·width "
+        "(model/flops.h; for record26 an upper bound, its windows and documents skip most of the triangle).\n";
   bool any_failed = false;
   for (const RunResult& r : runs) {
     if (r.ok()) continue;
@@ -135,6 +145,10 @@ json results_json(const std::vector<ConfigStats>& stats, const std::vector<Compa
   for (const ConfigStats& s : stats) {
     json c = {{"label", s.label},
               {"file", s.file},
+              {"arch", s.model.arch},
+              {"parameters", s.model.parameters},
+              {"matmul_parameters", s.model.matmul_params},
+              {"flops_per_token", s.model.flops_per_token},
               {"runs", s.runs},
               {"failed", s.failed},
               {"target", s.target ? json(*s.target) : json(nullptr)},

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compare/comparability.h"
 #include "compare/run_plan.h"
 #include "compare/run_record.h"
 #include "compare/statistics.h"
@@ -18,6 +19,7 @@ namespace speedrun::compare {
 struct ConfigStats {
   std::string label;
   std::string file;
+  ModelFacts model;  // architecture, parameters, FLOPs per token: what differs across models
   int runs = 0;    // planned
   int failed = 0;  // of those
   std::optional<double> target;

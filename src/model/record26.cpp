@@ -440,8 +440,11 @@ double Record26::head_loss(const int32_t* targets, int64_t B, bool backward) {
                           softcap_, backward, fp8 ? &a.fp8 : nullptr);
 }
 
-void Record26::backward_trunk(const int32_t* tokens, int64_t B, RunPosition at) {
+void Record26::backward_trunk(const int32_t* tokens, int64_t B, RunPosition at, GradReadySink* ready) {
   Activations& a = *act_;
+  const auto final = [ready](size_t index) {
+    if (ready) ready->gradient_final(index);
+  };
   const int64_t T = cfg_.seq_len, N = B * T, H = cfg_.n_head, D = cfg_.head_dim, L = cfg_.n_layer, n = L / 2;
   auto heads = [&](const Tensor& t) { return rows(t, N).reshaped({B, T, H, D}); };
   // The forward's ids: the host arrays on the CPU, their device copies (made by the forward) on CUDA.
@@ -466,6 +469,8 @@ void Record26::backward_trunk(const int32_t* tokens, int64_t B, RunPosition at) 
     ops::linear_backward(dfg, grad(p.mlp_proj), Tensor{}, dx, rows(Y.g, N), weight(p.mlp_proj), false);
     ops::relu2_backward(dfg, dfg, rows(Y.f, N));
     ops::linear_backward(dh, grad(p.fc), Tensor{}, dfg, rows(Y.h2, N), weight(p.fc), false);
+    final(p.mlp_proj);
+    final(p.fc);
     ops::rmsnorm_backward(dx, Tensor{}, dh, rows(Y.x_mid, N), Tensor{}, rows(Y.rstd2, N), true);
     if (has_attention(l)) {
       // x_mid = xl + c_proj(attention(rotary(qknorm(q)), rotary(qknorm(k)), l0 v_raw + l1 ve))
@@ -491,6 +496,11 @@ void Record26::backward_trunk(const int32_t* tokens, int64_t B, RunPosition at) 
       ops::linear_backward(dh, qkv_part(dqkv, 0), Tensor{}, rows(a.dq, N), rows(Y.h1, N), qkv_part(qkv, 0), false);
       ops::linear_backward(dh, qkv_part(dqkv, 1), Tensor{}, rows(a.dk, N), rows(Y.h1, N), qkv_part(qkv, 1), true);
       ops::linear_backward(dh, qkv_part(dqkv, 2), Tensor{}, dv, rows(Y.h1, N), qkv_part(qkv, 2), true);
+      final(p.attn_proj);
+      final(p.qkv);
+      // Value-embedding table j feeds layers j and L-3+j (value_embed_of); walking back, layer
+      // j < 3 is its last contributor (j < 3 < 7: it always has attention).
+      if (ve >= 0 && l == ve) final(a.ve[ve]);
       ops::rmsnorm_backward(dx, Tensor{}, dh, rows(Y.xl, N), Tensor{}, rows(Y.rstd1, N), true);
     }
     // xl = a xs + b x0
@@ -507,11 +517,15 @@ void Record26::backward_trunk(const int32_t* tokens, int64_t B, RunPosition at) 
       ops::scaled_sum(rows(a.dskip[static_cast<size_t>(j)], N), scalar(w), dx, 0.0, Tensor{});
     }
   }
+  // Every layer down to 0 adds to the scalars (its a, b and, with attention, l0, l1); their
+  // gradients were summed in the host copy: written back before the report.
+  store_scalar_grads();
+  final(scalars_);
   // Layer 0's xs is x0 itself.
   ops::residual_backward(dx, Tensor{}, dx0);
   ops::rmsnorm_backward(rows(a.tmp_d, N), Tensor{}, dx, rows(a.x0e, N), Tensor{}, rows(a.rstd0, N), false);
   ops::embedding_backward(grad(a.embed), tok, rows(a.tmp_d, N));
-  store_scalar_grads();
+  final(a.embed);
 }
 
 static void check_batch(int64_t B, int64_t max_b) {
@@ -521,11 +535,12 @@ static void check_batch(int64_t B, int64_t max_b) {
 }
 
 double Record26::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink,
-                                  RunPosition at, GradReadySink* /*ready: never called, see record26.h*/) {
+                                  RunPosition at, GradReadySink* ready) {
   check_batch(B, max_batch_seqs_);
   forward_trunk(tokens, B, at, sink);
   const double loss = head_loss(targets, B, /*backward=*/true);
-  backward_trunk(tokens, B, at);
+  if (ready) ready->gradient_final(act_->head);
+  backward_trunk(tokens, B, at, ready);
   return loss;
 }
 

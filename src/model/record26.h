@@ -116,10 +116,11 @@ class Record26 final : public Model {
   void zero_grad() override;
   void weights_changed() override { copies_stale_ = true; }  // the bf16 copies are remade before the next use
 
-  // `at` is required (steps > 0): the attention window depends on it. `ready` is never
-  // called (no per-parameter reports yet): the gradient bucketer then starts every
-  // reduction when the optimizers wait on it, after the backward (dist/grad_buckets.h),
-  // which is the blocking path's result without the overlap.
+  // `at` is required (steps > 0): the attention window depends on it. `ready` hears each
+  // parameter once its gradient is final, in the backward's order: lm_head after the head;
+  // per layer (L-1 down to 0) mlp.c_proj and mlp.c_fc, then attn.c_proj and attn.qkv_w, and
+  // value_embeds.j after layer j (its last contributor; layer L-3+j came before); scalars
+  // after layer 0 (every layer adds to them); embed last.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, LayerInputSink* sink = nullptr,
                           RunPosition at = {}, GradReadySink* ready = nullptr) override;
   double forward_loss(const int32_t* tokens, const int32_t* targets, int64_t B, RunPosition at = {}) override;
@@ -139,7 +140,7 @@ class Record26 final : public Model {
   struct WeightCopies;
   void forward_trunk(const int32_t* tokens, int64_t B, RunPosition at, LayerInputSink* sink);
   double head_loss(const int32_t* targets, int64_t B, bool backward);
-  void backward_trunk(const int32_t* tokens, int64_t B, RunPosition at);
+  void backward_trunk(const int32_t* tokens, int64_t B, RunPosition at, GradReadySink* ready);
   // The parameter as the products read it: its bf16 copy, or the f32 master.
   Tensor weight(size_t index);
   void refresh_weight_copies();

@@ -46,6 +46,12 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& cfg, Device device,
   return std::make_unique<Gpt>(cfg, device, max_batch_seqs, activations);
 }
 
+double gradient_scale(const config::ModelConfig& cfg, int64_t batch_tokens) {
+  if (batch_tokens < cfg.seq_len || batch_tokens % cfg.seq_len != 0)
+    throw std::invalid_argument("gradient_scale: batch_tokens must be a multiple of seq_len");
+  return is_record26(cfg) ? static_cast<double>(cfg.seq_len) / static_cast<double>(batch_tokens) : 1.0;
+}
+
 ParamLayout layout_for(const config::ModelConfig& cfg) {
   return is_record26(cfg) ? record26_layout(cfg) : track3_layout(cfg);
 }

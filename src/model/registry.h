@@ -27,6 +27,21 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& cfg, Device device,
 // cfg.arch's parameters (ParamLayout(cfg) is this).
 ParamLayout layout_for(const config::ModelConfig& cfg);
 
+// The factor the gradients of a step are multiplied by before the optimizers read them: the
+// gradient of the step's loss as the architecture's spec defines it, given that each
+// micro-batch's backward adds the gradient of its SUMMED cross-entropy.
+//   track3: 1. ../shared/specs/model-track3.md, "Gradients": the loss is the SUM over the
+//     global batch (micro-batches summed, then ranks summed).
+//   record26: model.seq_len / batch_tokens, i.e. the MEAN over the batch's sequences of their
+//     summed losses. Upstream (train_gpt.py at 345b2fb, record 071225_BosAlign) sums the
+//     cross-entropy over each rank's one 49,152-token sequence (reduction="sum" in training)
+//     and averages the ranks' gradients (reduce_scatter with ReduceOp.AVG in both DistAdam and
+//     Muon): 1/8 of the global sum at 8 ranks. Sequences play the ranks' part, so one process
+//     accumulating the same tokens gets the same gradient. (Muon is invariant to the factor up
+//     to its normalisation's 1e-7; Adam's eps 1e-10 is not, nor is anything with weight decay
+//     or gradient-scale-dependent state.)
+double gradient_scale(const config::ModelConfig& cfg, int64_t batch_tokens);
+
 // What the model's constructor allocates, without allocating (the memory plan): its
 // activation arena and its bf16 weight copies.
 size_t plan_activation_bytes(const config::ModelConfig& cfg, Device device, int64_t max_batch_seqs,

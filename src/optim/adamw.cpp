@@ -132,6 +132,13 @@ class AdamW final : public Optimizer {
     return 2 * m_.size() * sizeof(float);
   }
 
+  size_t communication_bytes() const override {
+    size_t b = 0;
+    for (const Bucket& k : buckets_)
+      b += (k.flat.capacity() + k.piece.capacity()) * sizeof(float) + k.flat_dev.bytes() + k.piece_dev.bytes();
+    return b;
+  }
+
   // "<param>.exp_avg" and "<param>.exp_avg_sq" (torch's names) per parameter, whole: each
   // bucket's shards are all-gathered (padding dropped), so the state does not depend on
   // the number of ranks or the bucket size.

@@ -50,6 +50,13 @@ class DeviceMatrixSharding {
   void reduce();
   // Registers every round's reduce-scatter with `bucketer` (several processes only).
   void attach(dist::GradBucketer& bucketer);
+  // Bytes of its device buffers: each round's block (and, attached, its send buffer), the
+  // shared send and gather buffers.
+  size_t buffer_bytes() const {
+    size_t b = send_.bytes() + gathered_.bytes();
+    for (const Round& r : rounds_) b += r.mine.bytes() + r.send.bytes();
+    return b;
+  }
   // Every round's all-gather of the updated matrices into every rank's parameters.
   void gather();
 

@@ -32,6 +32,12 @@ MatrixSharding::MatrixSharding(const std::vector<ParamRef>& params, dist::Commun
   }
 }
 
+size_t MatrixSharding::buffer_bytes() const {
+  size_t floats = send_.capacity() + recv_.capacity() + gathered_.capacity();
+  for (const Round& r : rounds_) floats += r.send.capacity() + r.recv.capacity();
+  return floats * sizeof(float);
+}
+
 void MatrixSharding::pack(const Round& r, std::vector<float>& send) const {
   const size_t world = static_cast<size_t>(comm_->world()), w = static_cast<size_t>(r.width);
   send.assign(world * w, 0.0f);

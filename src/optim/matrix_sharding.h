@@ -49,6 +49,11 @@ class MatrixSharding {
   // Registers every round's reduce-scatter with `bucketer` (several processes only).
   void attach(dist::GradBucketer& bucketer);
 
+  // Bytes of its collective buffers as allocated so far (sized at attach and the first step):
+  // attached, each round's send (world x width) and receive (width) blocks; blocking, one
+  // send, receive and gather buffer for the largest round, reused.
+  size_t buffer_bytes() const;
+
  private:
   struct Round {
     size_t base = 0, count = 0;

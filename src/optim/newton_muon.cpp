@@ -147,6 +147,10 @@ class NewtonMuon final : public Optimizer, public model::LayerInputSink {
     });
   }
 
+  size_t communication_bytes() const override {
+    return device_sharding_ ? device_sharding_->buffer_bytes() : sharding_.buffer_bytes();
+  }
+
   size_t state_bytes() const override {
     if (device_muon_) return device_muon_->state_bytes() + (device_stats_ ? device_stats_->state_bytes() : 0);
     size_t n = 0;

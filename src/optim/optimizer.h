@@ -95,6 +95,10 @@ class Optimizer {
   virtual void step(int64_t step, double lr_factor) = 0;
   // Bytes of optimizer state.
   virtual size_t state_bytes() const = 0;
+  // Bytes of the buffers it holds for its gradient collectives with several ranks (none with
+  // one), as allocated so far: some are sized at the first step. train/communication_plan.h
+  // plans the same bytes before anything is allocated.
+  virtual size_t communication_bytes() const { return 0; }
   // The sink for layer inputs this optimizer needs during the forward passes of
   // `step` (Newton-Muon on its refresh steps), or nullptr (no capture, no cost).
   virtual model::LayerInputSink* capture_sink(int64_t step) { return nullptr; }

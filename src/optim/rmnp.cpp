@@ -91,6 +91,10 @@ class Rmnp final : public Optimizer {
     });
   }
 
+  size_t communication_bytes() const override {
+    return device_sharding_ ? device_sharding_->buffer_bytes() : sharding_.buffer_bytes();
+  }
+
   size_t state_bytes() const override {
     if (device_) return device_->state_bytes();
     size_t n = 0;

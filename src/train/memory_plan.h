@@ -38,8 +38,9 @@ struct MemoryPlan {
 // chunk_rows x V x 4 bytes, SPEEDRUN_RELU2=recompute n_layer x tokens x 4d activations), on CUDA the
 // cuBLASLt and kernel scratch workspaces, on the CPU the ops' scratch, and
 // (with_optimizer_state) an estimate of the optimizers' state and, on the CPU, of their
-// work buffers. For one process: with several, each holds a shard of the optimizer
-// state but adds communication buffers of about the same size.
+// work buffers. For one process; the trainer adds the communication lines (reduction
+// buffers with several ranks, the checkpoint's gather: train/communication_plan.h). With
+// several ranks the state line is the whole state, which each rank holds a shard of.
 MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activations, bool with_optimizer_state);
 
 // The CPU optimizers' work buffers (for the largest matrix of each matrix-optimizer

@@ -30,8 +30,10 @@
 #include "optim/reduction_overlap.h"
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
+#include "train/communication_plan.h"
 #include "train/device_choice.h"
 #include "train/evaluation.h"
+#include "train/grad_scaling.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/progress.h"
@@ -224,6 +226,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
     // this process may still allocate before the first big allocation: a run that
     // cannot fit fails now, naming the numbers, not with std::bad_alloc or the OOM killer.
     MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    add_communication_items(plan, cfg, world, device);
     int64_t largest_shard = 0;
     for (const auto& s : train_shards) largest_shard = std::max(largest_shard, s.num_tokens);
     // A rank evaluates whole sequences, at most ceil(sequences / world) of them (loader.h).
@@ -248,7 +251,8 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   if (device == Device::cuda) {
     // Everything the run will hold on the device, checked against free memory before the
     // first allocation: a run that cannot fit fails now, naming the numbers.
-    const MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    MemoryPlan plan = plan_memory(cfg, device, activations, /*with_optimizer_state=*/true);
+    add_communication_items(plan, cfg, world, device);
     size_t free_b = 0, total_b = 0;
     device_memory_info(&free_b, &total_b);
     check_plan_fits(plan, free_b, total_b);  // a refusal shows the plan itself
@@ -285,10 +289,14 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
                    "process(es) would continue",
                    opts.resume_from.string(), resume->world_size(), world, resume->world_size());
   }
+  // Everything is loaded: the checkpoint file's mapping goes now, not at the end of the run
+  // (a long run would hold a file that keep_checkpoints may delete, and its pages).
+  const bool resumed = resume.has_value();
+  resume.reset();
 
   std::filesystem::path run_dir;
   LineFile metrics;  // closed (writes are no-ops) on ranks other than 0
-  if (writer && resume) {
+  if (writer && resumed) {
     // The checkpoint's own run directory, continued: metrics after the checkpoint's step
     // are cut (no duplicates), the summary of an earlier end goes until this run ends.
     run_dir = std::filesystem::absolute(opts.resume_from).parent_path().parent_path();
@@ -390,6 +398,11 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   const int64_t local_tokens = t.batch_tokens / world;
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = local_tokens / micro_tokens;
+  // The architecture's gradient: record26 averages over the batch's sequences as upstream
+  // averages over its ranks (model::gradient_scale); the scaler sits before the overlap.
+  std::optional<GradientScaler> scaler;
+  if (const double scale = model::gradient_scale(m, t.batch_tokens); scale != 1.0) scaler.emplace(model, scale, overlap);
+  model::GradReadySink* const last_backward_sink = scaler ? static_cast<model::GradReadySink*>(&*scaler) : overlap;
   const StopSignals stop_signals;  // SIGINT/SIGTERM: stop after the step in progress
   int stop_signal = 0;
 
@@ -400,12 +413,24 @@ TrainSummary run_loop(Run& r, TrainState& state) {
   const ValLineFormat val_line = val_line_format(m.arch);  // upstream's line for the architecture
   TrainSummary summary;
   summary.run_dir = r.run_dir;
+  // train.stop_at_target turned on at a resume whose validation history already reached the
+  // target: the run stops at once, at the checkpoint's step (the steps trained after the
+  // target cannot be undone), with status stopped_at_target; no checkpoint is written (nothing
+  // was trained), so a later resume without stop_at_target may still continue it.
+  if (!opts.resume_from.empty() && state.finished_status.empty() && t.stop_at_target && state.first_at_target) {
+    state.finished_status = "stopped_at_target";
+    if (writer)
+      spdlog::info("train.stop_at_target: the target {} was already reached at step {} (val_loss {:.5f}), before the "
+                   "checkpoint's step {}: stopping at once",
+                   *t.target_val_loss, state.first_at_target->step, state.first_at_target->val_loss, state.step);
+  }
   summary.status = "completed";
   double& training_time = state.train_time_s;
   data::Batch batch;
   auto t0 = Clock::now();
   // A resume from a run's final checkpoint (its end unwritten) trains nothing.
   const bool already_finished = !state.finished_status.empty();
+  const int64_t state_first_step = state.step;  // this process's first step (a resume's too)
   for (int64_t step = state.step; !already_finished && step <= t.steps; ++step) {
     // --- validation (clock stopped) ---
     const int64_t val_freq =
@@ -456,10 +481,12 @@ TrainSummary run_loop(Run& r, TrainState& state) {
     for (int64_t k = 0; k < micro_steps; ++k)
       model.forward_backward_summed(batch.inputs.data() + k * micro_tokens, batch.targets.data() + k * micro_tokens,
                                     t.micro_batch_seqs, capture.sink(), {step, t.steps},
-                                    k + 1 == micro_steps ? overlap : nullptr);
+                                    k + 1 == micro_steps ? last_backward_sink : nullptr);
     const double loss_sum = model.end_loss_sum();
+    if (scaler) scaler->finish();
     // The loss is a SUM over the global batch: the loss is summed over ranks here, the
-    // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h).
+    // gradients inside each optimizer's step, or from the backward on (see optim/optimizer.h),
+    // record26's scaled to the mean over sequences above.
     const double train_loss = sum_over_ranks(*comm, loss_sum) / static_cast<double>(t.batch_tokens);
     if (!std::isfinite(train_loss)) {
       metrics.write_json(
@@ -492,6 +519,13 @@ TrainSummary run_loop(Run& r, TrainState& state) {
                                 {"started_in_backward", overlap->started_in_backward()},
                                 {"completed_in_backward", overlap->completed_in_backward()}};
     metrics.write_json(record);
+    if (world > 1 && writer && step == state_first_step) {
+      // After the first step every collective buffer exists: what the memory plan said.
+      size_t allocated = 0;
+      for (const auto& opt : optimizers) allocated += opt->communication_bytes();
+      spdlog::info("gradient reduction buffers: {} bytes allocated, {} bytes planned", allocated,
+                   plan_reduction_buffer_bytes(cfg, world, model.device()));
+    }
     state.step = step + 1;
     state.loader = loader.save_position();
     state.loader_shard_file = loader.shard_path(state.loader.shard).filename().string();

@@ -181,6 +181,67 @@ class TestResume(CheckpointTestCase):
         self.assertSucceeds(r)
         self.assertSameRun(run, want)
 
+    def test_stop_at_target_turned_on_at_a_resume_after_the_target_stops_at_once(self):
+        # Issue 15: the target (val_loss <= 100: step 0's ln(VOCAB) already) was reached long
+        # before the checkpoint; stop_at_target turned on at the resume stops the run there,
+        # with nothing trained, the summary saying stopped_at_target at the first step at or
+        # below the target.
+        cfg = self.config(8, checkpoint_every=4, val_every=2, target_val_loss=100.0)
+        run = self.uninterrupted(cfg, "run")
+        ckpt = run / "checkpoints" / "step_000004.safetensors"
+        # What the run logged up to the checkpoint (its step-4 validation came after it).
+        before = [m for m in metrics(run) if m["step"] < 4 or (m["step"] == 4 and "val_loss" not in m)]
+        r = run_speedrun("train", "--resume", ckpt, "--set", "train.stop_at_target=true", "--no-progress", env=ENV)
+        self.assertSucceeds(r)
+        summary = json.loads((run / "summary.json").read_text())
+        self.assertEqual(summary["status"], "stopped_at_target")
+        self.assertEqual(summary["steps"], 4)  # the checkpoint's: nothing trained
+        self.assertEqual(summary["first_at_target"]["step"], 0)
+        self.assertEqual(metrics(run), before)  # no step after the checkpoint's
+        self.assertIn("already reached at step 0", (run / "log.txt").read_text())
+        self.assertIn("stopped_at_target", r.stdout + r.stderr)
+        self.assertFalse((run / "checkpoints" / "step_000008.safetensors").exists())  # set aside, none rewritten
+        # Negative control: without stop_at_target the same resume trains to the end.
+        r = run_speedrun("train", "--resume", ckpt, "--no-progress", env=ENV)
+        self.assertSucceeds(r)
+        summary = json.loads((run / "summary.json").read_text())
+        self.assertEqual((summary["status"], summary["steps"]), ("completed", 8))
+        # A target first reached after the checkpoint still stops where the loop finds it:
+        # the step-4 validation (the checkpoint's step) is the first at or below this one.
+        target = [m["val_loss"] for m in metrics(run) if m.get("step") == 4 and "val_loss" in m][0]
+        r = run_speedrun("train", "--resume", ckpt, "--set", "train.stop_at_target=true", "--set",
+                         f"train.target_val_loss={target}", "--no-progress", env=ENV)
+        self.assertSucceeds(r)
+        summary = json.loads((run / "summary.json").read_text())
+        self.assertEqual((summary["status"], summary["steps"], summary["first_at_target"]["step"]),
+                         ("stopped_at_target", 4, 4))
+
+    def test_the_resumed_checkpoint_is_not_kept_mapped(self):
+        # Issue 15: the checkpoint a run resumed from is read, then unmapped: a long run does
+        # not hold it (nor its pages) to its end. /proc/<pid>/maps of the running resume lists
+        # every file it maps: the binary (the check's positive control), not the checkpoint.
+        cfg = self.config(300, checkpoint_every=2, val_every=100)
+        self.uninterrupted(cfg, "run")
+        ckpt = self.tmp / "runs" / "run" / "checkpoints" / "step_000002.safetensors"
+        proc = subprocess.Popen([str(speedrun_testing.SPEEDRUN_BIN), "train", "--resume", ckpt, "--no-progress",
+                                 "--set", "train.checkpoint_every=0"], env=dict(os.environ, **ENV),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = self.tmp / "runs" / "run"
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:  # training after the resume: past step 4
+                m = run / "metrics.jsonl"
+                if m.exists() and any(json.loads(l).get("step", 0) >= 4 for l in m.read_text().splitlines()
+                                      if l.strip()):
+                    break
+                time.sleep(0.01)
+            maps = pathlib.Path(f"/proc/{proc.pid}/maps").read_text()
+        finally:
+            proc.kill()
+            proc.communicate(timeout=60)
+        self.assertIn(os.path.realpath(speedrun_testing.SPEEDRUN_BIN), maps)
+        self.assertNotIn("step_000002.safetensors", maps)
+
     def test_refusals(self):
         cfg = self.config(6, checkpoint_every=3)
         run = self.uninterrupted(cfg, "run")

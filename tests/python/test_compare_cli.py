@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import speedrun_testing  # noqa: E402
 from speedrun_testing import run_speedrun, write_shard  # noqa: E402
 
+
 HAVE_MATPLOTLIB = speedrun_testing.HAVE_MATPLOTLIB
 
 
@@ -373,6 +374,122 @@ class TestCompare(CompareTestCase):
         self.assertSucceeds(r)
         self.assertIn("--seeds", r.stdout)
         self.assertIn("initialization only", r.stdout)
+
+
+def record26_config(name, **train):
+    """A tiny record #26 model on tiny_config's data, optimizers and schedule of steps."""
+    cfg = tiny_config(name, **train)
+    cfg["model"] = {"arch": "record26", "n_layer": 6, "d_model": 32, "n_head": 2, "head_dim": 16, "seq_len": 16,
+                    "attn_block_size": 8, "window_tokens": 16, "window_pattern": "LSSSSL",
+                    "logit_softcap": "sigmoid", "logit_cap": 30}
+    cfg["optimizers"] = [
+        {"type": "adamw", "params": ["embed.weight", "value_embeds.*", "lm_head.weight", "scalars"], "lr": 0.05,
+         "betas": [0.8, 0.95], "eps": 1e-10, "eps_placement": "v"},
+        {"type": "muon", "params": ["blocks.*"], "lr": 0.02},
+    ]
+    return cfg
+
+
+def checkpoint_parameter_count(run_dir):
+    """The parameters a run really trained: the model tensors of its final checkpoint (the
+    optimizer state's tensors are named optim.*/state.*, not model parameter names)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
+    import safetensors_numpy  # numpy: only this test needs it
+    tensors, metadata = safetensors_numpy.read_safetensors(safetensors_numpy.find_checkpoint(run_dir))
+    config = json.loads(metadata["speedrun.config"])
+    names = [n for n in tensors if n == "scalars" or n.endswith(".weight") or n.endswith(".bias")
+             or n.endswith(".gains") or n.endswith(".qkv_w")]
+    return sum(tensors[n].size for n in names), config
+
+
+class TestCompareAcrossArchitectures(CompareTestCase):
+    """Issue 17: track3 and record26 side by side. Their losses are per token on the same
+    validation tokens; the table says what each model is (arch, parameters, FLOPs/token).
+    Configs that validate on other tokens or train on other data are refused before any run."""
+
+    def test_track3_and_record26_side_by_side(self):
+        a = self.write_config(tiny_config("t3"), "t3.json")
+        b = self.write_config(record26_config("r26"), "r26.json")
+        r = self.compare(a, b, seeds=1, extra=("--target", 9.5))
+        self.assertSucceeds(r)
+        res = self.results()
+        by_label = {c["label"]: c for c in res["configs"]}
+        self.assertEqual(by_label["t3"]["arch"], "track3")
+        self.assertEqual(by_label["r26"]["arch"], "record26")
+        runs = {run["config"]: run for run in res["runs"]}
+        V, d, hd, f, T = 50304, 32, 32, 128, 16
+        # Parameters: what each run's checkpoint holds (the allocated model), and the closed
+        # forms of the two layouts: track3 (embed, per block q/k/v/proj/fc/proj weights with
+        # biases and two gains, the head with bias, two final gains); record26 (embed, three
+        # value embeddings, qkv_w (3, hd, d) and c_proj per block -- all 6 have attention --,
+        # c_fc and c_proj, lm_head, 5L scalars rounded up to 8).
+        block = 3 * (hd * d + hd) + (d * hd + d) + (f * d + f) + (d * f + d) + 2 * d
+        want = {"t3": V * d + block + (V * d + V) + 2 * d,
+                "r26": 4 * V * d + 6 * (3 * hd * d + d * hd + f * d + d * f) + V * d + 32}
+        for label in ("t3", "r26"):
+            got, config = checkpoint_parameter_count(pathlib.Path(runs[label]["run_dir"]))
+            self.assertEqual(config["model"]["arch"], by_label[label]["arch"])
+            self.assertEqual(by_label[label]["parameters"], got, label)
+            self.assertEqual(got, want[label], label)
+        # FLOPs/token: 6 per matrix parameter + 6 L T hd of causal attention (model/flops.h).
+        for label, layers in (("t3", 1), ("r26", 6)):
+            matmul = layers * (4 * d * hd + 2 * d * f) + d * V
+            self.assertEqual(by_label[label]["matmul_parameters"], matmul, label)
+            self.assertEqual(by_label[label]["flops_per_token"], 6 * matmul + 6 * layers * T * hd, label)
+        # Both curves are on the same steps and both runs' losses are finite and fell.
+        for run in runs.values():
+            self.assertEqual([p["step"] for p in run["val"]], [0, 2, 4, 6])
+            self.assertLess(run["val"][-1]["val_loss"], run["val"][0]["val_loss"])
+        md = (self.out / "comparison.md").read_text()
+        self.assertIn("| config | arch | parameters | FLOPs/token | tokens/step | file |", md)
+        self.assertIn(f"| r26 | record26 | {want['r26']} |", md)
+        self.assertIn(f"| t3 | track3 | {want['t3']} |", md)
+        self.assertIn(f"r26: model.arch record26, {want['r26']} parameters", r.stdout)
+        # Each run printed its own validation-line format (record26: train_gpt.py's, in ms).
+        self.assertRegex(r.stdout, r"step:6/6 val_loss:\d+\.\d{5} train_time:\d+\.\d{3}s")
+        self.assertRegex(r.stdout, r"step:6/6 val_loss:\d+\.\d{4} train_time:\d+ms")
+
+    def test_different_validation_tokens_are_refused(self):
+        t3 = self.write_config(tiny_config("t3"), "t3.json")
+        # Other data.val_tokens: other tokens evaluated.
+        more = record26_config("r26")
+        more["data"]["val_tokens"] = 128
+        more_path = self.write_config(more, "r26.json")
+        r = self.compare(t3, more_path, seeds=1)
+        self.assertFailsWith(r, "validate on different tokens", "cannot be compared", "r26 (", "data.val_tokens 128",
+                             "t3 (", "data.val_tokens 64", "nothing was run")
+        self.assertFalse((self.out / "runs").exists())
+        # The same relative glob from another directory, whose validation shard differs in one token.
+        other = self.tmp / "other"
+        (other / "data").mkdir(parents=True)
+        shutil.copy(self.tmp / "data" / "t_train_000001.bin", other / "data")
+        tokens = speedrun_testing.read_shard(self.tmp / "data" / "t_val_000000.bin")
+        tokens = list(tokens)
+        tokens[40] = (tokens[40] + 1) % 50000
+        write_shard(other / "data" / "t_val_000000.bin", tokens)
+        moved = other / "r26.json"
+        moved.write_text(json.dumps(record26_config("r26")))
+        r = self.compare(t3, moved, seeds=1)
+        self.assertFailsWith(r, "validate on different tokens", str(other / "data" / "t_val_*.bin"))
+        self.assertNotIn("train on different data", r.stderr)
+        self.assertFalse((self.out / "runs").exists())
+        # Negative control: the same tokens in another file (a copy) are the same validation set.
+        tokens[40] = speedrun_testing.read_shard(self.tmp / "data" / "t_val_000000.bin")[40]
+        write_shard(other / "data" / "t_val_000000.bin", tokens)
+        r = self.compare(t3, moved, seeds=1, extra=("--set", "train.steps=2"))
+        self.assertSucceeds(r)
+
+    def test_different_training_data_is_refused(self):
+        t3 = self.write_config(tiny_config("t3"), "t3.json")
+        (self.tmp / "data2").mkdir()
+        tokens = list(speedrun_testing.read_shard(self.tmp / "data" / "t_train_000001.bin"))
+        write_shard(self.tmp / "data2" / "t_train_000001.bin", tokens[1:] + tokens[:1])
+        other = record26_config("r26")
+        other["data"]["train_glob"] = "data2/t_train_*.bin"
+        r = self.compare(t3, self.write_config(other, "r26.json"), seeds=1)
+        self.assertFailsWith(r, "train on different data", "data2/t_train_*.bin", "nothing was run")
+        self.assertNotIn("validate on different tokens", r.stderr)
+        self.assertFalse((self.out / "runs").exists())
 
 
 if __name__ == "__main__":

@@ -116,6 +116,16 @@ def reference_model(cfg, params):
     return track3_torch.Track3GPT(cfg["model"], params)
 
 
+def loss_gradient_factor(cfg):
+    """What a step's gradient is, per spec: track3 the gradient of the SUM over the global batch
+    (model-track3.md, "Gradients"); record26 upstream's: each rank's loss is the sum over its one
+    sequence and the ranks' gradients are averaged (ReduceOp.AVG), i.e. the mean over the batch's
+    sequences of their summed losses."""
+    if cfg["model"]["arch"] == "record26":
+        return cfg["model"]["seq_len"] / cfg["train"]["batch_tokens"]
+    return 1.0
+
+
 class ReferenceRun:
     """One dump of our run plus its float64 recomputation in PyTorch."""
 
@@ -150,7 +160,7 @@ class ReferenceRun:
         total = 0.0
         for k in range(self.inputs.size(1)):
             loss = self.model.loss(self.inputs[step, k], self.targets[step, k], capture, step=step)
-            loss.backward()
+            (loss * loss_gradient_factor(self.cfg)).backward()
             total += loss.item()
         return total
 
@@ -162,7 +172,7 @@ class ReferenceRun:
               for n in self.names}
         model = reference_model(self.cfg, ps)
         for k in range(self.inputs.size(1)):
-            model.loss(self.inputs[step, k], self.targets[step, k], step=step).backward()
+            (model.loss(self.inputs[step, k], self.targets[step, k], step=step) * loss_gradient_factor(self.cfg)).backward()
         return {n: ps[n].grad.numpy() for n in names}
 
     def fp32_grads(self, step, names):
@@ -171,7 +181,7 @@ class ReferenceRun:
         p32 = {n: t.detach().float().requires_grad_(n in names) for n, t in self.params.items()}
         model = reference_model(self.cfg, p32)
         for k in range(self.inputs.size(1)):
-            model.loss(self.inputs[step, k], self.targets[step, k], step=step).backward()
+            (model.loss(self.inputs[step, k], self.targets[step, k], step=step) * loss_gradient_factor(self.cfg)).backward()
         return {n: p32[n].grad.double().numpy() for n in names}
 
 

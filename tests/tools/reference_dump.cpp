@@ -6,7 +6,8 @@
 //   inputs.npy, targets.npy   (steps, micro_steps, B, T) int32
 //   logits.npy                capped logits of step 0's first micro-batch (B*T, V)
 //   init/<name>.npy           parameters after initialization
-//   grads/<name>.npy          gradients of step 0 (summed over its micro-batches)
+//   grads/<name>.npy          gradients of step 0 (summed over its micro-batches, times
+//                             model::gradient_scale as the trainer does: record26's mean over sequences)
 //   final/<name>.npy          parameters after `steps` optimizer steps
 //   trajectory/<s>/<name>.npy parameters after s optimizer steps, 0 < s < steps (the test
 //                             evaluates the exact gradient at our own parameters with them)
@@ -37,6 +38,7 @@
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
+#include "train/grad_scaling.h"
 
 namespace fs = std::filesystem;
 using namespace speedrun;
@@ -144,8 +146,11 @@ int main(int argc, char** argv) {
     m.forward_logits(inputs.data(), B, logits.data(), {0, cfg.train.steps});
     write_npy(out / "logits.npy", Tensor::of(logits.data(), {B * T, mc.padded_vocab_size}));
 
+    double meta_scale = 1.0;
     nlohmann::json losses = nlohmann::json::array(), factors = nlohmann::json::array(), metrics = nlohmann::json::array();
     StatisticRecorder recorder;
+    train::GradientScaler scaler(m, model::gradient_scale(mc, cfg.train.batch_tokens), nullptr);
+    meta_scale = scaler.scale();
     for (int64_t s = 0; s < steps; ++s) {
       m.zero_grad();
       double loss = 0.0;
@@ -155,6 +160,7 @@ int main(int argc, char** argv) {
         const int64_t off = s * per_step + k * B * T;
         loss += m.forward_backward(inputs.data() + off, targets.data() + off, B, capture.sink(), {s, cfg.train.steps});
       }
+      scaler.finish();
       if (s == 0) recorder.write(out / "stats");
       losses.push_back(loss);
       if (s == 0) dump_params(m, out / "grads", true);
@@ -172,6 +178,7 @@ int main(int argc, char** argv) {
     meta["config"] = config::to_json(cfg);
     meta["steps"] = steps;
     meta["micro_steps"] = micro_steps;
+    meta["gradient_scale"] = meta_scale;
     meta["data_seed"] = data_seed;
     meta["losses"] = losses;
     meta["lr_factors"] = factors;

@@ -254,3 +254,24 @@ TEST(CompareReport, TableNumbersFromRuns) {
   EXPECT_EQ(j["runs"][4]["outcome"], "failed");
   EXPECT_EQ(j["runs"][4]["error"], failed.error);
 }
+
+// The model facts of the comparison table for upstream's two 12-layer models. record26: no
+// attention in layer 7, so 11 layers of attention, in both the matrix parameters and the
+// attention term (which once counted all 12 layers); five (V, d) tables (embed, three value
+// embeddings, lm_head) and 64 scalars. Expected values from the layouts' closed forms.
+TEST(CompareModelFacts, Track3AndRecord26AtUpstreamSize) {
+  speedrun::config::RunConfig t3 = base_config("t3"), r26 = base_config("r26");
+  r26.model.arch = "record26";
+  const int64_t V = 50304, d = 768, T = 1024, f = 4 * d;
+  const cmp::ModelFacts a = cmp::model_facts(t3), b = cmp::model_facts(r26);
+  EXPECT_EQ(a.arch, "track3");
+  EXPECT_EQ(b.arch, "record26");
+  EXPECT_EQ(b.parameters, 5 * V * d + 11 * 4 * d * d + 12 * 2 * d * f + 64);
+  EXPECT_EQ(b.matmul_params, 11 * 4 * d * d + 12 * 2 * d * f + d * V);
+  EXPECT_DOUBLE_EQ(b.flops_per_token, 6.0 * static_cast<double>(b.matmul_params) + 6.0 * 11 * T * d);
+  // track3: every layer has attention (the negative control of the layer-7 rule), biases and gains.
+  const int64_t block = 3 * (d * d + d) + (d * d + d) + (f * d + f) + (d * f + d) + 2 * d;
+  EXPECT_EQ(a.parameters, V * d + 12 * block + V * d + V + 2 * d);
+  EXPECT_EQ(a.matmul_params, 12 * 4 * d * d + 12 * 2 * d * f + d * V);
+  EXPECT_DOUBLE_EQ(a.flops_per_token, 6.0 * static_cast<double>(a.matmul_params) + 6.0 * 12 * T * d);
+}

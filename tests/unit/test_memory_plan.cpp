@@ -22,6 +22,7 @@
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
 #include "test_ops_common.h"
+#include "train/communication_plan.h"
 #include "train/memory_plan.h"
 #if SPEEDRUN_HAVE_CUDA
 #include "kernels/ops/attention_flash.h"
@@ -459,6 +460,55 @@ TEST(MemoryPlan, HeadAndRelu2StorageChoices) {
   EXPECT_GT(cpu_bytes, 0u);
   (void)N;
 #endif
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+namespace speedrun::test {
+namespace {
+
+// The checkpoint line of the plan (train/communication_plan.h) against what a checkpoint
+// gathers: every optimizer's exported state (optim::StateTensor), after a step, in one
+// process, f32 and i64 (Newton-Muon's counters) alike.
+TEST(MemoryPlan, CheckpointGatherIsTheExportedState) {
+  for (const char* matrix : {"muon", "newton_muon", "rmnp"}) {
+    SCOPED_TRACE(matrix);
+    config::RunConfig c = small_run(matrix);
+    model::Gpt gpt(c.model, Device::cpu, c.train.micro_batch_seqs);
+    gpt.init_parameters(static_cast<uint64_t>(test_seed()));
+    const auto comm = dist::make_local_communicator();
+    auto optimizers = optim::build_optimizers(c.optimizers, gpt, {comm.get()});
+    const int64_t n = c.train.micro_batch_seqs * c.model.seq_len;
+    std::vector<int32_t> tokens(static_cast<size_t>(n), 7), targets(tokens.size(), 11);
+    {
+      optim::CaptureFanOut capture(optimizers, 0);
+      gpt.forward_backward(tokens.data(), targets.data(), c.train.micro_batch_seqs, capture.sink());
+    }
+    size_t f32 = 0, i64 = 0;
+    for (auto& o : optimizers) {
+      o->step(0, 1.0);
+      EXPECT_EQ(o->communication_bytes(), 0u);  // one process: no collective buffers
+      for (const optim::StateTensor& t : o->export_state()) {
+        f32 += t.f32.size() * sizeof(float);
+        i64 += t.i64.size() * sizeof(int64_t);
+      }
+    }
+    train::MemoryPlan plan = train::plan_memory(c, Device::cpu, DType::f32, true);
+    train::add_communication_items(plan, c, 1, Device::cpu);
+    const train::MemoryItem* gather = find_item(plan, "checkpoint");
+    ASSERT_NE(gather, nullptr);
+    EXPECT_TRUE(gather->transient);
+    EXPECT_EQ(find_item(plan, "gradient reduction"), nullptr);  // one process
+    std::printf("%s: exported %zu f32 + %zu i64 bytes, planned %zu\n", matrix, f32, i64, gather->bytes);
+    EXPECT_EQ(gather->bytes, f32 + i64);
+    // With several ranks the reduction buffers appear (their exact size is checked under mpirun:
+    // tests/python/test_mpi_overlap.py).
+    train::MemoryPlan two = train::plan_memory(c, Device::cpu, DType::f32, true);
+    train::add_communication_items(two, c, 2, Device::cpu);
+    ASSERT_NE(find_item(two, "gradient reduction"), nullptr);
+    EXPECT_GT(find_item(two, "gradient reduction")->bytes, static_cast<size_t>(gpt.layout().total_numel()) * 4);
+  }
 }
 
 }  // namespace
