@@ -212,6 +212,11 @@ step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
 # against its master's conversion at every forward (model/weight_copies.h).
 step test-optimizer-copies "$group_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer SPEEDRUN_CHECK_COPIES=1 "$tests" \
   --gtest_filter='CudaModel.*'
+# Every opt-in that touches the weight copies at once: optimizer-written copies checked
+# bitwise, with the fused epilogues' bias copies (1-D, the head's too under the fused head).
+step test-copies-all-optin "$group_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer SPEEDRUN_CHECK_COPIES=1 \
+  SPEEDRUN_GEMM_EPILOGUE=fused SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute "$tests" \
+  --gtest_filter='CudaModel.OptimizerWritten*:CudaModel.LossSummed*'
 step test-head-fused "$group_timeout" env SPEEDRUN_HEAD=fused "$tests" \
   --gtest_filter='CudaOpsTest.SoftcapCrossEntropy*:CudaModel.*'
 step test-relu2-recompute "$group_timeout" env SPEEDRUN_RELU2=recompute "$tests" \
@@ -289,7 +294,7 @@ step bench-speedrun-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN
 # Record #26 (masked attention on the default kernels; its run position: the middle of the run).
 # The CUDA model does not run the FP8 head yet (a CUDA run with model.fp8_head is refused):
 # bench the config with the plain head.
-python3 -c 'import json, sys; c = json.load(open("configs/record26.json")); c["model"]["fp8_head"] = False
+"$py" -c 'import json, sys; c = json.load(open("configs/record26.json")); c["model"]["fp8_head"] = False
 json.dump(c, open(sys.argv[1], "w"))' "$work/record26-plain-head.json"
 step bench-record26 "$bench_timeout" "$speedrun" bench "$work/record26-plain-head.json" --device cuda --steps 3 \
   --warmup 1 --json "$work/bench_record26.json"

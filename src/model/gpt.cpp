@@ -45,11 +45,14 @@ bool bf16_bias_copies(Device device, DType activations) {
 
 // Which parameters get a bf16 copy: every matrix a linear layer reads (all 2-D weights
 // but the embedding) with bf16 activations; the embedding table when it is read in bf16;
-// with `biases` (bf16_bias_copies) the bias of every trunk layer, but not the head's
-// ("proj.bias"): the head writes f32 logits, whose epilogue takes the f32 bias.
-bool has_bf16_copy(const ParamSpec& spec, DType activations, DType embedding, bool biases) {
+// with `biases` (bf16_bias_copies) the bias of every trunk layer, and the head's
+// ("proj.bias") when the head writes bf16 logits (`bf16_logits`: the fused head), so that
+// the epilogue adds it there too; the legacy head writes f32 logits, whose epilogue takes
+// the f32 bias.
+bool has_bf16_copy(const ParamSpec& spec, DType activations, DType embedding, bool biases, bool bf16_logits) {
   if (spec.name == "embed.weight") return embedding == DType::bf16;
-  if (spec.shape.size() == 1 && spec.name.ends_with(".bias")) return biases && spec.name != "proj.bias";
+  if (spec.shape.size() == 1 && spec.name.ends_with(".bias"))
+    return biases && (spec.name != "proj.bias" || bf16_logits);
   return activations == DType::bf16 && spec.is_matrix();
 }
 
@@ -70,16 +73,16 @@ struct Gpt::WeightCopies {
 
   WeightCopies(Device d, const ParamLayout& layout, DType activations, DType embedding) : arena(d) {
     const bool biases = bf16_bias_copies(d, activations);
-    carve(layout, activations, embedding, biases);
+    carve(layout, activations, embedding, biases, Gpt::storage_choice(d, activations).fused_head);
     if (arena.bytes() == 0) return;
     arena.allocate();
     carve(layout, activations, embedding, biases);
   }
-  void carve(const ParamLayout& layout, DType activations, DType embedding, bool biases) {
+  void carve(const ParamLayout& layout, DType activations, DType embedding, bool biases, bool bf16_logits) {
     copy.assign(layout.params().size(), Tensor{});
     for (size_t i = 0; i < copy.size(); ++i) {
       const ParamSpec& spec = layout.params()[i];
-      if (has_bf16_copy(spec, activations, embedding, biases)) copy[i] = take_copy(arena, spec);
+      if (has_bf16_copy(spec, activations, embedding, biases, bf16_logits)) copy[i] = take_copy(arena, spec);
     }
   }
 };
@@ -255,9 +258,10 @@ size_t Gpt::plan_weight_copy_bytes(const config::ModelConfig& cfg, Device device
   const ParamLayout layout(cfg);
   const DType embedding = resolve_embedding_dtype(cfg, device);
   const bool biases = bf16_bias_copies(device, activations);
+  const bool bf16_logits = storage_choice(device, activations).fused_head;
   Arena plan(device);
   for (const ParamSpec& spec : layout.params())
-    if (has_bf16_copy(spec, activations, embedding, biases)) take_copy(plan, spec);
+    if (has_bf16_copy(spec, activations, embedding, biases, bf16_logits)) take_copy(plan, spec);
   return plan.bytes();
 }
 
@@ -292,7 +296,8 @@ void Gpt::verify_optimizer_copies() const {
   for (size_t i : verify_) {
     const Tensor& copy = copies_->copy[i];
     const Buffer fresh(device_, copy.bytes());
-    const Tensor expected(fresh.data(), DType::bf16, device_, {copy.size(0), copy.size(1)});
+    Tensor expected = copy;  // the copy's own shape: a matrix, or a bias vector (fused epilogues)
+    expected.ptr = fresh.data();
     ops::convert(expected, view(params_, layout_.params()[i]));
     std::vector<uint16_t> got(static_cast<size_t>(copy.numel())), want(got.size());
     device_copy(got.data(), copy.ptr, copy.bytes());
@@ -395,9 +400,9 @@ double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
 void Gpt::head_losses(const Tensor& targets, int64_t B, bool backward) {
   Activations& a = *act_;
   const int64_t N = B * cfg_.seq_len;
-  model::head_losses({rows(a.hf, N), weight(a.head_w), param(a.head_b), grad(a.head_w), grad(a.head_b),
-                           rows(a.dhf, N), targets, a.logits, a.dlogits_act, rows(a.losses, N)},
-                          softcap_, backward);
+  model::head_losses({rows(a.hf, N), weight(a.head_w), bias(a.head_b), grad(a.head_w), grad(a.head_b), rows(a.dhf, N),
+                      targets, a.logits, a.dlogits_act, rows(a.losses, N)},
+                     softcap_, backward);
 }
 
 void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) {

@@ -9,8 +9,8 @@
 // Scaling each rank's sum before the sum over ranks, or the sum after it, are both the
 // average; with a power-of-two factor (record26's configs: 1/8, 1/4) the two are bitwise
 // equal, so runs with any rank count and bucket size keep their bitwise agreements.
-// The scaling is ops::scaled_sum on the gradient's device: on CUDA that op has no kernel
-// yet, which only a CUDA record26 (not yet in the registry) would reach.
+// The scaling is ops::scaled_sum on the gradient's device (on CUDA kernels/ops/scale.cu, not
+// yet run on a GPU).
 #pragma once
 
 #include <vector>

@@ -146,7 +146,12 @@ MemoryPlan plan_memory(const config::RunConfig& cfg, Device device, DType activa
   if (device == Device::cuda) {
     // The GEMM epilogue choice decides the bf16 bias copies (counted above for track3); read
     // it for every model, so that a misspelt SPEEDRUN_GEMM_EPILOGUE stops any CUDA run here.
-    if (SPEEDRUN_HAVE_CUDA) static_cast<void>(cuda::gemm_epilogue());
+    // The head and ReLU^2 choices likewise (Gpt::storage_choice reads both; record26 ignores
+    // them, but a typo must not pass silently on its runs either).
+    if (SPEEDRUN_HAVE_CUDA) {
+      static_cast<void>(cuda::gemm_epilogue());
+      static_cast<void>(model::Gpt::storage_choice(device, activations));
+    }
     plan.items.push_back({"cuBLASLt workspace", cuda::kGemmWorkspaceBytes, false});
     const bool flash = activations == DType::bf16 && flash_attention_selected();
     plan.items.push_back({flash ? "kernel scratch (embedding sort, flash attention dQ)"

@@ -341,7 +341,7 @@ TrainSummary train(const config::RunConfig& cfg, const TrainOptions& opts, RunLo
   const int64_t micro_tokens = t.micro_batch_seqs * m.seq_len;
   const int64_t micro_steps = local_tokens / micro_tokens;
   spdlog::info("run directory {}", run_dir.string());
-  if (resume) spdlog::info("resuming from {} at step {}", opts.resume_from.string(), state.step);
+  if (resumed) spdlog::info("resuming from {} at step {}", opts.resume_from.string(), state.step);
   spdlog::info("model: {} layers, d={}, {}x{} heads, vocab {} (padded {}), {:.1f}M parameters, {:.2f} GiB activations",
                m.n_layer, m.d_model, m.n_head, m.head_dim, m.vocab_size, m.padded_vocab_size,
                static_cast<double>(model.layout().total_numel()) / 1e6,

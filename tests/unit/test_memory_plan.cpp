@@ -281,6 +281,20 @@ TEST(MemoryPlan, Bf16ActivationsAndWeightCopiesOnCuda) {
     EXPECT_EQ(fused, matrices + table + biases);
     EXPECT_EQ(fused_f32, table);  // f32 layers take the f32 bias in the epilogue: no copies
     EXPECT_EQ(find_item(fused_plan, "bf16 weight copies")->bytes, matrices + table + biases);
+
+    // With the fused head too (bf16 logits), the head's bias gets its copy as well, so the
+    // bf16 epilogue adds it (no bias_add pass over the logits). The legacy head is the
+    // negative control above (same epilogue choice, no head-bias copy).
+    const size_t head_bias = round64(static_cast<size_t>(m.padded_vocab_size) * 2);
+    const cuda::GemmEpilogue prev_epilogue = cuda::set_gemm_epilogue(cuda::GemmEpilogue::fused);
+    const cuda::HeadKernel prev_head = cuda::set_head_kernel(cuda::HeadKernel::fused);
+    const size_t fused_head = model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::bf16);
+    cuda::set_head_kernel(cuda::HeadKernel::legacy);
+    const size_t legacy_head = model::Gpt::plan_weight_copy_bytes(c.model, Device::cuda, DType::bf16);
+    cuda::set_head_kernel(prev_head);
+    cuda::set_gemm_epilogue(prev_epilogue);
+    EXPECT_EQ(legacy_head, matrices + table + biases);
+    EXPECT_EQ(fused_head, matrices + table + biases + head_bias);
   }
 
   const train::MemoryPlan plan = train::plan_memory(c, Device::cuda, DType::bf16, true);
