@@ -16,7 +16,8 @@
 #      products, the fused GEMM epilogues; --sanitize-all: memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast +
 #      fused epilogues and with the fused head + ReLU^2 recompute, `speedrun bench --device cuda` (one
-#      micro-batch, whole steps) likewise, record #26's bench (configs/record26.json), and the
+#      micro-batch, whole steps) likewise, record #26's bench (configs/record26.json: FP8 head, and
+#      again with the plain head), and the
 #      optimizer benchmark on the Track 3 configs;
 #   6. the PyTorch side-by-side: scripts/bench_torch_gpu.py (torch.compile; its SDPA backend,
 #      peak memory, whole steps) and scripts/gpu_ratio.py;
@@ -187,7 +188,7 @@ groups=(
   'ops-linear:CudaOpsTest.Linear*'
   'ops-attention:CudaOpsTest.Attention*:CudaOpsTest.Refuses*:CudaAttentionDispatch.*'
   'ops-scale:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
-  'ops-fp8-head:CudaOpsTest.Fp8Head*:OpsFp8.CudaHead*:CudaModel.Fp8Head*'
+  'ops-fp8-head:CudaOpsTest.Fp8Head*:OpsFp8.CudaHead*:CudaModel.Fp8Head*:CudaModel.Record26Fp8*'
   'model:CudaModel.*'
   'optim-adamw-rmnp:CudaOptimTest.AdamW*:CudaOptimTest.Rmnp*:CudaOptimTest.UpdateKernelsWrite*'
   'optim-muon:CudaOptimTest.Muon*'
@@ -251,8 +252,10 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     # flash runs above include it) and the scaled-sum / dot kernels.
     step "$tool-masked-attention" "$san_timeout" compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.AttentionMask*:CudaOpsTest.ScaledSum*:CudaOpsTest.Dot*'
-    step "$tool-fp8-head" "$san_timeout" compute-sanitizer --tool $tool \
-      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Fp8Head*:CudaModel.Fp8Head*'
+    # The head's kernels, and the record26 step that reads its buffers from the arena (f32 only:
+    # the bf16 step runs the same FP8 calls on other activations, and sanitized steps are slow).
+    step "$tool-fp8-head" "$san_timeout" compute-sanitizer --tool $tool --error-exitcode 3 "$tests" \
+      --gtest_filter='CudaOpsTest.Fp8Head*:CudaModel.Fp8Head*:CudaModel.Record26Fp8StepMatchesCpu'
     # SPEEDRUN_TEST_SMALL_SHAPES: the linear cases' small shapes only (tests/unit/ops/test_linear.cpp).
     step "$tool-gemm-epilogue-fused" "$san_timeout" env SPEEDRUN_GEMM_EPILOGUE=fused SPEEDRUN_TEST_SMALL_SHAPES=1 \
       compute-sanitizer --tool $tool \
@@ -291,15 +294,17 @@ step bench-speedrun-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN
 [ "$dry" = 1 ] || grep -h -E 'forward\+backward|MFU|whole step|memory in use' "$work/bench-speedrun.log" \
   "$work/bench-speedrun-flash-fast.log" "$work/bench-speedrun-optimizer-copies.log" \
   "$work/bench-speedrun-head-relu2.log"
-# Record #26 (masked attention on the default kernels; its run position: the middle of the run).
-# The CUDA model does not run the FP8 head yet (a CUDA run with model.fp8_head is refused):
-# bench the config with the plain head.
+# Record #26 (masked attention on the default kernels; its run position: the middle of the run):
+# the config as it is (the FP8 training head, model.fp8_head), then with the plain bf16 head
+# (the FP8 head's share of the step is the difference).
+step bench-record26 "$bench_timeout" "$speedrun" bench configs/record26.json --device cuda --steps 3 \
+  --warmup 1 --json "$work/bench_record26.json"
 "$py" -c 'import json, sys; c = json.load(open("configs/record26.json")); c["model"]["fp8_head"] = False
 json.dump(c, open(sys.argv[1], "w"))' "$work/record26-plain-head.json"
-step bench-record26 "$bench_timeout" "$speedrun" bench "$work/record26-plain-head.json" --device cuda --steps 3 \
-  --warmup 1 --json "$work/bench_record26.json"
+step bench-record26-plain-head "$bench_timeout" "$speedrun" bench "$work/record26-plain-head.json" --device cuda \
+  --steps 3 --warmup 1 --json "$work/bench_record26_plain_head.json"
 [ "$dry" = 1 ] || grep -h -E 'record26 at step|forward\+backward|MFU|whole step|memory in use' \
-  "$work/bench-record26.log"
+  "$work/bench-record26.log" "$work/bench-record26-plain-head.log"
 for c in track3-muon track3-newton-muon track3-rmnp; do
   step "bench-optim-$c" "$bench_timeout" "$speedrun" bench "configs/$c.json" --optimizers-only --device cuda \
     --steps 10 --warmup 3 --json "$work/bench_optim_$c.json"

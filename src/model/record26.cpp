@@ -164,7 +164,9 @@ struct Record26::Activations {
   Tensor ve_rows[3];      // value_embeds.j[tokens]
   std::vector<Layer> layers;
   Tensor rstd_f, hf, losses, logits, dlogits_act, rope_cos, rope_sin;
-  Fp8HeadTensors fp8;  // model.fp8_head: the e4m3-rounded hf and lm_head (f32 holding FP8 values; CPU only so far)
+  // model.fp8_head: the e4m3-rounded hf and lm_head (CPU: f32 holding FP8 values; CUDA: e4m3,
+  // with the transposed and gradient copies of one head chunk, model/head.h).
+  Fp8HeadTensors fp8;
   Tensor dx, dh, tmp_d, dfg, dy, dqr, dkr, dv, dq, dk, tmp_hd, dx0, dhf;
   Tensor tokens, targets, docs_dev;  // (N) i32 device copies (CUDA only)
   std::vector<Tensor> dskip;  // gradient reaching layer l's output through its skip (l < L/2)
@@ -216,9 +218,22 @@ struct Record26::Activations {
     losses = take32({N});
     const int64_t chunk_bytes = device == Device::cuda ? kHeadChunkBytesCuda : kHeadChunkBytesCpu;
     chunk_rows = std::clamp<int64_t>(chunk_bytes / (V * 4), 1, N);
+    const bool fp8_cuda = m.fp8_head && device == Device::cuda;
+    // cuBLASLt's FP8 products take row counts that are multiples of 16 (kernels/ops/fp8_head.cu):
+    // every chunk but the last has chunk_rows rows, and the last N mod chunk_rows, so both are
+    // when N is (check_model_runs_on asks seq_len to be).
+    if (fp8_cuda) chunk_rows = std::min(N, std::max<int64_t>(16, chunk_rows / 16 * 16));
     logits = take32({chunk_rows, V});
     if (act != DType::f32) dlogits_act = take({chunk_rows, V});
-    if (m.fp8_head) {
+    if (fp8_cuda) {
+      // One byte per element: xq and wq for the backward, the transposed copies the FP8
+      // products read (both operands K-major on Hopper) and the e5m2 gradient of one chunk.
+      fp8.xq = arena.take(DType::e4m3, {N, d});
+      fp8.wq = arena.take(DType::e4m3, {V, d});
+      fp8.cuda = {arena.take(DType::e4m3, {d, chunk_rows}), arena.take(DType::e4m3, {d, V}),
+                  arena.take(DType::e5m2, {chunk_rows, V}), arena.take(DType::e5m2, {V, chunk_rows})};
+      fp8.scales = fp8_head_scales(m);
+    } else if (m.fp8_head) {
       fp8.xq = take32({N, d});
       fp8.wq = take32({V, d});
       fp8.scales = fp8_head_scales(m);
@@ -434,8 +449,11 @@ double Record26::head_loss(const int32_t* targets, int64_t B, bool backward) {
   const int64_t N = B * cfg_.seq_len;
   // model.fp8_head: the training product in FP8 as upstream's CastedLinear(use_fp8=True), whose
   // `self.training` branch alone takes nanogpt::mm; evaluation (no backward) keeps the plain head.
+  // The FP8 product quantizes the f32 master (upstream's lm_head weight is f32), not the bf16
+  // copy the plain head reads with bf16 activations: e4m3(bf16(w) / w_s) could round twice.
   const bool fp8 = cfg_.fp8_head && backward;
-  return model::head_loss({rows(a.hf, N), weight(a.head), Tensor{}, grad(a.head), Tensor{}, rows(a.dhf, N),
+  return model::head_loss({rows(a.hf, N), fp8 ? param(a.head) : weight(a.head), Tensor{}, grad(a.head), Tensor{},
+                           rows(a.dhf, N),
                            ids_on(targets, N, a.targets), a.logits, a.dlogits_act, rows(a.losses, N)},
                           softcap_, backward, fp8 ? &a.fp8 : nullptr);
 }

@@ -49,8 +49,10 @@
 // FP8 head (model.fp8_head): upstream's training head product is FP8 (e4m3 inputs, e5m2
 // gradients, fixed scales: model::fp8_head_scales). With the key set, Record26::head_loss runs
 // the training product (forward_backward) through ops::fp8_head_forward/backward, which emulate
-// the rounding on the CPU; forward_loss and forward_logits (validation, eval, sampling) keep the
-// f32 head, as upstream's CastedLinear outside `self.training`.
+// the rounding on the CPU and take cuBLASLt's FP8 products on CUDA (never run on a GPU yet; the
+// one-byte buffers are in the activation arena, the head chunk a multiple of 16 rows);
+// forward_loss and forward_logits (validation, eval, sampling) keep the plain head, as
+// upstream's CastedLinear outside `self.training`.
 #pragma once
 
 #include <cstdint>

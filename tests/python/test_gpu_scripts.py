@@ -35,7 +35,7 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
         for name in ("test-ops-attention", "test-flash-attention", "test-rmsnorm-fast", "dev_attention_flash",
                      "memcheck-flash-attention", "racecheck-flash-attention", "memcheck-rmsnorm-fast",
                      "test-ops-scale", "memcheck-masked-attention", "racecheck-masked-attention", "bench-record26",
-                     "test-ops-fp8-head", "memcheck-fp8-head", "racecheck-fp8-head",
+                     "bench-record26-plain-head", "test-ops-fp8-head", "memcheck-fp8-head", "racecheck-fp8-head",
                      "test-gemm-epilogue-fused", "memcheck-gemm-epilogue-fused", "racecheck-gemm-epilogue-fused",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
                      "train-quickstart-bf16", "test-head-fused", "test-relu2-recompute", "memcheck-head-relu2",

@@ -126,6 +126,20 @@ def loss_gradient_factor(cfg):
     return 1.0
 
 
+def scale_gradients(tensors, cfg):
+    """Multiplies the gradients of `tensors` by loss_gradient_factor, after the backward of the
+    summed losses: upstream's ranks each run the backward of their own summed loss and average
+    in the all-reduce, and train::GradientScaler scales after the backward too. Scaling the loss
+    instead would be the same in exact arithmetic but not with the FP8 head (model.fp8_head),
+    whose e5m2 rounding of the logits' gradient (fixed scale 1/448, sized for the summed loss)
+    is not scale-invariant for factors that are not powers of two (1/6 in the record26 test)."""
+    factor = loss_gradient_factor(cfg)
+    if factor != 1.0:
+        for t in tensors:
+            if t.grad is not None:
+                t.grad.mul_(factor)
+
+
 class ReferenceRun:
     """One dump of our run plus its float64 recomputation in PyTorch."""
 
@@ -160,8 +174,9 @@ class ReferenceRun:
         total = 0.0
         for k in range(self.inputs.size(1)):
             loss = self.model.loss(self.inputs[step, k], self.targets[step, k], capture, step=step)
-            (loss * loss_gradient_factor(self.cfg)).backward()
+            loss.backward()
             total += loss.item()
+        scale_gradients(self.params.values(), self.cfg)
         return total
 
 
@@ -172,7 +187,8 @@ class ReferenceRun:
               for n in self.names}
         model = reference_model(self.cfg, ps)
         for k in range(self.inputs.size(1)):
-            (model.loss(self.inputs[step, k], self.targets[step, k], step=step) * loss_gradient_factor(self.cfg)).backward()
+            model.loss(self.inputs[step, k], self.targets[step, k], step=step).backward()
+        scale_gradients(ps.values(), self.cfg)
         return {n: ps[n].grad.numpy() for n in names}
 
     def fp32_grads(self, step, names):
@@ -181,7 +197,8 @@ class ReferenceRun:
         p32 = {n: t.detach().float().requires_grad_(n in names) for n, t in self.params.items()}
         model = reference_model(self.cfg, p32)
         for k in range(self.inputs.size(1)):
-            (model.loss(self.inputs[step, k], self.targets[step, k], step=step) * loss_gradient_factor(self.cfg)).backward()
+            model.loss(self.inputs[step, k], self.targets[step, k], step=step).backward()
+        scale_gradients(p32.values(), self.cfg)
         return {n: p32[n].grad.double().numpy() for n in names}
 
 

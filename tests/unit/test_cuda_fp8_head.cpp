@@ -1,8 +1,8 @@
 // The FP8 LM head at the model level on CUDA (model::head_loss with Fp8HeadTensors, as
 // Record26::head_loss calls it with model.fp8_head) against the same call on the CPU, whose
 // FP8 emulation is checked against the float64 PyTorch reference (test_reference_record26.py).
-// record26 itself is not on CUDA yet (model/registry.cpp refuses it), so this is the head's
-// share of the CudaModel checks; a whole-model case is left for when it is. Compiled only in
+// This is the head's share of the CudaModel checks, in chunks; the whole model with the FP8
+// head: CudaModel.Record26Fp8* (test_cuda_record26.cpp). Compiled only in
 // CUDA builds; without a device it reports "skipped: no CUDA device". NEVER RUN ON A GPU YET.
 //
 // Both sides get the same bf16-rounded hidden states, the same f32 weight and targets. The

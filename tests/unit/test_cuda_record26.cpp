@@ -241,5 +241,129 @@ TEST(CudaModel, Record26AllocatesWhatThePlanSays) {
   }
 }
 
+// ---- model.fp8_head on CUDA (kernels/ops/fp8_head.cu through model::head_loss) --------------
+// The test model with the FP8 training head: seq_len 208 (cuBLASLt's FP8 products take
+// dimensions that are multiples of 16; d = 128 and V = 128 already are), still not a multiple
+// of the attention tiles.
+config::ModelConfig cuda_record26_fp8(bool fp8) {
+  config::ModelConfig m = cuda_record26();
+  m.seq_len = 208;
+  m.window_tokens = 208;
+  m.fp8_head = fp8;
+  return m;
+}
+
+// sqrt(sum (got - want)^2 / sum want^2) over one parameter's gradient.
+double grad_rel_l2(const std::vector<float>& got, const float* want, const model::ParamSpec& spec) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < spec.numel; ++i) {
+    const double w = want[spec.offset + i], e = double(got[static_cast<size_t>(spec.offset + i)]) - w;
+    num += e * e;
+    den += w * w;
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// A training step (two accumulating micro-batches) with the FP8 head on CUDA against the CPU
+// emulation (itself checked against PyTorch: TestRecord26Fp8HeadAgainstTorch), and evaluation,
+// which takes the plain head: bitwise the CUDA model without model.fp8_head.
+//
+// Tolerances. The FP8 operands are rounded from values that differ between the devices
+// (summation order in f32; bf16 activations on CUDA against f32 on the CPU), and an e4m3 (4
+// significant bits) or e5m2 (3 bits) rounding that lands on the other side of a boundary moves
+// that element by a whole spacing, 1/16 to 1/4 of itself. Per element that is far beyond the
+// plain head's bounds, so gradients are compared as a relative L2 norm per tensor, where a
+// fraction f of flipped elements weighs about sqrt(f) x 15%. For scale: the whole FP8
+// rounding (the CPU's FP8 head against its plain head, this model, seeds 1-3) is 3-4% in every
+// gradient and 1e-5 to 6e-5 of the loss, so the loss cannot tell the heads apart; the
+// gradients can.
+// - f32 activations: the trunk agrees to ~1e-6, so xq flips are rare (~1e-6 / 2^-3 per
+//   element); the logits differ by summation order (fast-accumulating FP8 forward against
+//   OpenBLAS in f32), moving a bf16 logit by one ulp at a rate of ~1e-2 and through it an
+//   e5m2 gradient element at ~2% of those (CudaModel.Fp8HeadLossMatchesCpu's argument):
+//   f ~ 1e-3, sqrt(f) x 15% ~ 0.5%: bound 1.5% per tensor (f up to ~1%; the trunk's gradients
+//   are linear in dhf and inherit its relative error), the loss 1e-4 relative as the head's
+//   own test. Negative control: the CPU's plain head is farther than the bound from the FP8
+//   emulation in the head's gradient (3-4%, above), so the bound tells the two heads apart.
+// - bf16 activations: hf itself is bf16 on CUDA, so e4m3(bf16(h) / x_s) differs from the CPU's
+//   e4m3(h / x_s) for ~1% of the elements, the logits by ~1% of themselves, and through them
+//   ~5% of the e5m2 gradient elements flip: sqrt(0.05) x 12% ~ 3%, on top of the bf16 trunk's
+//   own rounding (Record26Bf16StepMatchesCpu): bound 10% per tensor, loss 1e-2. That bound
+//   cannot tell the FP8 head from the plain one (the f32 case does); it checks the FP8 path
+//   with bf16 activations (the bf16 hf and dhf, the f32 master weight), where a layout, scale
+//   or dtype error gives errors of order 100%.
+void fp8_step_matches_cpu(DType act, double loss_tol, double grad_tol) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (SPEEDRUN_TEST_SEED replays it), " + dtype_name(act));
+  std::mt19937_64 rng(seed);
+  const config::ModelConfig m = cuda_record26_fp8(true), plain_cfg = cuda_record26_fp8(false);
+  const int64_t B = 2, N = B * m.seq_len;
+  model::Record26 cpu(m, Device::cpu, B), cpu_plain(plain_cfg, Device::cpu, B);
+  model::Record26 gpu(m, Device::cuda, B, act), gpu_plain(plain_cfg, Device::cuda, B, act);
+  randomize(cpu, rng);
+  std::copy(cpu.params(), cpu.params() + cpu.layout().total_numel(), cpu_plain.params());
+  cpu_plain.weights_changed();
+  copy_params(gpu, cpu);
+  copy_params(gpu_plain, cpu);
+  std::vector<int32_t> tokens(2 * N), targets(2 * N);
+  draw_tokens(m, rng, tokens, targets);
+  const model::RunPosition at{kSteps / 2, kSteps};
+  double loss_cpu = 0.0, loss_gpu = 0.0, loss_plain = 0.0;
+  for (model::Record26* model : {&cpu, &cpu_plain, &gpu}) model->zero_grad();
+  for (int64_t k = 0; k < 2; ++k) {
+    loss_cpu += cpu.forward_backward(tokens.data() + k * N, targets.data() + k * N, B, nullptr, at);
+    loss_plain += cpu_plain.forward_backward(tokens.data() + k * N, targets.data() + k * N, B, nullptr, at);
+    loss_gpu += gpu.forward_backward(tokens.data() + k * N, targets.data() + k * N, B, nullptr, at);
+  }
+  EXPECT_NEAR(loss_gpu, loss_cpu, loss_tol * std::fabs(loss_cpu));
+  const std::vector<float> grads = host_copy(gpu.grads(), cpu.layout().total_numel());
+  for (const auto& spec : cpu.layout().params()) {
+    if (spec.name == "scalars") continue;  // below: padding and unused entries have zero gradients
+    EXPECT_LT(grad_rel_l2(grads, cpu.grads(), spec), grad_tol) << spec.name;
+  }
+  {
+    const auto& spec = cpu.layout().find("scalars");
+    std::vector<float> got(grads.begin() + spec.offset, grads.begin() + spec.offset + spec.numel);
+    std::vector<double> want(cpu.grads() + spec.offset, cpu.grads() + spec.offset + spec.numel);
+    expect_near_rel("grad scalars", got, want, grad_tol);
+  }
+  if (act == DType::f32) {
+    const auto& head = cpu.layout().find("lm_head.weight");
+    const std::vector<float> plain_grads(cpu_plain.grads(), cpu_plain.grads() + cpu.layout().total_numel());
+    EXPECT_GT(grad_rel_l2(plain_grads, cpu.grads(), head), grad_tol) << "negative control: the plain head";
+  }
+  // Evaluation: the plain head, bitwise the CUDA model without the key (same kernels, same
+  // parameters), and the CPU's within the plain head's tolerance.
+  const double eval = gpu.forward_loss(tokens.data(), targets.data(), B, at);
+  EXPECT_EQ(eval, gpu_plain.forward_loss(tokens.data(), targets.data(), B, at));
+  EXPECT_NEAR(eval, cpu.forward_loss(tokens.data(), targets.data(), B, at), loss_tol * std::fabs(loss_cpu));
+  std::vector<float> logits(static_cast<size_t>(N * m.padded_vocab_size)), logits_plain(logits.size());
+  gpu.forward_logits(tokens.data(), B, logits.data(), at);
+  gpu_plain.forward_logits(tokens.data(), B, logits_plain.data(), at);
+  expect_bitwise_equal("logits against the plain head", logits, logits_plain);
+}
+
+TEST(CudaModel, Record26Fp8StepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  fp8_step_matches_cpu(DType::f32, 1e-4, 1.5e-2);
+}
+
+TEST(CudaModel, Record26Fp8Bf16StepMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  fp8_step_matches_cpu(DType::bf16, 1e-2, 0.1);
+}
+
+// The FP8 head's one-byte buffers are in the activation arena: the model allocates what the
+// memory plan says (its sizes: Record26Fp8Head.CudaPlanCountsTheFp8Buffers).
+TEST(CudaModel, Record26Fp8AllocatesWhatThePlanSays) {
+  SKIP_WITHOUT_CUDA();
+  const config::ModelConfig m = cuda_record26_fp8(true);
+  for (const DType act : {DType::f32, DType::bf16}) {
+    const model::Record26 gpu(m, Device::cuda, 3, act);
+    EXPECT_EQ(gpu.activation_bytes(), model::plan_activation_bytes(m, Device::cuda, 3, act)) << dtype_name(act);
+    EXPECT_GT(gpu.activation_bytes(), model::plan_activation_bytes(cuda_record26_fp8(false), Device::cuda, 3, act));
+  }
+}
+
 }  // namespace
 }  // namespace speedrun::test

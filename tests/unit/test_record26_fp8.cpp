@@ -183,3 +183,55 @@ TEST(Record26Fp8Head, CudaShapeRuleNamesTheKey) {
 
 }  // namespace
 }  // namespace speedrun::test
+
+namespace speedrun::test {
+namespace {
+
+size_t aligned(int64_t bytes) { return static_cast<size_t>((bytes + 63) / 64 * 64); }  // core/buffer.h Arena
+
+// The CUDA model carries the FP8 head (model/record26.cpp): the memory plan, which counts
+// without a device, is the plain head's plus the one-byte buffers of model/head.h's
+// Fp8HeadTensors (xq, wq, and for one chunk of logits rows xqt, wqt, g, gt), the chunk's row
+// count rounded down to a multiple of 16 for cuBLASLt's FP8 products. The CPU plan keeps its
+// f32 xq and wq. (That the model allocates what the plan says: CudaModel.Record26Fp8Allocates*.)
+TEST(Record26Fp8Head, CudaPlanCountsTheFp8Buffers) {
+  // Small: every row in one chunk (256 MiB of f32 logits is far more than N rows).
+  const config::ModelConfig plain = tiny(false), fp8 = tiny(true);
+  const int64_t B = 2, N = B * plain.seq_len, d = plain.d_model, V = plain.padded_vocab_size;
+  EXPECT_NO_THROW(model::check_arch_supported(fp8, Device::cuda));
+  for (DType act : {DType::f32, DType::bf16}) {
+    const size_t base = model::plan_activation_bytes(plain, Device::cuda, B, act);
+    EXPECT_EQ(model::plan_activation_bytes(fp8, Device::cuda, B, act),
+              base + aligned(N * d) + 2 * aligned(V * d) + aligned(d * N) + 2 * aligned(N * V))
+        << dtype_name(act);
+  }
+  EXPECT_EQ(model::plan_activation_bytes(fp8, Device::cpu, B, DType::f32),
+            model::plan_activation_bytes(plain, Device::cpu, B, DType::f32) + aligned(4 * N * d) + aligned(4 * V * d));
+
+  // Upstream's shapes (configs/record26.json): 256 MiB / (50304 x 4 bytes) = 1334 rows, not a
+  // multiple of 16: the FP8 chunk is 1328 rows (the plain head keeps 1334).
+  config::ModelConfig big = fp8;
+  big.n_layer = 12;
+  big.window_pattern = "LSSSLSSLSSSL";
+  big.d_model = 768;
+  big.n_head = 6;
+  big.head_dim = 128;
+  big.vocab_size = 50257;
+  big.padded_vocab_size = 50304;
+  big.doc_separator = 50256;
+  big.seq_len = 49152;
+  big.window_tokens = 1792;
+  big.attn_block_size = 128;
+  config::ModelConfig big_plain = big;
+  big_plain.fp8_head = false;
+  const int64_t Nb = big.seq_len, db = big.d_model, Vb = big.padded_vocab_size, plain_rows = 1334, rows = 1328;
+  ASSERT_EQ((int64_t{256} << 20) / (Vb * 4), plain_rows);
+  const size_t fp8_bytes = aligned(Nb * db) + 2 * aligned(Vb * db) + aligned(db * rows) + 2 * aligned(rows * Vb);
+  EXPECT_EQ(model::plan_activation_bytes(big, Device::cuda, 1, DType::bf16),
+            model::plan_activation_bytes(big_plain, Device::cuda, 1, DType::bf16) + fp8_bytes +
+                aligned(4 * rows * Vb) + aligned(2 * rows * Vb) - aligned(4 * plain_rows * Vb) -
+                aligned(2 * plain_rows * Vb));
+}
+
+}  // namespace
+}  // namespace speedrun::test
