@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a GPU session checks and measures, in one run (docs/cuda.md, "What a GPU session
-# runs"; about 8 minutes on an H200 by estimate, each section's seconds are printed):
+# runs"; more than the device tool's 10 minutes per call by estimate, so split it with the
+# --no-* flags below; each section's seconds are printed):
 #   1. binaries: the build (cmake, default preset, + the dev/cuda drivers), or the bundle packed
 #      by scripts/gpu_bundle.sh (SPEEDRUN_PREBUILT=DIR, for machines without the Debian build
 #      dependencies, such as the lent ones);
@@ -46,7 +47,11 @@
 # test_gpu_scripts.py runs it on the CPU). Environment: SPEEDRUN_PREBUILT=DIR (the bundle),
 # BUILD_DIR (the build tree whose binaries to use without a bundle: build),
 # GROUP_TIMEOUT (s, per test group, 240), BENCH_TIMEOUT (s, per bench, 300), SANITIZER_TIMEOUT
-# (s, 300), PYTHON (python3). Exit status 1 when any step failed.
+# (s, 300), PYTHON (python3), BUDGET_S (s, 540: the whole script's time; a step gets at most
+# what is left and none starts with less than 15 s, so the results are packed before the device
+# tool's 600-second limit; skipped steps say so, rc 125). Exit status 1 when any step failed.
+# Everything at once now takes more than one call by estimate (never timed): split it, e.g. one
+# call with --no-sanitizer --no-torch --no-mpi, then one with --no-tests --no-bench.
 set -u
 cd "$(dirname "$0")/.."
 dry=0 compare=0 sanitize_all=0 torch=1 train=1 tests_on=1 sanitizer=1 bench=1 mpi=1
@@ -79,6 +84,7 @@ san_timeout="${SANITIZER_TIMEOUT:-300}"
 py="${PYTHON:-python3}"
 status=0
 t_start=$SECONDS
+budget="${BUDGET_S:-540}"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 [ "$commit" != '?' ] && ! git diff --quiet HEAD 2>/dev/null && commit="$commit-dirty"
 command_line="scripts/cuda_check.sh${*:+ $*}"
@@ -94,6 +100,17 @@ step() {
     printf 'would run %-32s (%4ss): %s\n' "$name" "$limit" "$*"
     return 0
   fi
+  # The whole script stays inside BUDGET_S (the device tool kills a call at its limit, and
+  # then nothing is packed): a step gets at most what is left, and none starts with < 15 s.
+  local left=$((budget - (SECONDS - t_start)))
+  if [ "$left" -lt 15 ]; then
+    echo "skipped: BUDGET_S=$budget s spent" >"$work/$name.log"
+    status=1
+    printf '%s\t%d\t%d\t%s\n' "$name" 125 0 "$work/$name.log" >>"$work/steps.tsv"
+    printf '%-34s skipped (BUDGET_S=%ss spent)\n' "$name" "$budget"
+    return 125
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   local t0=$SECONDS
   timeout "$limit" "$@" >"$work/$name.log" 2>&1
   local rc=$?

@@ -227,18 +227,26 @@ class TestResume(CheckpointTestCase):
                                  "--set", "train.checkpoint_every=0"], env=dict(os.environ, **ENV),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         run = self.tmp / "runs" / "run"
+        # The resume logs "resumed from ..." once the checkpoint is loaded (and released); the
+        # uninterrupted run's metrics.jsonl already holds steps past 4, so it cannot say when.
+        # The process is stopped while its mappings are read, so it cannot be exiting then.
+        maps, alive = "", False
         try:
             deadline = time.time() + 120
-            while time.time() < deadline:  # training after the resume: past step 4
-                m = run / "metrics.jsonl"
-                if m.exists() and any(json.loads(l).get("step", 0) >= 4 for l in m.read_text().splitlines()
-                                      if l.strip()):
+            while time.time() < deadline and proc.poll() is None:
+                log = run / "log.txt"
+                if log.exists() and "resumed from" in log.read_text():
                     break
                 time.sleep(0.01)
-            maps = pathlib.Path(f"/proc/{proc.pid}/maps").read_text()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGSTOP)
+                alive = proc.poll() is None
+                if alive:
+                    maps = pathlib.Path(f"/proc/{proc.pid}/maps").read_text()
         finally:
             proc.kill()
-            proc.communicate(timeout=60)
+            _, err = proc.communicate(timeout=60)
+        self.assertTrue(alive, f"the resume ended before its mappings were read (exit {proc.returncode}): {err[-2000:]}")
         self.assertIn(os.path.realpath(speedrun_testing.SPEEDRUN_BIN), maps)
         self.assertNotIn("step_000002.safetensors", maps)
 

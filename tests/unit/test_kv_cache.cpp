@@ -185,12 +185,14 @@ TEST_F(KvCacheTest, GreedyEqualsArgmaxOfFullRecompute) {
   EXPECT_GE(gen.prefills, 4);  // 75 tokens through a 24-token context: restarts at 25, 37, 49, 61, 73
   std::vector<int32_t> all = prompt;
   int64_t start = 0, near_ties = 0;
+  std::vector<std::vector<float>> context_rows;  // the full recompute's last row at each step
   for (int64_t i = 0; i < N; ++i) {
     start = i == 0 ? model::context_start(0, static_cast<int64_t>(all.size()), T)
                    : model::context_start(start, static_cast<int64_t>(all.size()), T);
     const std::vector<int32_t> ctx(all.begin() + start, all.end());
     const std::vector<float> full = full_logits(g, ctx);
     const float* row = full.data() + (ctx.size() - 1) * V;
+    context_rows.emplace_back(row, row + vocab);
     const auto best = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
     if (gen.tokens[i] != best) {
       ++near_ties;
@@ -199,14 +201,23 @@ TEST_F(KvCacheTest, GreedyEqualsArgmaxOfFullRecompute) {
     all.push_back(gen.tokens[i]);
   }
   EXPECT_LE(near_ties, 1);
-  // Negative control: the same tokens are not what a greedy decoder without context (every
-  // step from the last token alone) would produce.
-  int64_t same = 0;
+  // Negative control: the context matters, so the check above is not vacuous. The logits a
+  // decoder without context would use (every step from the last token alone) are far from the
+  // full recompute's, far beyond the near-tie tolerance used above. (Comparing argmax tokens
+  // instead was flaky: a small random model's greedy output can settle into a cycle that the
+  // context-free decoder reproduces, seed 3552343314.)
+  int64_t far = 0;
   for (int64_t i = 1; i < N; ++i) {
     const std::vector<float> alone = full_logits(g, {all[prompt.size() + i - 1]});
-    same += std::max_element(alone.data(), alone.data() + vocab) - alone.data() == gen.tokens[i];
+    const std::vector<float>& with = context_rows[static_cast<size_t>(i)];
+    float diff = 0.0f, scale = 0.0f;
+    for (int64_t k = 0; k < vocab; ++k) {
+      diff = std::max(diff, std::fabs(with[static_cast<size_t>(k)] - alone[static_cast<size_t>(k)]));
+      scale = std::max(scale, std::fabs(with[static_cast<size_t>(k)]));
+    }
+    far += diff > 1e-2f * scale;
   }
-  EXPECT_LT(same, N - 10);
+  EXPECT_GE(far, N - 10);
 }
 
 TEST_F(KvCacheTest, SameSeedSameTokens) {
