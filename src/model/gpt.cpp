@@ -73,10 +73,11 @@ struct Gpt::WeightCopies {
 
   WeightCopies(Device d, const ParamLayout& layout, DType activations, DType embedding) : arena(d) {
     const bool biases = bf16_bias_copies(d, activations);
-    carve(layout, activations, embedding, biases, Gpt::storage_choice(d, activations).fused_head);
+    const bool bf16_logits = Gpt::storage_choice(d, activations).fused_head;
+    carve(layout, activations, embedding, biases, bf16_logits);
     if (arena.bytes() == 0) return;
     arena.allocate();
-    carve(layout, activations, embedding, biases);
+    carve(layout, activations, embedding, biases, bf16_logits);
   }
   void carve(const ParamLayout& layout, DType activations, DType embedding, bool biases, bool bf16_logits) {
     copy.assign(layout.params().size(), Tensor{});
