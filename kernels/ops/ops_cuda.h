@@ -75,6 +75,32 @@ RmsNormKernel rmsnorm_kernel();
 // the previous rmsnorm_kernel(). Not synchronized with RMSNorm calls on other threads.
 RmsNormKernel set_rmsnorm_kernel(RmsNormKernel kernel);
 
+// The residual add fused into the next RMSNorm's forward (ops::residual_rmsnorm_forward):
+// sum = a + b (rounded to `act`, the residual stream kept for the backward), then out =
+// (sum r) g and rstd = r over the ROUNDED sum, as residual_forward then rmsnorm_forward
+// give. a, b, sum, out (rows, channels) of type `act`; gains (channels) f32 or null; rstd
+// (rows) f32. sum may alias a or b, out may alias a or b; out must not alias sum. With
+// norm_fusion() == on and an eligible row (the one-pass kernels' rule above: C a multiple of
+// 16 / sizeof(act) up to 1024, every pointer 16-byte aligned) one kernel reads a and b once
+// and writes sum, out and rstd once (4 a bytes per element + 4 per row); anything else runs
+// residual_forward then rmsnorm_forward (whichever SPEEDRUN_RMSNORM selects).
+// NOT YET RUN ON A GPU.
+void residual_rmsnorm_forward(DType act, void* sum, void* out, float* rstd, const void* a, const void* b,
+                              const float* gains, int64_t rows, int64_t channels, float eps);
+// Whether residual_rmsnorm_forward with these (device) pointers takes the fused kernel:
+// norm_fusion() is on, `channels` fits the one-pass layout for `act`, every pointer is
+// 16-byte aligned. Tests assert it, so that a fallback cannot pass for the fused kernel.
+bool residual_rmsnorm_fuses(DType act, int64_t channels, std::initializer_list<const void*> pointers);
+// Whether model::Gpt's residual adds go through the fused kernel above. The environment
+// variable SPEEDRUN_FUSE_NORMS=1|0 (read once, at the first call; the model's storage choice
+// reads it when a model is built or planned, so a typo stops a run before it starts) chooses;
+// unset or 0 means off until the fused kernel has passed on a GPU; another value is refused
+// (UserError, naming the variable: exit status 1).
+enum class NormFusion { off, on };
+NormFusion norm_fusion();
+// Overrides the environment's choice (tests compare both); returns the previous norm_fusion().
+NormFusion set_norm_fusion(NormFusion fusion);
+
 // --- rotary (kernels/ops/rotary.cu) -----------------------------------------------------------
 void rotary_forward(DType act, void* out, const void* x, const float* cos, const float* sin, int64_t batch,
                     int64_t seq, int64_t heads, int64_t head_dim);

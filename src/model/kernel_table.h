@@ -32,6 +32,7 @@ enum class KernelOp {
   rotary_fwd,     // (rows, in = H D)
   attention_fwd,  // (B, T, H, D): rows = B T, in = H D
   residual_fwd,   // (rows, in)
+  residual_rmsnorm_fwd,  // (rows, in = d): sum = a + b and rmsnorm(sum) in one pass (SPEEDRUN_FUSE_NORMS=1)
   relu2_fwd,      // (rows, in = f)
   head_fwd,       // (rows = chunk, in = d) -> f32 logits (rows, out = V)
   cross_entropy,  // soft-capped loss + dlogits in place over (rows = chunk, out = V) f32
@@ -73,9 +74,12 @@ struct KernelRow {
 // `fused_head` and `relu2_recompute` are model::Gpt::Storage's choices: the fused head's rows
 // are the product into bf16 logits and the one-pass cross-entropy (2 a bytes per logit: read
 // once, written once; no conversion row); recompute's backward row reads f and dout and
-// writes g and dx (4 a bytes per element instead of 3 a).
+// writes g and dx (4 a bytes per element instead of 3 a). `fused_norms` (cuda::norm_fusion()):
+// the 2 L residual adds and the 2 L norms that read their sums become 2 L fused calls that
+// read a and b and write the sum and the normed row (4 a bytes per element + 4 per row for
+// rstd); the embedding's norm and layer 0's first norm stay plain rmsnorm rows.
 std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int64_t batch_seqs, DType act,
                                                DType embedding, int64_t head_chunk_rows, bool fused_head = false,
-                                               bool relu2_recompute = false);
+                                               bool relu2_recompute = false, bool fused_norms = false);
 
 }  // namespace speedrun::model

@@ -33,6 +33,15 @@ void embedding_backward(Tensor dtable, const Tensor& tokens, const Tensor& dout)
 // out = x * rstd * gains, rstd[n] = 1 / sqrt(mean_c x[n,c]^2 + eps); gains (C) or empty.
 // x, out (N, C) (out may alias x); rstd (N) is saved for the backward.
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& gains, double eps);
+// The residual add and the next norm in one call: sum = a + b (the residual stream, kept
+// for the backward), then rmsnorm_forward(out, rstd, sum, gains, eps). a, b, sum, out (N, C)
+// of one floating dtype; gains (C) or empty; rstd (N). sum may alias a or b and out may alias
+// a or b; out must not overlap sum (std::invalid_argument). CPU, and CUDA unless
+// cuda::norm_fusion() is on: residual_forward then rmsnorm_forward, bitwise. CUDA with the
+// fusion on: one kernel (kernels/ops/rmsnorm.cu; not yet run on a GPU) that computes the
+// norm from the rounded sum, as the two calls do.
+void residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a, const Tensor& b,
+                              const Tensor& gains, double eps);
 // dx = (or +=, with accumulate) d/dx; dgains += sum_n dout * x * rstd (when not empty).
 void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor& x, const Tensor& gains,
                       const Tensor& rstd, bool accumulate_dx);

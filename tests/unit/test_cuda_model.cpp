@@ -210,6 +210,26 @@ TEST(CudaModel, Bf16TrainingStepWithFusedEpiloguesMatchesCpu) {
   bf16_step_matches_cpu("f32");
 }
 
+// The whole step with SPEEDRUN_FUSE_NORMS=1: every residual add but none goes through the
+// fused residual + RMSNorm kernel (kernels/ops/rmsnorm.cu; the model's d_model is eligible,
+// asserted, so the fallback cannot stand in for it). Never run on a GPU when written. The
+// fused kernel is bitwise the unfused calls with the one-pass norm
+// (CudaOpsTest.ResidualRmsNormFusedIsTheSequenceBitwise) and differs from the legacy norm
+// only in the order of each row's sum of squares: the f32 (1e-3) and bf16 (5%) tolerances
+// above hold unchanged.
+TEST(CudaModel, TrainingStepWithFusedNormsMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  struct Scope {
+    cuda::NormFusion previous = cuda::set_norm_fusion(cuda::NormFusion::on);
+    ~Scope() { cuda::set_norm_fusion(previous); }
+  } scope;
+  const int64_t d = tiny_config().d_model;
+  ASSERT_TRUE(cuda::residual_rmsnorm_fuses(DType::bf16, d, {}));
+  ASSERT_TRUE(cuda::residual_rmsnorm_fuses(DType::f32, d, {}));
+  forward_backward_matches_cpu();
+  bf16_step_matches_cpu("f32");
+}
+
 // The bf16 model allocates what the memory plan says it will (the plan is what a run
 // checks against free memory before allocating), with each storage choice and under both
 // GEMM epilogue choices (fused adds the bf16 bias copies).
