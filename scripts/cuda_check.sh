@@ -7,12 +7,12 @@
 #   2. every CUDA test, group by group (a crash in one does not hide the others), then again with
 #      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model),
 #      SPEEDRUN_RMSNORM=fast (norm tests + the whole model), SPEEDRUN_FUSE_NORMS=1 (the fused
-#      residual + norm tests + the whole model), SPEEDRUN_HEAD=fused (cross-entropy
+#      residual + norm and QK-norm + rotary tests + the whole model), SPEEDRUN_HEAD=fused (cross-entropy
 #      tests + the whole model) and SPEEDRUN_RELU2=recompute (ReLU^2 tests + the whole model)
 #      and SPEEDRUN_GEMM_EPILOGUE=fused (linear tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm, the fused residual + RMSNorm, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
+#      RMSNorm, the fused residual + RMSNorm and QK-norm + rotary, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
 #      attention, scaled sum and dot, the FP8 head's quantization kernels and cuBLASLt
 #      products, the fused GEMM epilogues; --sanitize-all: memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast +
@@ -209,9 +209,10 @@ step test-flash-attention "$group_timeout" env SPEEDRUN_ATTENTION=flash "$tests"
   --gtest_filter='CudaOpsTest.Attention*:CudaModel.*'
 step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
   --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*'
-# The residual add fused into the next norm (every model residual add through the fused kernel).
+# The residual add fused into the next norm and QK-norm fused with rotary (the model's calls
+# through the fused kernels).
 step test-fuse-norms "$group_timeout" env SPEEDRUN_FUSE_NORMS=1 SPEEDRUN_RMSNORM=fast "$tests" \
-  --gtest_filter='CudaOpsTest.ResidualRmsNorm*:CudaOpsTest.RmsNorm*:CudaModel.*'
+  --gtest_filter='CudaOpsTest.ResidualRmsNorm*:CudaOpsTest.QkNormRotary*:CudaOpsTest.RmsNorm*:CudaModel.*'
 # The bf16 weight copies written by the optimizers' update kernels, each checked bitwise
 # against its master's conversion at every forward (model/weight_copies.h).
 step test-optimizer-copies "$group_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer SPEEDRUN_CHECK_COPIES=1 "$tests" \
@@ -241,7 +242,7 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
     step "$tool-fuse-norms" "$san_timeout" env SPEEDRUN_FUSE_NORMS=1 compute-sanitizer --tool $tool \
-      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.ResidualRmsNorm*'
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.ResidualRmsNorm*:CudaOpsTest.QkNormRotary*'
     # The update kernels writing the bf16 copies, the device loss sum, the pinned id uploads.
     step "$tool-step-kernels" "$san_timeout" compute-sanitizer --tool $tool --error-exitcode 3 "$tests" \
       --gtest_filter='CudaOptimTest.UpdateKernelsWrite*:CudaModel.LossSummed*:CudaModel.OptimizerWritten*'

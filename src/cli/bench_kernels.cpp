@@ -293,6 +293,10 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
         return [&] { ops::rotary_backward(heads(dq), heads(dq), cos, sin); };
       case KernelOp::qk_norm_bwd:
         return [&, in] { ops::qk_norm_backward(mat(dk, N, in), heads(dq).reshaped({N, in}), mat(x2, N, in), vec(qk_rstd, N * H), D); };
+      case KernelOp::qk_norm_rotary_fwd:
+        return [&] { ops::qk_norm_rotary_forward(heads(q), vec(qk_rstd, N * H), heads(x2), cos, sin, eps); };
+      case KernelOp::qk_norm_rotary_bwd:  // dx to dk (not over x2, which the fused row's x is)
+        return [&] { ops::qk_norm_rotary_backward(heads(dk), heads(dq), heads(x2), vec(qk_rstd, N * H), cos, sin); };
       case KernelOp::embedding_bwd:
         return [&, in] { ops::embedding_backward(dtable, tokens, mat(dx, N, in)); };
     }
@@ -330,7 +334,9 @@ void bench_kernels(const config::RunConfig& cfg, int timed, int warmup, const st
     const bool relu2_bwd = r.op == KernelOp::relu2_bwd || r.op == KernelOp::relu2_bwd_recompute;
     const bool linear = r.op == KernelOp::linear_fwd || r.op == KernelOp::linear_bwd;
     const std::string kernel = attention ? (act == DType::bf16 ? attention_name(attention_selected) : "simt")
-                               : r.op == KernelOp::residual_rmsnorm_fwd ? "fused"
+                               : r.op == KernelOp::residual_rmsnorm_fwd || r.op == KernelOp::qk_norm_rotary_fwd ||
+                                         r.op == KernelOp::qk_norm_rotary_bwd
+                                   ? "fused"
                                : norm      ? norm_name
                                : head      ? (storage.fused_head ? "fused" : "legacy")
                                : relu2_bwd ? (storage.relu2_recompute ? "recomp" : "legacy")

@@ -373,10 +373,9 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
     // lie at one stride: the layout's order, the arenas' carve order), else three.
     ops::linear_forward_qkv({rows(L.q, N), rows(L.k, N), rows(L.v, N)}, rows(L.h1, N),
                             {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, {bias(p.q_b), bias(p.k_b), bias(p.v_b)});
-    ops::qk_norm_forward(rows(L.qr, N), rows(L.q_rstd, N * H), rows(L.q, N), D, eps);
-    ops::qk_norm_forward(rows(L.kr, N), rows(L.k_rstd, N * H), rows(L.k, N), D, eps);
-    ops::rotary_forward(heads(L.qr), heads(L.qr), a.rope_cos, a.rope_sin);
-    ops::rotary_forward(heads(L.kr), heads(L.kr), a.rope_cos, a.rope_sin);
+    // QK-norm then rotary: one kernel each on CUDA with SPEEDRUN_FUSE_NORMS=1, else the two ops.
+    ops::qk_norm_rotary_forward(heads(L.qr), rows(L.q_rstd, N * H), heads(L.q), a.rope_cos, a.rope_sin, eps);
+    ops::qk_norm_rotary_forward(heads(L.kr), rows(L.k_rstd, N * H), heads(L.k), a.rope_cos, a.rope_sin, eps);
     ops::attention_forward(heads(L.y), rows(L.lse, B), heads(L.qr), heads(L.kr), heads(L.v), cfg_.attn_scale);
     if (sink) sink->capture(l, CapturePoint::attn_proj, rows(L.y, N));
     ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), weight(p.proj_w), bias(p.proj_b));
@@ -452,10 +451,10 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) 
     final({p.proj_w, p.proj_b});
     ops::attention_backward(heads(a.dqr), heads(a.dkr), heads(a.dv), heads(a.dy), heads(L.qr), heads(L.kr),
                             heads(L.v), heads(L.y), rows(L.lse, B), cfg_.attn_scale);
-    ops::rotary_backward(heads(a.dqr), heads(a.dqr), a.rope_cos, a.rope_sin);
-    ops::rotary_backward(heads(a.dkr), heads(a.dkr), a.rope_cos, a.rope_sin);
-    ops::qk_norm_backward(rows(a.dq, N), rows(a.dqr, N), rows(L.q, N), rows(L.q_rstd, N * H), D);
-    ops::qk_norm_backward(rows(a.dk, N), rows(a.dkr, N), rows(L.k, N), rows(L.k_rstd, N * H), D);
+    ops::qk_norm_rotary_backward(heads(a.dq), heads(a.dqr), heads(L.q), rows(L.q_rstd, N * H), a.rope_cos,
+                                 a.rope_sin);
+    ops::qk_norm_rotary_backward(heads(a.dk), heads(a.dkr), heads(L.k), rows(L.k_rstd, N * H), a.rope_cos,
+                                 a.rope_sin);
     ops::linear_backward_qkv(dh, {grad(p.q_w), grad(p.k_w), grad(p.v_w)}, {grad(p.q_b), grad(p.k_b), grad(p.v_b)},
                              {rows(a.dq, N), rows(a.dk, N), rows(a.dv, N)}, rows(L.h1, N),
                              {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, false);

@@ -30,9 +30,14 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
   rows.push_back(memory("rmsnorm fwd " + w(d), KernelOp::rmsnorm_fwd, d, fused_norms ? 2 : 2 * L + 2,
                         2 * nd * a + 4 * n));
   rows.push_back(product("linear fwd " + w(d) + "->" + w(hd) + " (q, k, v)", KernelOp::linear_fwd, d, hd, 3 * L));
-  rows.push_back(memory("qk-norm fwd " + w(m.head_dim), KernelOp::qk_norm_fwd, hd, 2 * L,
-                        2 * nhd * a + 4 * n * static_cast<double>(H)));
-  rows.push_back(memory("rotary fwd", KernelOp::rotary_fwd, hd, 2 * L, 2 * nhd * a));
+  if (fused_norms) {
+    rows.push_back(memory("qk-norm + rotary fwd " + w(m.head_dim), KernelOp::qk_norm_rotary_fwd, hd, 2 * L,
+                          2 * nhd * a + 4 * n * static_cast<double>(H)));
+  } else {
+    rows.push_back(memory("qk-norm fwd " + w(m.head_dim), KernelOp::qk_norm_fwd, hd, 2 * L,
+                          2 * nhd * a + 4 * n * static_cast<double>(H)));
+    rows.push_back(memory("rotary fwd", KernelOp::rotary_fwd, hd, 2 * L, 2 * nhd * a));
+  }
   KernelRow af{"attention fwd", KernelOp::attention_fwd, N, hd, 0, false, L, attn_fwd, 0.0};
   rows.push_back(af);
   rows.push_back(product("linear fwd " + w(hd) + "->" + w(d) + " (attn proj)", KernelOp::linear_fwd, hd, d, L));
@@ -88,9 +93,14 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
   rows.push_back(memory("rmsnorm bwd " + w(d) + " (dx +=)", KernelOp::rmsnorm_bwd, d, 2 * L, 4 * nd * a + 4 * n, true));
   rows.push_back(product("linear bwd " + w(hd) + "->" + w(d) + " (attn proj)", KernelOp::linear_bwd, hd, d, L));
   rows.push_back(KernelRow{"attention bwd", KernelOp::attention_bwd, N, hd, 0, false, L, 2.5 * attn_fwd, 0.0});
-  rows.push_back(memory("rotary bwd", KernelOp::rotary_bwd, hd, 2 * L, 2 * nhd * a));
-  rows.push_back(memory("qk-norm bwd " + w(m.head_dim), KernelOp::qk_norm_bwd, hd, 2 * L,
-                        3 * nhd * a + 4 * n * static_cast<double>(H)));
+  if (fused_norms) {
+    rows.push_back(memory("rotary + qk-norm bwd " + w(m.head_dim), KernelOp::qk_norm_rotary_bwd, hd, 2 * L,
+                          3 * nhd * a + 4 * n * static_cast<double>(H)));
+  } else {
+    rows.push_back(memory("rotary bwd", KernelOp::rotary_bwd, hd, 2 * L, 2 * nhd * a));
+    rows.push_back(memory("qk-norm bwd " + w(m.head_dim), KernelOp::qk_norm_bwd, hd, 2 * L,
+                          3 * nhd * a + 4 * n * static_cast<double>(H)));
+  }
   rows.push_back(product("linear bwd " + w(d) + "->" + w(hd) + " (q, k, v)", KernelOp::linear_bwd, d, hd, 3 * L));
   rows.push_back(memory("embedding bwd", KernelOp::embedding_bwd, d, 1, nd * a + 2 * nd * 4 + 4 * n));
   return rows;

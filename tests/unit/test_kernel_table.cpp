@@ -73,7 +73,8 @@ TEST(KernelTable, EveryOpOfAMicroBatchOnce) {
   // the fused residual + norm (FusedNormRows).
   EXPECT_EQ(seen.size(), static_cast<size_t>(KernelOp::embedding_bwd) + 1 - 3);
   EXPECT_EQ(seen.count(KernelOp::cross_entropy_fused) + seen.count(KernelOp::relu2_bwd_recompute) +
-                seen.count(KernelOp::residual_rmsnorm_fwd),
+                seen.count(KernelOp::residual_rmsnorm_fwd) + seen.count(KernelOp::qk_norm_rotary_fwd) +
+                seen.count(KernelOp::qk_norm_rotary_bwd),
             0u);
   EXPECT_EQ(rmsnorm_fwd, 2 * L + 2);  // norm_in, two per block, the final norm
   EXPECT_EQ(rmsnorm_bwd, 2 * L + 2);
@@ -140,8 +141,24 @@ TEST(KernelTable, FusedNormRows) {
     for (const auto& r : rows) b += r.count * r.bytes;
     return b;
   };
-  EXPECT_DOUBLE_EQ(total_bytes(plain) - total_bytes(fused), 2.0 * L * nd * 2);
-  EXPECT_EQ(fused.size(), plain.size());
+  // QK-norm + rotary: one row each way instead of two; the rotary passes' bytes are saved.
+  const int64_t hd = m.attn_dim(), H = m.n_head;
+  const double nhd = static_cast<double>(N) * static_cast<double>(hd), heads = static_cast<double>(N * H);
+  for (KernelOp gone : {KernelOp::qk_norm_fwd, KernelOp::rotary_fwd, KernelOp::rotary_bwd, KernelOp::qk_norm_bwd})
+    EXPECT_EQ(find(fused, gone), nullptr) << static_cast<int>(gone);
+  const model::KernelRow* qf = find(fused, KernelOp::qk_norm_rotary_fwd);
+  const model::KernelRow* qb = find(fused, KernelOp::qk_norm_rotary_bwd);
+  ASSERT_NE(qf, nullptr);
+  ASSERT_NE(qb, nullptr);
+  EXPECT_EQ(qf->count, 2.0 * L);
+  EXPECT_EQ(qb->count, 2.0 * L);
+  EXPECT_DOUBLE_EQ(qf->bytes, 2 * nhd * 2 + 4 * heads);
+  EXPECT_DOUBLE_EQ(qb->bytes, 3 * nhd * 2 + 4 * heads);
+  EXPECT_EQ(find(plain, KernelOp::qk_norm_rotary_fwd), nullptr);
+  // Saved per micro-batch: the norm's re-read of each residual sum (2 L N d a) and both
+  // rotary passes each way (2 x 2 L x 2 N hd a).
+  EXPECT_DOUBLE_EQ(total_bytes(plain) - total_bytes(fused), 2.0 * L * nd * 2 + 2 * (2.0 * L * 2 * nhd * 2));
+  EXPECT_EQ(fused.size() + 2, plain.size());
 }
 
 // model.fp8_head (record #26): the head rows are the FP8 ones, rated against the FP8 ceiling,
