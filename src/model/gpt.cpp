@@ -243,8 +243,9 @@ Gpt::Storage Gpt::storage_choice(Device device, DType activations) {
   const bool fused = cuda::head_kernel() == cuda::HeadKernel::fused;
   s.fused_head = fused && activations == DType::bf16;
   s.relu2_recompute = cuda::relu2_storage() == cuda::Relu2Storage::recompute;
-  // Stores nothing different (forward_trunk calls ops::residual_rmsnorm_forward either way);
-  // read here so that a typo in SPEEDRUN_FUSE_NORMS stops a run (and validate-config's plan).
+  // Stores nothing different (the trunk calls ops::residual_rmsnorm_forward and
+  // ops::qk_norm_rotary_forward/backward either way, fused or not); read here so that a typo
+  // in SPEEDRUN_FUSE_NORMS stops a run (and validate-config's plan).
   static_cast<void>(cuda::norm_fusion());
   return s;
 }
