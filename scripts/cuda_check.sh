@@ -7,12 +7,13 @@
 #      dependencies, such as the lent ones);
 #   2. every CUDA test, group by group (a crash in one does not hide the others), then again with
 #      the opt-in kernels: SPEEDRUN_ATTENTION=flash (attention tests + the whole model),
-#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model), SPEEDRUN_HEAD=fused (cross-entropy
+#      SPEEDRUN_RMSNORM=fast (norm tests + the whole model), SPEEDRUN_FUSE_NORMS=1 (the fused
+#      residual + norm and QK-norm + rotary tests + the whole model), SPEEDRUN_HEAD=fused (cross-entropy
 #      tests + the whole model) and SPEEDRUN_RELU2=recompute (ReLU^2 tests + the whole model)
 #      and SPEEDRUN_GEMM_EPILOGUE=fused (linear tests + the whole model);
 #   3. the kernel drivers dev/cuda/dev_* (checks against fp64 references, timing tables);
 #   4. compute-sanitizer memcheck and racecheck on the new kernels (flash attention, one-pass
-#      RMSNorm, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
+#      RMSNorm, the fused residual + RMSNorm and QK-norm + rotary, the one-pass cross-entropy, the recomputing ReLU^2 backward, record #26's masked
 #      attention, scaled sum and dot, the FP8 head's quantization kernels and cuBLASLt
 #      products, the fused GEMM epilogues; --sanitize-all: memcheck over every CUDA test too);
 #   5. `speedrun bench --kernels` (the per-op table) with the default kernels, with flash + fast +
@@ -199,7 +200,7 @@ section "CUDA tests (default kernels)"
 # Test names, not files: CudaOpsTest cases live in tests/unit/ops/test_<op>.cpp, CudaModel in
 # test_cuda_model.cpp, CudaOptimTest in test_cuda_optim.cpp.
 groups=(
-  'ops-elementwise:CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
+  'ops-elementwise:CudaOpsTest.Relu2*:CudaOpsTest.RmsNorm*:CudaOpsTest.ResidualRmsNorm*:CudaOpsTest.QkNorm*:CudaOpsTest.Rotary*:CudaOpsTest.Convert*'
   'ops-embedding:CudaOpsTest.Embedding*'
   'ops-cross-entropy:CudaOpsTest.SoftcapCrossEntropy*'
   'ops-linear:CudaOpsTest.Linear*'
@@ -226,6 +227,10 @@ step test-flash-attention "$group_timeout" env SPEEDRUN_ATTENTION=flash "$tests"
   --gtest_filter='CudaOpsTest.Attention*:CudaModel.*'
 step test-rmsnorm-fast "$group_timeout" env SPEEDRUN_RMSNORM=fast "$tests" \
   --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*:CudaModel.*'
+# The residual add fused into the next norm and QK-norm fused with rotary (the model's calls
+# through the fused kernels).
+step test-fuse-norms "$group_timeout" env SPEEDRUN_FUSE_NORMS=1 SPEEDRUN_RMSNORM=fast "$tests" \
+  --gtest_filter='CudaOpsTest.ResidualRmsNorm*:CudaOpsTest.QkNormRotary*:CudaOpsTest.RmsNorm*:CudaModel.*'
 # The bf16 weight copies written by the optimizers' update kernels, each checked bitwise
 # against its master's conversion at every forward (model/weight_copies.h).
 step test-optimizer-copies "$group_timeout" env SPEEDRUN_WEIGHT_COPIES=optimizer SPEEDRUN_CHECK_COPIES=1 "$tests" \
@@ -259,6 +264,8 @@ if command -v compute-sanitizer >/dev/null || [ "$dry" = 1 ]; then
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.Attention*'
     step "$tool-rmsnorm-fast" "$san_timeout" env SPEEDRUN_RMSNORM=fast compute-sanitizer --tool $tool \
       --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.RmsNorm*:CudaOpsTest.QkNorm*'
+    step "$tool-fuse-norms" "$san_timeout" env SPEEDRUN_FUSE_NORMS=1 compute-sanitizer --tool $tool \
+      --error-exitcode 3 "$tests" --gtest_filter='CudaOpsTest.ResidualRmsNorm*:CudaOpsTest.QkNormRotary*'
     # The update kernels writing the bf16 copies, the device loss sum, the pinned id uploads.
     step "$tool-step-kernels" "$san_timeout" compute-sanitizer --tool $tool --error-exitcode 3 "$tests" \
       --gtest_filter='CudaOptimTest.UpdateKernelsWrite*:CudaModel.LossSummed*:CudaModel.OptimizerWritten*'
@@ -292,8 +299,8 @@ track3=configs/track3-muon.json
 step bench-kernels "$bench_timeout" "$speedrun" bench "$track3" --kernels --device cuda --steps 10 --warmup 3 \
   --json "$work/bench_kernels.json"
 # The opt-in run selects every opt-in kernel set (its JSON names each: attention_kernel,
-# rmsnorm_kernel, gemm_epilogue); the file names keep their earlier "flash_fast".
-optin=(SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast SPEEDRUN_GEMM_EPILOGUE=fused)
+# rmsnorm_kernel, norm_fusion, gemm_epilogue); the file names keep their earlier "flash_fast".
+optin=(SPEEDRUN_ATTENTION=flash SPEEDRUN_RMSNORM=fast SPEEDRUN_FUSE_NORMS=1 SPEEDRUN_GEMM_EPILOGUE=fused)
 step bench-kernels-flash-fast "$bench_timeout" env "${optin[@]}" "$speedrun" bench \
   "$track3" --kernels --device cuda --steps 10 --warmup 3 --json "$work/bench_kernels_flash_fast.json"
 step bench-kernels-head-relu2 "$bench_timeout" env SPEEDRUN_HEAD=fused SPEEDRUN_RELU2=recompute "$speedrun" bench \

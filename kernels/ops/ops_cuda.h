@@ -75,11 +75,54 @@ RmsNormKernel rmsnorm_kernel();
 // the previous rmsnorm_kernel(). Not synchronized with RMSNorm calls on other threads.
 RmsNormKernel set_rmsnorm_kernel(RmsNormKernel kernel);
 
+// The residual add fused into the next RMSNorm's forward (ops::residual_rmsnorm_forward):
+// sum = a + b (rounded to `act`, the residual stream kept for the backward), then out =
+// (sum r) g and rstd = r over the ROUNDED sum, as residual_forward then rmsnorm_forward
+// give. a, b, sum, out (rows, channels) of type `act`; gains (channels) f32 or null; rstd
+// (rows) f32. sum may alias a or b, out may alias a or b; out must not alias sum. With
+// norm_fusion() == on and an eligible row (the one-pass kernels' rule above: C a multiple of
+// 16 / sizeof(act) up to 1024, every pointer 16-byte aligned) one kernel reads a and b once
+// and writes sum, out and rstd once (4 a bytes per element + 4 per row); anything else runs
+// residual_forward then rmsnorm_forward (whichever SPEEDRUN_RMSNORM selects).
+// NOT YET RUN ON A GPU.
+void residual_rmsnorm_forward(DType act, void* sum, void* out, float* rstd, const void* a, const void* b,
+                              const float* gains, int64_t rows, int64_t channels, float eps);
+// Whether residual_rmsnorm_forward with these (device) pointers takes the fused kernel:
+// norm_fusion() is on, `channels` fits the one-pass layout for `act`, every pointer is
+// 16-byte aligned. Tests assert it, so that a fallback cannot pass for the fused kernel.
+bool residual_rmsnorm_fuses(DType act, int64_t channels, std::initializer_list<const void*> pointers);
+// Whether model::Gpt's residual adds go through the fused kernel above (and its QK-norm and
+// rotary through the fused kernels of kernels/ops/qk_norm_rotary.cu, below). The environment
+// variable SPEEDRUN_FUSE_NORMS=1|0 (read once, at the first call; the model's storage choice
+// reads it when a model is built or planned, so a typo stops a run before it starts) chooses;
+// unset or 0 means off until the fused kernel has passed on a GPU; another value is refused
+// (UserError, naming the variable: exit status 1).
+enum class NormFusion { off, on };
+NormFusion norm_fusion();
+// Overrides the environment's choice (tests compare both); returns the previous norm_fusion().
+NormFusion set_norm_fusion(NormFusion fusion);
+
 // --- rotary (kernels/ops/rotary.cu) -----------------------------------------------------------
 void rotary_forward(DType act, void* out, const void* x, const float* cos, const float* sin, int64_t batch,
                     int64_t seq, int64_t heads, int64_t head_dim);
 void rotary_backward(DType act, void* dx, const void* dout, const float* cos, const float* sin, int64_t batch,
                      int64_t seq, int64_t heads, int64_t head_dim);
+
+// --- QK-norm fused with rotary (kernels/ops/qk_norm_rotary.cu) -------------------------------
+// x, out, dout, dx (B, T, H, D) of type `act`; rstd (B T H) f32; cos, sin f32 tables with rows
+// of D / 2 (rotary_forward's). Forward: rstd = 1 / sqrt(mean(x^2) + eps) per head row, n = x
+// rstd rounded to act, out = rotary(n); backward: u = rotary^T(dout) rounded to act, dx =
+// rstd u - rstd^3 x (u . x) / D. The intermediate roundings are those of the unfused
+// qk_norm + rotary kernels. out may alias x; dx may alias dout or x. head_dim 64 or 128 only
+// (std::invalid_argument otherwise). Used by ops::qk_norm_rotary_forward/backward when
+// qk_norm_rotary_fuses(head_dim): norm_fusion() is on and head_dim is 64 or 128.
+// NOT YET RUN ON A GPU.
+bool qk_norm_rotary_fuses(int64_t head_dim);
+void qk_norm_rotary_forward(DType act, void* out, float* rstd, const void* x, const float* cos, const float* sin,
+                            int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, float eps);
+void qk_norm_rotary_backward(DType act, void* dx, const void* dout, const void* x, const float* rstd,
+                             const float* cos, const float* sin, int64_t batch, int64_t seq, int64_t heads,
+                             int64_t head_dim);
 
 // --- embedding (kernels/ops/embedding.cu) -----------------------------------------------------
 // out (rows, channels) of type `act`; table (vocab, channels) of type `table_type`

@@ -2,6 +2,8 @@
 // over rows of head_dim), forward and backward. Two sets of kernels, chosen per call by
 // rmsnorm_kernel() (kernels/ops/ops_cuda.h; SPEEDRUN_RMSNORM=legacy|fast, read once): the
 // one-pass kernels (described below, before their code) and the legacy ones here.
+// residual_rmsnorm_forward fuses the residual add into the one-pass forward
+// (SPEEDRUN_FUSE_NORMS=1; kernel residual_rmsnorm_forward_rows, not yet run on a GPU).
 //
 // Legacy launch shape: one warp per row, 8 rows (256 threads) per block, grid ceil(rows / 8).
 // The model's rows have 768 (d_model) or 128 / 64 (head_dim) elements: a warp covers a row
@@ -253,6 +255,85 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_forward_rows(typename L::T* 
   }
 }
 
+// The residual add fused into this forward (cuda::residual_rmsnorm_forward): the layout and
+// the reduction of rmsnorm_forward_rows, over s = a + b computed in fp32 and rounded to T
+// on the spot (Vec16::pack: round to nearest even, as residual_forward's kernel). The sum
+// of squares, out and rstd are then computed from the rounded s exactly as
+// rmsnorm_forward_rows computes them from x, so for the same inputs this kernel's sum, out
+// and rstd are bitwise those of residual_forward then the one-pass forward (a CUDA test
+// checks it). Aliasing: each element of a, b is read by one lane before that lane writes
+// the same element of sum or out, so sum or out may alias a or b. NOT YET RUN ON A GPU.
+template <class L>
+__global__ void __launch_bounds__(kThreads) residual_rmsnorm_forward_rows(
+    typename L::T* sum, typename L::T* out, float* rstd, const typename L::T* a, const typename L::T* b,
+    const float* gains, int64_t rows, int channels, float eps) {
+  using IO = Vec16<typename L::T>;
+  const LanePlace<L> at;
+  float g[L::N][L::V];
+  load_gains<L>(g, gains, at, channels);
+  const int64_t step = static_cast<int64_t>(gridDim.x) * L::kRowsPerBlockStep;
+  for (int64_t base = (static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * L::kRowsPerWarpStep;
+       base < rows; base += step) {
+    uint4 raw_a[L::R][L::N], raw_b[L::R][L::N];
+#pragma unroll
+    for (int rr = 0; rr < L::R; ++rr) {
+      const int64_t row = base + rr * L::kGroupsPerWarp + at.gi;
+#pragma unroll
+      for (int j = 0; j < L::N; ++j) {
+        const int c0 = at.channel(j);
+        const bool load = row < rows && c0 < channels;
+        const int64_t off = row * channels + c0;
+        raw_a[rr][j] = load ? *reinterpret_cast<const uint4*>(a + off) : make_uint4(0u, 0u, 0u, 0u);
+        raw_b[rr][j] = load ? *reinterpret_cast<const uint4*>(b + off) : make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+    // raw_a becomes the rounded sum (zeros stay zeros where masked).
+#pragma unroll
+    for (int rr = 0; rr < L::R; ++rr) {
+#pragma unroll
+      for (int j = 0; j < L::N; ++j) {
+        float va[L::V], vb[L::V];
+        IO::unpack(raw_a[rr][j], va);
+        IO::unpack(raw_b[rr][j], vb);
+#pragma unroll
+        for (int k = 0; k < L::V; ++k) va[k] += vb[k];
+        raw_a[rr][j] = IO::pack(va);
+      }
+    }
+    float r[L::R];
+#pragma unroll
+    for (int rr = 0; rr < L::R; ++rr) {
+      float ss = 0.0f;
+#pragma unroll
+      for (int j = 0; j < L::N; ++j) {
+        float v[L::V];
+        IO::unpack(raw_a[rr][j], v);
+#pragma unroll
+        for (int k = 0; k < L::V; ++k) ss += v[k] * v[k];
+      }
+      r[rr] = group_sum<L::G>(ss);
+    }
+#pragma unroll
+    for (int rr = 0; rr < L::R; ++rr) {
+      const int64_t row = base + rr * L::kGroupsPerWarp + at.gi;
+      if (row >= rows) continue;
+      const float rs = 1.0f / sqrtf(r[rr] / static_cast<float>(channels) + eps);
+      if (at.gl == 0) rstd[row] = rs;
+#pragma unroll
+      for (int j = 0; j < L::N; ++j) {
+        const int c0 = at.channel(j);
+        if (c0 >= channels) continue;
+        *reinterpret_cast<uint4*>(sum + row * channels + c0) = raw_a[rr][j];
+        float v[L::V];
+        IO::unpack(raw_a[rr][j], v);
+#pragma unroll
+        for (int k = 0; k < L::V; ++k) v[k] = (v[k] * rs) * g[j][k];
+        *reinterpret_cast<uint4*>(out + row * channels + c0) = IO::pack(v);
+      }
+    }
+  }
+}
+
 // dgains_partial: null, or (gridDim.x, channels) f32 that receives the block's sums; it then
 // needs sizeof(float) * kGroupsPerBlock * channels bytes of dynamic shared memory.
 template <class L>
@@ -417,6 +498,18 @@ void forward_rows(void* out, float* rstd, const void* x, const float* gains, int
 }
 
 template <class L>
+void residual_forward_rows(void* sum, void* out, float* rstd, const void* a, const void* b, const float* gains,
+                           int64_t rows, int channels, float eps) {
+  using T = typename L::T;
+  static const int per_sm = resident_blocks(residual_rmsnorm_forward_rows<L>, 0);
+  const unsigned blocks = persistent_grid(rows, L::kRowsPerBlockStep, per_sm);
+  residual_rmsnorm_forward_rows<L><<<blocks, kThreads, 0, stream()>>>(
+      static_cast<T*>(sum), static_cast<T*>(out), rstd, static_cast<const T*>(a), static_cast<const T*>(b), gains,
+      rows, channels, eps);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class L>
 void backward_rows(void* dx, float* dgains, const void* dout, const void* x, const float* gains, const float* rstd,
                    int64_t rows, int channels, bool accumulate_dx) {
   using T = typename L::T;
@@ -480,6 +573,16 @@ RmsNormKernel kernel_from_environment() {
 
 int kernel_override = -1;  // -1: none; else a RmsNormKernel
 
+NormFusion fusion_from_environment() {
+  const char* value = std::getenv("SPEEDRUN_FUSE_NORMS");
+  const std::string v = value ? value : "";
+  if (v.empty() || v == "0") return NormFusion::off;
+  if (v == "1") return NormFusion::on;
+  throw UserError("SPEEDRUN_FUSE_NORMS=" + v + ": expected 1, 0 or nothing (environment variable)");
+}
+
+int fusion_override = -1;  // -1: none; else a NormFusion
+
 }  // namespace
 
 RmsNormKernel rmsnorm_kernel() {
@@ -507,6 +610,44 @@ void rmsnorm_forward(DType act, void* out, float* rstd, const void* x, const flo
         static_cast<T*>(out), rstd, static_cast<const T*>(x), gains, rows, channels, eps);
     CUDA_CHECK_LAUNCH();
   });
+}
+
+NormFusion norm_fusion() {
+  static const NormFusion from_environment = fusion_from_environment();
+  return fusion_override < 0 ? from_environment : static_cast<NormFusion>(fusion_override);
+}
+
+NormFusion set_norm_fusion(NormFusion fusion) {
+  const NormFusion previous = norm_fusion();
+  fusion_override = static_cast<int>(fusion);
+  return previous;
+}
+
+bool residual_rmsnorm_fuses(DType act, int64_t channels, std::initializer_list<const void*> pointers) {
+  if (norm_fusion() != NormFusion::on) return false;
+  for (const void* p : pointers) {
+    if (!aligned16(p)) return false;
+  }
+  bool fits = false;
+  with_act(act, "residual_rmsnorm_forward", [&]<class T>(std::type_identity<T>) {
+    fits = with_layout<T>(channels, [](auto) {});
+  });
+  return fits;
+}
+
+void residual_rmsnorm_forward(DType act, void* sum, void* out, float* rstd, const void* a, const void* b,
+                              const float* gains, int64_t rows, int64_t channels, float eps) {
+  if (rows <= 0) return;
+  if (residual_rmsnorm_fuses(act, channels, {sum, out, a, b})) {
+    with_act(act, "residual_rmsnorm_forward", [&]<class T>(std::type_identity<T>) {
+      with_layout<T>(channels, [&]<class L>(L) {
+        residual_forward_rows<L>(sum, out, rstd, a, b, gains, rows, static_cast<int>(channels), eps);
+      });
+    });
+    return;
+  }
+  residual_forward(act, sum, a, b, rows * channels);
+  rmsnorm_forward(act, out, rstd, sum, gains, rows, channels, eps);
 }
 
 void rmsnorm_backward(DType act, void* dx, float* dgains, const void* dout, const void* x, const float* gains,

@@ -247,6 +247,10 @@ Gpt::Storage Gpt::storage_choice(Device device, DType activations) {
   const bool fused = cuda::head_kernel() == cuda::HeadKernel::fused;
   s.fused_head = fused && activations == DType::bf16;
   s.relu2_recompute = cuda::relu2_storage() == cuda::Relu2Storage::recompute;
+  // Stores nothing different (the trunk calls ops::residual_rmsnorm_forward and
+  // ops::qk_norm_rotary_forward/backward either way, fused or not); read here so that a typo
+  // in SPEEDRUN_FUSE_NORMS stops a run (and validate-config's plan).
+  static_cast<void>(cuda::norm_fusion());
   return s;
 }
 
@@ -362,25 +366,28 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
   refresh_weight_copies();
   ops::embedding_forward(rows(a.x0, N), tokens, weight(a.embed));
   ops::rmsnorm_forward(rows(a.resid[0], N), rows(a.rstd0, N), rows(a.x0, N), param(a.norm_in), eps);
+  // Each residual add goes with the norm that reads its sum (ops::residual_rmsnorm_forward:
+  // one kernel on CUDA with SPEEDRUN_FUSE_NORMS=1, else the two ops): x_mid with norm2, and
+  // resid[l+1] with the next layer's norm1 (or the final norm). Layer 0's norm1 stands alone.
+  ops::rmsnorm_forward(rows(a.layers[0].h1, N), rows(a.layers[0].rstd1, N), rows(a.resid[0], N),
+                       param(a.blocks[0].norm1), eps);
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     Activations::Layer& L = a.layers[l];
     const BlockParams& p = a.blocks[l];
     const Tensor x = rows(a.resid[l], N);
-    ops::rmsnorm_forward(rows(L.h1, N), rows(L.rstd1, N), x, param(p.norm1), eps);
     if (sink) sink->capture(l, CapturePoint::attn_qkv, rows(L.h1, N));
     // One product on CUDA with the fused epilogues (q, k, v and their weights and biases each
     // lie at one stride: the layout's order, the arenas' carve order), else three.
     ops::linear_forward_qkv({rows(L.q, N), rows(L.k, N), rows(L.v, N)}, rows(L.h1, N),
                             {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, {bias(p.q_b), bias(p.k_b), bias(p.v_b)});
-    ops::qk_norm_forward(rows(L.qr, N), rows(L.q_rstd, N * H), rows(L.q, N), D, eps);
-    ops::qk_norm_forward(rows(L.kr, N), rows(L.k_rstd, N * H), rows(L.k, N), D, eps);
-    ops::rotary_forward(heads(L.qr), heads(L.qr), a.rope_cos, a.rope_sin);
-    ops::rotary_forward(heads(L.kr), heads(L.kr), a.rope_cos, a.rope_sin);
+    // QK-norm then rotary: one kernel each on CUDA with SPEEDRUN_FUSE_NORMS=1, else the two ops.
+    ops::qk_norm_rotary_forward(heads(L.qr), rows(L.q_rstd, N * H), heads(L.q), a.rope_cos, a.rope_sin, eps);
+    ops::qk_norm_rotary_forward(heads(L.kr), rows(L.k_rstd, N * H), heads(L.k), a.rope_cos, a.rope_sin, eps);
     ops::attention_forward(heads(L.y), rows(L.lse, B), heads(L.qr), heads(L.kr), heads(L.v), cfg_.attn_scale);
     if (sink) sink->capture(l, CapturePoint::attn_proj, rows(L.y, N));
     ops::linear_forward(rows(a.tmp_d, N), rows(L.y, N), weight(p.proj_w), bias(p.proj_b));
-    ops::residual_forward(rows(L.x_mid, N), x, rows(a.tmp_d, N));
-    ops::rmsnorm_forward(rows(L.h2, N), rows(L.rstd2, N), rows(L.x_mid, N), param(p.norm2), eps);
+    ops::residual_rmsnorm_forward(rows(L.x_mid, N), rows(L.h2, N), rows(L.rstd2, N), x, rows(a.tmp_d, N),
+                                  param(p.norm2), eps);
     if (sink) sink->capture(l, CapturePoint::mlp_fc, rows(L.h2, N));
     ops::linear_forward(rows(L.f, N), rows(L.h2, N), weight(p.fc_w), bias(p.fc_b));
     // With relu2_recompute, g goes to the backward's dfg scratch (unused in the forward).
@@ -388,9 +395,11 @@ void Gpt::forward_trunk(const Tensor& tokens, int64_t B, LayerInputSink* sink) {
     ops::relu2_forward(g, rows(L.f, N));
     if (sink) sink->capture(l, CapturePoint::mlp_proj, g);
     ops::linear_forward(rows(a.tmp_d, N), g, weight(p.mproj_w), bias(p.mproj_b));
-    ops::residual_forward(rows(a.resid[l + 1], N), rows(L.x_mid, N), rows(a.tmp_d, N));
+    const bool last = l + 1 == cfg_.n_layer;
+    ops::residual_rmsnorm_forward(rows(a.resid[l + 1], N), rows(last ? a.hf : a.layers[l + 1].h1, N),
+                                  rows(last ? a.rstd_f : a.layers[l + 1].rstd1, N), rows(L.x_mid, N),
+                                  rows(a.tmp_d, N), param(last ? a.norm_out : a.blocks[l + 1].norm1), eps);
   }
-  ops::rmsnorm_forward(rows(a.hf, N), rows(a.rstd_f, N), rows(a.resid[cfg_.n_layer], N), param(a.norm_out), eps);
 }
 
 double Gpt::head_loss(const Tensor& targets, int64_t B, bool backward) {
@@ -449,10 +458,10 @@ void Gpt::backward_trunk(const Tensor& tokens, int64_t B, GradReadySink* ready) 
     final({p.proj_w, p.proj_b});
     ops::attention_backward(heads(a.dqr), heads(a.dkr), heads(a.dv), heads(a.dy), heads(L.qr), heads(L.kr),
                             heads(L.v), heads(L.y), rows(L.lse, B), cfg_.attn_scale);
-    ops::rotary_backward(heads(a.dqr), heads(a.dqr), a.rope_cos, a.rope_sin);
-    ops::rotary_backward(heads(a.dkr), heads(a.dkr), a.rope_cos, a.rope_sin);
-    ops::qk_norm_backward(rows(a.dq, N), rows(a.dqr, N), rows(L.q, N), rows(L.q_rstd, N * H), D);
-    ops::qk_norm_backward(rows(a.dk, N), rows(a.dkr, N), rows(L.k, N), rows(L.k_rstd, N * H), D);
+    ops::qk_norm_rotary_backward(heads(a.dq), heads(a.dqr), heads(L.q), rows(L.q_rstd, N * H), a.rope_cos,
+                                 a.rope_sin);
+    ops::qk_norm_rotary_backward(heads(a.dk), heads(a.dkr), heads(L.k), rows(L.k_rstd, N * H), a.rope_cos,
+                                 a.rope_sin);
     ops::linear_backward_qkv(dh, {grad(p.q_w), grad(p.k_w), grad(p.v_w)}, {grad(p.q_b), grad(p.k_b), grad(p.v_b)},
                              {rows(a.dq, N), rows(a.dk, N), rows(a.dv, N)}, rows(L.h1, N),
                              {weight(p.q_w), weight(p.k_w), weight(p.v_w)}, false);

@@ -5,7 +5,8 @@
 namespace speedrun::model {
 
 std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int64_t B, DType act, DType embedding,
-                                               int64_t chunk, bool fused_head, bool relu2_recompute) {
+                                               int64_t chunk, bool fused_head, bool relu2_recompute,
+                                               bool fused_norms) {
   if (B < 1 || chunk < 1 || m.n_layer < 1) throw std::invalid_argument("micro_batch_kernel_rows: sizes must be >= 1");
   const int64_t T = m.seq_len, N = B * T, d = m.d_model, hd = m.attn_dim(), f = m.mlp_hidden(), H = m.n_head;
   const int64_t V = m.padded_vocab_size;
@@ -26,15 +27,25 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
   // forward_trunk
   rows.push_back(memory("embedding fwd", KernelOp::embedding_fwd, d, 1,
                         nd * static_cast<double>(dtype_size(embedding)) + nd * a + 4 * n));
-  rows.push_back(memory("rmsnorm fwd " + w(d), KernelOp::rmsnorm_fwd, d, 2 * L + 2, 2 * nd * a + 4 * n));
+  rows.push_back(memory("rmsnorm fwd " + w(d), KernelOp::rmsnorm_fwd, d, fused_norms ? 2 : 2 * L + 2,
+                        2 * nd * a + 4 * n));
   rows.push_back(product("linear fwd " + w(d) + "->" + w(hd) + " (q, k, v)", KernelOp::linear_fwd, d, hd, 3 * L));
-  rows.push_back(memory("qk-norm fwd " + w(m.head_dim), KernelOp::qk_norm_fwd, hd, 2 * L,
-                        2 * nhd * a + 4 * n * static_cast<double>(H)));
-  rows.push_back(memory("rotary fwd", KernelOp::rotary_fwd, hd, 2 * L, 2 * nhd * a));
+  if (fused_norms) {
+    rows.push_back(memory("qk-norm + rotary fwd " + w(m.head_dim), KernelOp::qk_norm_rotary_fwd, hd, 2 * L,
+                          2 * nhd * a + 4 * n * static_cast<double>(H)));
+  } else {
+    rows.push_back(memory("qk-norm fwd " + w(m.head_dim), KernelOp::qk_norm_fwd, hd, 2 * L,
+                          2 * nhd * a + 4 * n * static_cast<double>(H)));
+    rows.push_back(memory("rotary fwd", KernelOp::rotary_fwd, hd, 2 * L, 2 * nhd * a));
+  }
   KernelRow af{"attention fwd", KernelOp::attention_fwd, N, hd, 0, false, L, attn_fwd, 0.0};
   rows.push_back(af);
   rows.push_back(product("linear fwd " + w(hd) + "->" + w(d) + " (attn proj)", KernelOp::linear_fwd, hd, d, L));
-  rows.push_back(memory("residual add", KernelOp::residual_fwd, d, 2 * L, 3 * nd * a));
+  if (fused_norms)
+    rows.push_back(memory("residual add + rmsnorm fwd " + w(d), KernelOp::residual_rmsnorm_fwd, d, 2 * L,
+                          4 * nd * a + 4 * n));
+  else
+    rows.push_back(memory("residual add", KernelOp::residual_fwd, d, 2 * L, 3 * nd * a));
   rows.push_back(product("linear fwd " + w(d) + "->" + w(f) + " (mlp fc)", KernelOp::linear_fwd, d, f, L));
   rows.push_back(memory("relu^2 fwd", KernelOp::relu2_fwd, f, L, 2 * nf * a));
   rows.push_back(product("linear fwd " + w(f) + "->" + w(d) + " (mlp proj)", KernelOp::linear_fwd, f, d, L));
@@ -82,9 +93,14 @@ std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int
   rows.push_back(memory("rmsnorm bwd " + w(d) + " (dx +=)", KernelOp::rmsnorm_bwd, d, 2 * L, 4 * nd * a + 4 * n, true));
   rows.push_back(product("linear bwd " + w(hd) + "->" + w(d) + " (attn proj)", KernelOp::linear_bwd, hd, d, L));
   rows.push_back(KernelRow{"attention bwd", KernelOp::attention_bwd, N, hd, 0, false, L, 2.5 * attn_fwd, 0.0});
-  rows.push_back(memory("rotary bwd", KernelOp::rotary_bwd, hd, 2 * L, 2 * nhd * a));
-  rows.push_back(memory("qk-norm bwd " + w(m.head_dim), KernelOp::qk_norm_bwd, hd, 2 * L,
-                        3 * nhd * a + 4 * n * static_cast<double>(H)));
+  if (fused_norms) {
+    rows.push_back(memory("rotary + qk-norm bwd " + w(m.head_dim), KernelOp::qk_norm_rotary_bwd, hd, 2 * L,
+                          3 * nhd * a + 4 * n * static_cast<double>(H)));
+  } else {
+    rows.push_back(memory("rotary bwd", KernelOp::rotary_bwd, hd, 2 * L, 2 * nhd * a));
+    rows.push_back(memory("qk-norm bwd " + w(m.head_dim), KernelOp::qk_norm_bwd, hd, 2 * L,
+                          3 * nhd * a + 4 * n * static_cast<double>(H)));
+  }
   rows.push_back(product("linear bwd " + w(d) + "->" + w(hd) + " (q, k, v)", KernelOp::linear_bwd, d, hd, 3 * L));
   rows.push_back(memory("embedding bwd", KernelOp::embedding_bwd, d, 1, nd * a + 2 * nd * 4 + 4 * n));
   return rows;

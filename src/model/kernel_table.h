@@ -32,6 +32,7 @@ enum class KernelOp {
   rotary_fwd,     // (rows, in = H D)
   attention_fwd,  // (B, T, H, D): rows = B T, in = H D
   residual_fwd,   // (rows, in)
+  residual_rmsnorm_fwd,  // (rows, in = d): sum = a + b and rmsnorm(sum) in one pass (SPEEDRUN_FUSE_NORMS=1)
   relu2_fwd,      // (rows, in = f)
   head_fwd,       // (rows = chunk, in = d) -> f32 logits (rows, out = V)
   cross_entropy,  // soft-capped loss + dlogits in place over (rows = chunk, out = V) f32
@@ -49,6 +50,9 @@ enum class KernelOp {
   // model.fp8_head only, in place of head_fwd, convert_dlogits and head_bwd:
   head_fp8_fwd,   // quantize hf (and the weight) to e4m3, FP8 product -> f32 logits (bf16 values)
   head_fp8_bwd,   // quantize dlogits to e5m2, FP8 products dhf and dW
+  // SPEEDRUN_FUSE_NORMS=1 only, in place of qk_norm_fwd + rotary_fwd and rotary_bwd + qk_norm_bwd:
+  qk_norm_rotary_fwd,  // (rows, in = H D): QK-norm and rotary in one pass
+  qk_norm_rotary_bwd,  // (rows, in = H D): rotary^T and the QK-norm backward in one pass
 };
 
 struct KernelRow {
@@ -73,9 +77,15 @@ struct KernelRow {
 // `fused_head` and `relu2_recompute` are model::Gpt::Storage's choices: the fused head's rows
 // are the product into bf16 logits and the one-pass cross-entropy (2 a bytes per logit: read
 // once, written once; no conversion row); recompute's backward row reads f and dout and
-// writes g and dx (4 a bytes per element instead of 3 a).
+// writes g and dx (4 a bytes per element instead of 3 a). `fused_norms` (cuda::norm_fusion()):
+// the 2 L residual adds and the 2 L norms that read their sums become 2 L fused calls that
+// read a and b and write the sum and the normed row (4 a bytes per element + 4 per row for
+// rstd); the embedding's norm and layer 0's first norm stay plain rmsnorm rows. QK-norm and
+// rotary become one row each way (2 L calls): forward reads x and writes out (2 a bytes per
+// element) + 4 per head row (rstd), backward reads dout and x and writes dx (3 a) + 4 per
+// head row; the f32 cos/sin tables (T D / 2 each, cached) are not counted.
 std::vector<KernelRow> micro_batch_kernel_rows(const config::ModelConfig& m, int64_t batch_seqs, DType act,
                                                DType embedding, int64_t head_chunk_rows, bool fused_head = false,
-                                               bool relu2_recompute = false);
+                                               bool relu2_recompute = false, bool fused_norms = false);
 
 }  // namespace speedrun::model

@@ -33,6 +33,15 @@ void embedding_backward(Tensor dtable, const Tensor& tokens, const Tensor& dout)
 // out = x * rstd * gains, rstd[n] = 1 / sqrt(mean_c x[n,c]^2 + eps); gains (C) or empty.
 // x, out (N, C) (out may alias x); rstd (N) is saved for the backward.
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& gains, double eps);
+// The residual add and the next norm in one call: sum = a + b (the residual stream, kept
+// for the backward), then rmsnorm_forward(out, rstd, sum, gains, eps). a, b, sum, out (N, C)
+// of one floating dtype; gains (C) or empty; rstd (N). sum may alias a or b and out may alias
+// a or b; out must not overlap sum (std::invalid_argument). CPU, and CUDA unless
+// cuda::norm_fusion() is on: residual_forward then rmsnorm_forward, bitwise. CUDA with the
+// fusion on: one kernel (kernels/ops/rmsnorm.cu; not yet run on a GPU) that computes the
+// norm from the rounded sum, as the two calls do.
+void residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a, const Tensor& b,
+                              const Tensor& gains, double eps);
 // dx = (or +=, with accumulate) d/dx; dgains += sum_n dout * x * rstd (when not empty).
 void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor& x, const Tensor& gains,
                       const Tensor& rstd, bool accumulate_dx);
@@ -75,6 +84,18 @@ void rotary_backward(Tensor dx, const Tensor& dout, const Tensor& cos, const Ten
 // Fills cos/sin (T, D/2) for head_dim D: freq_j = (1/base)^(j/(D/4-1)) for j < D/4,
 // 0 for D/4 <= j < D/2; theta = t * freq_j computed in fp32 as upstream.
 void rotary_tables(Tensor cos, Tensor sin, int64_t head_dim, double base);
+// QK-norm then rotary, and their backward, as one call each (model::Gpt's q and k).
+// x, out, dout, dx (B, T, H, D); rstd (B T H) in the parameters' dtype; cos, sin as
+// rotary_forward's. Forward: qk_norm_forward(out, rstd, x, D, eps) then rotary_forward(out,
+// out, cos, sin); out may alias x. Backward: rotary_backward(dx, dout, cos, sin) then
+// qk_norm_backward(dx, dx, x, rstd, D); dx may alias dout but not x; dout is not written
+// unless it is dx. CPU, and CUDA unless cuda::qk_norm_rotary_fuses(D): those calls, bitwise. CUDA
+// with the fusion on (SPEEDRUN_FUSE_NORMS=1, head_dim 64 or 128): one kernel each way
+// (kernels/ops/qk_norm_rotary.cu; not yet run on a GPU).
+void qk_norm_rotary_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& cos, const Tensor& sin,
+                            double eps);
+void qk_norm_rotary_backward(Tensor dx, const Tensor& dout, const Tensor& x, const Tensor& rstd, const Tensor& cos,
+                             const Tensor& sin);
 
 // --- causal attention -----------------------------------------------------------------------
 // Keys a query may see besides causality (record26: ../shared/specs/model-record26.md, "Attention

@@ -24,6 +24,24 @@ void residual_forward(DType, void*, const void*, const void*, int64_t) { no_cuda
 void accumulate(DType, void*, const void*, int64_t) { no_cuda("accumulate"); }
 RmsNormKernel rmsnorm_kernel() { no_cuda("rmsnorm_kernel"); }
 RmsNormKernel set_rmsnorm_kernel(RmsNormKernel) { no_cuda("set_rmsnorm_kernel"); }
+void residual_rmsnorm_forward(DType, void*, void*, float*, const void*, const void*, const float*, int64_t, int64_t,
+                              float) {
+  no_cuda("residual_rmsnorm_forward");
+}
+bool residual_rmsnorm_fuses(DType, int64_t, std::initializer_list<const void*>) {
+  no_cuda("residual_rmsnorm_fuses");
+}
+NormFusion norm_fusion() { no_cuda("norm_fusion"); }
+bool qk_norm_rotary_fuses(int64_t) { no_cuda("qk_norm_rotary_fuses"); }
+void qk_norm_rotary_forward(DType, void*, float*, const void*, const float*, const float*, int64_t, int64_t, int64_t,
+                            int64_t, float) {
+  no_cuda("qk_norm_rotary_forward");
+}
+void qk_norm_rotary_backward(DType, void*, const void*, const void*, const float*, const float*, const float*,
+                             int64_t, int64_t, int64_t, int64_t) {
+  no_cuda("qk_norm_rotary_backward");
+}
+NormFusion set_norm_fusion(NormFusion) { no_cuda("set_norm_fusion"); }
 void rmsnorm_forward(DType, void*, float*, const void*, const float*, int64_t, int64_t, float) {
   no_cuda("rmsnorm_forward");
 }

@@ -92,6 +92,41 @@ void rmsnorm_backward(Tensor dx, Tensor dgains, const Tensor& dout, const Tensor
   });
 }
 
+void residual_rmsnorm_forward(Tensor sum, Tensor out, Tensor rstd, const Tensor& a, const Tensor& b,
+                              const Tensor& gains, double eps) {
+  const Checker check("residual_rmsnorm_forward");
+  check.floating({"a", a});
+  check.ndim_at_least({"a", a}, 1);
+  const int64_t rows = a.rows(), channels = a.size(-1);
+  for (const Arg t : {Arg{"b", b}, Arg{"sum", sum}, Arg{"out", out}}) {
+    check.same_matrix(t, {"a", a});
+    check.same_dtype(t, {"a", a});
+  }
+  check.numel({"rstd", rstd}, rows, "one per row of a");
+  check.param_dtype({"rstd", rstd}, {"a", a});
+  if (!gains.empty()) {
+    check.numel({"gains", gains}, channels, "one per column of a");
+    check.param_dtype({"gains", gains}, {"a", a});
+  }
+  check_eps(check, eps);
+  // out over sum would leave one of the two results: refused, whatever the device.
+  const size_t bytes = a.bytes();
+  const auto* s0 = static_cast<const unsigned char*>(sum.ptr);
+  const auto* o0 = static_cast<const unsigned char*>(out.ptr);
+  if (bytes > 0 && s0 < o0 + bytes && o0 < s0 + bytes) check.fail("out overlaps sum; they must be distinct");
+  const Device device = check.same_device(
+      {{"sum", sum}, {"out", out}, {"rstd", rstd}, {"a", a}, {"b", b}, {"gains", gains}});
+  if (device == Device::cuda) detail::cuda_prelude(check, a.dtype);
+  if (device == Device::cuda && cuda::norm_fusion() == cuda::NormFusion::on) {
+    cuda::residual_rmsnorm_forward(a.dtype, sum.ptr, out.ptr, rstd.data<float>(), a.ptr, b.ptr,
+                                   data_or_null<float>(gains), rows, channels, static_cast<float>(eps));
+    return;
+  }
+  // The sequence the fused kernel replaces (and the CPU's definition of this op).
+  residual_forward(sum, a, b);
+  rmsnorm_forward(out, rstd, sum, gains, eps);
+}
+
 void qk_norm_forward(Tensor out, Tensor rstd, const Tensor& x, int64_t head_dim, double eps) {
   const Checker check("qk_norm_forward");
   const int64_t rows = head_rows(check, x, head_dim);

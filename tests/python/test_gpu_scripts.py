@@ -39,10 +39,12 @@ class CudaCheckDryRun(speedrun_testing.SpeedrunTestCase):
                      "test-gemm-epilogue-fused", "memcheck-gemm-epilogue-fused", "racecheck-gemm-epilogue-fused",
                      "bench-kernels", "bench-kernels-flash-fast", "bench-speedrun", "bench-torch-compiled",
                      "train-quickstart-bf16", "test-head-fused", "test-relu2-recompute", "memcheck-head-relu2",
-                     "racecheck-head-relu2", "bench-kernels-head-relu2", "bench-speedrun-head-relu2"):
+                     "racecheck-head-relu2", "bench-kernels-head-relu2", "bench-speedrun-head-relu2",
+                     "test-fuse-norms", "memcheck-fuse-norms", "racecheck-fuse-norms"):
             self.assertRegex(r.stdout, rf"would run {name} ", name)
         self.assertIn("SPEEDRUN_ATTENTION=flash", r.stdout)
         self.assertIn("SPEEDRUN_GEMM_EPILOGUE=fused", r.stdout)
+        self.assertIn("SPEEDRUN_FUSE_NORMS=1", r.stdout)
         self.assertIn("--kernels", r.stdout)
         self.assertIn("gpu_compare", r.stdout)
         self.assertIn("speedrun_tests: ok", r.stdout)  # the binaries under test were found
@@ -123,14 +125,16 @@ class KernelChoiceFromTheEnvironment(speedrun_testing.SpeedrunTestCase):
             self.skipTest("skipped: a build without CUDA never reads SPEEDRUN_HEAD or SPEEDRUN_RELU2")
         config = speedrun_testing.SOURCE_DIR / "configs" / "quickstart.json"
         for var, bad, expected in (("SPEEDRUN_HEAD", "fsued", "expected fused, legacy or nothing"),
-                                   ("SPEEDRUN_RELU2", "recompte", "expected recompute, legacy or nothing")):
+                                   ("SPEEDRUN_RELU2", "recompte", "expected recompute, legacy or nothing"),
+                                   ("SPEEDRUN_FUSE_NORMS", "yes", "expected 1, 0 or nothing")):
             r = run_speedrun("validate-config", config, env={var: bad})
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertIn(f"--device cuda: {var}={bad}: {expected}", r.stderr)
             self.assertNotIn("internal error", r.stderr)
             self.assertNotIn("device memory plan for --device cuda", r.stderr)
         for var, good in (("SPEEDRUN_HEAD", "fused"), ("SPEEDRUN_HEAD", "legacy"), ("SPEEDRUN_HEAD", ""),
-                          ("SPEEDRUN_RELU2", "recompute"), ("SPEEDRUN_RELU2", "legacy")):
+                          ("SPEEDRUN_RELU2", "recompute"), ("SPEEDRUN_RELU2", "legacy"),
+                          ("SPEEDRUN_FUSE_NORMS", "1"), ("SPEEDRUN_FUSE_NORMS", "0"), ("SPEEDRUN_FUSE_NORMS", "")):
             r = run_speedrun("validate-config", config, env={var: good})  # the negative control
             self.assertEqual(r.returncode, 0, f"{var}={good!r}: {r.stderr}")
         # The plan's activations line names the choices in force (and is smaller with them).

@@ -210,6 +210,28 @@ TEST(CudaModel, Bf16TrainingStepWithFusedEpiloguesMatchesCpu) {
   bf16_step_matches_cpu("f32");
 }
 
+// The whole step with SPEEDRUN_FUSE_NORMS=1: every residual add goes through the fused
+// residual + RMSNorm kernel (kernels/ops/rmsnorm.cu) and q's and k's QK-norm + rotary through
+// kernels/ops/qk_norm_rotary.cu, each way (the model's d_model and head_dim are eligible,
+// asserted, so the fallbacks cannot stand in for them). Never run on a GPU when written. The
+// fused residual kernel is bitwise the unfused calls with the one-pass norm
+// (CudaOpsTest.ResidualRmsNormFusedIsTheSequenceBitwise); the QK-norm + rotary kernels keep
+// the unfused kernels' intermediate roundings and differ only in the order of each row's sum:
+// the f32 (1e-3) and bf16 (5%) tolerances above hold unchanged.
+TEST(CudaModel, TrainingStepWithFusedNormsMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  struct Scope {
+    cuda::NormFusion previous = cuda::set_norm_fusion(cuda::NormFusion::on);
+    ~Scope() { cuda::set_norm_fusion(previous); }
+  } scope;
+  const int64_t d = tiny_config().d_model;
+  ASSERT_TRUE(cuda::residual_rmsnorm_fuses(DType::bf16, d, {}));
+  ASSERT_TRUE(cuda::residual_rmsnorm_fuses(DType::f32, d, {}));
+  ASSERT_TRUE(cuda::qk_norm_rotary_fuses(tiny_config().head_dim));
+  forward_backward_matches_cpu();
+  bf16_step_matches_cpu("f32");
+}
+
 // The bf16 model allocates what the memory plan says it will (the plan is what a run
 // checks against free memory before allocating), with each storage choice and under both
 // GEMM epilogue choices (fused adds the bf16 bias copies).

@@ -69,9 +69,13 @@ TEST(KernelTable, EveryOpOfAMicroBatchOnce) {
     if (r.op == KernelOp::linear_bwd) linear_bwd += r.count;
     if (r.op == KernelOp::head_fwd) EXPECT_DOUBLE_EQ(r.count, 65536.0 / 2668.0);
   }
-  // Every op, convert included (bf16), but the two of the storage choices (next test).
-  EXPECT_EQ(seen.size(), static_cast<size_t>(KernelOp::embedding_bwd) + 1 - 2);
-  EXPECT_EQ(seen.count(KernelOp::cross_entropy_fused) + seen.count(KernelOp::relu2_bwd_recompute), 0u);
+  // Every op, convert included (bf16), but the two of the storage choices (next test) and
+  // the fused residual + norm (FusedNormRows).
+  EXPECT_EQ(seen.size(), static_cast<size_t>(KernelOp::embedding_bwd) + 1 - 3);
+  EXPECT_EQ(seen.count(KernelOp::cross_entropy_fused) + seen.count(KernelOp::relu2_bwd_recompute) +
+                seen.count(KernelOp::residual_rmsnorm_fwd) + seen.count(KernelOp::qk_norm_rotary_fwd) +
+                seen.count(KernelOp::qk_norm_rotary_bwd),
+            0u);
   EXPECT_EQ(rmsnorm_fwd, 2 * L + 2);  // norm_in, two per block, the final norm
   EXPECT_EQ(rmsnorm_bwd, 2 * L + 2);
   EXPECT_EQ(linear_fwd, 6 * L);  // q, k, v, proj, fc, mlp proj
@@ -106,6 +110,55 @@ TEST(KernelTable, FusedHeadAndRelu2RecomputeRows) {
   EXPECT_EQ(sum_flops(fused, {KernelOp::head_fwd, KernelOp::head_bwd}),
             sum_flops(legacy, {KernelOp::head_fwd, KernelOp::head_bwd}));
   EXPECT_EQ(fused.size() + 1, legacy.size());  // the conversion row is gone
+}
+
+// SPEEDRUN_FUSE_NORMS=1: the 2 L residual adds and the 2 L norms that read their sums become
+// 2 L fused rows moving 4 a bytes per element (a and b read, sum and out written) + 4 per row
+// (rstd); 2 plain norm rows stay (the embedding's and layer 0's first). Bytes per micro-batch
+// drop by 2 L (3 + 2 - 4) N d a: the norm's read of the sum, saved per add.
+TEST(KernelTable, FusedNormRows) {
+  const config::ModelConfig m{};
+  const int64_t chunk = 2668, N = 64 * m.seq_len, d = m.d_model, L = m.n_layer;
+  const double nd = static_cast<double>(N) * static_cast<double>(d);
+  const auto plain = model::micro_batch_kernel_rows(m, 64, DType::bf16, DType::f32, chunk);
+  const auto fused = model::micro_batch_kernel_rows(m, 64, DType::bf16, DType::f32, chunk, false, false, true);
+  auto find = [](const std::vector<model::KernelRow>& rows, KernelOp op) -> const model::KernelRow* {
+    for (const auto& r : rows)
+      if (r.op == op) return &r;
+    return nullptr;
+  };
+  const model::KernelRow* fr = find(fused, KernelOp::residual_rmsnorm_fwd);
+  ASSERT_NE(fr, nullptr);
+  EXPECT_EQ(fr->count, 2.0 * L);
+  EXPECT_DOUBLE_EQ(fr->bytes, 4 * nd * 2 + 4.0 * N);
+  EXPECT_EQ(find(fused, KernelOp::residual_fwd), nullptr);
+  EXPECT_EQ(find(plain, KernelOp::residual_rmsnorm_fwd), nullptr);  // the negative control
+  ASSERT_NE(find(fused, KernelOp::rmsnorm_fwd), nullptr);
+  EXPECT_EQ(find(fused, KernelOp::rmsnorm_fwd)->count, 2.0);
+  EXPECT_EQ(find(plain, KernelOp::rmsnorm_fwd)->count, 2.0 * L + 2);
+  auto total_bytes = [](const std::vector<model::KernelRow>& rows) {
+    double b = 0;
+    for (const auto& r : rows) b += r.count * r.bytes;
+    return b;
+  };
+  // QK-norm + rotary: one row each way instead of two; the rotary passes' bytes are saved.
+  const int64_t hd = m.attn_dim(), H = m.n_head;
+  const double nhd = static_cast<double>(N) * static_cast<double>(hd), heads = static_cast<double>(N * H);
+  for (KernelOp gone : {KernelOp::qk_norm_fwd, KernelOp::rotary_fwd, KernelOp::rotary_bwd, KernelOp::qk_norm_bwd})
+    EXPECT_EQ(find(fused, gone), nullptr) << static_cast<int>(gone);
+  const model::KernelRow* qf = find(fused, KernelOp::qk_norm_rotary_fwd);
+  const model::KernelRow* qb = find(fused, KernelOp::qk_norm_rotary_bwd);
+  ASSERT_NE(qf, nullptr);
+  ASSERT_NE(qb, nullptr);
+  EXPECT_EQ(qf->count, 2.0 * L);
+  EXPECT_EQ(qb->count, 2.0 * L);
+  EXPECT_DOUBLE_EQ(qf->bytes, 2 * nhd * 2 + 4 * heads);
+  EXPECT_DOUBLE_EQ(qb->bytes, 3 * nhd * 2 + 4 * heads);
+  EXPECT_EQ(find(plain, KernelOp::qk_norm_rotary_fwd), nullptr);
+  // Saved per micro-batch: the norm's re-read of each residual sum (2 L N d a) and both
+  // rotary passes each way (2 x 2 L x 2 N hd a).
+  EXPECT_DOUBLE_EQ(total_bytes(plain) - total_bytes(fused), 2.0 * L * nd * 2 + 2 * (2.0 * L * 2 * nhd * 2));
+  EXPECT_EQ(fused.size() + 2, plain.size());
 }
 
 // model.fp8_head (record #26): the head rows are the FP8 ones, rated against the FP8 ceiling,

@@ -1,4 +1,6 @@
 // ops::rmsnorm_* and ops::qk_norm_* (RMSNorm without gains over each head).
+#include <cstring>
+
 #include "cuda_op_case.h"
 #include "test_ops_common.h"
 
@@ -188,6 +190,43 @@ TEST_F(OpsQkNorm, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// ops::residual_rmsnorm_forward on the CPU is residual_forward then rmsnorm_forward, bit for
+// bit (f32 and f64; with and without gains; sum over a and out over b in place too).
+TEST_F(OpsRmsNorm, ResidualRmsNormIsTheSequence) {
+  for (auto [rows, channels] : Shapes<2>{{1, 1}, {3, 7}, {5, 64}, {2, 1000}}) {
+    for (bool with_gains : {true, false}) {
+      const std::string what = "rows " + std::to_string(rows) + " C " + std::to_string(channels) +
+                               (with_gains ? " gains" : " no gains");
+      auto check = [&]<class T>(std::type_identity<T>) {
+        const int64_t n = rows * channels;
+        std::vector<T> a = cast<T>(uniform(n)), b = cast<T>(uniform(n)), g = cast<T>(uniform(channels, 0.5, 1.5));
+        const Tensor gains = with_gains ? view(g, {channels}) : Tensor();
+        std::vector<T> sum(n), out(n), rstd(rows), sum_s(n), out_s(n), rstd_s(rows);
+        ops::residual_rmsnorm_forward(view(sum, {rows, channels}), view(out, {rows, channels}), view(rstd, {rows}),
+                                      view(a, {rows, channels}), view(b, {rows, channels}), gains, kModelEps);
+        ops::residual_forward(view(sum_s, {rows, channels}), view(a, {rows, channels}), view(b, {rows, channels}));
+        ops::rmsnorm_forward(view(out_s, {rows, channels}), view(rstd_s, {rows}), view(sum_s, {rows, channels}), gains,
+                             kModelEps);
+        EXPECT_EQ(sum, sum_s) << what;
+        EXPECT_EQ(out, out_s) << what;
+        EXPECT_EQ(rstd, rstd_s) << what;
+        // Not vacuous: the sum is not a (b is random, never all zeros) and out is normed.
+        EXPECT_NE(sum, a) << what;
+        EXPECT_NE(out, sum) << what;
+        // In place: sum over a, out over b.
+        std::vector<T> a2 = a, b2 = b, rstd2(rows);
+        ops::residual_rmsnorm_forward(view(a2, {rows, channels}), view(b2, {rows, channels}), view(rstd2, {rows}),
+                                      view(a2, {rows, channels}), view(b2, {rows, channels}), gains, kModelEps);
+        EXPECT_EQ(a2, sum_s) << what;
+        EXPECT_EQ(b2, out_s) << what;
+        EXPECT_EQ(rstd2, rstd_s) << what;
+      };
+      check(std::type_identity<float>{});
+      check(std::type_identity<double>{});
+    }
+  }
+}
+
 TEST_F(OpsRmsNorm, RejectsBadArguments) {
   std::vector<float> x(4 * 8), out(4 * 8), rstd(4), gains(8), small(3);
   std::vector<double> x64(4 * 8);
@@ -221,6 +260,21 @@ TEST_F(OpsRmsNorm, RejectsBadArguments) {
   EXPECT_INVALID_ARGUMENT(
       ops::qk_norm_backward(view(out, {4, 8}), view(x, {4, 8}), view(x, {4, 8}), view(rstd, {4}), 4),
       "qk_norm_backward", "rstd");
+  // residual_rmsnorm_forward: b's shape, and out over sum (one result would be lost).
+  std::vector<float> b(4 * 8), sum(4 * 8);
+  EXPECT_INVALID_ARGUMENT(ops::residual_rmsnorm_forward(view(sum, {4, 8}), view(out, {4, 8}), view(rstd, {4}),
+                                                        view(x, {4, 8}), view(b, {8, 4}), Tensor(), 1e-6),
+                          "residual_rmsnorm_forward", "b", "(8, 4)");
+  EXPECT_INVALID_ARGUMENT(ops::residual_rmsnorm_forward(view(sum, {4, 8}), view(sum, {4, 8}), view(rstd, {4}),
+                                                        view(x, {4, 8}), view(b, {4, 8}), Tensor(), 1e-6),
+                          "residual_rmsnorm_forward", "out overlaps sum");
+  EXPECT_INVALID_ARGUMENT(ops::residual_rmsnorm_forward(view(sum, {4, 8}), view(out, {4, 8}), view(rstd, {4}),
+                                                        view(x, {4, 8}), view(b, {4, 8}), view(small, {3}), 1e-6),
+                          "residual_rmsnorm_forward", "gains");
+  EXPECT_CUDA_NOT_IMPLEMENTED(ops::residual_rmsnorm_forward(on_cuda(view(sum, {4, 8})), on_cuda(view(out, {4, 8})),
+                                                            on_cuda(view(rstd, {4})), on_cuda(view(x, {4, 8})),
+                                                            on_cuda(view(b, {4, 8})), Tensor(), 1e-6),
+                              "residual_rmsnorm_forward");
   EXPECT_CUDA_NOT_IMPLEMENTED(ops::rmsnorm_forward(on_cuda(view(out, {4, 8})), on_cuda(view(rstd, {4})),
                                                    on_cuda(view(x, {4, 8})), Tensor(), 1e-6),
                               "rmsnorm_forward");
@@ -298,6 +352,116 @@ CUDA_OP_CASE(RmsNormMatchesCpu) {
       else expect_near_rel("dgains untouched", device("dg"), wide(dg0), 0.0);
     }, std::string(with_gains ? "gains, " : "no gains, ") + kernel_name(kernel) + " kernels");
   }
+}
+
+// Selects the residual + norm fusion (SPEEDRUN_FUSE_NORMS) for one scope.
+class NormFusionScope {
+ public:
+  explicit NormFusionScope(cuda::NormFusion f) : previous_(cuda::set_norm_fusion(f)) {}
+  ~NormFusionScope() { cuda::set_norm_fusion(previous_); }
+  NormFusionScope(const NormFusionScope&) = delete;
+  NormFusionScope& operator=(const NormFusionScope&) = delete;
+
+ private:
+  cuda::NormFusion previous_;
+};
+
+// ops::residual_rmsnorm_forward, fused (kernels/ops/rmsnorm.cu, residual_rmsnorm_forward_rows)
+// and not, against the CPU (residual_forward then rmsnorm_forward in fp32). The shapes of
+// RmsNormMatchesCpu: the one-pass layouts, masked lanes, a looping persistent grid, and the
+// fallbacks (2048 channels; bf16 1000). Also in place: sum over a, and out over b (the
+// aliasing the op allows).
+// Tolerances. f32: the sum is the same fp32 addition on both sides (exact: 0), out and rstd
+// differ only in the order of the row's sum of squares (kF32Tol). bf16: the device rounds
+// the sum to bf16 (one rounding: kBf16One) and normalizes the ROUNDED sum, as the model's
+// unfused calls do, while the CPU keeps the fp32 sum; so rstd (a mean over the row of values
+// each moved by at most 2^-9 relative) moves by at most ~2^-9 relative (kBf16One), and out
+// sees the sum's rounding, rstd's, and its own rounding on store: kBf16Two (2^-7) covers the
+// three half-ulps (3 x 2^-9 < 2^-7).
+CUDA_OP_CASE(ResidualRmsNormMatchesCpu) {
+  for (cuda::NormFusion fusion : {cuda::NormFusion::off, cuda::NormFusion::on}) {
+    for (bool with_gains : {true, false}) {
+      const NormFusionScope scope(fusion);
+      const bool on = fusion == cuda::NormFusion::on;
+      for_each_case<2>(kActs, {{1, 1}, {3, 5}, {9, 64}, {33, 100}, {130, 768}, {4099, 768}, {20000, 768}, {7, 40},
+                               {5, 200}, {3, 384}, {9, 520}, {2, 1024}, {6, 1000}, {3, 2048}},
+                       [&](DType t, std::array<int64_t, 2> shape) {
+        const auto [rows, ch] = shape;
+        const double eps = 1.0 / 128;
+        const std::string gains = with_gains ? "g" : "";
+        input("a", t, {rows, ch});
+        input("b", t, {rows, ch});
+        input("g", DType::f32, {ch}, 0.5, 1.5);
+        output("sum", t, {rows, ch});
+        output("y", t, {rows, ch});
+        output("rstd", DType::f32, {rows});
+        // Whether the fused kernel is what runs: the eligible shapes with the fusion on only.
+        const int64_t v = t == DType::bf16 ? 8 : 4;
+        const bool eligible = ch % v == 0 && ch <= 1024;
+        {
+          const Tensor a = arg("a").cuda(), y = arg("y").cuda();
+          EXPECT_EQ(cuda::residual_rmsnorm_fuses(t, ch, {a.ptr, y.ptr}), on && eligible);
+        }
+        run([&](const Side& s) {
+          ops::residual_rmsnorm_forward(s["sum"], s["y"], s["rstd"], s["a"], s["b"], s[gains], eps);
+        });
+        expect_near("sum", t == DType::f32 ? 0.0 : kBf16One);
+        expect_near("y", t == DType::f32 ? kF32Tol : kBf16Two);
+        expect_near("rstd", t == DType::f32 ? kF32Tol : kBf16One);
+
+        // In place: sum over a, out over b (fresh copies, so the CPU side aliases alike).
+        copy_of("a2", "a");
+        copy_of("b2", "b");
+        output("rstd2", DType::f32, {rows});
+        run([&](const Side& s) {
+          ops::residual_rmsnorm_forward(s["a2"], s["b2"], s["rstd2"], s["a2"], s["b2"], s[gains], eps);
+        });
+        expect_near("a2", t == DType::f32 ? 0.0 : kBf16One);
+        expect_near("b2", t == DType::f32 ? kF32Tol : kBf16Two);
+        expect_near("rstd2", t == DType::f32 ? kF32Tol : kBf16One);
+      }, std::string(with_gains ? "gains, " : "no gains, ") + (on ? "fused" : "not fused"));
+    }
+  }
+}
+
+// The fused kernel gives, bit for bit, what the two calls it replaces give on the device
+// (residual_forward, then the one-pass forward: the same rounding of the sum, the same
+// layout and summation order), so flipping SPEEDRUN_FUSE_NORMS changes no result. Eligible
+// shapes only (each asserted to take the fused kernel: a fallback would pass vacuously).
+CUDA_OP_CASE(ResidualRmsNormFusedIsTheSequenceBitwise) {
+  const RmsNormKernelScope one_pass(cuda::RmsNormKernel::fast);
+  for_each_case<2>(kActs, {{130, 768}, {4099, 768}, {7, 40}, {9, 520}, {33, 128}, {2, 1024}},
+                   [&](DType t, std::array<int64_t, 2> shape) {
+    const auto [rows, ch] = shape;
+    input("a", t, {rows, ch});
+    input("b", t, {rows, ch});
+    input("g", DType::f32, {ch}, 0.5, 1.5);
+    for (const char* name : {"sum_f", "y_f", "sum_s", "y_s"}) output(name, t, {rows, ch});
+    output("rstd_f", DType::f32, {rows});
+    output("rstd_s", DType::f32, {rows});
+    {
+      const NormFusionScope scope(cuda::NormFusion::on);
+      const Tensor a = arg("a").cuda(), y = arg("y_f").cuda();
+      ASSERT_TRUE(cuda::residual_rmsnorm_fuses(t, ch, {a.ptr, y.ptr}));
+      run_cuda([&](const Side& s) {
+        ops::residual_rmsnorm_forward(s["sum_f"], s["y_f"], s["rstd_f"], s["a"], s["b"], s["g"], kModelEps);
+      });
+    }
+    {
+      const NormFusionScope scope(cuda::NormFusion::off);
+      run_cuda([&](const Side& s) {
+        ops::residual_forward(s["sum_s"], s["a"], s["b"]);
+        ops::rmsnorm_forward(s["y_s"], s["rstd_s"], s["sum_s"], s["g"], kModelEps);
+      });
+    }
+    for (const char* name : {"sum", "y", "rstd"}) {
+      const std::vector<float> fused = device(std::string(name) + "_f"), seq = device(std::string(name) + "_s");
+      ASSERT_EQ(fused.size(), seq.size());
+      size_t differ = 0;
+      for (size_t i = 0; i < fused.size(); ++i) differ += std::memcmp(&fused[i], &seq[i], sizeof(float)) != 0;
+      EXPECT_EQ(differ, 0u) << name << ": elements that differ from the unfused calls";
+    }
+  });
 }
 
 // QK-norm is RMSNorm without gains over each head: the same kernels, rows of head_dim.

@@ -231,3 +231,116 @@ CUDA_OP_CASE(RotaryMatchesCpu) {
 
 }  // namespace
 }  // namespace speedrun::test
+
+// ---- QK-norm fused with rotary (ops::qk_norm_rotary_forward/backward) --------------------------
+namespace speedrun::test {
+namespace {
+
+class OpsQkNormRotary : public OpsTest {};
+
+// On the CPU the fused calls are the component ops in sequence, bit for bit (f32 and f64; the
+// forward also in place, out over x; the backward with dx over dout).
+TEST_F(OpsQkNormRotary, IsTheSequence) {
+  for (auto [B, T, H, D] : Shapes<4>{{1, 1, 1, 4}, {2, 5, 3, 8}, {1, 9, 2, 64}}) {
+    const Tables tab = make_tables(T + 2, D, 1024.0);
+    const Tensor cos = view(tab.cos, {T + 2, D / 2}), sin = view(tab.sin, {T + 2, D / 2});
+    const int64_t n = B * T * H * D, rows = B * T * H;
+    auto check = [&]<class T_>(std::type_identity<T_>) {
+      const std::vector<T_> x = cast<T_>(uniform(n)), dout = cast<T_>(uniform(n));
+      std::vector<T_> out(n), rstd(rows), dx(n), out_s(n), rstd_s(rows), dx_s(n), dr(dout);
+      ops::qk_norm_rotary_forward(view(out, {B, T, H, D}), view(rstd, {rows}), view(x, {B, T, H, D}), cos, sin,
+                                  1e-6);
+      ops::qk_norm_forward(view(out_s, {B * T, H * D}), view(rstd_s, {rows}), view(x, {B * T, H * D}), D, 1e-6);
+      ops::rotary_forward(view(out_s, {B, T, H, D}), view(out_s, {B, T, H, D}), cos, sin);
+      EXPECT_EQ(out, out_s);
+      EXPECT_EQ(rstd, rstd_s);
+      std::vector<T_> in_place = x;
+      ops::qk_norm_rotary_forward(view(in_place, {B, T, H, D}), view(rstd, {rows}), view(in_place, {B, T, H, D}),
+                                  cos, sin, 1e-6);
+      EXPECT_EQ(in_place, out_s);
+      ops::qk_norm_rotary_backward(view(dx, {B, T, H, D}), view(dout, {B, T, H, D}), view(x, {B, T, H, D}),
+                                   view(rstd_s, {rows}), cos, sin);
+      ops::rotary_backward(view(dr, {B, T, H, D}), view(dr, {B, T, H, D}), cos, sin);
+      ops::qk_norm_backward(view(dx_s, {B * T, H * D}), view(dr, {B * T, H * D}), view(x, {B * T, H * D}),
+                            view(rstd_s, {rows}), D);
+      EXPECT_EQ(dx, dx_s);
+      EXPECT_NE(dx, dout);  // not vacuous
+      std::vector<T_> over_dout = dout;
+      ops::qk_norm_rotary_backward(view(over_dout, {B, T, H, D}), view(over_dout, {B, T, H, D}),
+                                   view(x, {B, T, H, D}), view(rstd_s, {rows}), cos, sin);
+      EXPECT_EQ(over_dout, dx_s);
+    };
+    check(std::type_identity<float>{});
+    check(std::type_identity<double>{});
+  }
+}
+
+TEST_F(OpsQkNormRotary, RejectsBadArguments) {
+  std::vector<float> x(2 * 3 * 2 * 8), out(x.size()), rstd(12), small(5), cos(3 * 4), sin(3 * 4), cos_short(2 * 4);
+  EXPECT_INVALID_ARGUMENT(ops::qk_norm_rotary_forward(view(out, {2, 3, 2, 8}), view(small, {5}),
+                                                      view(x, {2, 3, 2, 8}), view(cos, {3, 4}), view(sin, {3, 4}),
+                                                      1e-6),
+                          "qk_norm_rotary_forward", "rstd");
+  EXPECT_INVALID_ARGUMENT(ops::qk_norm_rotary_forward(view(out, {2, 3, 2, 8}), view(rstd, {12}),
+                                                      view(x, {2, 3, 2, 8}), view(cos_short, {2, 4}),
+                                                      view(sin, {3, 4}), 1e-6),
+                          "qk_norm_rotary_forward", "cos", "(>= 3, 4)");
+  EXPECT_INVALID_ARGUMENT(ops::qk_norm_rotary_backward(view(out, {2, 3, 2, 8}), view(x, {2, 3, 2, 8}),
+                                                       view(x, {6, 2, 8}), view(rstd, {12}), view(cos, {3, 4}),
+                                                       view(sin, {3, 4})),
+                          "qk_norm_rotary_backward", "x");
+}
+
+}  // namespace
+}  // namespace speedrun::test
+
+namespace speedrun::test {
+namespace {
+
+// CUDA against the CPU, with the fusion (SPEEDRUN_FUSE_NORMS) off and on. Shapes: head_dim
+// 64 and 128 (the fused kernel's P = 1, 2), row counts that leave warps of a block idle and
+// make the grid loop, random tables longer than the sequence (no orthogonality assumed), and
+// head_dim 32 (no fused kernel: the sequence runs even with the fusion on).
+// Tolerances: f32 as the QK-norm and rotary tests (kF32Tol; the backward's u . x sum
+// kF32SumTol). bf16: the device rounds the normed row (or rotary^T dout) to bf16 and then
+// the result again, as the unfused kernels do, while the CPU keeps fp32 in between: two
+// roundings, kBf16Two. rstd is fp32 arithmetic on exact bf16 inputs (kF32SumTol).
+CUDA_OP_CASE(QkNormRotaryMatchesCpu) {
+  for (cuda::NormFusion fusion : {cuda::NormFusion::off, cuda::NormFusion::on}) {
+    const cuda::NormFusion previous = cuda::set_norm_fusion(fusion);
+    const bool on = fusion == cuda::NormFusion::on;
+    for_each_case<4>(kActs, {{1, 1, 1, 64}, {2, 37, 3, 64}, {1, 130, 2, 128}, {3, 257, 6, 128}, {2, 9, 3, 32}},
+                     [&](DType t, std::array<int64_t, 4> shape) {
+      const auto [B, T, H, D] = shape;
+      EXPECT_EQ(cuda::qk_norm_rotary_fuses(D), on && (D == 64 || D == 128));
+      input("cos", DType::f32, {T + 3, D / 2});
+      input("sin", DType::f32, {T + 3, D / 2});
+      input("x", t, {B, T, H, D});
+      input("dout", t, {B, T, H, D});
+      output("y", t, {B, T, H, D});
+      output("rstd", DType::f32, {B * T * H});
+      run([&](const Side& s) { ops::qk_norm_rotary_forward(s["y"], s["rstd"], s["x"], s["cos"], s["sin"], 1e-6); });
+      expect_near("y", t == DType::f32 ? kF32Tol : kBf16Two);
+      expect_near("rstd", t == DType::f32 ? kF32Tol : kF32SumTol);
+      from_cpu("rstd_ref", "rstd", DType::f32);
+      output("dx", t, {B, T, H, D});
+      run([&](const Side& s) {
+        ops::qk_norm_rotary_backward(s["dx"], s["dout"], s["x"], s["rstd_ref"], s["cos"], s["sin"]);
+      });
+      expect_near("dx", t == DType::f32 ? kF32SumTol : kBf16Two);
+      // In place as the ops allow: out over x, dx over dout (device only, against the CPU above).
+      copy_of("x2", "x");
+      copy_of("dout2", "dout");
+      run_cuda([&](const Side& s) {
+        ops::qk_norm_rotary_forward(s["x2"], s["rstd"], s["x2"], s["cos"], s["sin"], 1e-6);
+        ops::qk_norm_rotary_backward(s["dout2"], s["dout2"], s["x"], s["rstd_ref"], s["cos"], s["sin"]);
+      });
+      expect_near_rel("forward in place", device("x2"), wide(cpu("y")), t == DType::f32 ? kF32Tol : kBf16Two);
+      expect_near_rel("backward in place", device("dout2"), wide(cpu("dx")), t == DType::f32 ? kF32SumTol : kBf16Two);
+    }, on ? "fused" : "not fused");
+    cuda::set_norm_fusion(previous);
+  }
+}
+
+}  // namespace
+}  // namespace speedrun::test
