@@ -33,29 +33,13 @@
 #include "model/registry.h"
 #include "optim/optimizer.h"
 #include "test_ops_common.h"
+#include "record26_test_config.h"
 #include "test_support.h"
 
 namespace speedrun::test {
 namespace {
 
-config::ModelConfig cuda_record26() {
-  config::ModelConfig m;
-  m.arch = "record26";
-  m.vocab_size = 97;
-  m.padded_vocab_size = 128;
-  m.n_layer = 8;
-  m.d_model = 128;
-  m.n_head = 2;
-  m.head_dim = 64;
-  m.seq_len = 200;
-  m.doc_separator = 96;
-  m.attn_block_size = 16;
-  m.window_tokens = 200;
-  m.window_pattern = "LSSLSSLL";
-  m.logit_softcap = "sigmoid";
-  m.logit_cap = 30;
-  return m;
-}
+config::ModelConfig cuda_record26() { return record26_test_config("LSSLSSLL", 128, 64, 200, 16); }
 
 constexpr int64_t kSteps = 10;  // the run's length for the run positions
 

@@ -17,30 +17,12 @@
 #include "model/registry.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
+#include "record26_test_config.h"
 #include "test_support.h"
 #include "train/memory_plan.h"
 
 namespace speedrun::test {
 namespace {
-
-config::ModelConfig tiny_record26() {
-  config::ModelConfig m;
-  m.arch = "record26";
-  m.vocab_size = 97;
-  m.padded_vocab_size = 128;
-  m.n_layer = 8;
-  m.d_model = 32;
-  m.n_head = 2;
-  m.head_dim = 16;
-  m.seq_len = 40;
-  m.doc_separator = 96;
-  m.attn_block_size = 8;
-  m.window_tokens = 40;
-  m.window_pattern = "LSSLSSLL";
-  m.logit_softcap = "sigmoid";
-  m.logit_cap = 30;
-  return m;
-}
 
 TEST(Record26, RegistryMakesTheArchitectureTheConfigNames) {
   const config::ModelConfig m = tiny_record26();

@@ -18,27 +18,14 @@
 #include "model/record26.h"
 #include "model/registry.h"
 #include "ops/ops.h"
+#include "record26_test_config.h"
 #include "test_support.h"
 
 namespace speedrun::test {
 namespace {
 
 config::ModelConfig tiny(bool fp8) {
-  config::ModelConfig m;
-  m.arch = "record26";
-  m.vocab_size = 97;
-  m.padded_vocab_size = 128;
-  m.n_layer = 6;
-  m.d_model = 32;
-  m.n_head = 2;
-  m.head_dim = 16;
-  m.seq_len = 32;
-  m.doc_separator = 96;
-  m.attn_block_size = 8;
-  m.window_tokens = 32;
-  m.window_pattern = "LSSLSL";
-  m.logit_softcap = "sigmoid";
-  m.logit_cap = 30;
+  config::ModelConfig m = record26_test_config("LSSLSL", 32, 16, 32, 8);
   m.fp8_head = fp8;
   return m;
 }
