@@ -222,7 +222,8 @@ int KvCacheTest::greedy_equals_argmax_of_full_recompute() {
   EXPECT_LE(near_ties, 1);
   // Negative control: the context matters, so the check above is not vacuous. The logits a
   // decoder without context would use (every step from the last token alone) are far from the
-  // full recompute's at most steps, far beyond the near-tie tolerance used above.
+  // full recompute's at many steps, far beyond the near-tie tolerance used above. Over 201
+  // seeds (100..300) the count of such steps (of 69) was >= 32, 69 for most: >= 10 leaves room.
   int64_t far = 0;
   for (int64_t i = 1; i < N; ++i) {
     const std::vector<float> alone = full_logits(g, {all[prompt.size() + i - 1]});
@@ -236,7 +237,7 @@ int KvCacheTest::greedy_equals_argmax_of_full_recompute() {
   }
   std::printf("context changes the logits by > 1%% at %lld of %lld steps\n", static_cast<long long>(far),
               static_cast<long long>(N - 1));
-  EXPECT_GE(far, N / 2);
+  EXPECT_GE(far, 10);
   return draw;
 }
 
