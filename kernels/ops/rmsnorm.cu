@@ -199,6 +199,49 @@ __device__ __forceinline__ void load_gains(float (&g)[L::N][L::V], const float* 
   }
 }
 
+// The second half of the one-pass forward, shared by rmsnorm_forward_rows and
+// residual_rmsnorm_forward_rows: each row's sum of squares of the loaded values `raw` (fp32,
+// reduced over the row's lane group), its rstd (written by the group's first lane), and the
+// normed output; `sum` (or null) also receives `raw` itself (the fused kernel's residual).
+template <class L>
+__device__ __forceinline__ void normalize_rows(typename L::T* sum, typename L::T* out, float* rstd,
+                                               const uint4 (&raw)[L::R][L::N], const float (&g)[L::N][L::V],
+                                               const LanePlace<L>& at, int64_t base, int64_t rows, int channels,
+                                               float eps) {
+  using IO = Vec16<typename L::T>;
+  float r[L::R];
+#pragma unroll
+  for (int rr = 0; rr < L::R; ++rr) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < L::N; ++j) {
+      float v[L::V];
+      IO::unpack(raw[rr][j], v);
+#pragma unroll
+      for (int k = 0; k < L::V; ++k) ss += v[k] * v[k];
+    }
+    r[rr] = group_sum<L::G>(ss);
+  }
+#pragma unroll
+  for (int rr = 0; rr < L::R; ++rr) {
+    const int64_t row = base + rr * L::kGroupsPerWarp + at.gi;
+    if (row >= rows) continue;
+    const float rs = 1.0f / sqrtf(r[rr] / static_cast<float>(channels) + eps);
+    if (at.gl == 0) rstd[row] = rs;
+#pragma unroll
+    for (int j = 0; j < L::N; ++j) {
+      const int c0 = at.channel(j);
+      if (c0 >= channels) continue;
+      if (sum) *reinterpret_cast<uint4*>(sum + row * channels + c0) = raw[rr][j];
+      float v[L::V];
+      IO::unpack(raw[rr][j], v);
+#pragma unroll
+      for (int k = 0; k < L::V; ++k) v[k] = (v[k] * rs) * g[j][k];
+      *reinterpret_cast<uint4*>(out + row * channels + c0) = IO::pack(v);
+    }
+  }
+}
+
 template <class L>
 __global__ void __launch_bounds__(kThreads) rmsnorm_forward_rows(typename L::T* out, float* rstd,
                                                                  const typename L::T* x, const float* gains,
@@ -222,36 +265,7 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_forward_rows(typename L::T* 
                          : make_uint4(0u, 0u, 0u, 0u);
       }
     }
-    float r[L::R];
-#pragma unroll
-    for (int rr = 0; rr < L::R; ++rr) {
-      float ss = 0.0f;
-#pragma unroll
-      for (int j = 0; j < L::N; ++j) {
-        float v[L::V];
-        IO::unpack(raw[rr][j], v);
-#pragma unroll
-        for (int k = 0; k < L::V; ++k) ss += v[k] * v[k];
-      }
-      r[rr] = group_sum<L::G>(ss);
-    }
-#pragma unroll
-    for (int rr = 0; rr < L::R; ++rr) {
-      const int64_t row = base + rr * L::kGroupsPerWarp + at.gi;
-      if (row >= rows) continue;
-      const float rs = 1.0f / sqrtf(r[rr] / static_cast<float>(channels) + eps);
-      if (at.gl == 0) rstd[row] = rs;
-#pragma unroll
-      for (int j = 0; j < L::N; ++j) {
-        const int c0 = at.channel(j);
-        if (c0 >= channels) continue;
-        float v[L::V];
-        IO::unpack(raw[rr][j], v);
-#pragma unroll
-        for (int k = 0; k < L::V; ++k) v[k] = (v[k] * rs) * g[j][k];
-        *reinterpret_cast<uint4*>(out + row * channels + c0) = IO::pack(v);
-      }
-    }
+    normalize_rows<L>(nullptr, out, rstd, raw, g, at, base, rows, channels, eps);
   }
 }
 
@@ -300,37 +314,7 @@ __global__ void __launch_bounds__(kThreads) residual_rmsnorm_forward_rows(
         raw_a[rr][j] = IO::pack(va);
       }
     }
-    float r[L::R];
-#pragma unroll
-    for (int rr = 0; rr < L::R; ++rr) {
-      float ss = 0.0f;
-#pragma unroll
-      for (int j = 0; j < L::N; ++j) {
-        float v[L::V];
-        IO::unpack(raw_a[rr][j], v);
-#pragma unroll
-        for (int k = 0; k < L::V; ++k) ss += v[k] * v[k];
-      }
-      r[rr] = group_sum<L::G>(ss);
-    }
-#pragma unroll
-    for (int rr = 0; rr < L::R; ++rr) {
-      const int64_t row = base + rr * L::kGroupsPerWarp + at.gi;
-      if (row >= rows) continue;
-      const float rs = 1.0f / sqrtf(r[rr] / static_cast<float>(channels) + eps);
-      if (at.gl == 0) rstd[row] = rs;
-#pragma unroll
-      for (int j = 0; j < L::N; ++j) {
-        const int c0 = at.channel(j);
-        if (c0 >= channels) continue;
-        *reinterpret_cast<uint4*>(sum + row * channels + c0) = raw_a[rr][j];
-        float v[L::V];
-        IO::unpack(raw_a[rr][j], v);
-#pragma unroll
-        for (int k = 0; k < L::V; ++k) v[k] = (v[k] * rs) * g[j][k];
-        *reinterpret_cast<uint4*>(out + row * channels + c0) = IO::pack(v);
-      }
-    }
+    normalize_rows<L>(sum, out, rstd, raw_a, g, at, base, rows, channels, eps);
   }
 }
 

@@ -31,32 +31,15 @@
 #include "gemm_epilogue_scope.h"
 #include "model/gpt.h"
 #include "test_ops_common.h"
+#include "cuda_model_test_config.h"
 #include "test_support.h"
 
 namespace speedrun::test {
 namespace {
 
-config::ModelConfig tiny_config() {
-  config::ModelConfig m;
-  m.vocab_size = 300;
-  m.padded_vocab_size = 320;
-  m.n_layer = 2;
-  m.d_model = 128;
-  m.n_head = 2;
-  m.head_dim = 64;
-  m.seq_len = 80;  // more than one 64-row attention tile, not a multiple of it
-  return m;
-}
+config::ModelConfig tiny_config() { return cuda_test_model_config(); }
 
-// Random parameters everywhere (the spec's init zeroes the head, which would zero every
-// trunk gradient): gains near 1, everything else small.
-void randomize(model::Gpt& cpu, std::mt19937_64& rng) {
-  std::uniform_real_distribution<float> small(-0.2f, 0.2f), near_one(0.8f, 1.2f);
-  for (const auto& spec : cpu.layout().params()) {
-    const bool gains = spec.name.find("gains") != std::string::npos;
-    for (int64_t i = 0; i < spec.numel; ++i) cpu.params()[spec.offset + i] = gains ? near_one(rng) : small(rng);
-  }
-}
+void randomize(model::Gpt& cpu, std::mt19937_64& rng) { fill_random_parameters(cpu.layout(), cpu.params(), rng); }
 
 // Copies the CPU model's parameters to the GPU model and tells it (its bf16 copies).
 void copy_params(model::Gpt& gpu, model::Gpt& cpu) {

@@ -22,31 +22,18 @@
 #include "model/weight_copies.h"
 #include "optim/capture_fan_out.h"
 #include "optim/optimizer.h"
+#include "cuda_model_test_config.h"
 #include "test_support.h"
 
 namespace speedrun::test {
 namespace {
 
-config::ModelConfig tiny_config() {
-  config::ModelConfig m;
-  m.vocab_size = 300;
-  m.padded_vocab_size = 320;
-  m.n_layer = 2;
-  m.d_model = 128;
-  m.n_head = 2;
-  m.head_dim = 64;
-  m.seq_len = 80;  // not a multiple of the 64-row attention tile
-  return m;
-}
+config::ModelConfig tiny_config() { return cuda_test_model_config(); }
 
 // Random parameters, written to the device model (the spec's init zeroes the head).
 void randomize(model::Gpt& gpu, std::mt19937_64& rng) {
-  std::uniform_real_distribution<float> small(-0.2f, 0.2f), near_one(0.8f, 1.2f);
   std::vector<float> host(static_cast<size_t>(gpu.layout().total_numel()));
-  for (const auto& spec : gpu.layout().params()) {
-    const bool gains = spec.name.find("gains") != std::string::npos;
-    for (int64_t i = 0; i < spec.numel; ++i) host[spec.offset + i] = gains ? near_one(rng) : small(rng);
-  }
+  fill_random_parameters(gpu.layout(), host.data(), rng);
   device_copy(gpu.params(), host.data(), host.size() * sizeof(float));
   gpu.weights_changed();
 }
